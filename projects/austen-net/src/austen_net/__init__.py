@@ -1,0 +1,1 @@
+"""A decoder-only transformer trained on Jane Austen's eight works."""

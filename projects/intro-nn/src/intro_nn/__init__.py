@@ -1,0 +1,1 @@
+"""Neural networks from scikit-learn to PyTorch: LendingClub loans and MNIST."""

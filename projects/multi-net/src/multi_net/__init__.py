@@ -1,0 +1,1 @@
+"""Multi-modal video search and recommendation on MSR-VTT."""

@@ -1,0 +1,107 @@
+"""Checkpoints: everything needed to resume exactly, written atomically, tagged with the project."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shared.atomic import atomic_path
+from shared.config import UserError
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], *, project: str) -> Path:
+    """Write ``payload`` (plus the project tag) to ``path`` atomically."""
+    path = Path(path)
+    data = {"project": project, "format_version": FORMAT_VERSION, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, *, project: str, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint written by ``project``; anything else is a clear user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__})"
+        ) from exc
+    if not isinstance(data, dict) or "project" not in data:
+        raise UserError(f"{path} is not a checkpoint of this portfolio (no project tag)")
+    if data["project"] != project:
+        raise UserError(
+            f"{path} is a checkpoint of {data['project']!r}, not {project!r}: "
+            f"pass a checkpoint written by '{project} train'"
+        )
+    return data
+
+
+class CheckpointManager:
+    """Keeps ``last.pt`` (every save) and ``best.pt`` (when the watched metric improves)."""
+
+    def __init__(self, directory: str | Path, *, project: str, mode: str = "min") -> None:
+        if mode not in ("min", "max"):
+            raise ValueError("mode must be 'min' or 'max'")
+        self.directory = Path(directory)
+        self.project = project
+        self.mode = mode
+        self.best: float | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+    def is_better(self, metric: float) -> bool:
+        if self.best is None:
+            return True
+        return metric < self.best if self.mode == "min" else metric > self.best
+
+    def save(self, payload: dict[str, Any], metric: float | None = None) -> bool:
+        """Save ``last.pt``; also ``best.pt`` if ``metric`` improved. Returns whether it did."""
+        improved = metric is not None and self.is_better(metric)
+        if improved:
+            self.best = metric
+        payload = {**payload, "best_metric": self.best}
+        save_checkpoint(self.last_path, payload, project=self.project)
+        if improved:
+            save_checkpoint(self.best_path, payload, project=self.project)
+        return improved
+
+
+def find_latest(runs_root: str | Path) -> Path | None:
+    """The newest ``checkpoints/last.pt`` under ``runs_root`` (by modification time)."""
+    candidates = list(Path(runs_root).glob("*/checkpoints/last.pt"))
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def resolve_resume(resume: str | None, *, out: Path | None, runs_root: Path) -> Path | None:
+    """Turn ``--resume PATH|latest`` into a checkpoint path (None when not resuming)."""
+    if resume is None:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if path.is_dir():
+            path = path / "checkpoints" / "last.pt"
+        if not path.is_file():
+            raise UserError(f"--resume {resume}: no checkpoint at {path}")
+        return path
+    if out is not None and (Path(out) / "checkpoints" / "last.pt").is_file():
+        return Path(out) / "checkpoints" / "last.pt"
+    latest = find_latest(runs_root)
+    if latest is None:
+        raise UserError(f"--resume latest: no checkpoints/last.pt under {runs_root}; train first")
+    return latest

@@ -1,0 +1,67 @@
+import os
+
+import pytest
+import torch
+
+from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume, save_checkpoint
+from shared.config import UserError
+
+
+def test_save_and_load(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(3)}, project="a")
+    data = load_checkpoint(path, project="a")
+    assert torch.equal(data["w"], torch.arange(3))
+
+
+def test_checkpoint_of_another_project_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.zeros(1)}, project="audio-net")
+    with pytest.raises(UserError, match="'audio-net', not 'austen-net'"):
+        load_checkpoint(path, project="austen-net")
+
+
+def test_garbage_file_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(UserError, match="not a readable"):
+        load_checkpoint(bad, project="a")
+
+
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "last.pt", {"v": torch.tensor(1)}, project="a")
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")  # some bytes reach the disk, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"v": torch.tensor(2)}, project="a")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(path, project="a")["v"].item() == 1
+    assert os.listdir(tmp_path) == ["last.pt"]  # no temporary file left behind
+
+
+def test_manager_keeps_last_and_best(tmp_path):
+    mgr = CheckpointManager(tmp_path, project="a", mode="min")
+    assert mgr.save({"v": 1}, metric=2.0)
+    assert not mgr.save({"v": 2}, metric=3.0)
+    assert mgr.save({"v": 3}, metric=1.0)
+    mgr.save({"v": 4})
+    assert load_checkpoint(mgr.best_path, project="a")["v"] == 3
+    assert load_checkpoint(mgr.last_path, project="a")["v"] == 4
+
+
+def test_resolve_resume_latest(tmp_path):
+    root = tmp_path / "runs"
+    with pytest.raises(UserError, match="no checkpoints"):
+        resolve_resume("latest", out=None, runs_root=root)
+    for name in ("old", "new"):
+        save_checkpoint(root / name / "checkpoints" / "last.pt", {}, project="a")
+    os.utime(root / "old" / "checkpoints" / "last.pt", (1, 1))
+    assert resolve_resume("latest", out=None, runs_root=root).parts[-3] == "new"
+    assert resolve_resume(str(root / "old"), out=None, runs_root=root).parts[-3] == "old"
+    assert resolve_resume(None, out=None, runs_root=root) is None
+    with pytest.raises(UserError):
+        resolve_resume(str(tmp_path / "nope.pt"), out=None, runs_root=root)

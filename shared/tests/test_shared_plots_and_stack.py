@@ -1,0 +1,49 @@
+import numpy as np
+import torch
+
+from shared.plots import (
+    LivePlot,
+    confusion_matrix_figure,
+    image_grid,
+    label_colors,
+    spectrogram_grid,
+    true_pred_titles,
+)
+
+PNG = b"\x89PNG"
+
+
+def test_figures_are_pngs(tmp_path):
+    true, pred = [0, 1, 2, 1], [0, 2, 2, 1]
+    titles = true_pred_titles(true, pred, ["a", "b", "c"])
+    colors = label_colors(true, pred)
+    assert colors[1] != colors[0]
+    paths = [
+        image_grid(np.random.rand(4, 28, 28), tmp_path / "g.png", titles=titles, colors=colors),
+        spectrogram_grid(np.random.rand(4, 64, 100), tmp_path / "s.png", titles=titles),
+        confusion_matrix_figure(np.array([[5, 1], [2, 7]]), ["x", "y"], tmp_path / "cm.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:4] == PNG
+
+
+def test_live_plot_rewrites_every_n(tmp_path):
+    plot = LivePlot(tmp_path / "live.png", every=2)
+    plot.update(1, train_loss=1.0)
+    assert not plot.path.exists()
+    plot.update(2, train_loss=0.8, val_loss=0.9, val_acc=0.5)
+    assert plot.path.read_bytes()[:4] == PNG
+
+
+def test_torch_trio_works_together():
+    import torchaudio
+    import torchvision
+
+    assert torch.__version__.startswith("2.11")
+    assert torchaudio.__version__.startswith("2.11")
+    assert torchvision.__version__.startswith("0.26")
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=22050, n_fft=1024, hop_length=512, n_mels=64
+    )
+    spec = mel(torch.randn(1, 22050))
+    assert spec.shape == (1, 64, 44) and torch.isfinite(spec).all()
