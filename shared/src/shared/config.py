@@ -89,6 +89,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         if not positional:
             kwargs["dest"] = f.name
             kwargs["default"] = default
+        elif default is not None and not isinstance(default, list):
+            kwargs["nargs"] = "?"
+            kwargs["default"] = default
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:

@@ -1,0 +1,71 @@
+"""The two MNIST networks: a fully connected MLP and a small convolutional net."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+class MLP(nn.Module):
+    """784 -> widths... -> 10, each hidden layer Linear, BatchNorm, ReLU, Dropout."""
+
+    def __init__(self, widths: Sequence[int] = (512, 256), dropout: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        fan_in = 28 * 28
+        for width in widths:
+            layers += [
+                nn.Linear(fan_in, width),
+                nn.BatchNorm1d(width),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+            ]
+            fan_in = width
+        layers.append(nn.Linear(fan_in, 10))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+class CNN(nn.Module):
+    """Three conv blocks (28 -> 14 -> 7) with max-pooling, then a small classifier head."""
+
+    def __init__(self, channels: Sequence[int] = (32, 64, 64), dropout: float = 0.2) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.features = nn.Sequential(
+            conv_block(1, c1),
+            nn.MaxPool2d(2),
+            conv_block(c1, c2),
+            nn.MaxPool2d(2),
+            conv_block(c2, c3),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c3 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def build_model(
+    name: str, widths: Sequence[int], channels: Sequence[int], dropout: float
+) -> nn.Module:
+    if name == "mlp":
+        return MLP(widths, dropout)
+    if name == "cnn":
+        return CNN(channels, dropout)
+    raise ValueError(f"unknown model {name!r}")

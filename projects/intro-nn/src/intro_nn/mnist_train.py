@@ -1,0 +1,250 @@
+"""MNIST with PyTorch: the whole data set lives on the device, batches are sliced there.
+
+``train_mnist`` trains the MLP or the CNN with the shared ``Trainer``/``fit`` (OneCycle, AdamW,
+on-device augmentation, exact resume), then reports held-out test accuracy, fits scikit-learn's
+MLPClassifier on the same split for comparison, and draws the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix
+from sklearn.neural_network import MLPClassifier
+
+from intro_nn.augment import random_affine
+from intro_nn.config import TrainConfig
+from intro_nn.mnist_data import Digits, load_digits
+from intro_nn.mnist_models import build_model
+from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
+from shared.config import UserError, to_jsonable
+from shared.device import make_generator, seed_everything, select_device
+from shared.plots import (
+    LivePlot,
+    confusion_matrix_figure,
+    image_grid,
+    label_colors,
+    true_pred_titles,
+)
+from shared.progress import info
+from shared.runs import Run, runs_root
+from shared.schedules import one_cycle
+from shared.training import Trainer, fit
+
+PROJECT = "intro-nn"
+MEAN, STD = 0.1307, 0.3081
+DIGITS = [str(d) for d in range(10)]
+
+
+@dataclass
+class DeviceSplit:
+    """Images as float [0, 1] (N, 1, 28, 28) and labels, both already on the device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def of(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> DeviceSplit:
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(device).float().div_(255).unsqueeze(1)
+        return cls(x, torch.from_numpy(labels).to(device))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x - MEAN) / STD
+
+
+def validation_split(digits: Digits, fraction: float, seed: int):
+    """Carve a stratified validation set out of the training digits (the test set stays unseen)."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(
+        digits.train_images,
+        digits.train_labels,
+        test_size=fraction,
+        stratify=digits.train_labels,
+        random_state=seed,
+    )
+
+
+class OnDeviceBatches:
+    """Step -> micro-batch list. Epoch order and augmentation are functions of (seed, step)."""
+
+    def __init__(self, data: DeviceSplit, batch_size: int, seed: int, augment: bool) -> None:
+        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        self.steps_per_epoch = max(1, len(data) // batch_size)  # drop the ragged last batch
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int):
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = make_generator(self.seed, epoch)
+            self._perm = torch.randperm(len(self.data), generator=g).to(self.data.x.device)
+            self._epoch = epoch
+        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+        x = self.data.x[idx]
+        if self.augment:
+            x = random_affine(x, make_generator(self.seed, 1_000_000 + step))
+        return [(normalize(x), self.data.y[idx])]
+
+
+def loss_fn(model, batch):
+    x, y = batch
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=0.05)
+    return loss, {"acc": (logits.argmax(1) == y).float().mean()}
+
+
+@torch.no_grad()
+def predict_logits(model, data: DeviceSplit, batch_size: int = 2048) -> torch.Tensor:
+    model.eval()
+    return torch.cat(
+        [model(normalize(data.x[i : i + batch_size])) for i in range(0, len(data), batch_size)]
+    )
+
+
+def evaluate_split(model, data: DeviceSplit) -> dict[str, float]:
+    logits = predict_logits(model, data).float()
+    return {
+        "loss": float(F.cross_entropy(logits, data.y)),
+        "acc": float((logits.argmax(1) == data.y).float().mean()),
+    }
+
+
+def sklearn_mlp_accuracy(
+    digits_train, labels_train, test: Digits, seed: int
+) -> tuple[float, float]:
+    """scikit-learn's MLPClassifier on the same training digits, scored on the same test digits."""
+    t0 = time.perf_counter()
+    clf = MLPClassifier(
+        hidden_layer_sizes=(256,),
+        alpha=1e-3,
+        batch_size=128,
+        max_iter=30,
+        early_stopping=True,
+        n_iter_no_change=5,
+        random_state=seed,
+    )
+    clf.fit(digits_train.reshape(len(digits_train), -1) / 255.0, labels_train)
+    acc = clf.score(test.test_images.reshape(len(test.test_images), -1) / 255.0, test.test_labels)
+    return float(acc), time.perf_counter() - t0
+
+
+def draw_figures(run: Run, model, digits: Digits, test: DeviceSplit, logits: torch.Tensor) -> None:
+    image_grid(
+        digits.train_images[:32],
+        run.figure("digits_batch.png"),
+        titles=[f"label {y}" for y in digits.train_labels[:32]],
+        suptitle="training digits",
+    )
+    pred = logits.argmax(1).cpu().numpy()
+    true = test.y.cpu().numpy()
+    confusion_matrix_figure(
+        confusion_matrix(true, pred, labels=range(10)),
+        DIGITS,
+        run.figure("confusion_matrix.png"),
+        title="MNIST test confusion matrix",
+    )
+    wrong = np.flatnonzero(pred != true)[:32]
+    if len(wrong):
+        image_grid(
+            digits.test_images[wrong],
+            run.figure("misclassified.png"),
+            titles=true_pred_titles(true[wrong], pred[wrong], DIGITS),
+            colors=label_colors(true[wrong], pred[wrong]),
+            suptitle=f"{len(np.flatnonzero(pred != true))} misclassified test digits (first 32)",
+        )
+
+
+def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
+    digits = load_digits(cfg.data_dir, seed=cfg.seed, allow_download=cfg.download, quiet=cfg.quiet)
+    info(f"data: {digits.source}", cfg.quiet)
+    xtr, xval, ytr, yval = validation_split(digits, cfg.val_fraction, cfg.seed)
+    train, val = DeviceSplit.of(xtr, ytr, device), DeviceSplit.of(xval, yval, device)
+    test = DeviceSplit.of(digits.test_images, digits.test_labels, device)
+    info(
+        f"mnist: {len(train)} train / {len(val)} validation / {len(test)} test digits on {device}",
+        cfg.quiet,
+    )
+
+    run = run or Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
+    model = build_model(cfg.model, cfg.hidden, cfg.channels, cfg.dropout)
+    batches = OnDeviceBatches(train, cfg.batch_size, cfg.seed, cfg.augment)
+    total_steps = cfg.epochs * batches.steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainer = Trainer(
+        model,
+        optimizer,
+        one_cycle(optimizer, cfg.lr, total_steps),
+        device=device,
+        precision=cfg.precision,
+        compile=cfg.compile,
+    )
+    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, project=PROJECT, map_location=device)
+        before = state.get("config", {})
+        for key in ("model", "epochs", "batch_size", "hidden", "channels"):
+            if key in before and before[key] != to_jsonable(getattr(cfg, key)):
+                raise UserError(
+                    f"{resume_path} was trained with --{key.replace('_', '-')} {before[key]}, not "
+                    f"{getattr(cfg, key)}: resume with the same settings (the OneCycle schedule "
+                    "is laid out for the whole run)"
+                )
+        trainer.load_state_dict(state)
+        ckpt.best = state.get("best_metric")
+        run.metrics.truncate_after("step", trainer.step)
+        info(f"resumed from {resume_path} at step {trainer.step}", cfg.quiet)
+
+    def evaluate(tr: Trainer) -> dict[str, float]:
+        with tr.autocast():
+            m = evaluate_split(tr.forward, val)
+        return {"val_loss": m["loss"], "val_acc": m["acc"]}
+
+    plot = LivePlot(run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}")
+    result = fit(
+        trainer,
+        batches,
+        loss_fn,
+        max_steps=total_steps,
+        run=run,
+        evaluate=evaluate,
+        eval_every=batches.steps_per_epoch,
+        log_every=max(1, batches.steps_per_epoch // 5),
+        checkpoints=ckpt,
+        checkpoint_extra=lambda: {"config": cfg.as_checkpoint_dict()},
+        plot=plot,
+        max_minutes=cfg.max_minutes,
+        quiet=cfg.quiet,
+        steps_per_epoch=batches.steps_per_epoch,
+    )
+    with trainer.autocast():
+        logits = predict_logits(trainer.forward, test).float()
+    test_acc = float((logits.argmax(1) == test.y).float().mean())
+    draw_figures(run, model, digits, test, logits)
+    sk_acc, sk_seconds = (
+        sklearn_mlp_accuracy(xtr, ytr, digits, cfg.seed) if cfg.sklearn else (None, None)
+    )
+    return {
+        "model": cfg.model,
+        "data": digits.source,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test),
+        "device": str(device),
+        "test_accuracy": round(test_acc, 4),
+        "val_accuracy": round(result.get("val_acc", float("nan")), 4),
+        "epochs": trainer.epoch,
+        "train_seconds": result["train_seconds"],
+        "sklearn_mlp_test_accuracy": None if sk_acc is None else round(sk_acc, 4),
+        "sklearn_mlp_seconds": None if sk_seconds is None else round(sk_seconds, 2),
+    }
