@@ -110,3 +110,10 @@ def test_fp16_scaler_only_for_fp16():
         precision="bf16",
     )
     assert t.precision == "bf16" and not t.scaler.is_enabled()
+    t = Trainer(
+        nn.Linear(2, 2),
+        torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1),
+        device=torch.device("cpu"),
+        precision="auto",
+    )
+    assert t.precision == "fp32"

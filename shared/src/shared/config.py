@@ -51,8 +51,9 @@ class RunConfig:
     )
     seed: int = arg(0, "random seed for python, numpy, torch and data order")
     out: Path | None = arg(None, "run folder (default: runs/<project>/<YYYYmmdd-HHMMSS>)")
-    precision: Literal["fp32", "bf16", "fp16"] = arg(
-        "fp32", "autocast precision; bf16 falls back to fp16 on GPUs without bf16"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = arg(
+        "auto",
+        "autocast precision; auto is bf16 on CUDA (fp16 on GPUs without bf16) and fp32 elsewhere",
     )
     compile: bool = arg(False, "torch.compile the model")
     resume: str | None = arg(None, "checkpoint path, or 'latest' for the newest run's last.pt")

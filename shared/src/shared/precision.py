@@ -11,7 +11,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """bf16 on a CUDA GPU without bf16 (pre-Ampere) becomes fp16; fp16 on CPU becomes bf16."""
+    """``auto`` is bf16 on CUDA and fp32 elsewhere; bf16 on a CUDA GPU without bf16 (pre-Ampere)
+    becomes fp16; fp16 on CPU becomes bf16."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
     if precision not in DTYPES:
         raise ValueError(f"unknown precision {precision!r}")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -4,25 +4,80 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.config import Command, not_built, run_cli
+from austen_net.config import BenchConfig, DataConfig, EvaluateConfig, GenerateConfig, TrainConfig
+from shared.config import Command, UserError, run_cli
 
 PROG = "austen-net"
 DESCRIPTION = "A decoder-only transformer trained on Jane Austen's eight works."
 
+
+def train(cfg: TrainConfig) -> int:
+    from austen_net.train import train_austen
+
+    run, summary = train_austen(cfg)
+    run.finish(summary)
+    return 0
+
+
+def evaluate(cfg: EvaluateConfig) -> int:
+    from austen_net.corpus import decode_bytes, load_corpus, split_corpus, strip_gutenberg
+    from austen_net.train import PROJECT, bpc_of_texts, load_model
+    from shared.device import select_device
+    from shared.runs import Run
+
+    if cfg.checkpoint is None:
+        raise UserError("evaluate needs --checkpoint PATH")
+    device = select_device(cfg.device)
+    model, tok, state = load_model(cfg.checkpoint, device)
+    if cfg.text:
+        texts = []
+        for path in cfg.text:
+            if not path.is_file():
+                raise UserError(f"--text {path}: no such file")
+            texts.append(strip_gutenberg(decode_bytes(path.read_bytes(), str(path))))
+        source = [str(p) for p in cfg.text]
+    else:
+        trained = state.get("config", {})
+        works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
+        split = split_corpus(
+            works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))
+        )
+        texts, source = split.val, "validation split"
+    result = bpc_of_texts(model, tok, texts, cfg.batch_size, device, cfg.precision)
+    run = Run(PROJECT, cfg.out, cfg)
+    run.finish(
+        {"checkpoint": str(cfg.checkpoint), "source": source, "step": int(state["step"]), **result}
+    )
+    return 0
+
+
+def generate(cfg: GenerateConfig) -> int:
+    from austen_net.generate import generate as run_generate
+
+    return run_generate(cfg)
+
+
+def bench(cfg: BenchConfig) -> int:
+    from austen_net.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data(cfg: DataConfig) -> int:
+    from austen_net.corpus import load_corpus
+
+    load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
+    return 0
+
+
 COMMANDS = {
-    "train": Command(
-        None, not_built(PROG, "train", 3), "train the transformer on the Austen corpus"
-    ),
+    "train": Command(TrainConfig, train, "train the transformer on the Austen corpus"),
     "evaluate": Command(
-        None,
-        not_built(PROG, "evaluate", 3),
-        "bits per character on the validation split or given texts",
+        EvaluateConfig, evaluate, "bits per character on the validation split or given texts"
     ),
-    "generate": Command(None, not_built(PROG, "generate", 3), "stream text in Austen's style"),
-    "bench": Command(
-        None, not_built(PROG, "bench", 3), "training and generation throughput as JSON"
-    ),
-    "data": Command(None, not_built(PROG, "data", 3), "download or check the corpus"),
+    "generate": Command(GenerateConfig, generate, "stream text in Austen's style"),
+    "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
+    "data": Command(DataConfig, data, "download or check the corpus"),
 }
 
 

@@ -1,0 +1,107 @@
+"""``austen-net bench``: training tokens/s and MFU, and generation tokens/s with and without the KV cache."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from austen_net.config import BenchConfig
+from austen_net.data import lm_loss
+from austen_net.model import GPT, PRESETS, GPTConfig
+from shared.device import device_name, seed_everything, select_device
+from shared.runs import Run
+from shared.training import Trainer
+
+# Dense bf16 tensor-core peaks (FLOP/s) for MFU.
+BF16_PEAK = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10": 125e12,
+    "4090": 165e12,
+    "3090": 71e12,
+}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK.items() if k in name), None)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
+    opt = model.configure_optimizers(1e-4, 0.1, device_type=device.type)
+    trainer = Trainer(
+        model, opt, device=device, precision=cfg.precision, clip_grad=1.0, compile=cfg.compile
+    )
+    block = model.cfg.block_size
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, model.cfg.vocab_size, (cfg.batch_size, block + 1), generator=g).to(device)
+    batch = [(x[:, :-1], x[:, 1:])]
+    for _ in range(3 if device.type == "cuda" else 1):  # warm-up (and compilation)
+        trainer.train_step(batch, lm_loss)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batch, lm_loss)
+    sync(device)
+    return steps * cfg.batch_size * block / (time.perf_counter() - t0)
+
+
+def time_generation(model: GPT, device, new_tokens: int, use_cache: bool, precision: str) -> float:
+    from shared.precision import autocast, resolve_precision
+
+    idx = torch.zeros((1, 1), dtype=torch.long, device=device)
+    ctx = autocast(device, resolve_precision(precision, device))
+    with ctx:
+        for _ in model.generate(idx, 8, temperature=0, use_cache=use_cache):  # warm-up
+            pass
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in model.generate(idx, new_tokens, temperature=0, use_cache=use_cache):
+            pass
+        sync(device)
+    return new_tokens / (time.perf_counter() - t0)
+
+
+def run_bench(cfg: BenchConfig) -> int:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, **PRESETS[cfg.preset])
+    model = GPT(gpt_cfg).to(device)
+    steps = cfg.train_steps or (20 if device.type == "cuda" else 3)
+    run = Run("austen-net", cfg.out, cfg)
+    train_tps = time_training(model, cfg, device, steps)
+    peak = peak_flops(device)
+    mfu = train_tps * model.flops_per_token() / peak if peak else None
+    gen_model = GPT(gpt_cfg).to(device).eval()
+    cached = time_generation(gen_model, device, cfg.new_tokens, True, cfg.precision)
+    uncached = time_generation(gen_model, device, cfg.new_tokens, False, cfg.precision)
+    run.finish(
+        {
+            "device": device_name(device),
+            "preset": cfg.preset,
+            "params_m": round(model.num_params() / 1e6, 2),
+            "vocab_size": cfg.vocab_size,
+            "batch_size": cfg.batch_size,
+            "context": gpt_cfg.block_size,
+            "precision": cfg.precision,
+            "compile": cfg.compile,
+            "train_steps_timed": steps,
+            "train_tokens_per_s": round(train_tps),
+            "mfu": None if mfu is None else round(mfu, 4),
+            "generate_new_tokens": cfg.new_tokens,
+            "generate_tokens_per_s_kv_cache": round(cached, 1),
+            "generate_tokens_per_s_no_cache": round(uncached, 1),
+            "kv_cache_speedup": round(cached / uncached, 2),
+        }
+    )
+    return 0

@@ -1,0 +1,105 @@
+"""austen-net's command configurations (each field is a CLI flag)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from shared.config import RunConfig, UserError, arg
+
+
+@dataclass
+class CorpusOptions:
+    corpus_dir: Path | None = arg(
+        None, "folder of local Gutenberg files (pg<id>.txt or <id>-<slug>.txt)"
+    )
+    download: bool = arg(True, "download missing works from Project Gutenberg")
+
+
+@dataclass
+class TrainConfig(RunConfig, CorpusOptions):
+    preset: Literal["default", "seed", "tiny"] = arg("default", "model size preset")
+    tokenizer: Literal["bpe", "char"] = arg("bpe", "sentencepiece BPE or characters")
+    vocab_size: int = arg(8192, "BPE vocabulary size")
+    holdout_works: tuple[int, ...] = arg(
+        (), "Gutenberg ids moved whole out of training into validation"
+    )
+    val_fraction: float = arg(0.1, "share of each work (its end) used for validation")
+    max_steps: int = arg(3000, "optimizer steps")
+    max_minutes: float | None = arg(
+        None, "stop after this many minutes (evaluates and saves first)"
+    )
+    batch_size: int = arg(64, "sequences per micro-batch")
+    grad_accum: int = arg(1, "micro-batches per optimizer step")
+    lr: float = arg(1e-3, "peak learning rate (AdamW)")
+    min_lr_ratio: float = arg(0.1, "final learning rate as a share of the peak (cosine)")
+    warmup_steps: int = arg(100, "linear warmup steps")
+    weight_decay: float = arg(0.1, "AdamW weight decay on matrices")
+    clip_grad: float = arg(1.0, "gradient-norm clip (0: off)")
+    eval_every: int = arg(250, "evaluate on the whole validation split every N steps")
+    log_every: int = arg(20, "log training loss every N steps")
+    n_layer: int | None = arg(None, "override the preset's layers")
+    n_head: int | None = arg(None, "override the preset's heads")
+    n_embd: int | None = arg(None, "override the preset's width")
+    block_size: int | None = arg(None, "override the preset's context length")
+    dropout: float | None = arg(None, "override the preset's dropout")
+    pos: Literal["rope", "learned"] = arg("rope", "position encoding")
+    norm: Literal["rmsnorm", "layernorm"] = arg("rmsnorm", "normalisation layer")
+    mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
+
+    def __post_init__(self) -> None:
+        positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.tokenizer == "bpe" and not 260 <= self.vocab_size <= 65536:
+            raise UserError("--vocab-size must be between 260 and 65536")
+        if not 0 < self.val_fraction < 0.5:
+            raise UserError("--val-fraction must be between 0 and 0.5")
+        if self.lr <= 0:
+            raise UserError("--lr must be positive")
+
+
+@dataclass
+class EvaluateConfig(RunConfig, CorpusOptions):
+    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'")
+    text: list[Path] = arg(
+        default_factory=list, help="text files to score instead of the validation split"
+    )
+    batch_size: int = arg(32, "windows per forward pass")
+
+
+@dataclass
+class GenerateConfig:
+    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'")
+    prompt: str = arg("", "text to continue (empty: start a new paragraph)")
+    max_new_tokens: int = arg(500, "tokens to generate per sample")
+    temperature: float = arg(0.8, "sampling temperature; 0 is greedy")
+    top_k: int | None = arg(200, "sample among the k most likely tokens")
+    top_p: float | None = arg(None, "nucleus sampling: the smallest set with this probability")
+    seed: int | None = arg(None, "sampling seed (default: random)")
+    num_samples: int = arg(1, "independent samples, one after the other")
+    infinite: bool = arg(False, "keep writing until interrupted (Ctrl-C), sliding the context")
+    no_cache: bool = arg(
+        False, "recompute the whole context for every token (slow; for comparison)"
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
+
+
+@dataclass
+class BenchConfig(RunConfig):
+    preset: Literal["seed", "default", "tiny"] = arg("seed", "model preset to time")
+    vocab_size: int = arg(8192, "vocabulary size of the timed model")
+    batch_size: int = arg(64, "training batch size")
+    train_steps: int | None = arg(None, "timed training steps (default: 20 on CUDA, 3 on CPU)")
+    new_tokens: int = arg(512, "generated tokens per generation timing")
+
+
+@dataclass
+class DataConfig(CorpusOptions):
+    action: Literal["download", "check"] = arg(
+        "download", "download the works, or check them", positional=True
+    )
+    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
+    quiet: bool = arg(False, "no progress bars")

@@ -1,0 +1,199 @@
+"""The Austen corpus: the eight works from Project Gutenberg, stripped of boilerplate, split.
+
+Text keeps its paragraphs and line breaks: nothing here deletes a newline (the original cleaner did,
+and glued words together: "wasalmost"). Validation is the last 10% of each work, cut at a paragraph
+boundary, so every work is represented and no validation text is seen in training.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.atomic import write_json
+from shared.config import UserError
+from shared.download import data_root, fetch, file_sha256
+from shared.progress import info, warn
+
+# Gutenberg id -> (title, slug)
+WORKS: dict[int, tuple[str, str]] = {
+    1342: ("Pride and Prejudice", "pride-and-prejudice"),
+    158: ("Emma", "emma"),
+    105: ("Persuasion", "persuasion"),
+    161: ("Sense and Sensibility", "sense-and-sensibility"),
+    141: ("Mansfield Park", "mansfield-park"),
+    121: ("Northanger Abbey", "northanger-abbey"),
+    946: ("Lady Susan", "lady-susan"),
+    1212: ("Love and Freindship", "love-and-freindship"),
+}
+
+
+def gutenberg_urls(work_id: int) -> list[str]:
+    return [
+        f"https://www.gutenberg.org/cache/epub/{work_id}/pg{work_id}.txt",
+        f"https://www.gutenberg.org/ebooks/{work_id}.txt.utf-8",
+        f"https://gutenberg.pglaf.org/cache/epub/{work_id}/pg{work_id}.txt",
+    ]
+
+
+@dataclass
+class Work:
+    work_id: int
+    title: str
+    text: str  # stripped of Gutenberg boilerplate, LF line ends
+
+
+# --- reading and stripping -------------------------------------------------------------------
+
+START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)
+END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.I | re.M)
+# Older files: a closing line before the licence instead of (or besides) the *** END marker.
+OLD_END = re.compile(r"^\s*End of (?:the |this )?Project Gutenberg'?s? .*$", re.I | re.M)
+OLD_START = re.compile(r"^\*END\*THE SMALL PRINT!.*$", re.M)
+
+
+def decode_bytes(raw: bytes, name: str = "text") -> str:
+    """UTF-8 (a BOM is dropped); otherwise cp1252 with a warning. CRLF and CR become LF."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        warn(f"{name} is not valid UTF-8: reading it as cp1252")
+        text = raw.decode("cp1252", errors="replace")
+    if "\x00" in text:
+        raise UserError(f"{name} is not a text file (it holds NUL bytes)")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def strip_gutenberg(text: str) -> str:
+    """The body between the START and END markers (old and new headers, licence footer removed)."""
+    start = START.search(text) or OLD_START.search(text)
+    if start:
+        text = text[start.end() :]
+    elif text.lstrip().startswith("Title:"):
+        # New-style header without a marker: metadata lines up to the first blank-line gap.
+        parts = text.split("\n\n\n", 1)
+        text = parts[1] if len(parts) == 2 else text
+    end = END.search(text)
+    if end:
+        text = text[: end.start()]
+    old_end = OLD_END.search(text)
+    if old_end:
+        text = text[: old_end.start()]
+    return text.strip("\n") + "\n"
+
+
+def read_work(path: Path, work_id: int) -> Work:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{path} is empty")
+    text = strip_gutenberg(decode_bytes(raw, str(path)))
+    title = WORKS.get(work_id, (path.stem, ""))[0]
+    return Work(work_id, title, text)
+
+
+# --- finding and downloading -----------------------------------------------------------------
+
+FILE_NAME = re.compile(r"^(?:pg(?P<a>\d+)|(?P<b>\d+)-[\w-]+)\.txt$")
+
+
+def find_local(folder: Path) -> dict[int, Path]:
+    """The Austen works in ``folder``, named ``pg<id>.txt`` or ``<id>-<slug>.txt``."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        m = FILE_NAME.match(path.name)
+        if m and path.is_file():
+            work_id = int(m.group("a") or m.group("b"))
+            if work_id in WORKS:
+                found[work_id] = path
+    return found
+
+
+def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int, Path]:
+    """Download into ``root/austen``; sha256 sums are recorded on first download and checked after."""
+    folder = root / "austen"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums_path = folder / "checksums.json"
+    import json
+
+    sums = json.loads(sums_path.read_text()) if sums_path.is_file() else {}
+    paths = {}
+    for work_id in ids:
+        dest = folder / f"pg{work_id}.txt"
+        paths[work_id] = fetch(gutenberg_urls(work_id), dest, sums.get(str(work_id)), quiet=quiet)
+        if str(work_id) not in sums:
+            sums[str(work_id)] = file_sha256(dest)
+            write_json(sums_path, sums)
+    return paths
+
+
+def load_corpus(
+    corpus_dir: Path | None, data_dir: Path | None, *, quiet: bool = False, download: bool = True
+) -> list[Work]:
+    """Local files from ``--corpus-dir``, else the data root's copies, downloading what is missing."""
+    if corpus_dir is not None:
+        if not corpus_dir.is_dir():
+            raise UserError(f"--corpus-dir {corpus_dir} is not a folder")
+        paths = find_local(corpus_dir)
+        if not paths:
+            raise UserError(
+                f"--corpus-dir {corpus_dir} holds none of the Austen works; expected files named "
+                f"pg<id>.txt or <id>-<slug>.txt with ids {', '.join(map(str, WORKS))}"
+            )
+    else:
+        root = data_root(data_dir)
+        local = find_local(root / "austen") if (root / "austen").is_dir() else {}
+        missing = [i for i in WORKS if i not in local]
+        if missing and download:
+            local.update(download_works(root, missing, quiet))
+        elif missing and not local:
+            raise UserError(f"no Austen texts in {root / 'austen'}: run 'austen-net data download'")
+        paths = local
+    works = [read_work(paths[i], i) for i in WORKS if i in paths]
+    info(f"corpus: {len(works)} works, {sum(len(w.text) for w in works):,} characters", quiet)
+    return works
+
+
+# --- splitting -------------------------------------------------------------------------------
+
+
+def paragraph_cut(text: str, fraction: float) -> int:
+    """The first paragraph boundary at or after ``fraction`` of the text."""
+    target = int(len(text) * fraction)
+    cut = text.find("\n\n", target)
+    return len(text) if cut < 0 else cut + 2
+
+
+@dataclass
+class Split:
+    train: list[str]  # one string per work (or part of a work)
+    val: list[str]
+
+    @property
+    def train_chars(self) -> int:
+        return sum(map(len, self.train))
+
+    @property
+    def val_chars(self) -> int:
+        return sum(map(len, self.val))
+
+
+def split_corpus(
+    works: list[Work], val_fraction: float = 0.1, holdout: tuple[int, ...] = ()
+) -> Split:
+    """Last ``val_fraction`` of each work is validation; held-out works are validation entirely."""
+    unknown = [h for h in holdout if h not in {w.work_id for w in works}]
+    if unknown:
+        raise UserError(f"--holdout-works {unknown}: not in the corpus")
+    train, val = [], []
+    for work in works:
+        if work.work_id in holdout:
+            val.append(work.text)
+            continue
+        cut = paragraph_cut(work.text, 1 - val_fraction)
+        train.append(work.text[:cut])
+        if cut < len(work.text):
+            val.append(work.text[cut:])
+    if not train:
+        raise UserError("every work is held out: nothing is left to train on")
+    return Split(train, val)

@@ -1,0 +1,100 @@
+"""Token streams on the device: random training windows, and whole-split evaluation windows."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from austen_net.tokenizer import Tokenizer
+from shared.device import make_generator
+
+
+def encode_stream(tok: Tokenizer, texts: list[str], device) -> torch.Tensor:
+    ids = [i for text in texts for i in tok.encode(text)]
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+class RandomWindows:
+    """Step -> micro-batches of (x, y) windows at random offsets, a pure function of (seed, step)."""
+
+    def __init__(self, stream: torch.Tensor, block: int, batch: int, accum: int, seed: int) -> None:
+        if len(stream) <= block + 1:
+            raise ValueError(
+                f"the training text has {len(stream)} tokens, fewer than one window of {block}"
+            )
+        self.stream, self.block, self.batch, self.accum, self.seed = (
+            stream,
+            block,
+            batch,
+            accum,
+            seed,
+        )
+        self.offsets = torch.arange(block + 1, device=stream.device)
+
+    def __call__(self, step: int):
+        g = make_generator(self.seed, step)
+        starts = torch.randint(
+            0, len(self.stream) - self.block - 1, (self.accum, self.batch), generator=g
+        )
+        out = []
+        for row in starts.to(self.stream.device):
+            windows = self.stream[row[:, None] + self.offsets]
+            out.append((windows[:, :-1], windows[:, 1:]))
+        return out
+
+
+def lm_loss(model, batch):
+    x, y = batch
+    logits = model(x)
+    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1)), {}
+
+
+@torch.no_grad()
+def total_nll(
+    model, streams: list[torch.Tensor], block: int, batch: int, autocast
+) -> tuple[float, int]:
+    """Summed NLL (nats) and predicted-token count over every stream, in non-overlapping windows.
+
+    Each window sees the full context of its own tokens (no overlap), as the issue specifies; the
+    first token of each stream is context only.
+    """
+    model.eval()
+    nll, count = 0.0, 0
+    full, partial = [], []
+    for s in streams:
+        n = (len(s) - 1) // block
+        if n:
+            full.append(s[: n * block + 1].unfold(0, block + 1, block))
+        rest = s[n * block :]
+        if len(rest) > 1:
+            partial.append(rest)
+    windows = torch.cat(full) if full else None
+    with autocast():
+        if windows is not None:
+            for i in range(0, len(windows), batch):
+                w = windows[i : i + batch]
+                logits = model(w[:, :-1]).float()
+                nll += float(
+                    F.cross_entropy(
+                        logits.reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1), reduction="sum"
+                    )
+                )
+                count += w[:, 1:].numel()
+        for rest in partial:
+            logits = model(rest[None, :-1]).float()
+            nll += float(F.cross_entropy(logits[0], rest[1:], reduction="sum"))
+            count += len(rest) - 1
+    return nll, count
+
+
+def bits_per_char(nll: float, chars: int) -> float:
+    return nll / max(chars, 1) / math.log(2)
+
+
+def predicted_chars(tok: Tokenizer, texts: list[str], streams: list[torch.Tensor]) -> int:
+    """Characters covered by the predicted tokens: all but each stream's first token."""
+    return sum(
+        len(t) - len(tok.decode(s[:1].tolist())) for t, s in zip(texts, streams, strict=True)
+    )

@@ -1,0 +1,79 @@
+"""``austen-net generate``: stream text token by token, forever if asked, KV-cached."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from austen_net.config import GenerateConfig
+from austen_net.tokenizer import Tokenizer
+from austen_net.train import load_model
+from shared.config import UserError
+from shared.device import select_device
+
+
+class StreamDecoder:
+    """Turns tokens into text as they come, holding back bytes of a half-finished character."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        self.tok, self.pending = tok, []
+
+    def push(self, token: int) -> str:
+        self.pending.append(token)
+        text = self.tok.decode(self.pending)
+        if text.endswith("\ufffd") and len(self.pending) < 4 and self.tok.kind == "bpe":
+            return ""  # a multi-byte character split over byte-fallback tokens: wait for the rest
+        self.pending = []
+        return text
+
+
+def generate(cfg: GenerateConfig, out=None) -> int:
+    out = out or sys.stdout
+    if cfg.checkpoint is None:
+        raise UserError(
+            "generate needs --checkpoint PATH (a checkpoint written by 'austen-net train')"
+        )
+    if not cfg.infinite and cfg.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1 (or use --infinite)")
+    if cfg.temperature < 0:
+        raise UserError("--temperature must be >= 0 (0 is greedy)")
+    if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
+        raise UserError("--top-p must be in (0, 1]")
+    if cfg.num_samples < 1:
+        raise UserError("--num-samples must be at least 1")
+    device = select_device(cfg.device)
+    model, tok, _ = load_model(cfg.checkpoint, device)
+    generator = torch.Generator(device="cpu")
+    if cfg.seed is not None:
+        generator.manual_seed(cfg.seed)
+    else:
+        generator.seed()
+    prompt = cfg.prompt.replace("\\n", "\n")
+    ids = tok.encode(prompt) or tok.encode("\n")
+    for sample_index in range(cfg.num_samples):
+        if cfg.num_samples > 1:
+            out.write(f"\n--- sample {sample_index + 1} ---\n")
+        out.write(prompt)
+        out.flush()
+        decoder = StreamDecoder(tok)
+        idx = torch.tensor([ids], dtype=torch.long, device=device)
+        steps = None if cfg.infinite else cfg.max_new_tokens
+        try:
+            for token in model.generate(
+                idx,
+                steps,
+                temperature=cfg.temperature,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                use_cache=not cfg.no_cache,
+                generator=generator,
+            ):
+                out.write(decoder.push(int(token[0])))
+                out.flush()
+        except KeyboardInterrupt:
+            out.write("\n")
+            out.flush()
+            return 0
+        out.write("\n")
+    return 0

@@ -1,0 +1,292 @@
+"""Our decoder-only transformer, in the spirit of nanoGPT's model.py.
+
+One dataclass config; one module per concept: RMSNorm, Rotary, CausalSelfAttention (through
+``F.scaled_dot_product_attention``, with a KV cache for generation), MLP (GELU or SwiGLU), Block
+(pre-norm, residual), GPT (embeddings, blocks, tied head, ``configure_optimizers``, ``generate``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 8192
+    block_size: int = 256  # context length in tokens
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.2
+    bias: bool = False
+    pos: Literal["rope", "learned"] = "rope"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    mlp: Literal["swiglu", "gelu"] = "swiglu"
+    tie_weights: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # the original portfolio's size
+    "seed": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+    # our choice for quality within a few minutes on one H100/H200 (see README)
+    "default": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, dropout=0.25),
+    # tests and CPU smoke runs
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0),
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    return RMSNorm(cfg.n_embd) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding: rotates pairs of query/key channels by position-dependent angles."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
+        angles = torch.outer(torch.arange(max_len).float(), inv_freq)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        # x: (B, H, T, D); rotate (x1, x2) halves
+        t = x.shape[-2]
+        cos = self.cos[start : start + t].to(x.dtype)
+        sin = self.sin[start : start + t].to(x.dtype)
+        x1, x2 = x[..., ::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class KVCache:
+    """Preallocated keys and values per layer: (B, H, block_size, D)."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, device, dtype) -> None:
+        shape = (batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.length = 0  # tokens held
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        end = start + k.shape[-2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int, rotary: Rotary | None) -> None:
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0
+        self.layer, self.n_head, self.dropout = layer, cfg.n_head, cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.proj.residual = True
+        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.rotary = rotary
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
+    ) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, c // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.rotary is not None:
+            q, k = self.rotary(q, start), self.rotary(k, start)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v, start)
+        # A query block starting at position 0 is causal over itself; a single new token (the
+        # KV-cache step) attends to everything cached before it.
+        causal = t > 1
+        if causal and start > 0:
+            raise ValueError("multi-token steps with a KV cache must start at position 0")
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        # SwiGLU uses 2/3 of 4x width in each of its two input projections: same parameter count.
+        hidden = int(8 * cfg.n_embd / 3 / 64 + 0.999) * 64 if self.swiglu else 4 * cfg.n_embd
+        self.up = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
+        self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.down.residual = True
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.swiglu:
+            a, g = h.chunk(2, dim=-1)
+            h = F.silu(g) * a
+        else:
+            h = F.gelu(h)
+        return self.drop(self.down(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int, rotary: Rotary | None) -> None:
+        super().__init__()
+        self.norm1, self.attn = make_norm(cfg), CausalSelfAttention(cfg, layer, rotary)
+        self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
+
+    def forward(self, x, cache=None, start=0):
+        x = x + self.attn(self.norm1(x), cache, start)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        head_dim = cfg.n_embd // cfg.n_head
+        rotary = Rotary(head_dim, cfg.block_size) if cfg.pos == "rope" else None
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i, rotary) for i in range(cfg.n_layer))
+        self.norm = make_norm(cfg)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init)
+        # GPT-2's scaled init: residual projections shrink with depth so the stream stays O(1).
+        for module in self.modules():
+            if getattr(module, "residual", False):
+                nn.init.normal_(module.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.pos_emb is not None:
+            n -= self.pos_emb.weight.numel()
+        return n
+
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, start: int = 0
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T) placed at positions ``start..start+T``."""
+        t = idx.shape[1]
+        if start + t > self.cfg.block_size:
+            raise ValueError(f"{start + t} tokens exceed the context of {self.cfg.block_size}")
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + t, device=idx.device))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, cache, start)
+        return self.head(self.norm(x))
+
+    def configure_optimizers(
+        self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type="cpu"
+    ):
+        """AdamW with weight decay on matrices only (not on norms, biases); fused on CUDA."""
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        decay = [p for p in params.values() if p.dim() >= 2]
+        no_decay = [p for p in params.values() if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward + backward), as in the PaLM/nanoGPT estimate."""
+        c = self.cfg
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int | None,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield new tokens (B,) one at a time; ``max_new_tokens=None`` never stops.
+
+        With the cache each new token costs one position's work. When the context fills, the
+        window slides: the cache is rebuilt from the last half of the context.
+        """
+        self.eval()
+        block = self.cfg.block_size
+        idx = idx[:, -block:]
+        cache, pos = None, 0
+        produced = 0
+        while max_new_tokens is None or produced < max_new_tokens:
+            if use_cache:
+                if cache is None or pos >= block:
+                    keep = idx[:, -(block // 2) :] if cache is not None else idx
+                    cache = KVCache(self.cfg, idx.shape[0], idx.device, self.head.weight.dtype)
+                    logits = self(keep, cache, 0)[:, -1]
+                    pos = keep.shape[1]
+                else:
+                    logits = self(idx[:, -1:], cache, pos)[:, -1]
+                    pos += 1
+            else:
+                logits = self(idx[:, -block:])[:, -1]
+            nxt = sample(logits.float(), temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt[:, None]], dim=1)[:, -block:]
+            produced += 1
+            yield nxt
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Greedy at temperature 0; else temperature, top-k and nucleus (top-p) sampling."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    if generator is not None and probs.device.type != generator.device.type:
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

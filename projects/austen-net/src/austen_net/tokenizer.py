@@ -1,0 +1,159 @@
+"""Tokenizers: sentencepiece BPE (default) or characters, both serialisable into a checkpoint.
+
+The BPE model keeps text byte-exact: identity normalisation, no collapsing of spaces, no dummy
+prefix, newlines as their own symbol, and byte fallback so any character (outside the training
+text too) round-trips. It is trained on the training split only and cached by a hash of that text
+and the options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+
+from shared.atomic import atomic_path
+from shared.config import UserError
+from shared.progress import info
+
+UNK = "\ufffd"
+
+
+class Tokenizer:
+    kind: str
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.asarray(self.encode(text), dtype=np.int32)
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_state(state: dict) -> Tokenizer:
+        if state["kind"] == "bpe":
+            return BPETokenizer(state["model"].numpy().tobytes())
+        if state["kind"] == "char":
+            return CharTokenizer(state["chars"])
+        raise UserError(f"unknown tokenizer kind {state['kind']!r} in checkpoint")
+
+
+class BPETokenizer(Tokenizer):
+    kind = "bpe"
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self.vocab_size = self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def state(self) -> dict:
+        import torch
+
+        return {"kind": "bpe", "model": torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)}
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character seen in training; id 0 stands for any unseen character."""
+
+    kind = "char"
+
+    def __init__(self, chars: str) -> None:
+        self.chars = chars if chars.startswith(UNK) else UNK + chars.replace(UNK, "")
+        self.index = {c: i for i, c in enumerate(self.chars)}
+        self.vocab_size = len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(c, 0) for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def state(self) -> dict:
+        return {"kind": "char", "chars": self.chars}
+
+
+def bpe_options(vocab_size: int) -> dict:
+    return dict(
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        character_coverage=0.9995,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        user_defined_symbols=["\n"],
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        max_sentence_length=1 << 16,
+        unk_surface=UNK,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        unk_id=0,
+    )
+
+
+def paragraphs(texts: list[str]):
+    for text in texts:
+        for para in text.split("\n\n"):
+            if para.strip():
+                yield para + "\n\n"
+
+
+def train_bpe(texts: list[str], vocab_size: int) -> BPETokenizer:
+    buf = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=paragraphs(texts),
+            model_writer=buf,
+            minloglevel=2,
+            num_threads=2,
+            **bpe_options(vocab_size),
+        )
+    except RuntimeError as exc:
+        raise UserError(
+            f"sentencepiece could not train a {vocab_size}-token vocabulary: {exc}"
+        ) from exc
+    return BPETokenizer(buf.getvalue())
+
+
+def cache_key(texts: list[str], kind: str, vocab_size: int) -> str:
+    h = hashlib.sha256(f"{kind}:{vocab_size}:{sorted(bpe_options(vocab_size).items())}".encode())
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def build_tokenizer(
+    texts: list[str], kind: str, vocab_size: int, cache_dir: Path | None, quiet: bool = False
+) -> Tokenizer:
+    """The tokenizer for ``texts`` (training split), from the cache when the same one exists."""
+    if kind == "char":
+        return CharTokenizer("".join(sorted(set("".join(texts)))))
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / f"bpe-{vocab_size}-{cache_key(texts, kind, vocab_size)}.model"
+        if path.is_file():
+            return BPETokenizer(path.read_bytes())
+    info(f"training a {vocab_size}-token sentencepiece BPE on the training split", quiet)
+    tok = train_bpe(texts, vocab_size)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(tok.proto)
+    return tok

@@ -1,0 +1,173 @@
+"""``austen-net train``: corpus -> tokenizer -> on-device token stream -> GPT, through shared's loop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from austen_net.config import TrainConfig
+from austen_net.corpus import load_corpus, split_corpus
+from austen_net.data import (
+    RandomWindows,
+    bits_per_char,
+    encode_stream,
+    lm_loss,
+    predicted_chars,
+    total_nll,
+)
+from austen_net.model import GPT, PRESETS, GPTConfig
+from austen_net.tokenizer import Tokenizer, build_tokenizer
+from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
+from shared.config import UserError, to_jsonable
+from shared.device import seed_everything, select_device
+from shared.download import data_root
+from shared.plots import LivePlot
+from shared.progress import info
+from shared.runs import Run, runs_root
+from shared.schedules import warmup_cosine
+from shared.training import Trainer, fit
+
+PROJECT = "austen-net"
+
+
+def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
+    values = dict(PRESETS[cfg.preset])
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout"):
+        if getattr(cfg, key) is not None:
+            values[key] = getattr(cfg, key)
+    gpt = GPTConfig(vocab_size=vocab_size, pos=cfg.pos, norm=cfg.norm, mlp=cfg.mlp, **values)
+    if gpt.n_embd % gpt.n_head or (gpt.n_embd // gpt.n_head) % 2:
+        raise UserError(f"--n-embd {gpt.n_embd} must split into {gpt.n_head} heads of even width")
+    return gpt
+
+
+def load_model(path, device) -> tuple[GPT, Tokenizer, dict]:
+    """A trained model and its tokenizer (both live in the checkpoint)."""
+    state = load_checkpoint(path, project=PROJECT, map_location=device)
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device), Tokenizer.from_state(state["tokenizer"]), state
+
+
+def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
+    works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
+    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
+    resumed = (
+        load_checkpoint(resume_path, project=PROJECT, map_location=device) if resume_path else None
+    )
+    if resumed is not None:
+        tok = Tokenizer.from_state(resumed["tokenizer"])  # the run's own tokenizer, never a new one
+    else:
+        cache = data_root(cfg.data_dir) / "austen" / "tokenizers"
+        tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
+    train_stream = encode_stream(tok, split.train, device)
+    val_streams = [encode_stream(tok, [t], device) for t in split.val]
+    val_chars = predicted_chars(tok, split.val, val_streams)
+    info(
+        f"tokens: {len(train_stream):,} train, {sum(map(len, val_streams)):,} validation "
+        f"({split.train_chars / max(len(train_stream), 1):.2f} chars/token, vocab {tok.vocab_size})",
+        cfg.quiet,
+    )
+
+    gpt_cfg = GPTConfig(**resumed["model_config"]) if resumed else model_config(cfg, tok.vocab_size)
+    model = GPT(gpt_cfg)
+    info(
+        f"model: {model.num_params() / 1e6:.2f}M parameters, {gpt_cfg.n_layer} layers, "
+        f"{gpt_cfg.n_embd} wide, context {gpt_cfg.block_size}",
+        cfg.quiet,
+    )
+    run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
+    optimizer = model.configure_optimizers(cfg.lr, cfg.weight_decay, device_type=device.type)
+    trainer = Trainer(
+        model,
+        optimizer,
+        warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
+        device=device,
+        precision=cfg.precision,
+        clip_grad=cfg.clip_grad or None,
+        compile=cfg.compile,
+    )
+    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
+    if resumed is not None:
+        trainer.load_state_dict(resumed)
+        ckpt.best = resumed.get("best_metric")
+        run.metrics.truncate_after("step", trainer.step)
+        info(f"resumed from {resume_path} at step {trainer.step}", cfg.quiet)
+
+    batches = RandomWindows(
+        train_stream, gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed
+    )
+
+    def evaluate(tr: Trainer) -> dict[str, float]:
+        nll, count = total_nll(
+            tr.forward, val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
+        )
+        return {"val_loss": nll / max(count, 1), "val_bpc": bits_per_char(nll, val_chars)}
+
+    plot = LivePlot(run.figure("loss.png"), every=5, title=f"austen-net {cfg.preset} ({tok.kind})")
+    extra = {
+        "config": to_jsonable(cfg),
+        "model_config": dataclasses.asdict(gpt_cfg),
+        "tokenizer": tok.state(),
+    }
+    result = fit(
+        trainer,
+        batches,
+        lm_loss,
+        max_steps=cfg.max_steps,
+        run=run,
+        evaluate=evaluate,
+        eval_every=cfg.eval_every,
+        log_every=cfg.log_every,
+        checkpoints=ckpt,
+        checkpoint_extra=lambda: extra,
+        plot=plot,
+        max_minutes=cfg.max_minutes,
+        quiet=cfg.quiet,
+    )
+    tokens_seen = trainer.step * cfg.batch_size * cfg.grad_accum * gpt_cfg.block_size
+    best = load_checkpoint(ckpt.best_path, project=PROJECT) if ckpt.best_path.is_file() else None
+    return run, {
+        "preset": cfg.preset,
+        "tokenizer": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "params_m": round(model.num_params() / 1e6, 2),
+        "device": str(device),
+        "steps": trainer.step,
+        "tokens_seen": tokens_seen,
+        "train_seconds": result["train_seconds"],
+        "val_loss": round(result["val_loss"], 4),
+        "val_bpc": round(result["val_bpc"], 4),
+        "best_val_loss": round(ckpt.best, 4) if ckpt.best is not None else None,
+        "best_step": int(best["step"]) if best else None,
+        "val_chars": val_chars,
+        "train_chars": split.train_chars,
+        "stopped_by_time_budget": result["stopped_by_time_budget"],
+        "checkpoint": str(ckpt.best_path),
+    }
+
+
+def bpc_of_texts(
+    model: GPT, tok: Tokenizer, texts: list[str], batch: int, device, precision: str
+) -> dict:
+    from shared.precision import autocast, resolve_precision
+
+    streams = [torch.tensor(tok.encode(t), dtype=torch.long, device=device) for t in texts]
+    streams = [s for s in streams if len(s) > 1]
+    if not streams:
+        raise UserError("nothing to evaluate: the text is empty")
+    chars = predicted_chars(tok, [t for t in texts if len(tok.encode(t)) > 1], streams)
+    precision = resolve_precision(precision, device)
+    nll, count = total_nll(
+        model, streams, model.cfg.block_size, batch, lambda: autocast(device, precision)
+    )
+    return {
+        "bpc": round(bits_per_char(nll, chars), 4),
+        "loss_per_token": round(nll / count, 4),
+        "tokens": count,
+        "chars": chars,
+    }
