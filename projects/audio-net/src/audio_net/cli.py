@@ -4,23 +4,84 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.config import Command, not_built, run_cli
+from audio_net.config import BenchConfig, DataConfig, EvaluateConfig, PredictConfig, TrainConfig
+from shared.config import Command, UserError, run_cli
 
 PROG = "audio-net"
 DESCRIPTION = "GTZAN music-genre classification: log-mel spectrograms and a fine-tuned ResNet18."
 
+
+def train(cfg: TrainConfig) -> int:
+    from audio_net.train import train_audio
+
+    run, summary = train_audio(cfg)
+    run.finish(summary)
+    return 0
+
+
+def evaluate(cfg: EvaluateConfig) -> int:
+    from audio_net.dataset import find_gtzan
+    from audio_net.evaluate import report
+    from audio_net.features import load_features
+    from audio_net.predict import load_classifier
+    from audio_net.train import PROJECT, cache_dir
+    from shared.device import select_device
+    from shared.precision import autocast, resolve_precision
+    from shared.runs import Run
+
+    if cfg.checkpoint is None:
+        raise UserError("evaluate needs --checkpoint PATH (written by 'audio-net train')")
+    device = select_device(cfg.device)
+    model, params, _, state = load_classifier(cfg.checkpoint, device)
+    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
+    feats, _ = load_features(clips, params, cache_dir(cfg), device, quiet=cfg.quiet)
+    names = [n for n in state["split"][cfg.split] if n in set(feats.names)]
+    if not names:
+        raise UserError(
+            f"none of the checkpoint's {cfg.split} clips were found under the data folder"
+        )
+    run = Run(PROJECT, cfg.out, cfg)
+    precision = resolve_precision(cfg.precision, device)
+    result = report(
+        model,
+        feats,
+        names,
+        run,
+        device,
+        lambda: autocast(device, precision),
+        title=f"{cfg.split} clips",
+    )
+    run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **result})
+    return 0
+
+
+def predict(cfg: PredictConfig) -> int:
+    from audio_net.predict import predict as run_predict
+
+    return run_predict(cfg)
+
+
+def bench(cfg: BenchConfig) -> int:
+    from audio_net.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data(cfg: DataConfig) -> int:
+    from audio_net.dataset import find_gtzan
+    from shared.progress import info
+
+    clips = find_gtzan(cfg.data_dir, download=cfg.action == "download", quiet=cfg.quiet)
+    info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
+    return 0
+
+
 COMMANDS = {
-    "train": Command(
-        None, not_built(PROG, "train", 5), "fine-tune ResNet18 on GTZAN log-mel windows"
-    ),
-    "evaluate": Command(
-        None, not_built(PROG, "evaluate", 5), "window and clip accuracy, macro-F1, figures"
-    ),
-    "predict": Command(None, not_built(PROG, "predict", 5), "top-3 genres for audio files"),
-    "bench": Command(
-        None, not_built(PROG, "bench", 5), "featurization and training throughput as JSON"
-    ),
-    "data": Command(None, not_built(PROG, "data", 5), "download or check GTZAN"),
+    "train": Command(TrainConfig, train, "fine-tune ResNet18 on GTZAN log-mel windows"),
+    "evaluate": Command(EvaluateConfig, evaluate, "window and clip accuracy, macro-F1, figures"),
+    "predict": Command(PredictConfig, predict, "top-3 genres for audio files, as JSON"),
+    "bench": Command(BenchConfig, bench, "featurization and training throughput as JSON"),
+    "data": Command(DataConfig, data, "download or check GTZAN"),
 }
 
 

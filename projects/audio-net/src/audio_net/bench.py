@@ -1,0 +1,79 @@
+"""``audio-net bench``: batched featurization throughput and end-to-end training windows/s."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from audio_net.augment import AugmentConfig
+from audio_net.config import BenchConfig
+from audio_net.dataset import GENRES, find_gtzan
+from audio_net.features import compute_features
+from audio_net.model import SpectrogramClassifier, build_resnet
+from audio_net.train import WindowBatches, feature_params, loss_fn
+from shared.device import device_name, seed_everything, select_device
+from shared.runs import Run
+from shared.training import Trainer
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_bench(cfg: BenchConfig) -> int:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    run = Run("audio-net", cfg.out, cfg)
+    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=True)
+    clips = (clips * (cfg.clips // len(clips) + 1))[: cfg.clips]
+    p = feature_params(cfg)
+    compute_features(clips[:4], p, device, quiet=True)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    feats = compute_features(clips, p, device, quiet=True)
+    sync(device)
+    featurize_s = time.perf_counter() - t0
+
+    x = feats.windows.to(device)
+    reps = max(1, (cfg.batch_size * 4) // len(x) + 1)
+    x = x.repeat(reps, 1, 1)
+    y = torch.randint(0, len(GENRES), (len(x),), device=device)
+    model = SpectrogramClassifier(
+        build_resnet(len(GENRES), pretrained=False), float(x.float().mean()), float(x.float().std())
+    )
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    trainer = Trainer(
+        model,
+        torch.optim.AdamW(model.parameters(), lr=1e-4),
+        device=device,
+        precision=cfg.precision,
+        compile=cfg.compile,
+    )
+    batches = WindowBatches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model)
+    steps = cfg.train_steps or (30 if device.type == "cuda" else 3)
+    for s in range(3 if device.type == "cuda" else 1):  # warm-up, compilation
+        trainer.train_step(batches(s), loss_fn)
+    sync(device)
+    t0 = time.perf_counter()
+    for s in range(steps):
+        trainer.train_step(batches(s), loss_fn)
+    sync(device)
+    train_s = time.perf_counter() - t0
+    run.finish(
+        {
+            "device": device_name(device),
+            "clips": len(feats.names),
+            "windows": len(feats.windows),
+            "featurize_clips_per_s": round(len(feats.names) / featurize_s, 1),
+            "featurize_windows_per_s": round(len(feats.windows) / featurize_s, 1),
+            "batch_size": cfg.batch_size,
+            "precision": cfg.precision,
+            "compile": cfg.compile,
+            "train_steps_timed": steps,
+            "train_windows_per_s": round(steps * cfg.batch_size / train_s, 1),
+        }
+    )
+    return 0

@@ -1,0 +1,89 @@
+"""audio-net's command configurations (each field is a CLI flag)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from shared.config import RunConfig, UserError, arg
+
+
+@dataclass
+class DataOptions:
+    download: bool = arg(True, "download GTZAN when it is not found")
+    cache_dir: Path | None = arg(None, "feature cache (default: <data root>/cache/audio-net)")
+    window_seconds: float = arg(3.0, "window length")
+    hop_seconds: float = arg(1.5, "hop between windows")
+    n_mels: int = arg(128, "mel bands")
+
+
+@dataclass
+class TrainConfig(RunConfig, DataOptions):
+    split_file: list[Path] = arg(
+        default_factory=list, help="split lists (train*/val*/test* files of clip names)"
+    )
+    val_fraction: float = arg(0.1, "share of clips for validation")
+    test_fraction: float = arg(0.1, "share of clips for the held-out test")
+    epochs: int = arg(30, "training epochs")
+    batch_size: int = arg(64, "windows per batch")
+    lr: float = arg(1e-3, "peak learning rate of the new head (AdamW)")
+    backbone_lr_ratio: float = arg(0.1, "backbone learning rate as a share of --lr")
+    weight_decay: float = arg(1e-4, "AdamW weight decay")
+    warmup_epochs: float = arg(1.0, "linear warmup")
+    freeze_epochs: int = arg(1, "train only the head for the first K epochs")
+    pretrained: bool = arg(True, "start from ImageNet weights (--no-pretrained: random)")
+    weights: Path | None = arg(None, "local ImageNet ResNet18 state_dict (offline)")
+    augment: bool = arg(True, "master switch for all augmentations")
+    freq_mask: int = arg(24, "SpecAugment: max masked mel bands (0: off)")
+    time_mask: int = arg(30, "SpecAugment: max masked frames (0: off)")
+    time_shift: int = arg(16, "random time shift in frames (0: off)")
+    gain_db: float = arg(6.0, "random gain in dB (0: off)")
+    noise_std: float = arg(0.1, "Gaussian noise std, normalised units (0: off)")
+    mixup_alpha: float = arg(0.2, "mixup alpha (0: off)")
+    max_minutes: float | None = arg(None, "stop training after this many minutes")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError("--epochs and --batch-size must be at least 1")
+        if self.freeze_epochs < 0 or self.freeze_epochs >= self.epochs and self.freeze_epochs:
+            raise UserError("--freeze-epochs must be between 0 and --epochs - 1")
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise UserError("--val-fraction and --test-fraction must be between 0 and 0.5")
+        if self.hop_seconds <= 0 or self.window_seconds < 0.5:
+            raise UserError("--window-seconds must be >= 0.5 and --hop-seconds > 0")
+
+
+@dataclass
+class EvaluateConfig(RunConfig, DataOptions):
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'")
+    split: Literal["test", "val", "train"] = arg(
+        "test", "which split of the checkpoint's run to score"
+    )
+    batch_size: int = arg(256, "windows per forward pass")
+
+
+@dataclass
+class PredictConfig:
+    files: list[Path] = arg(
+        default_factory=list, help="audio files (wav, au, flac, ogg, mp3)", positional=True
+    )
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'")
+    top: int = arg(3, "genres to list per file")
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
+
+
+@dataclass
+class BenchConfig(RunConfig, DataOptions):
+    batch_size: int = arg(128, "training batch size")
+    train_steps: int | None = arg(None, "timed training steps (default: 30 on CUDA, 3 on CPU)")
+    clips: int = arg(64, "clips to featurize (the real samples are repeated if fewer)")
+
+
+@dataclass
+class DataConfig:
+    action: Literal["download", "check"] = arg(
+        "download", "download GTZAN, or check it", positional=True
+    )
+    data_dir: Path | None = arg(None, "data root or a GTZAN folder")
+    quiet: bool = arg(False, "no progress bars")

@@ -1,0 +1,171 @@
+"""GTZAN on disk: find clips in either layout, download the archive, split by clip.
+
+Layouts: Kaggle's ``genres_original/<genre>/<genre>.000NN.wav`` and the original
+``genres/<genre>/<genre>.000NN.au``. The split is by CLIP (stratified by genre, seeded), so the
+windows of one clip never straddle train/val/test and augmentation never reaches evaluation data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.config import UserError
+from shared.download import data_root, extract, fetch
+
+GENRES = (
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+)
+AUDIO_SUFFIXES = {".wav", ".au", ".flac", ".ogg", ".mp3"}
+
+ARCHIVE_URLS = [
+    "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz",
+    "https://web.archive.org/web/20220328223413/http://opihi.cs.uvic.ca/sound/genres.tar.gz",
+    "http://opihi.cs.uvic.ca/sound/genres.tar.gz",
+]
+# sha256 of the original genres.tar.gz (the same sum torchaudio's GTZAN dataset checks)
+ARCHIVE_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    genre: int
+
+    @property
+    def name(self) -> str:
+        return self.path.stem  # e.g. "blues.00042"
+
+
+def genre_root(folder: Path) -> Path | None:
+    """The folder holding one subfolder per genre, at or just below ``folder``."""
+    for candidate in (
+        folder,
+        folder / "genres_original",
+        folder / "genres",
+        folder / "gtzan" / "genres_original",
+        folder / "gtzan" / "genres",
+        folder / "Data" / "genres_original",
+    ):
+        if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):
+            return candidate
+    return None
+
+
+def list_clips(root: Path) -> list[Clip]:
+    clips = []
+    for index, genre in enumerate(GENRES):
+        folder = root / genre
+        if folder.is_dir():
+            clips += [
+                Clip(p, index)
+                for p in sorted(folder.iterdir())
+                if p.suffix.lower() in AUDIO_SUFFIXES
+            ]
+    return clips
+
+
+def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = False) -> list[Clip]:
+    """Clips under ``--data-dir`` (or the data root's ``gtzan/``), downloading the archive if asked."""
+    if data_dir is not None:
+        root = genre_root(Path(data_dir))
+        if root is not None:
+            return _checked(list_clips(root), root)
+    base = data_root(data_dir) / "gtzan"
+    root = genre_root(base)
+    if root is None:
+        if not download:
+            raise UserError(
+                f"no GTZAN clips under {base}: run 'audio-net data download' or pass --data-dir"
+            )
+        archive = fetch(ARCHIVE_URLS, base / "genres.tar.gz", ARCHIVE_SHA256, quiet=quiet)
+        extract(archive, base / "extracted", quiet=quiet)
+        root = genre_root(base / "extracted")
+        if root is None:
+            raise UserError(
+                f"{archive} did not hold genre folders; delete it and {base / 'extracted'}"
+            )
+    return _checked(list_clips(root), root)
+
+
+def _checked(clips: list[Clip], root: Path) -> list[Clip]:
+    if not clips:
+        raise UserError(
+            f"{root} has genre folders but no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})"
+        )
+    return clips
+
+
+def split_clips(
+    clips: list[Clip], seed: int, val: float = 0.1, test: float = 0.1
+) -> dict[str, list[Clip]]:
+    """Stratified, seeded train/val/test split of whole clips.
+
+    Per genre: shuffle its clips with the seed, then the first round(n*test) go to test, the next
+    round(n*val) to val and the rest (at least one) to train.
+    """
+    rng = np.random.default_rng(seed)
+    split: dict[str, list[Clip]] = {"train": [], "val": [], "test": []}
+    for genre in sorted({c.genre for c in clips}):
+        members = [c for c in clips if c.genre == genre]
+        members = [members[i] for i in rng.permutation(len(members))]
+        n = len(members)
+        n_test = min(round(n * test), max(n - 1, 0))
+        n_val = min(round(n * val), max(n - 1 - n_test, 0))
+        split["test"] += members[:n_test]
+        split["val"] += members[n_test : n_test + n_val]
+        split["train"] += members[n_test + n_val :]
+    return {k: sorted(v, key=lambda c: (c.genre, c.name)) for k, v in split.items()}
+
+
+def split_from_files(clips: list[Clip], files: list[Path]) -> dict[str, list[Clip]]:
+    """Splits from lists of clip names, one file per split, named for it (train*/val*|valid*/test*).
+
+    Lines such as ``blues/blues.00000.wav`` or ``blues.00000`` (Sturm's fault-filtered split
+    files) are matched by clip name; clips named in no file are left out.
+    """
+    by_name = {c.name: c for c in clips}
+    split: dict[str, list[Clip]] = {"train": [], "val": [], "test": []}
+    for path in files:
+        if not path.is_file():
+            raise UserError(f"--split-file {path}: no such file")
+        stem = path.name.lower()
+        name = (
+            "train"
+            if "train" in stem
+            else "val"
+            if "val" in stem
+            else "test"
+            if "test" in stem
+            else None
+        )
+        if name is None:
+            raise UserError(f"--split-file {path}: its name must say train, val(id) or test")
+        for line in path.read_text().split():
+            entry = Path(line)
+            clip = by_name.get(entry.stem if entry.suffix.lower() in AUDIO_SUFFIXES else entry.name)
+            if clip is None:
+                raise UserError(f"--split-file {path}: clip {line!r} is not in the data set")
+            split[name].append(clip)
+    seen: dict[str, str] = {}
+    for name, part in split.items():
+        for clip in part:
+            if clip.name in seen and seen[clip.name] != name:
+                raise UserError(
+                    f"clip {clip.name} is in both the {seen[clip.name]} and {name} split files"
+                )
+            seen[clip.name] = name
+    if not split["train"] or not split["val"]:
+        raise UserError("--split-file needs at least a train and a val(id) list")
+    return split

@@ -1,0 +1,247 @@
+"""Log-mel windows: computed in batches, cached on disk keyed by every parameter and the clip list.
+
+One STFT per clip (not per window): the clip's log-mel spectrogram is cut into fixed windows
+(3 s, hop 1.5 s by default; the last one padded), so overlapping windows cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torchaudio
+
+from audio_net.audio import AudioError, read_audio
+from audio_net.dataset import Clip
+from shared.atomic import atomic_path
+from shared.progress import info, progress, warn
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    window_seconds: float = 3.0
+    hop_seconds: float = 1.5
+    top_db: float = 80.0
+    min_seconds: float = 1.0
+
+    @property
+    def window_frames(self) -> int:
+        return int(self.window_seconds * self.sample_rate) // self.hop_length + 1  # 130
+
+    @property
+    def hop_frames(self) -> int:
+        return max(1, round(self.hop_seconds * self.sample_rate / self.hop_length))  # 65
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+class LogMel(torch.nn.Module):
+    """Waveforms (B, L) -> log-mel (B, n_mels, frames) in dB, floored ``top_db`` below each clip's peak.
+
+    The same numbers as ``torchaudio.transforms.MelSpectrogram`` (Hann window, centred frames,
+    power 2, HTK mel filters built for THIS sample rate: the original forgot to pass it), but the
+    power is taken as re*re + im*im instead of ``abs(z)**2``: complex ``abs`` cost more than the FFT.
+    """
+
+    def __init__(self, p: FeatureParams) -> None:
+        super().__init__()
+        self.p = p
+        self.register_buffer("window", torch.hann_window(p.n_fft), persistent=False)
+        fbanks = torchaudio.functional.melscale_fbanks(
+            p.n_fft // 2 + 1,
+            f_min=0.0,
+            f_max=p.sample_rate / 2,
+            n_mels=p.n_mels,
+            sample_rate=p.sample_rate,
+        )
+        self.register_buffer("fbanks", fbanks.T.contiguous(), persistent=False)  # (n_mels, n_freqs)
+
+    def power(self, waves: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waves,
+            self.p.n_fft,
+            self.p.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        return torch.addcmul(spec.real.square(), spec.imag, spec.imag)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        mel = torch.matmul(self.fbanks, self.power(waves))
+        db = 10.0 * torch.log10(mel.clamp_min(1e-10))
+        peak = db.amax(dim=(-2, -1), keepdim=True)
+        return torch.maximum(db, peak - self.p.top_db)
+
+
+def n_windows(n_frames: int, p: FeatureParams) -> int:
+    return 1 + max(0, math.ceil((n_frames - p.window_frames) / p.hop_frames))
+
+
+def windows_of(spec: torch.Tensor, n_frames: int, p: FeatureParams) -> torch.Tensor:
+    """Cut one clip's spectrogram (n_mels, >= needed frames) into (n, n_mels, window_frames)."""
+    n = n_windows(n_frames, p)
+    needed = p.window_frames + (n - 1) * p.hop_frames
+    spec = spec[:, :needed].clone()
+    floor = spec[:, :n_frames].amin()
+    spec[:, n_frames:] = floor  # the padded tail of the last window is silence, not another clip
+    if spec.shape[1] < needed:
+        spec = torch.nn.functional.pad(spec, (0, needed - spec.shape[1]), value=float(floor))
+    return spec.unfold(1, p.window_frames, p.hop_frames).permute(1, 0, 2)
+
+
+@torch.no_grad()
+def featurize_waves(
+    waves: list[torch.Tensor], logmel: LogMel, device: torch.device
+) -> list[torch.Tensor]:
+    """Log-mel windows for each waveform, computed as one padded batch on ``device``."""
+    p = logmel.p
+    longest = max(len(w) for w in waves)
+    min_len = (p.window_frames - 1) * p.hop_length
+    batch = torch.zeros(len(waves), max(longest, min_len), device=device)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = w.to(device)
+    specs = logmel(batch)
+    return [windows_of(specs[i], len(w) // p.hop_length + 1, p) for i, w in enumerate(waves)]
+
+
+@dataclass
+class Features:
+    """Every usable clip's windows, concatenated, with the clip each window came from."""
+
+    windows: torch.Tensor  # (N, n_mels, frames) float16
+    clip_of_window: torch.Tensor  # (N,) index into ``names``
+    names: list[str]  # clip names, in clip-index order
+    labels: torch.Tensor  # (clips,) genre per clip
+    skipped: list[str]  # "path: reason" for each unusable file
+
+    def select(self, names: set[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows, window labels and window->clip ids of the clips in ``names``."""
+        keep_clip = torch.tensor([n in names for n in self.names], dtype=torch.bool)
+        mask = keep_clip[self.clip_of_window]
+        clip_ids = self.clip_of_window[mask]
+        return self.windows[mask], self.labels[clip_ids], clip_ids
+
+
+def decode_all(paths: list[Path], p: FeatureParams, workers: int | None = None):
+    """Decode in threads (libsndfile and resampling release the GIL); yields (index, wave|error)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    def read(i_path):
+        i, path = i_path
+        try:
+            return i, read_audio(path, p.sample_rate, p.min_seconds)
+        except AudioError as exc:
+            return i, exc
+
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(read, enumerate(paths))
+
+
+def compute_features(
+    clips: list[Clip],
+    p: FeatureParams,
+    device: torch.device,
+    *,
+    batch: int | None = None,
+    quiet: bool = False,
+) -> Features:
+    # Small batches keep the STFT's working set in cache on CPUs (2 clips at a time ran 1.5x faster than 8 on 2 cores);
+    # GPUs want large ones.
+    batch = batch or (64 if device.type == "cuda" else 2)
+    logmel = LogMel(p).to(device)
+    out_windows, out_clip, names, labels, skipped = [], [], [], [], []
+    pending: list[tuple[Clip, torch.Tensor]] = []
+
+    def flush():
+        for (clip, _), wins in zip(
+            pending, featurize_waves([w for _, w in pending], logmel, device), strict=True
+        ):
+            out_clip.append(torch.full((len(wins),), len(names), dtype=torch.int32))
+            out_windows.append(wins.to("cpu", torch.float16))
+            names.append(clip.name)
+            labels.append(clip.genre)
+        pending.clear()
+
+    bar = progress(total=len(clips), quiet=quiet, desc="featurize", unit="clip")
+    for i, result in decode_all([c.path for c in clips], p):
+        bar.update(1)
+        if isinstance(result, AudioError):
+            skipped.append(str(result))
+            continue
+        pending.append((clips[i], result))
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    bar.close()
+    if skipped:
+        warn(
+            f"skipped {len(skipped)} unusable audio file(s): "
+            + "; ".join(skipped[:5])
+            + (" ..." if len(skipped) > 5 else "")
+        )
+    if not names:
+        from shared.config import UserError
+
+        raise UserError("no usable audio: every file was skipped")
+    return Features(
+        windows=torch.cat(out_windows),
+        clip_of_window=torch.cat(out_clip).long(),
+        names=names,
+        labels=torch.tensor(labels, dtype=torch.long),
+        skipped=skipped,
+    )
+
+
+def cache_key(clips: list[Clip], p: FeatureParams) -> str:
+    h = hashlib.sha256(p.key().encode())
+    for c in clips:
+        st = c.path.stat()
+        h.update(f"{c.path.name}|{c.genre}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_features(
+    clips: list[Clip],
+    p: FeatureParams,
+    cache_dir: Path | None,
+    device: torch.device,
+    *,
+    quiet: bool = False,
+) -> tuple[Features, bool]:
+    """Features from the cache when the clips and parameters match, else computed and cached.
+
+    Returns (features, whether they came from the cache).
+    """
+    path = cache_dir / f"features-{cache_key(clips, p)}.pt" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            data = torch.load(path, weights_only=True)
+            return Features(**data), True
+        except (RuntimeError, EOFError, OSError, TypeError, KeyError):
+            warn(f"feature cache {path} is unreadable: computing it again")
+    t0 = time.perf_counter()
+    feats = compute_features(clips, p, device, quiet=quiet)
+    info(
+        f"featurized {len(feats.names)} clips into {len(feats.windows)} windows in "
+        f"{time.perf_counter() - t0:.1f} s",
+        quiet,
+    )
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save({f: getattr(feats, f) for f in feats.__dataclass_fields__}, tmp)
+    return feats, False

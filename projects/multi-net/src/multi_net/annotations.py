@@ -1,0 +1,159 @@
+"""MSR-VTT annotations in every format people have, parsed into one shape.
+
+Formats (detected from the content):
+- official ``train_val_videodatainfo.json`` / ``test_videodatainfo.json``, CLIP4Clip's
+  ``MSRVTT_data.json`` and Frozen-in-Time's ``MSR_VTT.json``: ``{"videos": [...], "sentences": [...]}``;
+- CLIP4Clip split CSVs: ``MSRVTT_train.9k.csv`` / ``MSRVTT_train.7k.csv`` (one column ``video_id``) and
+  ``MSRVTT_JSFUSION_test.csv`` (the 1k-A test split: ``key,vid_key,video_id,sentence``);
+- a plain JSON list of ``{video_id, caption, category}`` records (e.g. ``msrvtt_test_1k.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import UserError
+
+CATEGORIES = (
+    "music",
+    "people",
+    "gaming",
+    "sports/actions",
+    "news/events/politics",
+    "education",
+    "tv shows",
+    "movie/comedy",
+    "animation",
+    "vehicles/autos",
+    "howto",
+    "travel",
+    "science/technology",
+    "animals/pets",
+    "kids/family",
+    "documentary",
+    "food/drink",
+    "cooking",
+    "beauty/fashion",
+    "advertisement",
+)
+
+
+@dataclass
+class Annotations:
+    captions: dict[str, list[str]] = field(default_factory=dict)  # video_id -> captions
+    categories: dict[str, int] = field(default_factory=dict)  # video_id -> 0..19
+    splits: dict[str, list[str]] = field(default_factory=dict)  # split name -> video ids
+    test_pairs: list[tuple[str, str]] = field(default_factory=list)  # 1k-A (video_id, sentence)
+
+    def merge(self, other: Annotations) -> Annotations:
+        for vid, caps in other.captions.items():
+            have = self.captions.setdefault(vid, [])
+            have.extend(c for c in caps if c not in have)
+        self.categories.update(other.categories)
+        for name, ids in other.splits.items():
+            self.splits[name] = list(dict.fromkeys(self.splits.get(name, []) + ids))
+        self.test_pairs = self.test_pairs or other.test_pairs
+        return self
+
+
+def _parse_official(data: dict) -> Annotations:
+    ann = Annotations()
+    for v in data.get("videos", []):
+        vid = v["video_id"]
+        if "category" in v:
+            ann.categories[vid] = int(v["category"])
+        if "split" in v:
+            name = {"validate": "val"}.get(v["split"], v["split"])
+            ann.splits.setdefault(name, []).append(vid)
+    for s in data.get("sentences", []):
+        ann.captions.setdefault(s["video_id"], []).append(s["caption"].strip())
+    return ann
+
+
+def _parse_records(records: list) -> Annotations:
+    ann = Annotations()
+    for r in records:
+        if not isinstance(r, dict) or "video_id" not in r:
+            raise ValueError("records need a video_id")
+        vid = str(r["video_id"])
+        caps = r.get("caption", r.get("captions", r.get("sentence", [])))
+        for cap in [caps] if isinstance(caps, str) else caps:
+            ann.captions.setdefault(vid, []).append(str(cap).strip())
+        if "category" in r:
+            ann.categories[vid] = int(r["category"])
+    return ann
+
+
+def _parse_csv(path: Path) -> Annotations:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "video_id" not in rows[0]:
+        raise ValueError("a CSV needs a video_id column")
+    ann = Annotations()
+    name = path.name.lower()
+    if "sentence" in rows[0]:  # JSFusion 1k-A test pairs
+        ann.test_pairs = [(r["video_id"], r["sentence"].strip()) for r in rows]
+        ann.splits["test"] = [v for v, _ in ann.test_pairs]
+        for vid, sentence in ann.test_pairs:
+            ann.captions.setdefault(vid, []).append(sentence)
+    else:
+        split = (
+            "train"
+            if "train" in name
+            else "val"
+            if "val" in name
+            else "test"
+            if "test" in name
+            else "train"
+        )
+        ann.splits[split] = [r["video_id"] for r in rows]
+    return ann
+
+
+def parse_annotations(path: str | Path) -> Annotations:
+    """Parse one annotation file of any supported format."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"annotation file {path} does not exist")
+    try:
+        if path.suffix.lower() == ".csv":
+            return _parse_csv(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and ("videos" in data or "sentences" in data):
+            return _parse_official(data)
+        if isinstance(data, list):
+            return _parse_records(data)
+        raise ValueError("unknown JSON layout")
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not an MSR-VTT annotation file I know ({exc})") from exc
+
+
+def load_annotations(paths: list[Path]) -> Annotations:
+    ann = Annotations()
+    for p in paths:
+        ann.merge(parse_annotations(p))
+    if not ann.captions and not ann.splits:
+        raise UserError("the annotation files hold no captions and no splits")
+    return ann
+
+
+def find_annotation_files(folder: Path) -> list[Path]:
+    """The annotation files of the usual names in ``folder`` (or its ``annotations/``)."""
+    names = (
+        "MSRVTT_data.json",
+        "train_val_videodatainfo.json",
+        "test_videodatainfo.json",
+        "MSR_VTT.json",
+        "MSRVTT_train.9k.csv",
+        "MSRVTT_JSFUSION_test.csv",
+        "msrvtt_test_1k.json",
+    )
+    found = []
+    for sub in ("", "annotations", "annotation", "msrvtt_data"):
+        for name in names:
+            if (folder / sub / name).is_file():
+                found.append(folder / sub / name)
+    return found
