@@ -1,9 +1,23 @@
+import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from multi_net.bench import write_test_clip
 from multi_net.cli import COMMANDS, main
+
+CAPTIONS = [
+    "a red square moves",
+    "a blue square slides",
+    "a green box travels",
+    "a yellow block glides",
+    "a purple tile drifts",
+    "an orange square moves",
+    "a white square slides",
+    "a grey box travels",
+]
 
 
 def test_help_lists_the_subcommands(capsys):
@@ -20,3 +34,180 @@ def test_console_script_runs():
         [sys.executable, "-m", "multi_net.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "usage: multi-net" in out.stdout
+
+
+@pytest.fixture()
+def tiny_msrvtt(tmp_path, real_data):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(8):  # generated clips WITH audio
+        write_test_clip(
+            videos / f"video{i}.mp4",
+            seconds=1.5,
+            fps=8,
+            size=(96, 72),
+            tone_hz=200 + 100 * i,
+            seed=i,
+        )
+    for name in ("video740.mp4", "video1085.mp4"):  # real clips, no audio
+        shutil.copy(real_data / "msrvtt" / "videos" / name, videos / name)
+    (videos / "video999.mp4").write_bytes(b"")  # a broken file in the folder
+    records = [
+        {
+            "video_id": f"video{i}",
+            "captions": [CAPTIONS[i], CAPTIONS[i] + " quickly"],
+            "category": i % 3,
+        }
+        for i in range(8)
+    ]
+    records += [
+        {"video_id": "video740", "caption": "a real clip", "category": 1},
+        {"video_id": "video1085", "caption": "another real clip", "category": 2},
+    ]
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(records))
+    pairs = tmp_path / "MSRVTT_JSFUSION_test.csv"
+    pairs.write_text(
+        "key,vid_key,video_id,sentence\nret0,msr5,video5,an orange square moves\n"
+        "ret1,msr6,video6,a white square slides\nret2,msr7,video7,a grey box travels\n"
+        "ret3,msr740,video740,a real clip\n"
+    )
+    return videos, ann, pairs
+
+
+def last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_train_evaluate_index_recommend(capsys, tiny_msrvtt, tmp_path):
+    videos, ann, pairs = tiny_msrvtt
+    common = [
+        "--videos",
+        str(videos),
+        "--annotations",
+        str(ann),
+        str(pairs),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--num-frames",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--clip-model",
+                "mn-tiny",
+                "--no-pretrained",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--vv-weight",
+                "0.5",
+                "--out",
+                str(out),
+                "--train-split",
+                "all",
+            ]
+        )
+        == 0
+    )
+    summary = last_json(capsys)
+    assert (
+        summary["train_videos"] == 6
+        and summary["skipped_videos"] == 0
+        and summary["with_audio"] == 8
+    )
+    assert summary["test_test_videos"] == 4 and 0 <= summary["test_t2v_r1"] <= 100
+    assert "test_v2v_category_p10" in summary
+    assert (out / "figures" / "loss.png").is_file()
+    ckpt = out / "checkpoints" / "best.pt"
+
+    assert (
+        main(["evaluate", "--checkpoint", str(ckpt), *common, "--out", str(tmp_path / "ev")]) == 0
+    )
+    ev = last_json(capsys)
+    assert ev["t2v_r1"] == summary["test_t2v_r1"] and ev["v2t_r5"] == summary["test_v2t_r5"]
+
+    index = tmp_path / "index.pt"
+    assert (
+        main(
+            [
+                "index",
+                "--checkpoint",
+                str(ckpt),
+                "--videos",
+                str(videos),
+                "--out",
+                str(index),
+                "--annotations",
+                str(ann),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert built["videos"] == 10 and built["skipped"] == 1
+
+    assert main(["recommend", "--index", str(index), "--video", "video3", "--k", "4"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    ids = [r["video_id"] for r in rec["results"]]
+    assert len(ids) == 4 and "video3" not in ids
+    assert (
+        rec["results"][0]["score"] >= rec["results"][1]["score"] and "category" in rec["results"][0]
+    )
+
+    new = write_test_clip(tmp_path / "new.mp4", seconds=1.5, fps=8, size=(96, 72), tone_hz=333)
+    assert main(["recommend", "--index", str(index), "--video", str(new), "--k", "3"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+
+    assert (
+        main(["recommend", "--index", str(index), "--text", "a man is playing guitar", "--k", "5"])
+        == 0
+    )
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["query"] == {"text": "a man is playing guitar"} and len(rec["results"]) == 5
+
+
+def test_bad_inputs(capsys, tmp_path, tiny_msrvtt):
+    videos, ann, pairs = tiny_msrvtt
+    for argv, message in [
+        (["recommend", "--index", str(tmp_path / "none.pt"), "--text", "x"], "no such file"),
+        (["recommend", "--index", str(ann), "--text", "x"], "not a readable index"),
+        (["recommend", "--index", "i.pt"], "exactly one of"),
+        (["train", "--batch-size", "1"], "InfoNCE"),
+        (
+            ["train", "--videos", str(tmp_path / "nowhere"), "--annotations", str(ann)],
+            "does not exist",
+        ),
+        (
+            ["train", "--videos", str(videos), "--annotations", str(ann), "--clip-model", "nope"],
+            "unknown open_clip",
+        ),
+        (
+            [
+                "train",
+                "--videos",
+                str(videos),
+                "--annotations",
+                str(ann),
+                "--clip-model",
+                "mn-tiny",
+                "--clip-weights",
+                str(tmp_path / "w.bin"),
+            ],
+            "no such file",
+        ),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

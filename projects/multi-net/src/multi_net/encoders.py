@@ -1,0 +1,104 @@
+"""Pretrained encoders: open_clip's image and text towers, and a small log-mel audio CNN."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import open_clip
+import torch
+import torchaudio
+from torch import nn
+
+from shared.config import UserError
+
+# A tiny CLIP of the same family, for tests and CPU smoke runs (random weights only).
+open_clip.add_model_config(str(Path(__file__).parent / "model_configs" / "mn-tiny.json"))
+CLIP_MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+CLIP_STD = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+
+def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool):
+    """(model, tokenizer, image_size). ``weights`` (a local file) wins over the pretrained ``tag``."""
+    if name not in open_clip.list_models():
+        raise UserError(f"unknown open_clip model {name!r}")
+    if weights is not None and not Path(weights).is_file():
+        raise UserError(f"--clip-weights {weights}: no such file")
+    source = str(weights) if weights is not None else (tag if pretrained else None)
+    logging.getLogger().setLevel(logging.CRITICAL)  # open_clip logs a traceback before raising
+    try:
+        model = open_clip.create_model(name, pretrained=source)
+    except RuntimeError as exc:
+        raise UserError(
+            f"could not load open_clip {name} weights {source!r} ({str(exc).splitlines()[0][:160]}). "
+            "Offline: pass --clip-weights PATH to a downloaded open_clip_pytorch_model.bin, or use "
+            "--no-pretrained for random weights"
+        ) from exc
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return model, open_clip.get_tokenizer(name), int(size)
+
+
+def clip_dim(model) -> int:
+    return (
+        int(model.text_projection.shape[1])
+        if hasattr(model, "text_projection")
+        else model.visual.output_dim
+    )
+
+
+@torch.no_grad()
+def frame_features(clip, frames: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """uint8 frames (N, K, 3, S, S) -> CLIP image features (N, K, D), L2-normalised."""
+    n, k = frames.shape[:2]
+    flat = frames.reshape(n * k, *frames.shape[2:])
+    out = []
+    for i in range(0, len(flat), batch):
+        x = flat[i : i + batch].float().div_(255)
+        x = (x - CLIP_MEAN.to(x.device)) / CLIP_STD.to(x.device)
+        out.append(nn.functional.normalize(clip.encode_image(x).float(), dim=-1))
+    return torch.cat(out).view(n, k, -1)
+
+
+@torch.no_grad()
+def text_features(clip, tokenizer, texts: list[str], device, batch: int = 512) -> torch.Tensor:
+    out = []
+    for i in range(0, len(texts), batch):
+        tokens = tokenizer(texts[i : i + batch]).to(device)
+        out.append(nn.functional.normalize(clip.encode_text(tokens).float(), dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, clip_dim(clip), device=device)
+
+
+class LogMel(nn.Module):
+    def __init__(self, rate: int = 16000, n_mels: int = 64) -> None:
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=rate, n_fft=400, hop_length=160, n_mels=n_mels
+        )
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.mel(audio) + 1e-6)
+
+
+class AudioCNN(nn.Module):
+    """Log-mel (B, n_mels, T) -> vector: four conv blocks, then mean+max pooling over time."""
+
+    def __init__(self, n_mels: int = 64, width: int = 64, out_dim: int = 256) -> None:
+        super().__init__()
+        chans = [1, width // 2, width, width * 2, width * 2]
+        blocks = []
+        for a, b in zip(chans[:-1], chans[1:], strict=True):
+            blocks += [
+                nn.Conv2d(a, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+        self.net = nn.Sequential(*blocks)
+        self.out = nn.Linear(2 * chans[-1], out_dim)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        h = self.net(logmel.unsqueeze(1)).mean(dim=2)  # (B, C, T')
+        return self.out(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))

@@ -1,0 +1,143 @@
+"""Encoder features, computed once and cached: decoded clips -> CLIP frame features + log-mels.
+
+Training with ``--freeze-encoders`` never touches video again after the first pass: epochs read
+(N, K, D) frame features and (N, n_mels, T) log-mels from one cached file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multi_net.encoders import LogMel, frame_features
+from multi_net.video import DecodeCache, Decoded, DecodeError, DecodeParams, decode_many
+from shared.atomic import atomic_path
+from shared.config import UserError
+from shared.progress import info, progress, warn
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov"}
+
+
+def video_files(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise UserError(f"video folder {folder} does not exist")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+
+
+@dataclass
+class VideoFeatures:
+    ids: list[str]
+    frames: torch.Tensor  # (N, K, D) float16, L2-normalised CLIP features
+    logmel: torch.Tensor  # (N, n_mels, T) float16
+    has_audio: torch.Tensor  # (N,) bool
+    skipped: list[str]
+
+    def index(self) -> dict[str, int]:
+        return {v: i for i, v in enumerate(self.ids)}
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save({f.name: getattr(self, f.name) for f in fields(self)}, tmp)
+
+    @staticmethod
+    def load(path: Path) -> VideoFeatures:
+        return VideoFeatures(**torch.load(path, weights_only=True))
+
+
+def decode_cached(paths: dict[str, Path], p: DecodeParams, cache: DecodeCache | None, quiet: bool):
+    """Decoded clips (from the cache where present, decoding the rest on every core)."""
+    decoded: dict[str, Decoded] = {}
+    skipped: list[str] = []
+    todo = []
+    for vid, path in paths.items():
+        hit = cache.get(vid) if cache is not None else None
+        if hit is not None:
+            decoded[vid] = hit
+        else:
+            todo.append(vid)
+    bar = progress(total=len(todo), quiet=quiet, desc="decode", unit="clip")
+    for path, result in decode_many([paths[v] for v in todo], p):
+        bar.update(1)
+        vid = path.stem
+        if isinstance(result, DecodeError):
+            skipped.append(str(result))
+            continue
+        decoded[vid] = result
+        if cache is not None:
+            cache.put(vid, result)
+    bar.close()
+    if skipped:
+        warn(
+            f"skipped {len(skipped)} undecodable video(s): "
+            + "; ".join(skipped[:3])
+            + (" ..." if len(skipped) > 3 else "")
+        )
+    return decoded, skipped
+
+
+@torch.no_grad()
+def encode_decoded(
+    decoded: dict[str, Decoded], clip, device, n_mels: int, rate: int, batch: int = 32
+):
+    ids = list(decoded)
+    logmel = LogMel(rate, n_mels).to(device)
+    frames, mels = [], []
+    for i in range(0, len(ids), batch):
+        chunk = [decoded[v] for v in ids[i : i + batch]]
+        f = torch.from_numpy(np.stack([d.frames for d in chunk])).to(device)
+        frames.append(frame_features(clip, f).half().cpu())
+        a = torch.from_numpy(np.stack([d.audio for d in chunk])).to(device)
+        mels.append(logmel(a).half().cpu())
+    has_audio = torch.tensor([decoded[v].has_audio for v in ids], dtype=torch.bool)
+    return ids, torch.cat(frames), torch.cat(mels), has_audio
+
+
+def features_key(
+    ids: list[str], paths: dict[str, Path], p: DecodeParams, clip_id: str, n_mels: int
+) -> str:
+    h = hashlib.sha256(f"{p.key()}|{clip_id}|{n_mels}".encode())
+    for v in ids:
+        st = paths[v].stat()
+        h.update(f"{v}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_video_features(
+    paths: dict[str, Path],
+    p: DecodeParams,
+    clip,
+    clip_id: str,
+    device,
+    cache_root: Path | None,
+    *,
+    n_mels: int = 64,
+    quiet: bool = False,
+) -> VideoFeatures:
+    """Frame features and log-mels of ``paths``, from the feature cache when everything matches."""
+    ids = sorted(paths)
+    feat_path = None
+    if cache_root is not None:
+        feat_path = cache_root / f"features-{features_key(ids, paths, p, clip_id, n_mels)}.pt"
+        if feat_path.is_file():
+            try:
+                return VideoFeatures.load(feat_path)
+            except (RuntimeError, OSError, TypeError, EOFError):
+                warn(f"feature cache {feat_path} is unreadable: computing it again")
+    decoded, skipped = decode_cached(
+        paths, p, DecodeCache(cache_root, p) if cache_root else None, quiet
+    )
+    if not decoded:
+        raise UserError("no decodable videos")
+    vids, frames, mels, has_audio = encode_decoded(decoded, clip, device, n_mels, p.audio_rate)
+    feats = VideoFeatures(vids, frames, mels, has_audio, skipped)
+    info(
+        f"features: {len(vids)} videos ({int(has_audio.sum())} with audio), {len(skipped)} skipped",
+        quiet,
+    )
+    if feat_path is not None:
+        feats.save(feat_path)
+    return feats

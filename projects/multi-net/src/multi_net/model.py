@@ -1,0 +1,102 @@
+"""Early fusion of video and audio into one embedding, trained against CLIP text embeddings.
+
+Frames -> CLIP image features -> projected tokens (+ frame position and modality embeddings);
+audio -> log-mel CNN -> one projected token (+ modality embedding). A small transformer fuses
+[CLS, frame tokens, audio token]; the CLS output, projected and normalised, is the video
+embedding. A missing audio track (or modality dropout in training) masks the audio token out, so
+the model works without audio. Captions go through CLIP's text tower and a projection into the
+same space, so text can search videos.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multi_net.encoders import AudioCNN
+
+
+@dataclass
+class FusionConfig:
+    clip_dim: int = 512
+    embed_dim: int = 512
+    fusion_dim: int = 256
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    num_frames: int = 8
+    n_mels: int = 64
+    temporal: Literal["transformer", "mean"] = "transformer"
+    modality_dropout: float = 0.3
+    dropout: float = 0.1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FusionModel(nn.Module):
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.fusion_dim
+        self.frame_proj = nn.Linear(cfg.clip_dim, d)
+        self.audio = AudioCNN(cfg.n_mels, out_dim=d)
+        self.modality = nn.Parameter(torch.zeros(2, d))  # 0: video, 1: audio
+        self.frame_pos = nn.Parameter(torch.zeros(cfg.num_frames, d))
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.fusion_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.fusion = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.video_out = nn.Linear(d, cfg.embed_dim)
+        # text: CLIP features plus a learned residual map into the shared space
+        self.text_out = nn.Linear(cfg.clip_dim, cfg.embed_dim)
+        self.video_skip = nn.Linear(cfg.clip_dim, cfg.embed_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        for p in (self.modality, self.frame_pos, self.cls):
+            nn.init.normal_(p, std=0.02)
+        if cfg.clip_dim == cfg.embed_dim:  # start from CLIP's own alignment
+            nn.init.eye_(self.text_out.weight)
+            nn.init.zeros_(self.text_out.bias)
+            nn.init.eye_(self.video_skip.weight)
+        nn.init.zeros_(self.video_out.weight)
+        nn.init.zeros_(self.video_out.bias)
+
+    def encode_video(
+        self, frame_feats: torch.Tensor, logmel: torch.Tensor, has_audio: torch.Tensor
+    ) -> torch.Tensor:
+        """frame_feats (B, K, clip_dim), logmel (B, n_mels, T), has_audio (B,) -> (B, embed_dim)."""
+        b, k, _ = frame_feats.shape
+        frame_feats = frame_feats.float()
+        use_audio = has_audio.bool()
+        if self.training and self.cfg.modality_dropout > 0:
+            use_audio = use_audio & (
+                torch.rand(b, device=use_audio.device) >= self.cfg.modality_dropout
+            )
+        frames = self.frame_proj(frame_feats) + self.modality[0]
+        if self.cfg.temporal == "mean":
+            frames = frames.mean(1, keepdim=True)
+        else:
+            frames = frames + self.frame_pos[:k]
+        audio = (self.audio(logmel.float()) + self.modality[1]).unsqueeze(1)
+        tokens = torch.cat([self.cls.expand(b, -1, -1), frames, audio], dim=1)
+        pad = torch.zeros(b, tokens.shape[1], dtype=torch.bool, device=tokens.device)
+        pad[:, -1] = ~use_audio
+        fused = self.norm(self.fusion(tokens, src_key_padding_mask=pad)[:, 0])
+        video = self.video_skip(frame_feats.mean(1)) + self.video_out(fused)
+        return F.normalize(video, dim=-1)
+
+    def encode_text(self, text_feats: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_out(text_feats.float()), dim=-1)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of ``a`` matches row i of ``b``; every other row is a negative."""
+    logits = logit_scale.clamp(max=math.log(100)).exp() * a @ b.T
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
