@@ -53,7 +53,7 @@ def decode_cached(paths: dict[str, Path], p: DecodeParams, cache: DecodeCache | 
     decoded: dict[str, Decoded] = {}
     skipped: list[str] = []
     todo = []
-    for vid, path in paths.items():
+    for vid in paths:
         hit = cache.get(vid) if cache is not None else None
         if hit is not None:
             decoded[vid] = hit
