@@ -70,17 +70,13 @@ def search_ms(n: int, dim: int = 512, repeats: int = 5) -> tuple[float, float, b
     emb = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
     queries = torch.nn.functional.normalize(torch.randn(repeats + 1, dim, generator=g), dim=1)
     index = ExactSearch(emb)
-    same = True
-    times = []
+    times, answers = [], []
     for fn in (lambda q: top_k(emb, q, 10), lambda q: index.search(q, 10)):
         fn(queries[-1])
         t0 = time.perf_counter()
-        results = [fn(q)[1] for q in queries[:repeats]]
+        answers.append([fn(q)[1] for q in queries[:repeats]])
         times.append((time.perf_counter() - t0) / repeats * 1000)
-        same = same and (
-            len(times) == 1 or all(torch.equal(a, b) for a, b in zip(first, results, strict=True))
-        )
-        first = results
+    same = all(torch.equal(a, b) for a, b in zip(*answers, strict=True))
     return times[0], times[1], same
 
 
