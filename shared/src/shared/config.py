@@ -179,6 +179,13 @@ def run_cli(
     cmd = commands[ns._command]
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
+        if isinstance(getattr(cfg, "device", None), str):
+            from shared.distributed import launched_by_torchrun
+
+            if launched_by_torchrun():  # join the group before anything picks a run folder
+                from shared.device import select_device
+
+                select_device(cfg.device)
         result = cmd.run(cfg)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -186,4 +193,8 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        from shared.distributed import cleanup
+
+        cleanup()
     return int(result) if isinstance(result, int) else 0

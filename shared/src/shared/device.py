@@ -12,7 +12,16 @@ from shared.config import UserError
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit choice that is absent is a user error."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit choice that is absent is a user error.
+
+    Under torchrun this also joins the process group and returns this rank's device.
+    """
+    from shared.distributed import init_distributed
+
+    return init_distributed(_select_device(name))
+
+
+def _select_device(name: str) -> torch.device:
     mps = getattr(torch.backends, "mps", None)
     mps_ok = bool(mps and mps.is_available())
     if name == "auto":

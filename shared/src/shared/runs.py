@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.atomic import write_json, write_text
 from shared.config import to_jsonable
+from shared.distributed import broadcast_object, is_main
 
 
 def runs_root(project: str) -> Path:
@@ -34,8 +35,9 @@ def default_run_dir(project: str) -> Path:
 class MetricsLog:
     """Rows of metrics kept in memory and rewritten atomically to a CSV (columns = union of keys)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = path
+        self.enabled = enabled
         self.rows: list[dict[str, Any]] = []
         if path.is_file():
             with open(path, newline="", encoding="utf-8") as fh:
@@ -53,6 +55,8 @@ class MetricsLog:
         self.flush()
 
     def flush(self) -> None:
+        if not self.enabled:
+            return
         columns: list[str] = []
         for row in self.rows:
             columns.extend(k for k in row if k not in columns)
@@ -79,7 +83,10 @@ def _parse(text: str) -> Any:
 
 
 class Run:
-    """One run folder. ``out`` wins; else a resumed checkpoint's folder; else a new timestamped one."""
+    """One run folder. ``out`` wins; else a resumed checkpoint's folder; else a new timestamped one.
+
+    Under torchrun rank 0 picks the folder and writes everything; other ranks only know its path.
+    """
 
     def __init__(
         self,
@@ -95,14 +102,17 @@ class Run:
             path = resume_from.parent.parent
         else:
             path = default_run_dir(project)
+        path = Path(broadcast_object(str(path)))
         self.project = project
         self.path = path
+        self.enabled = is_main()
         self.checkpoints = path / "checkpoints"
         self.figures = path / "figures"
-        for d in (self.path, self.checkpoints, self.figures):
-            d.mkdir(parents=True, exist_ok=True)
-        self.metrics = MetricsLog(path / "metrics.csv")
-        if config is not None:
+        if self.enabled:
+            for d in (self.path, self.checkpoints, self.figures):
+                d.mkdir(parents=True, exist_ok=True)
+        self.metrics = MetricsLog(path / "metrics.csv", enabled=self.enabled)
+        if config is not None and self.enabled:
             write_json(path / "config.json", to_jsonable(config))
 
     def figure(self, name: str) -> Path:
@@ -114,6 +124,8 @@ class Run:
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write summary.json, print the folder and then the summary as the last stdout line."""
         summary = to_jsonable(summary)
+        if not self.enabled:
+            return summary
         write_json(self.path / "summary.json", summary)
         print(f"run folder: {self.path}", flush=True)
         print(json.dumps(summary), flush=True)

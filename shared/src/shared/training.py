@@ -12,6 +12,7 @@ so N steps + resume + N steps equals 2N steps straight.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from torch import nn
 
 from shared.checkpoint import CheckpointManager
 from shared.device import rng_state, set_rng_state
+from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
 from shared.plots import LivePlot
 from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import progress
@@ -48,7 +50,10 @@ class Trainer:
     ) -> None:
         self.device = device
         self.model = model.to(device)
-        self.forward = maybe_compile(self.model, compile)
+        # Under torchrun the training forward is DistributedDataParallel (gradients averaged across
+        # ranks); evaluation uses the plain module, identical on every rank.
+        self.forward = maybe_compile(wrap_ddp(self.model, device), compile)
+        self.eval_forward = self.model if is_distributed() else self.forward
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.precision = resolve_precision(precision, device)
@@ -69,10 +74,11 @@ class Trainer:
         self.model.train()
         n = len(micro_batches)
         totals: dict[str, torch.Tensor] = {}
-        for batch in micro_batches:
-            with self.autocast():
+        for i, batch in enumerate(micro_batches):
+            sync = i == n - 1 or not hasattr(self.forward, "no_sync")
+            with self.autocast(), contextlib.nullcontext() if sync else self.forward.no_sync():
                 loss, metrics = loss_fn(self.forward, batch)
-            self.scaler.scale(loss / n).backward()
+                self.scaler.scale(loss / n).backward()
             for key, value in {"loss": loss, **metrics}.items():
                 value = value.detach().float() / n
                 totals[key] = totals[key] + value if key in totals else value
@@ -155,7 +161,7 @@ def fit(
     stopped_early = False
 
     def save(metric: float | None = None) -> None:
-        if checkpoints is not None:
+        if checkpoints is not None and is_main():
             extra = checkpoint_extra() if checkpoint_extra else {}
             checkpoints.save({**trainer.state_dict(), **extra}, metric=metric)
 
@@ -165,23 +171,26 @@ def fit(
         row = {"step": trainer.step, "epoch": trainer.epoch, **last_eval}
         if run is not None:
             run.log(**row)
-        if plot is not None:
+        if plot is not None and is_main():
             plot.update(trainer.step, **last_eval)
         save(last_eval.get(monitor))
 
     bar = progress(total=max_steps, initial=start_step, quiet=quiet, desc="train", unit="step")
     try:
         while trainer.step < max_steps:
-            metrics = trainer.train_step(batches(trainer.step), loss_fn)
+            metrics = trainer.train_step([shard(b) for b in batches(trainer.step)], loss_fn)
             for key, value in metrics.items():
                 sums[key] = sums[key] + value if key in sums else value
             count += 1
             if steps_per_epoch and trainer.step % steps_per_epoch == 0:
                 trainer.epoch += 1
             bar.update(1)
-            at_end = trainer.step >= max_steps or time.perf_counter() > deadline
+            out_of_time = (
+                any_rank(time.perf_counter() > deadline) if deadline != math.inf else False
+            )
+            at_end = trainer.step >= max_steps or out_of_time
             if (log_every and trainer.step % log_every == 0) or at_end:
-                means = {f"train_{k}": v / count for k, v in _items(sums).items()}
+                means = all_reduce_mean({f"train_{k}": v / count for k, v in _items(sums).items()})
                 sums, count = {}, 0
                 bar.set_postfix(loss=f"{means.get('train_loss', float('nan')):.4f}")
                 if run is not None:
@@ -194,7 +203,7 @@ def fit(
                 do_eval()
             elif checkpoint_every and trainer.step % checkpoint_every == 0:
                 save()
-            if time.perf_counter() > deadline:
+            if out_of_time:
                 stopped_early = trainer.step < max_steps
                 break
         if evaluate is None or not last_eval:
@@ -207,7 +216,7 @@ def fit(
         raise
     finally:
         bar.close()
-        if plot is not None:
+        if plot is not None and is_main():
             plot.draw()
     elapsed = time.perf_counter() - t0
     return {

@@ -16,6 +16,7 @@ from audio_net.model import SpectrogramClassifier, build_resnet
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import make_generator, seed_everything, select_device
+from shared.distributed import is_main, world_size
 from shared.download import data_root
 from shared.plots import LivePlot
 from shared.progress import info
@@ -178,7 +179,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         with tr.autocast():
-            m = evaluate_windows(tr.forward, model.normalise, *val, batch_size=256)
+            m = evaluate_windows(tr.eval_forward, model.normalise, *val, batch_size=256)
         return {
             "val_loss": m["loss"],
             "val_acc": m["window_accuracy"],
@@ -209,6 +210,8 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         steps_per_epoch=spe,
     )
     set_frozen(total)
+    if not is_main():
+        return run, {}
     best = load_checkpoint(ckpt.best_path, project=PROJECT, map_location=device)
     model.load_state_dict(best["model"])
     test = report(
@@ -216,6 +219,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
     )
     return run, {
         "device": str(device),
+        "world_size": world_size(),
         "pretrained": bool(cfg.pretrained or cfg.weights),
         "clips": {k: len(v) for k, v in split.items()},
         "train_windows": len(ytr),

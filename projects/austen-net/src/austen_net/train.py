@@ -21,6 +21,7 @@ from austen_net.tokenizer import Tokenizer, build_tokenizer
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import seed_everything, select_device
+from shared.distributed import is_main, world_size
 from shared.download import data_root
 from shared.plots import LivePlot
 from shared.progress import info
@@ -104,7 +105,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         nll, count = total_nll(
-            tr.forward, val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
+            tr.eval_forward, val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
         )
         return {"val_loss": nll / max(count, 1), "val_bpc": bits_per_char(nll, val_chars)}
 
@@ -129,6 +130,8 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         max_minutes=cfg.max_minutes,
         quiet=cfg.quiet,
     )
+    if not is_main():
+        return run, {}
     tokens_seen = trainer.step * cfg.batch_size * cfg.grad_accum * gpt_cfg.block_size
     best = load_checkpoint(ckpt.best_path, project=PROJECT) if ckpt.best_path.is_file() else None
     return run, {
@@ -137,6 +140,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         "vocab_size": tok.vocab_size,
         "params_m": round(model.num_params() / 1e6, 2),
         "device": str(device),
+        "world_size": world_size(),
         "steps": trainer.step,
         "tokens_seen": tokens_seen,
         "train_seconds": result["train_seconds"],

@@ -20,7 +20,9 @@ def train(cfg: TrainConfig) -> int:
     resume = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume)
     summary: dict = {}
-    if cfg.target in ("loan", "all"):
+    from shared.distributed import is_main
+
+    if cfg.target in ("loan", "all") and is_main():
         from intro_nn.loan import train_loan
 
         summary["loan"] = train_loan(cfg, run)
@@ -29,7 +31,7 @@ def train(cfg: TrainConfig) -> int:
 
         summary["mnist"] = train_mnist(cfg, run)
     if cfg.target != "all":
-        summary = summary[cfg.target]
+        summary = summary.get(cfg.target, {})
     run.finish(summary)
     return 0
 

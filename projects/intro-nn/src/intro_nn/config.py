@@ -25,6 +25,9 @@ class TrainConfig(RunConfig):
     hidden: tuple[int, ...] = arg((512, 256), "MLP hidden widths")
     channels: tuple[int, ...] = arg((16, 32, 32), "CNN channels of its three conv blocks")
     dropout: float = arg(0.2, "dropout probability")
+    batch_norm: bool = arg(
+        True, "BatchNorm in hidden layers (SyncBatchNorm under torchrun on CUDA)"
+    )
     augment: bool = arg(True, "random rotation/scale/shift of training digits, on the device")
     val_fraction: float = arg(0.1, "share of the training digits held out for validation")
     max_minutes: float | None = arg(None, "stop MNIST training after this many minutes")

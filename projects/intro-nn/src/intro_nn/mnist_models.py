@@ -7,17 +7,23 @@ from collections.abc import Sequence
 from torch import nn
 
 
+def norm_1d(width: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm1d(width) if batch_norm else nn.Identity()
+
+
 class MLP(nn.Module):
     """784 -> widths... -> 10, each hidden layer Linear, BatchNorm, ReLU, Dropout."""
 
-    def __init__(self, widths: Sequence[int] = (512, 256), dropout: float = 0.2) -> None:
+    def __init__(
+        self, widths: Sequence[int] = (512, 256), dropout: float = 0.2, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         fan_in = 28 * 28
         for width in widths:
             layers += [
                 nn.Linear(fan_in, width),
-                nn.BatchNorm1d(width),
+                norm_1d(width, batch_norm),
                 nn.ReLU(),
                 nn.Dropout(dropout),
             ]
@@ -29,24 +35,25 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
-    )
+def conv_block(c_in: int, c_out: int, batch_norm: bool = True) -> nn.Sequential:
+    norm = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm), norm, nn.ReLU())
 
 
 class CNN(nn.Module):
     """Three conv blocks (28 -> 14 -> 7) with max-pooling, then a small classifier head."""
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 64), dropout: float = 0.2) -> None:
+    def __init__(
+        self, channels: Sequence[int] = (32, 64, 64), dropout: float = 0.2, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self.features = nn.Sequential(
-            conv_block(1, c1),
+            conv_block(1, c1, batch_norm),
             nn.MaxPool2d(2),
-            conv_block(c1, c2),
+            conv_block(c1, c2, batch_norm),
             nn.MaxPool2d(2),
-            conv_block(c2, c3),
+            conv_block(c2, c3, batch_norm),
         )
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -62,10 +69,14 @@ class CNN(nn.Module):
 
 
 def build_model(
-    name: str, widths: Sequence[int], channels: Sequence[int], dropout: float
+    name: str,
+    widths: Sequence[int],
+    channels: Sequence[int],
+    dropout: float,
+    batch_norm: bool = True,
 ) -> nn.Module:
     if name == "mlp":
-        return MLP(widths, dropout)
+        return MLP(widths, dropout, batch_norm)
     if name == "cnn":
-        return CNN(channels, dropout)
+        return CNN(channels, dropout, batch_norm)
     raise ValueError(f"unknown model {name!r}")

@@ -23,6 +23,7 @@ from intro_nn.mnist_models import build_model
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import make_generator, seed_everything, select_device
+from shared.distributed import is_main, world_size
 from shared.plots import (
     LivePlot,
     confusion_matrix_figure,
@@ -177,7 +178,7 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
     )
 
     run = run or Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    model = build_model(cfg.model, cfg.hidden, cfg.channels, cfg.dropout)
+    model = build_model(cfg.model, cfg.hidden, cfg.channels, cfg.dropout, cfg.batch_norm)
     batches = OnDeviceBatches(train, cfg.batch_size, cfg.seed, cfg.augment)
     total_steps = cfg.epochs * batches.steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -207,7 +208,7 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         with tr.autocast():
-            m = evaluate_split(tr.forward, val)
+            m = evaluate_split(tr.eval_forward, val)
         return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
     plot = LivePlot(run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}")
@@ -227,8 +228,10 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
         quiet=cfg.quiet,
         steps_per_epoch=batches.steps_per_epoch,
     )
+    if not is_main():  # under torchrun, rank 0 alone reports, draws and compares
+        return {}
     with trainer.autocast():
-        logits = predict_logits(trainer.forward, test).float()
+        logits = predict_logits(trainer.eval_forward, test).float()
     test_acc = float((logits.argmax(1) == test.y).float().mean())
     draw_figures(run, model, digits, test, logits)
     sk_acc, sk_seconds = (
@@ -241,6 +244,7 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
         "n_val": len(val),
         "n_test": len(test),
         "device": str(device),
+        "world_size": world_size(),
         "test_accuracy": round(test_acc, 4),
         "val_accuracy": round(result.get("val_acc", float("nan")), 4),
         "epochs": trainer.epoch,

@@ -94,6 +94,15 @@ class FusionModel(nn.Module):
     def encode_text(self, text_feats: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_out(text_feats.float()), dim=-1)
 
+    def forward(self, frame_feats, logmel, has_audio, text_feats, frame_noise=None):
+        """Training forward (what DistributedDataParallel wraps): video and text embeddings, a second
+        augmented video view when ``frame_noise`` is given, and the temperature's log-scale."""
+        video = self.encode_video(frame_feats, logmel, has_audio)
+        other = None
+        if frame_noise is not None:
+            other = self.encode_video(frame_feats.float() + 0.05 * frame_noise, logmel, has_audio)
+        return video, self.encode_text(text_feats), other, self.logit_scale
+
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``a`` matches row i of ``b``; every other row is a negative."""

@@ -16,6 +16,7 @@ from multi_net.video import DecodeParams
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import make_generator, seed_everything, select_device
+from shared.distributed import gather_with_grad, is_main, world_size
 from shared.download import data_root
 from shared.plots import LivePlot
 from shared.progress import info
@@ -100,13 +101,16 @@ class ContrastiveBatches:
 def make_loss(vv_weight: float):
     def loss_fn(model, batch):
         frames, logmel, has_audio, text, noise = batch
-        video = model.encode_video(frames, logmel, has_audio)
-        loss = info_nce(video, model.encode_text(text), model.logit_scale)
+        video, text_emb, other, scale = model(
+            frames, logmel, has_audio, text, noise if vv_weight > 0 else None
+        )
+        # under torchrun every rank's videos and captions are negatives for every other rank's
+        video, text_emb = gather_with_grad(video), gather_with_grad(text_emb)
+        loss = info_nce(video, text_emb, scale)
         metrics = {"nce": loss.detach()}
-        if vv_weight > 0:
-            # a second view: perturbed frame features, another modality-dropout draw
-            other = model.encode_video(frames.float() + 0.05 * noise, logmel, has_audio)
-            vv = info_nce(video, other, model.logit_scale)
+        if other is not None:
+            # the second view: perturbed frame features and another modality-dropout draw
+            vv = info_nce(video, gather_with_grad(other), scale)
             loss = loss + vv_weight * vv
             metrics["vv"] = vv.detach()
         return loss, metrics
@@ -289,11 +293,14 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
         quiet=cfg.quiet,
         steps_per_epoch=batches.steps_per_epoch,
     )
+    if not is_main():
+        return run, {}
     best = load_checkpoint(ckpt.best_path, project=PROJECT, map_location=device)
     model.load_state_dict(best["model"])
     final = evaluate_pairs(model, enc, test_pairs, data.ann.categories, clip, tokenizer, device)
     return run, {
         "device": str(device),
+        "world_size": world_size(),
         "clip": clip_identity(cfg, cfg.seed),
         "train_videos": len(train_rows),
         "skipped_videos": len(feats.skipped),

@@ -1,0 +1,139 @@
+"""torch.distributed from torchrun's environment: DDP, rank-0-only side effects, global negatives.
+
+Run any trainer as ``torchrun --nproc-per-node N --no-python <project> train ...``. Inside:
+
+- ``init_distributed`` reads RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT and joins
+  the group (NCCL on CUDA, gloo on CPU); without torchrun it is a no-op and everything below
+  degrades to single-process behaviour.
+- Batches are built GLOBALLY (the same on every rank, from the same seeded generator) and each rank
+  keeps its rank-strided share (``shard``), so N ranks with per-rank batch B/N see exactly what one
+  process with batch B sees, and a checkpoint resumes on any world size.
+- Logging, plots, checkpoints and run folders happen on rank 0 only; metrics are averaged across ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank (torchrun's RANK before the group is joined, 0 without torchrun)."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun; returns this rank's device."""
+    if not launched_by_torchrun() or is_distributed():
+        if is_distributed() and device.type == "cuda":
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        return torch.device("cuda", local)
+    dist.init_process_group("gloo")
+    return device
+
+
+def cleanup() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. the run folder name)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
+    if not is_distributed() or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return {k: float(v) / world_size() for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is True on any (so all ranks stop together)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def shard(batch: Any, batch_size: int | None = None) -> Any:
+    """This rank's rank-strided share of a global batch (tensors whose first dim is the batch)."""
+    if not is_distributed():
+        return batch
+    if isinstance(batch, torch.Tensor):
+        if batch_size is None or (batch.dim() > 0 and batch.shape[0] == batch_size):
+            return batch[rank() :: world_size()]
+        return batch
+    if isinstance(batch, (list, tuple)):
+        size = batch_size
+        if size is None:
+            first = next((b for b in batch if isinstance(b, torch.Tensor) and b.dim() > 0), None)
+            size = first.shape[0] if first is not None else None
+        return type(batch)(shard(b, size) for b in batch)
+    return batch
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        # batch statistics over the GLOBAL batch, so N ranks train like one process (in place:
+        # the caller's module keeps its identity and state_dict keys). SyncBatchNorm has no CPU
+        # kernel: with gloo on CPU each rank normalises its own share.
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank in rank order; gradients flow back to each rank's part."""
+    if not is_distributed():
+        return x
+    import torch.distributed.nn.functional as dnf
+
+    return torch.cat(dnf.all_gather(x), dim=0)
