@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,22 +9,11 @@ from audio_net.augment import AugmentConfig, augment
 from audio_net.cli import COMMANDS, main
 from audio_net.model import adapt_first_conv, build_resnet
 from shared.config import UserError
+from shared.testing import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for name in COMMANDS:
-        assert name in out
-
-
-def test_console_script_runs():
-    out = subprocess.run(
-        [sys.executable, "-m", "audio_net.cli", "--help"], capture_output=True, text=True
-    )
-    assert out.returncode == 0 and "usage: audio-net" in out.stdout
+    check_cli_help(main, COMMANDS, "audio_net.cli", "audio-net", capsys)
 
 
 def test_first_conv_averages_rgb():

@@ -1,28 +1,15 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from austen_net.cli import COMMANDS, main
 from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.testing import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for name in COMMANDS:
-        assert name in out
-
-
-def test_console_script_runs():
-    out = subprocess.run(
-        [sys.executable, "-m", "austen_net.cli", "--help"], capture_output=True, text=True
-    )
-    assert out.returncode == 0 and "usage: austen-net" in out.stdout
+    check_cli_help(main, COMMANDS, "austen_net.cli", "austen-net", capsys)
 
 
 def last_json(capsys):

@@ -1,22 +1,6 @@
-import subprocess
-import sys
-
-import pytest
-
 from intro_nn.cli import COMMANDS, main
+from shared.testing import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for name in COMMANDS:
-        assert name in out
-
-
-def test_console_script_runs():
-    out = subprocess.run(
-        [sys.executable, "-m", "intro_nn.cli", "--help"], capture_output=True, text=True
-    )
-    assert out.returncode == 0 and "usage: intro-nn" in out.stdout
+    check_cli_help(main, COMMANDS, "intro_nn.cli", "intro-nn", capsys)

@@ -123,6 +123,23 @@ class Trainer:
             set_rng_state(state["rng"])
 
 
+def resume_run(
+    trainer: Trainer,
+    state: dict[str, Any],
+    checkpoints: CheckpointManager,
+    run: Run,
+    source: object = "checkpoint",
+    quiet: bool = False,
+) -> None:
+    """Continue a run: restore the trainer, the best metric so far, and drop metric rows past the step."""
+    from shared.progress import info
+
+    trainer.load_state_dict(state)
+    checkpoints.best = state.get("best_metric")
+    run.metrics.truncate_after("step", trainer.step)
+    info(f"resumed from {source} at step {trainer.step}", quiet)
+
+
 def _items(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 

@@ -22,7 +22,7 @@ from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine_factor
-from shared.training import Trainer, fit
+from shared.training import Trainer, fit, resume_run
 
 PROJECT = "audio-net"
 
@@ -163,10 +163,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
     ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
     if resumed is not None:
-        trainer.load_state_dict(resumed)
-        ckpt.best = resumed.get("best_metric")
-        run.metrics.truncate_after("step", trainer.step)
-        info(f"resumed from {resume_path} at step {trainer.step}", cfg.quiet)
+        resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
     def set_frozen(step: int) -> None:
         frozen = step < freeze

@@ -27,7 +27,7 @@ from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine
-from shared.training import Trainer, fit
+from shared.training import Trainer, fit, resume_run
 
 PROJECT = "austen-net"
 
@@ -94,10 +94,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
     )
     ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
     if resumed is not None:
-        trainer.load_state_dict(resumed)
-        ckpt.best = resumed.get("best_metric")
-        run.metrics.truncate_after("step", trainer.step)
-        info(f"resumed from {resume_path} at step {trainer.step}", cfg.quiet)
+        resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
     batches = RandomWindows(
         train_stream, gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed

@@ -34,7 +34,7 @@ from shared.plots import (
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import one_cycle
-from shared.training import Trainer, fit
+from shared.training import Trainer, fit, resume_run
 
 PROJECT = "intro-nn"
 MEAN, STD = 0.1307, 0.3081
@@ -201,10 +201,7 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
                     f"{getattr(cfg, key)}: resume with the same settings (the OneCycle schedule "
                     "is laid out for the whole run)"
                 )
-        trainer.load_state_dict(state)
-        ckpt.best = state.get("best_metric")
-        run.metrics.truncate_after("step", trainer.step)
-        info(f"resumed from {resume_path} at step {trainer.step}", cfg.quiet)
+        resume_run(trainer, state, ckpt, run, resume_path, cfg.quiet)
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         with tr.autocast():

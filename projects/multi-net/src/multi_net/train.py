@@ -22,7 +22,7 @@ from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine
-from shared.training import Trainer, fit
+from shared.training import Trainer, fit, resume_run
 
 PROJECT = "multi-net"
 
@@ -260,9 +260,7 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
     ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="max")
     if resumed is not None:
-        trainer.load_state_dict(resumed)
-        ckpt.best = resumed.get("best_metric")
-        run.metrics.truncate_after("step", trainer.step)
+        resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
     def evaluate(tr: Trainer) -> dict:
         m = evaluate_pairs(model, enc, test_pairs, data.ann.categories, clip, tokenizer, device)
