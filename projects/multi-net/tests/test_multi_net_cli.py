@@ -2,6 +2,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from multi_net.bench import write_test_clip
 from multi_net.cli import COMMANDS, main
@@ -198,3 +199,62 @@ def test_bad_inputs(capsys, tmp_path, tiny_msrvtt):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_end_to_end_fine_tuning_then_index(capsys, tiny_msrvtt, tmp_path):
+    videos, ann, pairs = tiny_msrvtt
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    common = [
+        "--videos",
+        str(videos),
+        "--annotations",
+        str(ann),
+        str(pairs),
+        *cache,
+        "--num-frames",
+        "2",
+    ]
+    out = tmp_path / "e2e"
+    argv = ["train", *common, "--clip-model", "mn-tiny", "--no-pretrained", "--no-freeze-encoders"]
+    argv += [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "3",
+        "--encoder-lr",
+        "1e-4",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main([*argv, "--device", "cpu"]) == 0
+    summary = last_json(capsys)
+    assert summary["encoders"] == "fine-tuned" and summary["test_test_videos"] == 4
+    from shared.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoints" / "last.pt", project="multi-net")
+    assert any(k.startswith("clip.visual") for k in state["model"]) and state["end_to_end"]
+    # the CLIP towers moved: a frozen run with the same seed keeps the same random start
+    frozen = tmp_path / "frozen"
+    tiny = ["train", *common, "--clip-model", "mn-tiny", "--no-pretrained", "--quiet"]
+    assert main([*tiny, "--epochs", "1", "--batch-size", "3", "--out", str(frozen)]) == 0
+    capsys.readouterr()
+    start = load_checkpoint(frozen / "checkpoints" / "last.pt", project="multi-net")["clip_state"]
+    tuned = {k[5:]: v for k, v in state["model"].items() if k.startswith("clip.")}
+    assert tuned.keys() == start.keys()
+    moved = max(float((tuned[k].float() - start[k].float()).abs().max()) for k in start)
+    assert 0 < moved < 0.01  # the same start, moved by a few small AdamW steps
+    index = tmp_path / "i.pt"
+    ckpt = str(out / "checkpoints" / "best.pt")
+    assert (
+        main(["index", "--checkpoint", ckpt, "--videos", str(videos), "--out", str(index), *cache])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["recommend", "--index", str(index), "--text", "a red square", "--k", "3"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+    assert (
+        main(["evaluate", "--checkpoint", ckpt, *common, "--out", str(tmp_path / "ev"), "--quiet"])
+        == 0
+    )
+    assert last_json(capsys)["t2v_r1"] == summary["test_t2v_r1"]

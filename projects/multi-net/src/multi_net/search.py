@@ -30,18 +30,30 @@ class Embedder:
             cfg.clip_model,
             cfg.clip_pretrained,
             cfg.clip_weights,
-            cfg.pretrained and state.get("clip_state") is None,
+            # the checkpoint carries its own CLIP weights when they were random or fine-tuned
+            cfg.pretrained and state.get("clip_state") is None and not state.get("end_to_end"),
         )
-        if state.get("clip_state") is not None:
-            self.clip.load_state_dict(state["clip_state"])
+        weights = state["model"]
+        if state.get("end_to_end"):  # fine-tuned CLIP towers live inside the model's state
+            clip_state = {k[5:]: v for k, v in weights.items() if k.startswith("clip.")}
+            weights = {k[7:]: v for k, v in weights.items() if k.startswith("fusion.")}
+        else:
+            clip_state = state.get("clip_state")
+        if clip_state is not None:
+            self.clip.load_state_dict(clip_state)
         self.clip = self.clip.to(device).eval()
         self.model = FusionModel(FusionConfig(**state["fusion_config"]))
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(weights)
         self.model = self.model.to(device).eval()
         self.params = DecodeParams(
             num_frames=state["decode"]["num_frames"], size=state["decode"]["size"]
         )
         self.clip_id = clip_identity(cfg, cfg.seed)
+        if state.get(
+            "end_to_end"
+        ):  # features of a fine-tuned tower belong to this checkpoint alone
+            st = Path(checkpoint).stat()
+            self.clip_id = f"finetuned:{Path(checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
         self.checkpoint, self.device = Path(checkpoint), device
 
     def videos(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from multi_net.config import TrainConfig
 from multi_net.dataset import locate, standard_split
-from multi_net.encoders import clip_dim, load_clip, text_features
+from multi_net.encoders import CLIP_MEAN, CLIP_STD, clip_dim, load_clip, text_features
 from multi_net.features import VideoFeatures, load_video_features
 from multi_net.metrics import category_precision_at_k, text_video_metrics
 from multi_net.model import FusionConfig, FusionModel, info_nce
-from multi_net.video import DecodeParams
+from multi_net.video import DecodeCache, DecodeParams
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import make_generator, seed_everything, select_device
@@ -67,7 +71,10 @@ class EncodedData:
 
 
 class ContrastiveBatches:
-    """Step -> a batch of training videos, each with one caption drawn with a (seed, step) generator."""
+    """Step -> a batch of training videos, each with one caption drawn with a (seed, step) generator.
+
+    The batch is GLOBAL (the same on every rank); under torchrun each rank keeps its share.
+    """
 
     def __init__(
         self, data: EncodedData, train_rows: torch.Tensor, batch: int, seed: int, device
@@ -82,7 +89,8 @@ class ContrastiveBatches:
         self.steps_per_epoch = max(1, len(train_rows) // batch)
         self._epoch, self._perm = -1, None
 
-    def __call__(self, step: int):
+    def select(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        """(video rows, caption indices, the step's generator)."""
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._perm = self.rows[
@@ -92,10 +100,63 @@ class ContrastiveBatches:
         idx = self._perm[i * self.batch : (i + 1) * self.batch]
         g = make_generator(self.seed, 5_000_000 + step)
         lo, hi = self.data.caption_start[idx], self.data.caption_start[idx + 1]
-        cap = lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long()
+        return idx, lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long(), g
+
+    def __call__(self, step: int):
+        idx, cap, g = self.select(step)
         frames, logmel, has_audio = self.data.videos(idx, self.device)
         view_noise = torch.randn(frames.shape, generator=g).to(self.device)
         return [(frames, logmel, has_audio, self.data.text_feats[cap].to(self.device), view_noise)]
+
+
+class FrameBatches(ContrastiveBatches):
+    """For --no-freeze-encoders: decoded frames (from the decode cache) and caption tokens."""
+
+    def __init__(
+        self, data, train_rows, batch, seed, device, cache: DecodeCache, tokenizer, clip_dim: int
+    ):
+        super().__init__(data, train_rows, batch, seed, device)
+        self.cache, self.tokenizer, self.clip_dim = cache, tokenizer, clip_dim
+
+    def __call__(self, step: int):
+        idx, cap, g = self.select(step)
+        frames = load_frames(self.cache, [self.data.feats.ids[i] for i in idx.tolist()]).to(
+            self.device
+        )
+        f = self.data.feats
+        tokens = self.tokenizer([self.data.texts[i] for i in cap.tolist()]).to(self.device)
+        noise = torch.randn((*frames.shape[:2], self.clip_dim), generator=g).to(self.device)
+        return [
+            (frames, f.logmel[idx].to(self.device), f.has_audio[idx].to(self.device), tokens, noise)
+        ]
+
+
+def load_frames(cache: DecodeCache, ids: list[str]) -> torch.Tensor:
+    decoded = [cache.get(v) for v in ids]
+    missing = [v for v, d in zip(ids, decoded, strict=True) if d is None]
+    if missing:
+        raise UserError(
+            f"decoded frames of {missing[:3]} are missing from {cache.dir}; delete the cache and rerun"
+        )
+    return torch.from_numpy(np.stack([d.frames for d in decoded]))
+
+
+class EndToEnd(nn.Module):
+    """CLIP's towers and the fusion model trained together (--no-freeze-encoders)."""
+
+    def __init__(self, clip, fusion: FusionModel) -> None:
+        super().__init__()
+        self.clip, self.fusion = clip, fusion
+
+    def image_features(self, frames: torch.Tensor) -> torch.Tensor:
+        b, k = frames.shape[:2]
+        x = frames.reshape(b * k, *frames.shape[2:]).float().div(255)
+        x = (x - CLIP_MEAN.to(x.device)) / CLIP_STD.to(x.device)
+        return F.normalize(self.clip.encode_image(x).float(), dim=-1).view(b, k, -1)
+
+    def forward(self, frames, logmel, has_audio, tokens, frame_noise=None):
+        text = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return self.fusion(self.image_features(frames), logmel, has_audio, text, frame_noise)
 
 
 def make_loss(vv_weight: float):
@@ -212,11 +273,6 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
         cfg.quiet,
     )
     clip, tokenizer, size, model = build(cfg, device, resumed)
-    if not cfg.freeze_encoders:
-        raise UserError(
-            "--no-freeze-encoders (fine-tuning the CLIP towers) is not built yet; "
-            "train with --freeze-encoders (the default)"
-        )
     wanted = {v: data.videos[v] for v in dict.fromkeys(train_ids + [v for v, _ in test_pairs])}
     params = DecodeParams(num_frames=cfg.num_frames, size=size)
     feats = load_video_features(
@@ -237,19 +293,33 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     if len(train_rows) < 2:
         raise UserError("fewer than two decodable training videos with captions")
     batch = min(cfg.batch_size, len(train_rows))
-    batches = ContrastiveBatches(enc, train_rows, batch, cfg.seed, device)
-    total = cfg.epochs * batches.steps_per_epoch
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    decode_cache = DecodeCache(cache_root(cfg), params)
+    if cfg.freeze_encoders:
+        trained: nn.Module = model
+        batches = ContrastiveBatches(enc, train_rows, batch, cfg.seed, device)
+    else:
+        trained = EndToEnd(clip, model)
+        clip.requires_grad_(True)
+        groups.append(
+            {
+                "params": list(clip.parameters()),
+                "weight_decay": cfg.weight_decay,
+                "lr": cfg.encoder_lr,
+            }
+        )
+        batches = FrameBatches(
+            enc, train_rows, batch, cfg.seed, device, decode_cache, tokenizer, clip_dim(clip)
+        )
+    total = cfg.epochs * batches.steps_per_epoch
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     trainer = Trainer(
-        model,
+        trained,
         optimizer,
         warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
         device=device,
@@ -262,15 +332,42 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     if resumed is not None:
         resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
+    test_ids = list(dict.fromkeys(v for v, _ in test_pairs if v in enc.pos))
+
+    def eval_data():
+        """Frozen: the cached features. Fine-tuned: test frames through the current image tower."""
+        if cfg.freeze_encoders:
+            return enc
+        rows = torch.tensor([enc.pos[v] for v in test_ids], dtype=torch.long)
+        with torch.no_grad():
+            frames = (
+                torch.cat(
+                    [
+                        trained.image_features(
+                            load_frames(decode_cache, test_ids[i : i + 64]).to(device)
+                        )
+                        for i in range(0, len(test_ids), 64)
+                    ]
+                )
+                .half()
+                .cpu()
+            )
+        f = VideoFeatures(test_ids, frames, feats.logmel[rows], feats.has_audio[rows], [])
+        return types.SimpleNamespace(feats=f, pos=f.index())
+
     def evaluate(tr: Trainer) -> dict:
-        m = evaluate_pairs(model, enc, test_pairs, data.ann.categories, clip, tokenizer, device)
+        trained.eval()
+        m = evaluate_pairs(
+            model, eval_data(), test_pairs, data.ann.categories, clip, tokenizer, device
+        )
         return {f"val_{k}": v for k, v in m.items() if k != "test_videos"}
 
     random_clip = clip.state_dict() if not cfg.pretrained and cfg.clip_weights is None else None
     extra = {
         "config": to_jsonable(cfg),
         "fusion_config": model.cfg.as_dict(),
-        "clip_state": random_clip,
+        "end_to_end": not cfg.freeze_encoders,
+        "clip_state": random_clip if cfg.freeze_encoders else None,  # fine-tuned: inside "model"
         "decode": {"num_frames": cfg.num_frames, "size": size},
     }
     plot = LivePlot(run.figure("loss.png"), every=2, title="multi-net contrastive training")
@@ -294,12 +391,16 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     if not is_main():
         return run, {}
     best = load_checkpoint(ckpt.best_path, project=PROJECT, map_location=device)
-    model.load_state_dict(best["model"])
-    final = evaluate_pairs(model, enc, test_pairs, data.ann.categories, clip, tokenizer, device)
+    trained.load_state_dict(best["model"])
+    trained.eval()
+    final = evaluate_pairs(
+        model, eval_data(), test_pairs, data.ann.categories, clip, tokenizer, device
+    )
     return run, {
         "device": str(device),
         "world_size": world_size(),
         "clip": clip_identity(cfg, cfg.seed),
+        "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
         "train_videos": len(train_rows),
         "skipped_videos": len(feats.skipped),
         "with_audio": int(feats.has_audio.sum()),
