@@ -2,7 +2,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from multi_net.bench import write_test_clip
 from multi_net.cli import COMMANDS, main

@@ -32,6 +32,14 @@ from shared.runs import Run
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
+def adamw(params, device: torch.device, **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel for all parameters) where PyTorch has that kernel: CUDA and CPU.
+
+    On CPU it made an MNIST MLP epoch 1.4x faster than the default multi-tensor path.
+    """
+    return torch.optim.AdamW(params, fused=device.type in ("cuda", "cpu"), **kwargs)
+
+
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model) if enabled else model
 

@@ -14,7 +14,7 @@ from audio_net.model import SpectrogramClassifier, build_resnet
 from audio_net.train import WindowBatches, feature_params, loss_fn
 from shared.device import device_name, seed_everything, select_device
 from shared.runs import Run
-from shared.training import Trainer
+from shared.training import Trainer, adamw
 
 
 def sync(device) -> None:
@@ -47,7 +47,7 @@ def run_bench(cfg: BenchConfig) -> int:
         model = model.to(memory_format=torch.channels_last)
     trainer = Trainer(
         model,
-        torch.optim.AdamW(model.parameters(), lr=1e-4),
+        adamw(model.parameters(), device, lr=1e-4),
         device=device,
         precision=cfg.precision,
         compile=cfg.compile,

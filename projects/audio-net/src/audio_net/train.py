@@ -22,7 +22,7 @@ from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine_factor
-from shared.training import Trainer, fit, resume_run
+from shared.training import Trainer, adamw, fit, resume_run
 
 PROJECT = "audio-net"
 
@@ -139,11 +139,12 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         )
     spe = batches.steps_per_epoch
     total, warmup, freeze = cfg.epochs * spe, int(cfg.warmup_epochs * spe), cfg.freeze_epochs * spe
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [
             {"params": model.body_parameters(), "lr": cfg.lr * cfg.backbone_lr_ratio},
             {"params": model.head_parameters(), "lr": cfg.lr},
         ],
+        device,
         weight_decay=cfg.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(

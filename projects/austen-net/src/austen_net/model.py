@@ -211,7 +211,7 @@ class GPT(nn.Module):
     def configure_optimizers(
         self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type="cpu"
     ):
-        """AdamW with weight decay on matrices only (not on norms, biases); fused on CUDA."""
+        """AdamW with weight decay on matrices only (not on norms, biases); fused on CUDA and CPU."""
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         decay = [p for p in params.values() if p.dim() >= 2]
         no_decay = [p for p in params.values() if p.dim() < 2]
@@ -219,7 +219,7 @@ class GPT(nn.Module):
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type in ("cuda", "cpu"))
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward + backward), as in the PaLM/nanoGPT estimate."""

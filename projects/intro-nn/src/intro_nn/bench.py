@@ -17,7 +17,7 @@ from intro_nn.mnist_models import MLP
 from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, loss_fn
 from shared.device import device_name, seed_everything, seed_worker, select_device
 from shared.runs import Run
-from shared.training import Trainer
+from shared.training import Trainer, adamw
 
 
 class PilDigits(Dataset):
@@ -38,7 +38,7 @@ class PilDigits(Dataset):
 
 def _trainer(device) -> Trainer:
     model = MLP()
-    return Trainer(model, torch.optim.AdamW(model.parameters(), lr=1e-3), device=device)
+    return Trainer(model, adamw(model.parameters(), device, lr=1e-3), device=device)
 
 
 def _sync(device) -> None:

@@ -34,7 +34,7 @@ from shared.plots import (
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import one_cycle
-from shared.training import Trainer, fit, resume_run
+from shared.training import Trainer, adamw, fit, resume_run
 
 PROJECT = "intro-nn"
 MEAN, STD = 0.1307, 0.3081
@@ -181,7 +181,7 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
     model = build_model(cfg.model, cfg.hidden, cfg.channels, cfg.dropout, cfg.batch_norm)
     batches = OnDeviceBatches(train, cfg.batch_size, cfg.seed, cfg.augment)
     total_steps = cfg.epochs * batches.steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
     trainer = Trainer(
         model,
         optimizer,

@@ -26,7 +26,7 @@ from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine
-from shared.training import Trainer, fit, resume_run
+from shared.training import Trainer, adamw, fit, resume_run
 
 PROJECT = "multi-net"
 
@@ -317,7 +317,7 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
             enc, train_rows, batch, cfg.seed, device, decode_cache, tokenizer, clip_dim(clip)
         )
     total = cfg.epochs * batches.steps_per_epoch
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = adamw(groups, device, lr=cfg.lr)
     trainer = Trainer(
         trained,
         optimizer,
