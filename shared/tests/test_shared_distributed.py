@@ -48,7 +48,7 @@ def worker(rank: int, port: int, out: dict) -> None:
         dist.all_reduce(grad)
         grad /= world_size()  # what DistributedDataParallel does
         out[rank] = (
-            float(loss),
+            loss.item(),
             grad,
             all_reduce_mean({"v": float(rank)})["v"],
             any_rank(rank == 1),
@@ -68,6 +68,6 @@ def test_global_negatives_give_the_single_process_gradient():
         results = dict(out)
     for rank in (0, 1):
         dist_loss, grad, mean, anyflag = results[rank]
-        assert abs(dist_loss - float(loss)) < 1e-5  # InfoNCE is invariant to the rank-strided order
+        assert abs(dist_loss - loss.item()) < 1e-5  # InfoNCE is invariant to the rank-strided order
         assert torch.allclose(grad, w.grad, atol=1e-6)
         assert mean == 0.5 and anyflag is True
