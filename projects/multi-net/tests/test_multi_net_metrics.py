@@ -1,7 +1,9 @@
+import pytest
 import torch
 
+from multi_net.bench import search_ms
 from multi_net.metrics import category_precision_at_k, ranks_of_truth, text_video_metrics
-from multi_net.search import ExactSearch, top_k
+from multi_net.search import ExactSearch, _int8_available, top_k
 
 
 def test_planted_embeddings_give_hand_computed_metrics():
@@ -34,14 +36,79 @@ def test_category_precision():
     assert category_precision_at_k(emb, torch.tensor([0, 0, 1, 2]), k=1) == 50.0
 
 
-def test_exact_search_matches_brute_force():
+SCANS = ["bf16"] + (["int8"] if _int8_available(torch.device("cpu")) else [])
+
+
+def _queries(emb: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+    d = emb.shape[1]
+    heavy = torch.randn(d, generator=g) * torch.rand(d, generator=g) ** 4
+    return [
+        *torch.nn.functional.normalize(torch.randn(4, d, generator=g), dim=1),
+        emb[3].clone(),  # a stored row: its own best match
+        torch.nn.functional.one_hot(torch.tensor(5), d).float(),  # one coordinate
+        heavy * 10,  # heavy-tailed and not unit norm
+        -emb[11] + 0.01 * torch.randn(d, generator=g),  # all entries of one sign flipped
+    ]
+
+
+def _assert_exact(emb, q, scores, rows, k, exclude=None):
+    """The same top k as a full fp32 scan, up to the order of scores equal within fp32 rounding."""
+    truth, _ = top_k(emb, q, k, exclude)
+    assert len(set(rows.tolist())) == k and exclude not in rows.tolist()
+    assert torch.allclose(scores, truth, atol=1e-5)
+    assert torch.allclose(emb[rows] @ q, scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_exact_search_matches_brute_force(scan):
     g = torch.Generator().manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(20_000, 64, generator=g), dim=1)
-    index = ExactSearch(emb, candidates=64)
-    for _ in range(5):
-        q = torch.nn.functional.normalize(torch.randn(64, generator=g), dim=0)
-        s, i = index.search(q, 10)
-        s2, i2 = top_k(emb, q, 10)
-        assert torch.equal(i, i2) and torch.allclose(s, s2)
+    # clusters of near-duplicates: many scores within the error bound of each other
+    emb[:2_000] = torch.nn.functional.normalize(
+        emb[:20].repeat(100, 1) + 0.01 * torch.randn(2_000, 64, generator=g), dim=1
+    )
+    index = ExactSearch(emb, scan=scan)
+    assert index.scan == scan
+    for q in _queries(emb, g):
+        for k in (1, 10, 100):
+            s, i = index.search(q, k)
+            _assert_exact(emb, q, s, i, k)
     s, i = index.search(emb[7], 5, exclude=7)
-    assert 7 not in i.tolist() and len(i) == 5
+    _assert_exact(emb, emb[7], s, i, 5, exclude=7)
+    small = ExactSearch(emb[:50], scan=scan)  # below the probe size: a plain scan
+    assert torch.equal(small.search(emb[0], 3)[1], top_k(emb[:50], emb[0], 3)[1])
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_scan_error_bound_holds(scan):
+    g = torch.Generator().manual_seed(1)
+    emb = torch.nn.functional.normalize(torch.randn(5_000, 512, generator=g), dim=1)
+    index = ExactSearch(emb, scan=scan)
+    for q in _queries(emb, g):
+        err = (index.approx.scores(q) - emb @ q).abs().max()
+        assert err <= index.approx.error_bound(q)
+
+
+@pytest.mark.skipif("int8" not in SCANS, reason="no fbgemm (x86) quantized engine")
+def test_int8_scan_is_the_integer_arithmetic_the_bound_assumes():
+    # the bound assumes fbgemm quantizes the query over [min(q, 0), max(q, 0)] with 127 levels
+    # and then computes exact int32 dot products: emulate that and compare
+    g = torch.Generator().manual_seed(2)
+    emb = torch.nn.functional.normalize(torch.randn(3_000, 512, generator=g), dim=1)
+    scale = (emb.abs().amax(1) / 127).double()
+    w = torch.quantize_per_channel(emb, scale, torch.zeros(3_000, dtype=torch.long), 0, torch.qint8)
+    index = ExactSearch(emb, scan="int8")
+    for q in _queries(emb, g):
+        qq = torch.quantize_per_tensor_dynamic(q, torch.quint8, True)
+        step = (max(float(q.max()), 0.0) - min(float(q.min()), 0.0)) / 127
+        assert qq.q_scale() == pytest.approx(step, rel=1e-6)
+        assert (qq.dequantize() - q).abs().max() <= step / 2 * (1 + 1e-5)
+        dots = w.int_repr().long() @ (qq.int_repr().long() - qq.q_zero_point())
+        emulated = dots.double() * scale * qq.q_scale()
+        got = index.approx.scores(q).double()
+        assert (got - emulated).abs().max() <= 1e-6 * (1 + emulated.abs().max())
+
+
+def test_search_bench_reports_exact_answers():
+    out = search_ms(3_000, dim=32, queries=3)
+    assert out["recall"] == 1.0 and out["ms"] > 0 and out["fp32_ms"] > 0

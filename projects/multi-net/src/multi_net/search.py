@@ -138,42 +138,127 @@ def top_k(
     return best_s, best_i
 
 
-class ExactSearch:
-    """Exact top-k over unit-norm embeddings, reading half the bytes of a plain fp32 scan.
+class _Int8Scan:
+    """Per-row int8 copy of (N, D) unit embeddings, scanned by fbgemm's int8 GEMM (x86 CPUs).
 
-    A bf16 copy is scanned first (memory-bound: half the traffic); the best ``candidates`` are
-    re-scored in fp32. bf16 rounds each score by at most ``eps``, so when the last candidate's
-    approximate score plus ``eps`` is below the k-th exact score, nothing outside the candidates
-    can be in the true top k: the answer is certified exact. Otherwise it falls back to fp32.
+    Rows are quantized with one scale each (``max |x| / 127``); the query is quantized on the fly
+    (``reduce_range``: 7 bits, so no int16 saturation on AVX2). A scan reads a quarter of the bytes
+    of fp32. ``error_bound(q)`` bounds ``|approx - exact|`` for every row: with w^ and q^ the
+    quantized row and query, ``w.q - w^.q^ = (w - w^).q + w^.(q - q^)``, so the error is at most
+    ``max ||w - w^||_2 * ||q||_2 + max ||w^||_1 * max |q - q^|``, both maxima measured at build time
+    (plus a margin for the fp32 rescaling of the int32 dot products).
     """
 
-    def __init__(self, embeddings: torch.Tensor, candidates: int = 256) -> None:
+    block = 131_072  # fbgemm's prepack is super-linear in the row count: pack blocks, in threads
+
+    def __init__(self, fp32: torch.Tensor) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        scale = (fp32.abs().amax(1) / 127).clamp_min(1e-12).double()
+        blocks = list(range(0, len(fp32), self.block))
+
+        def pack(start: int):
+            rows = slice(start, start + self.block)
+            w = torch.quantize_per_channel(
+                fp32[rows],
+                scale[rows],
+                torch.zeros(len(scale[rows]), dtype=torch.long),
+                0,
+                torch.qint8,
+            )
+            deq = w.dequantize()
+            stats = (float((deq - fp32[rows]).norm(dim=1).max()), float(deq.abs().sum(1).max()))
+            return torch.ops.quantized.linear_prepack(w, None), stats
+
+        with ThreadPoolExecutor(min(len(blocks), torch.get_num_threads())) as pool:
+            packed = list(pool.map(pack, blocks))
+        self.packed = [p for p, _ in packed]
+        self.row_error = max(s[0] for _, s in packed)
+        self.row_l1 = max(s[1] for _, s in packed)
+
+    def scores(self, query: torch.Tensor) -> torch.Tensor:
+        q = query[None]
+        return torch.cat([torch.ops.quantized.linear_dynamic(q, p, True)[0] for p in self.packed])
+
+    def error_bound(self, query: torch.Tensor) -> float:
+        # fbgemm quantizes the query over its range (zero included) with 127 levels: each element
+        # is off by at most half a step (the tests check fbgemm against this integer arithmetic)
+        step = (max(float(query.max()), 0.0) - min(float(query.min()), 0.0)) / 127
+        norm = float(query.norm())
+        return self.row_error * norm + self.row_l1 * step / 2 + 1e-5 * (1.0 + norm)
+
+
+class _Bf16Scan:
+    """bf16 copy scanned with a matrix-vector product (GPUs, and CPUs without fbgemm)."""
+
+    def __init__(self, fp32: torch.Tensor) -> None:
+        self.bf16 = fp32.to(torch.bfloat16)
+
+    def scores(self, query: torch.Tensor) -> torch.Tensor:
+        return (self.bf16 @ query.to(torch.bfloat16)).float()
+
+    def error_bound(self, query: torch.Tensor) -> float:
+        # bf16 keeps 8 mantissa bits: each product is off by <= 2^-8 relative (row and query both
+        # rounded), so a score of unit rows is off by < 2^-7 * |query| with accumulation margin
+        return 2.0**-6 * float(query.norm())
+
+
+def _int8_available(device: torch.device) -> bool:
+    return device.type == "cpu" and torch.backends.quantized.engine in ("x86", "fbgemm")
+
+
+class ExactSearch:
+    """Exact top-k over unit-norm embeddings, scanning a low-precision copy.
+
+    A compact copy (int8 through fbgemm on x86 CPUs: a quarter of fp32's bytes; bf16 elsewhere:
+    half) gives approximate scores with a proven error bound ``eps``. The best ``probe`` rows by
+    approximate score are re-scored in fp32 (any rows would do; the best give the tightest bound); the k-th of those exact scores, ``tau``, is a lower
+    bound on the true k-th score, so any row whose approximate score is below ``tau - eps`` cannot
+    be in the top k. Every other row is re-scored in fp32 and the top k of those is returned: the
+    answer is always exact, and only the number of re-scored rows depends on the data.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, scan: str = "auto") -> None:
         self.fp32 = embeddings.float().contiguous()
-        self.bf16 = self.fp32.to(torch.bfloat16)
-        self.candidates = candidates
-        self.fallbacks = 0
+        if scan == "auto":
+            scan = "int8" if _int8_available(self.fp32.device) else "bf16"
+        if scan not in ("int8", "bf16"):
+            raise ValueError(f"scan must be auto, int8 or bf16, not {scan!r}")
+        self.scan = scan
+        self.approx = _Int8Scan(self.fp32) if scan == "int8" else _Bf16Scan(self.fp32)
+        self.rescored = 0  # rows re-scored in fp32 by the last search
 
     def search(
-        self, query: torch.Tensor, k: int, exclude: int | None = None
+        self, query: torch.Tensor, k: int, exclude: int | None = None, probe: int = 64
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.fp32)
         k = min(k, n - (exclude is not None))
-        m = min(n, max(self.candidates, 4 * k) + (exclude is not None))
-        if m >= n:
+        query = query.float().to(self.fp32.device)
+        if n <= 4 * probe:
             return top_k(self.fp32, query, k, exclude)
-        query = query.float()
-        approx = (self.bf16 @ query.to(torch.bfloat16)).float()
+        approx = self.approx.scores(query)
         if exclude is not None:
             approx[exclude] = float("-inf")
-        cand_scores, cand = approx.topk(m)
-        exact = self.fp32[cand] @ query
+        # the best `m` rows by approximate score, without a top-k over all n: the m-th best of a
+        # strided sample is a threshold that at least m rows pass (a few thousand of them)
+        m = max(probe, k + 1)
+        sample = approx[:: max(1, n // (1000 * m))]
+        theta = sample.topk(m).values[-1]
+        passed = (approx >= theta).nonzero().squeeze(1)
+        passed_scores = approx[passed]
+        first = passed[passed_scores.topk(m).indices]
+        tau = self._exact(first, query, exclude).topk(k).values[-1]
+        low = float(tau) - self.approx.error_bound(query)
+        if low >= float(theta):
+            cand = passed[passed_scores >= low]
+        else:
+            cand = (approx >= low).nonzero().squeeze(1)
+        self.rescored = len(cand)
+        best, order = self._exact(cand, query, exclude).topk(k)
+        return best, cand[order]
+
+    def _exact(self, rows: torch.Tensor, query: torch.Tensor, exclude: int | None):
+        scores = self.fp32[rows] @ query
         if exclude is not None:
-            exact[cand == exclude] = float("-inf")
-        best, order = exact.topk(k)
-        # bf16 keeps 8 mantissa bits: each element is off by <= 2^-9 relative, so a score of unit
-        # vectors is off by < 2^-8 * |query| (with margin for the accumulation).
-        eps = 2.0**-7 * float(query.norm())
-        if float(cand_scores[-1]) + eps < float(best[-1]):
-            return best, cand[order]
-        self.fallbacks += 1
-        return top_k(self.fp32, query, k, exclude)
+            scores[rows == exclude] = float("-inf")
+        return scores
