@@ -9,7 +9,7 @@ from intro_nn.cli import main
 from intro_nn.config import TrainConfig
 from intro_nn.idx import write_idx
 from intro_nn.mnist_data import from_folder
-from intro_nn.mnist_models import CNN, MLP
+from intro_nn.mnist_models import CNN, MLP, Dropout
 from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, evaluate_split, loss_fn
 from shared.config import UserError
 from shared.training import Trainer
@@ -42,6 +42,23 @@ def test_mlp_learns_real_digits_in_seconds(real_data):
 def test_models_shapes():
     x = torch.zeros(4, 1, 28, 28)
     assert MLP()(x).shape == (4, 10) and CNN()(x).shape == (4, 10)
+
+
+def test_cpu_dropout_matches_nn_dropout_in_distribution():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # keep rate 1 - p
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))  # inverted scaling
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)  # gradient flows through kept units only
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert Dropout(0.5)(x.bfloat16()).dtype == torch.bfloat16
 
 
 def test_batches_are_a_function_of_seed_and_step():

@@ -15,6 +15,10 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from intro_nn.loan_data import CATEGORICAL, NUMERIC, PURPOSES
 
 ENGINEERED = ("payment_to_income", "revol_to_income")
+# dti (all debt payments over income) is left out: the two ratios above carry it, split into the
+# new loan's instalments and the revolving balance, and the MLP ranks better without the overlap
+# (+0.001 ROC-AUC on average over five different fold seeds; see the README)
+MODEL_NUMERIC = tuple(c for c in NUMERIC if c != "dti") + ENGINEERED
 
 
 def add_features(df: pd.DataFrame) -> pd.DataFrame:
@@ -26,26 +30,21 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def signed_log1p(x):
-    """Tames the long right tails (revolving balance, credit-line age) before scaling."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
 def preprocessor() -> Pipeline:
-    numeric = Pipeline(
-        [
-            ("log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
-            ("scale", StandardScaler()),
-        ]
-    )
+    """Engineered ratios, one-hot purpose, standardised numerics.
+
+    The numerics are only standardised, not log-compressed: the long right tails (revolving
+    balance, recent inquiries) are where the defaults are, and squashing them cost the MLP 0.004
+    PR-AUC on these folds.
+    """
     columns = ColumnTransformer(
         [
+            ("numeric", StandardScaler(), list(MODEL_NUMERIC)),
             (
                 "purpose",
                 OneHotEncoder(categories=[list(PURPOSES)], handle_unknown="error"),
                 [CATEGORICAL],
             ),
-            ("numeric", numeric, [*NUMERIC, *ENGINEERED]),
         ]
     )
     return Pipeline([("features", FunctionTransformer(add_features)), ("columns", columns)])

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU.
+
+    PyTorch's CPU dropout draws its mask with ``bernoulli_`` (about 5 ns per element): on the MLP
+    below that was 14% of a training step, more than the optimizer. Comparing uniform draws with
+    ``p`` gives the same distribution in about half the time (forward plus backward: 0.38 ms vs
+    0.71 ms for a 128x512 batch on 2 cores). CUDA keeps its fused kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or self.inplace or x.device.type != "cpu":
+            return super().forward(x)
+        if self.p == 1.0:
+            return x * 0.0
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
 def norm_1d(width: int, batch_norm: bool) -> nn.Module:
@@ -25,7 +44,7 @@ class MLP(nn.Module):
                 nn.Linear(fan_in, width),
                 norm_1d(width, batch_norm),
                 nn.ReLU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             ]
             fan_in = width
         layers.append(nn.Linear(fan_in, 10))
@@ -57,10 +76,10 @@ class CNN(nn.Module):
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(c3 * 7 * 7, 128),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(128, 10),
         )
 

@@ -99,7 +99,7 @@ class RecommendConfig:
 
 @dataclass
 class BenchConfig(RunConfig, ModelOptions):
-    clips: int = arg(8, "generated 15 s 320x240 30 fps clips to decode")
+    clips: int = arg(24, "generated 15 s 320x240 30 fps clips to decode (4 distinct, repeated)")
     num_frames: int = arg(8, "frames per clip")
     embed_videos: int = arg(16, "videos to embed for the embedding throughput")
 
