@@ -112,3 +112,20 @@ def test_int8_scan_is_the_integer_arithmetic_the_bound_assumes():
 def test_search_bench_reports_exact_answers():
     out = search_ms(3_000, dim=32, queries=3)
     assert out["recall"] == 1.0 and out["ms"] > 0 and out["fp32_ms"] > 0
+
+
+def test_search_falls_back_to_bf16_without_int8_ops(monkeypatch):
+    import multi_net.search as search
+
+    def missing(self, fp32):
+        raise RuntimeError("quantized::linear_prepack is not available")
+
+    monkeypatch.setattr(search._Int8Scan, "__init__", missing)
+    monkeypatch.setattr(search, "_int8_available", lambda device: True)
+    g = torch.Generator().manual_seed(3)
+    emb = torch.nn.functional.normalize(torch.randn(2_000, 32, generator=g), dim=1)
+    index = ExactSearch(emb)
+    assert index.scan == "bf16"
+    _assert_exact(emb, emb[9], *index.search(emb[9], 10), 10)
+    with pytest.raises(RuntimeError):
+        ExactSearch(emb, scan="int8")

@@ -220,12 +220,17 @@ class ExactSearch:
 
     def __init__(self, embeddings: torch.Tensor, scan: str = "auto") -> None:
         self.fp32 = embeddings.float().contiguous()
-        if scan == "auto":
-            scan = "int8" if _int8_available(self.fp32.device) else "bf16"
-        if scan not in ("int8", "bf16"):
+        if scan not in ("auto", "int8", "bf16"):
             raise ValueError(f"scan must be auto, int8 or bf16, not {scan!r}")
-        self.scan = scan
-        self.approx = _Int8Scan(self.fp32) if scan == "int8" else _Bf16Scan(self.fp32)
+        self.approx: _Int8Scan | _Bf16Scan | None = None
+        if scan == "int8" or (scan == "auto" and _int8_available(self.fp32.device)):
+            try:
+                self.approx, self.scan = _Int8Scan(self.fp32), "int8"
+            except (RuntimeError, AttributeError, NotImplementedError):
+                if scan == "int8":  # asked for explicitly: say why it cannot be had
+                    raise
+        if self.approx is None:  # a build without fbgemm's int8 ops keeps the bf16 scan
+            self.approx, self.scan = _Bf16Scan(self.fp32), "bf16"
         self.rescored = 0  # rows re-scored in fp32 by the last search
 
     def search(
