@@ -2,6 +2,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from multi_net.bench import write_test_clip
 from multi_net.cli import COMMANDS, main
@@ -257,3 +258,41 @@ def test_end_to_end_fine_tuning_then_index(capsys, tiny_msrvtt, tmp_path):
         == 0
     )
     assert last_json(capsys)["t2v_r1"] == summary["test_t2v_r1"]
+
+
+def test_resnet18_audio_encoder_from_local_weights(capsys, tiny_msrvtt, tmp_path):
+    from torchvision.models import resnet18
+
+    from shared.checkpoint import load_checkpoint
+
+    videos, ann, pairs = tiny_msrvtt
+    weights = tmp_path / "r18.pth"
+    imagenet_like = resnet18(weights=None).state_dict()
+    torch.save(imagenet_like, weights)
+    common = ["--videos", str(videos), "--annotations", str(ann), str(pairs)]
+    common += ["--cache-dir", str(tmp_path / "cache"), "--num-frames", "2"]
+    out = tmp_path / "r18run"
+    argv = ["train", *common, "--clip-model", "mn-tiny", "--no-pretrained", "--quiet"]
+    argv += ["--audio-encoder", "resnet18", "--weights", str(weights), "--device", "cpu"]
+    assert main([*argv, "--epochs", "1", "--batch-size", "3", "--out", str(out)]) == 0
+    summary = last_json(capsys)
+    state = load_checkpoint(out / "checkpoints" / "last.pt", project="multi-net")
+    assert state["fusion_config"]["audio_encoder"] == "resnet18"
+    # started from the file's weights (conv1's RGB filters averaged), moved by a few small steps
+    conv1 = state["model"]["audio.net.conv1.weight"]
+    start = imagenet_like["conv1.weight"].mean(1, keepdim=True)
+    assert conv1.shape == (64, 1, 7, 7) and torch.allclose(conv1, start, atol=0.01)
+    deep = state["model"]["audio.net.layer4.1.conv2.weight"]
+    assert torch.allclose(deep, imagenet_like["layer4.1.conv2.weight"], atol=0.01)
+    ckpt = str(out / "checkpoints" / "last.pt")
+    evaluate = ["evaluate", "--checkpoint", ckpt, *common, "--out", str(tmp_path / "ev")]
+    assert main([*evaluate, "--quiet"]) == 0
+    assert last_json(capsys)["t2v_r1"] == summary["test_t2v_r1"]
+    for extra, message in [
+        (["--weights", str(weights)], "use it with --audio-encoder resnet18"),
+        (["--audio-encoder", "resnet18", "--weights", str(tmp_path / "no.pth")], "no such file"),
+    ]:
+        bad = ["train", *common, "--clip-model", "mn-tiny", "--no-pretrained", *extra]
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

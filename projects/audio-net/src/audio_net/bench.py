@@ -10,9 +10,10 @@ from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
 from audio_net.dataset import GENRES, find_gtzan
 from audio_net.features import compute_features
-from audio_net.model import SpectrogramClassifier, build_resnet
+from audio_net.model import SpectrogramClassifier
 from audio_net.train import WindowBatches, feature_params, loss_fn
 from shared.device import device_name, seed_everything, select_device
+from shared.resnet import resnet18_one_channel
 from shared.runs import Run
 from shared.training import Trainer, adamw
 
@@ -41,7 +42,9 @@ def run_bench(cfg: BenchConfig) -> int:
     x = x.repeat(reps, 1, 1)
     y = torch.randint(0, len(GENRES), (len(x),), device=device)
     model = SpectrogramClassifier(
-        build_resnet(len(GENRES), pretrained=False), float(x.float().mean()), float(x.float().std())
+        resnet18_one_channel(len(GENRES), pretrained=False),
+        float(x.float().mean()),
+        float(x.float().std()),
     )
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

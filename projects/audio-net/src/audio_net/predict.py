@@ -10,10 +10,11 @@ import torch
 from audio_net.audio import AudioError, read_audio
 from audio_net.config import PredictConfig
 from audio_net.features import FeatureParams, LogMel, featurize_waves
-from audio_net.model import SpectrogramClassifier, build_resnet
+from audio_net.model import SpectrogramClassifier
 from shared.checkpoint import load_checkpoint
 from shared.config import UserError
 from shared.device import select_device
+from shared.resnet import resnet18_one_channel
 
 PROJECT = "audio-net"
 
@@ -23,7 +24,7 @@ def load_classifier(
 ) -> tuple[SpectrogramClassifier, FeatureParams, list[str], dict]:
     state = load_checkpoint(path, project=PROJECT, map_location=device)
     genres = list(state["genres"])
-    model = SpectrogramClassifier(build_resnet(len(genres), pretrained=False))
+    model = SpectrogramClassifier(resnet18_one_channel(len(genres), pretrained=False))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), FeatureParams(**state["feature_params"]), genres, state
 

@@ -12,7 +12,7 @@ from audio_net.config import DataOptions, TrainConfig
 from audio_net.dataset import GENRES, find_gtzan, split_clips, split_from_files
 from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import FeatureParams, Features, load_features
-from audio_net.model import SpectrogramClassifier, build_resnet
+from audio_net.model import SpectrogramClassifier
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
 from shared.config import UserError, to_jsonable
 from shared.device import make_generator, seed_everything, select_device
@@ -20,6 +20,7 @@ from shared.distributed import is_main, world_size
 from shared.download import data_root
 from shared.plots import LivePlot
 from shared.progress import info
+from shared.resnet import resnet18_one_channel
 from shared.runs import Run, runs_root
 from shared.schedules import warmup_cosine_factor
 from shared.training import Trainer, adamw, fit, resume_run
@@ -119,7 +120,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
     )
 
     model = SpectrogramClassifier(
-        build_resnet(
+        resnet18_one_channel(
             len(GENRES),
             cfg.pretrained and resumed is None,
             cfg.weights if resumed is None else None,

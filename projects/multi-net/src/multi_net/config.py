@@ -32,7 +32,9 @@ class ModelOptions:
     clip_pretrained: str = arg("laion2b_s34b_b79k", "open_clip pretrained tag")
     clip_weights: Path | None = arg(None, "local open_clip weights file (offline)")
     pretrained: bool = arg(
-        True, "load pretrained CLIP weights (--no-pretrained: random, for tests)"
+        True,
+        "load pretrained CLIP weights, and ImageNet ResNet18 weights with --audio-encoder resnet18 "
+        "(--no-pretrained: random, for tests)",
     )
 
 
@@ -42,7 +44,7 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
         "9k", "training videos (1k-A test videos never train)"
     )
     freeze_encoders: bool = arg(
-        True, "train only projections, audio CNN and fusion on cached CLIP features"
+        True, "train only projections, the audio encoder and fusion on cached CLIP features"
     )
     epochs: int = arg(10, "training epochs")
     batch_size: int = arg(128, "videos per batch (each with one random caption)")
@@ -56,6 +58,14 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     fusion_dim: int = arg(256, "fusion transformer width")
     fusion_layers: int = arg(2, "fusion transformer layers")
     modality_dropout: float = arg(0.3, "chance to hide the audio token in training")
+    audio_encoder: Literal["cnn", "resnet18"] = arg(
+        "cnn",
+        "log-mel audio encoder: a small CNN from scratch, or ResNet18 from ImageNet weights "
+        "(always trained, on the cached log-mels)",
+    )
+    weights: Path | None = arg(
+        None, "local ImageNet ResNet18 state_dict for --audio-encoder resnet18 (offline)"
+    )
     max_minutes: float | None = arg(None, "stop training after this many minutes")
 
     def __post_init__(self) -> None:
@@ -65,6 +75,10 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
             raise UserError("--modality-dropout must be in [0, 1)")
         if self.num_frames < 1:
             raise UserError("--num-frames must be at least 1")
+        if self.weights is not None and self.audio_encoder != "resnet18":
+            raise UserError(
+                "--weights holds ResNet18 weights: use it with --audio-encoder resnet18"
+            )
 
 
 @dataclass

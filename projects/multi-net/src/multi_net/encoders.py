@@ -1,4 +1,5 @@
-"""Pretrained encoders: open_clip's image and text towers, and a small log-mel audio CNN."""
+"""Pretrained encoders: open_clip's image and text towers; log-mel audio through a small CNN or a
+ResNet18 (ImageNet weights, conv1 averaged to one channel)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torchaudio
 from torch import nn
 
 from shared.config import UserError
+from shared.resnet import load_imagenet, resnet18_one_channel
 
 # A tiny CLIP of the same family, for tests and CPU smoke runs (random weights only).
 open_clip.add_model_config(str(Path(__file__).parent / "model_configs" / "mn-tiny.json"))
@@ -102,3 +104,31 @@ class AudioCNN(nn.Module):
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         h = self.net(logmel.unsqueeze(1)).mean(dim=2)  # (B, C, T')
         return self.out(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))
+
+
+class AudioResNet(nn.Module):
+    """Log-mel (B, n_mels, T) -> vector through torchvision's ResNet18 with one input channel.
+
+    A BatchNorm on the raw log-mels brings them to the scale the ImageNet filters expect; the
+    ResNet's head is a fresh ``out_dim`` projection. Built with random weights; ``load_imagenet``
+    puts the ImageNet (or a local file's) weights into everything but that head.
+    """
+
+    def __init__(self, out_dim: int = 256) -> None:
+        super().__init__()
+        self.scale = nn.BatchNorm2d(1)
+        self.net = resnet18_one_channel(out_dim)
+
+    def load_imagenet(self, weights_path: Path | None = None) -> None:
+        load_imagenet(self.net, weights_path)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.net(self.scale(logmel.unsqueeze(1)))
+
+
+def audio_encoder(kind: str, n_mels: int, out_dim: int) -> nn.Module:
+    if kind == "cnn":
+        return AudioCNN(n_mels, out_dim=out_dim)
+    if kind == "resnet18":
+        return AudioResNet(out_dim)
+    raise ValueError(f"unknown audio encoder {kind!r}")

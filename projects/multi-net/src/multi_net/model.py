@@ -1,7 +1,7 @@
 """Early fusion of video and audio into one embedding, trained against CLIP text embeddings.
 
 Frames -> CLIP image features -> projected tokens (+ frame position and modality embeddings);
-audio -> log-mel CNN -> one projected token (+ modality embedding). A small transformer fuses
+audio -> log-mel CNN or ResNet18 -> one projected token (+ modality embedding). A small transformer fuses
 [CLS, frame tokens, audio token]; the CLS output, projected and normalised, is the video
 embedding. A missing audio track (or modality dropout in training) masks the audio token out, so
 the model works without audio. Captions go through CLIP's text tower and a projection into the
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multi_net.encoders import AudioCNN
+from multi_net.encoders import audio_encoder
 
 
 @dataclass
@@ -30,6 +30,7 @@ class FusionConfig:
     fusion_heads: int = 4
     num_frames: int = 8
     n_mels: int = 64
+    audio_encoder: Literal["cnn", "resnet18"] = "cnn"
     temporal: Literal["transformer", "mean"] = "transformer"
     modality_dropout: float = 0.3
     dropout: float = 0.1
@@ -44,7 +45,7 @@ class FusionModel(nn.Module):
         self.cfg = cfg
         d = cfg.fusion_dim
         self.frame_proj = nn.Linear(cfg.clip_dim, d)
-        self.audio = AudioCNN(cfg.n_mels, out_dim=d)
+        self.audio = audio_encoder(cfg.audio_encoder, cfg.n_mels, d)
         self.modality = nn.Parameter(torch.zeros(2, d))  # 0: video, 1: audio
         self.frame_pos = nn.Parameter(torch.zeros(cfg.num_frames, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))

@@ -243,9 +243,13 @@ def build(cfg, device, resumed: dict | None):
             num_frames=cfg.num_frames,
             temporal=cfg.temporal,
             modality_dropout=cfg.modality_dropout,
+            audio_encoder=cfg.audio_encoder,
         )
     )
-    return clip, tokenizer, size, FusionModel(fcfg)
+    model = FusionModel(fcfg)
+    if resumed is None and fcfg.audio_encoder == "resnet18" and (cfg.pretrained or cfg.weights):
+        model.audio.load_imagenet(cfg.weights)
+    return clip, tokenizer, size, model
 
 
 def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
