@@ -296,3 +296,7 @@ def test_resnet18_audio_encoder_from_local_weights(capsys, tiny_msrvtt, tmp_path
         assert main(bad) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+    # no CLIP weights to be had (mn-tiny has no pretrained tag): one message names both files
+    assert main(["train", *common, "--clip-model", "mn-tiny", "--audio-encoder", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert "--clip-weights PATH" in err and "--weights PATH" in err and "Traceback" not in err

@@ -226,9 +226,17 @@ def evaluate_pairs(
 
 
 def build(cfg, device, resumed: dict | None):
-    clip, tokenizer, size = load_clip(
-        cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.pretrained
-    )
+    try:
+        clip, tokenizer, size = load_clip(
+            cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.pretrained
+        )
+    except UserError as exc:
+        if cfg.audio_encoder == "resnet18" and cfg.pretrained and cfg.weights is None:
+            raise UserError(  # offline users learn about both files at once
+                f"{exc}; --audio-encoder resnet18 will also want ImageNet ResNet18 weights: "
+                "--weights PATH to a downloaded resnet18-f37072fd.pth"
+            ) from exc
+        raise
     if resumed is not None and resumed.get("clip_state") is not None:
         clip.load_state_dict(resumed["clip_state"])
     clip = clip.to(device).eval()
