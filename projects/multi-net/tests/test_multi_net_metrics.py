@@ -77,6 +77,8 @@ def test_exact_search_matches_brute_force(scan):
     _assert_exact(emb, emb[7], s, i, 5, exclude=7)
     small = ExactSearch(emb[:50], scan=scan)  # below the probe size: a plain scan
     assert torch.equal(small.search(emb[0], 3)[1], top_k(emb[:50], emb[0], 3)[1])
+    most = ExactSearch(emb[:300], scan=scan)  # k close to n
+    _assert_exact(emb[:300], emb[1], *most.search(emb[1], 299, exclude=1), 299, exclude=1)
 
 
 @pytest.mark.parametrize("scan", SCANS)

@@ -193,14 +193,16 @@ class _Bf16Scan:
 
     def __init__(self, fp32: torch.Tensor) -> None:
         self.bf16 = fp32.to(torch.bfloat16)
+        self.row_norm = float(fp32.norm(dim=1).max())
 
     def scores(self, query: torch.Tensor) -> torch.Tensor:
         return (self.bf16 @ query.to(torch.bfloat16)).float()
 
     def error_bound(self, query: torch.Tensor) -> float:
-        # bf16 keeps 8 mantissa bits: each product is off by <= 2^-8 relative (row and query both
-        # rounded), so a score of unit rows is off by < 2^-7 * |query| with accumulation margin
-        return 2.0**-6 * float(query.norm())
+        # bf16 keeps 8 significant bits: row and query elements are each off by <= 2^-8 relative,
+        # so each product by < 2^-7 (+ 2^-16), and rounding the fp32-accumulated result to bf16
+        # adds 2^-8 of the score: < 1.5 * 2^-7 * |row| * |query| in all (Cauchy-Schwarz)
+        return 2.0**-6 * self.row_norm * float(query.norm())
 
 
 def _int8_available(device: torch.device) -> bool:
@@ -212,8 +214,8 @@ class ExactSearch:
 
     A compact copy (int8 through fbgemm on x86 CPUs: a quarter of fp32's bytes; bf16 elsewhere:
     half) gives approximate scores with a proven error bound ``eps``. The best ``probe`` rows by
-    approximate score are re-scored in fp32 (any rows would do; the best give the tightest bound); the k-th of those exact scores, ``tau``, is a lower
-    bound on the true k-th score, so any row whose approximate score is below ``tau - eps`` cannot
+    approximate score are re-scored in fp32 (any rows would do; the best give the tightest bound);
+    the k-th of those exact scores, ``tau``, is a lower bound on the true k-th score, so any row whose approximate score is below ``tau - eps`` cannot
     be in the top k. Every other row is re-scored in fp32 and the top k of those is returned: the
     answer is always exact, and only the number of re-scored rows depends on the data.
     """
@@ -239,7 +241,7 @@ class ExactSearch:
         n = len(self.fp32)
         k = min(k, n - (exclude is not None))
         query = query.float().to(self.fp32.device)
-        if n <= 4 * probe:
+        if n <= 4 * max(probe, k):  # small, or most of it wanted: a plain scan
             return top_k(self.fp32, query, k, exclude)
         approx = self.approx.scores(query)
         if exclude is not None:
