@@ -33,9 +33,9 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
 def preprocessor() -> Pipeline:
     """Engineered ratios, one-hot purpose, standardised numerics.
 
-    The numerics are only standardised, not log-compressed: the long right tails (revolving
-    balance, recent inquiries) are where the defaults are, and squashing them cost the MLP 0.004
-    PR-AUC on these folds.
+    The numerics are only standardised, not log-compressed: the long right tails (recent
+    inquiries, revolving balance) hold the highest default rates, and squashing them cost the MLP
+    0.004 ROC-AUC and 0.005 PR-AUC on these folds.
     """
     columns = ColumnTransformer(
         [
