@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume, save_checkpoint
-from shared.config import UserError
+from shared.errors import UserError
 
 
 def test_save_and_load(tmp_path):
@@ -44,13 +44,35 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 
 def test_manager_keeps_last_and_best(tmp_path):
-    mgr = CheckpointManager(tmp_path, project="a", mode="min")
-    assert mgr.save({"v": 1}, metric=2.0)
-    assert not mgr.save({"v": 2}, metric=3.0)
-    assert mgr.save({"v": 3}, metric=1.0)
-    mgr.save({"v": 4})
-    assert load_checkpoint(mgr.best_path, project="a")["v"] == 3
-    assert load_checkpoint(mgr.last_path, project="a")["v"] == 4
+    mgr = CheckpointManager(tmp_path, project="a", monitor="val_loss", mode="min")
+    assert mgr.save({"v": 1}, {"val_loss": 2.0})
+    assert not mgr.save({"v": 2}, {"val_loss": 3.0})
+    assert mgr.save({"v": 3}, {"val_loss": 1.0, "val_acc": 0.1})
+    assert not mgr.save({"v": 4}, {"val_loss": float("nan")})  # NaN never becomes the best
+    mgr.save({"v": 5})
+    assert load_checkpoint(mgr.best_path, project="a", required=("v",))["v"] == 3
+    assert load_checkpoint(mgr.last_path, project="a", required=("v",))["v"] == 5
+    high = CheckpointManager(tmp_path / "h", project="a", monitor="val_acc", mode="max")
+    assert high.save({}, {"val_acc": 0.5}) and not high.save({}, {"val_acc": 0.4})
+
+
+def test_missing_keys_and_unknown_format_are_user_errors(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"model": {}}, project="a")
+    with pytest.raises(UserError, match="lacks genres, split"):
+        load_checkpoint(path, project="a", required=("model", "genres", "split"))
+    data = torch.load(path, weights_only=True)
+    torch.save({**data, "format_version": 99}, path)
+    with pytest.raises(UserError, match="format 99"):
+        load_checkpoint(path, project="a")
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in (".last.pt.abc123.tmp", ".best.pt.x.tmp", ".other.pt.y.tmp", "keep.txt"):
+        (folder / name).write_bytes(b"half")
+    CheckpointManager(folder, project="a")
+    assert sorted(p.name for p in folder.iterdir()) == [".other.pt.y.tmp", "keep.txt"]
 
 
 def test_resolve_resume_latest(tmp_path):

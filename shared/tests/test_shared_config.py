@@ -7,13 +7,13 @@ import pytest
 from shared.config import (
     Command,
     RunConfig,
-    UserError,
     arg,
     build_parser,
     from_namespace,
-    not_built,
     run_cli,
+    to_jsonable,
 )
+from shared.errors import Terminated, UserError
 
 
 @dataclasses.dataclass
@@ -67,16 +67,58 @@ def test_bad_choice_exits_2(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_not_built_says_so_and_exits_2(capsys):
-    code = run_cli(
-        "proj",
-        "d",
-        {"evaluate": Command(None, not_built("proj", "evaluate", 9), "e")},
-        ["evaluate"],
-    )
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "not built yet" in err and "#9" in err
+@dataclasses.dataclass
+class EvalConfig:
+    checkpoint: Path | None = arg(None, "checkpoint", required=True)
+
+
+def test_required_flag_is_refused_by_argparse(capsys):
+    commands = {"evaluate": Command(EvalConfig, lambda c: 0, "e")}
+    with pytest.raises(SystemExit) as exc:
+        run_cli("proj", "d", commands, ["evaluate"])
+    assert exc.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+    assert run_cli("proj", "d", commands, ["evaluate", "--checkpoint", "c.pt"]) == 0
+
+
+def test_os_errors_terminate_and_interrupt_are_one_line(capsys, tmp_path):
+    def disk_full(cfg):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.pt"))
+
+    def terminated(cfg):
+        raise Terminated("saved last.pt at step 7")
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    for run, code, line in [
+        (disk_full, 2, f"proj: error: {tmp_path / 'x.pt'}: no space left on device"),
+        (terminated, 143, "proj: stopped by SIGTERM: saved last.pt at step 7"),
+        (interrupted, 130, "proj: interrupted"),
+    ]:
+        assert run_cli("proj", "d", {"train": Command(TrainConfig, run, "t")}, ["train"]) == code
+        assert capsys.readouterr().err.strip() == line
+
+
+def test_unwritable_out_is_refused_before_the_command_runs(capsys, tmp_path):
+    ran = []
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    commands = {"train": Command(TrainConfig, ran.append, "t")}
+    for out, message in [
+        (a_file, "is a file, not a folder"),
+        (a_file / "sub", "is a file, not a folder"),
+        (Path("/proc/no-such-run"), "cannot write in /proc"),  # a read-only file system
+    ]:
+        assert run_cli("proj", "d", commands, ["train", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert ran == [] and not (tmp_path / "sub").exists()
+
+
+def test_non_finite_floats_become_null():
+    assert to_jsonable({"a": float("nan"), "b": [float("inf"), 1.5]}) == {
+        "a": None,
+        "b": [None, 1.5],
+    }
 
 
 def test_user_error_is_one_line_exit_2(capsys):
@@ -87,3 +129,19 @@ def test_user_error_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == "proj: error: the file x.csv does not exist"
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    run: Path | None = arg(None, "run folder", aliases=("--model",), group="input")
+
+
+def test_alias_is_accepted_but_not_advertised(capsys):
+    parser = build_parser("p", "d", {"predict": Command(PredictConfig, lambda c: c, "p")})
+    cfg = from_namespace(PredictConfig, parser.parse_args(["predict", "--model", "r1"]))
+    assert cfg.run == Path("r1")
+    assert from_namespace(PredictConfig, parser.parse_args(["predict"])).run is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert "--run" in out and "--model" not in out and "input:" in out

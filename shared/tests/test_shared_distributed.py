@@ -51,7 +51,7 @@ def worker(rank: int, port: int, out: dict) -> None:
             loss.item(),
             grad,
             all_reduce_mean({"v": float(rank)})["v"],
-            any_rank(rank == 1),
+            any_rank(rank == 1, False),
         )
     finally:
         dist.destroy_process_group()
@@ -70,4 +70,68 @@ def test_global_negatives_give_the_single_process_gradient():
         dist_loss, grad, mean, anyflag = results[rank]
         assert abs(dist_loss - loss.item()) < 1e-5  # InfoNCE is invariant to the rank-strided order
         assert torch.allclose(grad, w.grad, atol=1e-6)
-        assert mean == 0.5 and anyflag is True
+        assert mean == 0.5 and anyflag == (True, False)
+
+
+class _Freeze:
+    """The pattern audio-net uses: the body frozen for the first steps, then trained, under DDP."""
+
+    def __init__(self, body, until):
+        self.body, self.until, self.frozen = body, until, None
+
+    def on_step_start(self, trainer):
+        frozen = trainer.step < self.until
+        if frozen != self.frozen:
+            for p in self.body.parameters():
+                p.requires_grad_(not frozen)
+            self.frozen = frozen
+            trainer.rewrap()
+
+    def on_epoch_end(self, trainer):
+        pass
+
+    def on_evaluate(self, trainer, metrics):
+        pass
+
+
+def freeze_worker(rank: int, port: int, out: dict) -> None:
+    from torch import nn
+
+    from shared.training import Cadence, Trainer, fit
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        body, head = nn.Linear(6, 8), nn.Linear(8, 2)
+        model = nn.Sequential(body, nn.ReLU(), head)
+        trainer = Trainer(
+            model, torch.optim.AdamW(model.parameters(), lr=0.05), device=torch.device("cpu")
+        )
+        x, y, _ = data()
+        labels = (y[:, 0] > 0).long()
+        start = body.weight.detach().clone()
+        seen = []
+
+        def batches(step):
+            seen.append(torch.equal(body.weight, start))
+            return [(x, labels)]
+
+        def loss_fn(m, batch):
+            return F.cross_entropy(m(batch[0]), batch[1]), {}
+
+        fit(trainer, batches, loss_fn, Cadence(6), callbacks=[_Freeze(body, 3)], quiet=True)
+        out[rank] = (seen, body.weight.detach().clone(), head.weight.detach().clone())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_freezing_then_unfreezing_under_ddp():
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(freeze_worker, args=(free_port(), out), nprocs=2, join=True)
+        results = dict(out)
+    seen, body0, head0 = results[0]
+    # frozen for steps 0-2 (the body never moves), trained from step 3 on
+    assert seen == [True, True, True, True, False, False]
+    assert torch.equal(body0, results[1][1]) and torch.equal(head0, results[1][2])

@@ -27,12 +27,24 @@ def test_figures_are_pngs(tmp_path):
         assert p.read_bytes()[:4] == PNG
 
 
-def test_live_plot_rewrites_every_n(tmp_path):
-    plot = LivePlot(tmp_path / "live.png", every=2)
+def test_live_plot_rewrites_every_n_but_not_too_often(tmp_path):
+    plot = LivePlot(tmp_path / "live.png", every=2, min_seconds=3600)
     plot.update(1, train_loss=1.0)
     assert not plot.path.exists()
     plot.update(2, train_loss=0.8, val_loss=0.9, val_acc=0.5)
     assert plot.path.read_bytes()[:4] == PNG
+    first = plot.path.stat().st_mtime_ns
+    plot.update(3, train_loss=0.7)
+    plot.update(4, train_loss=0.6)  # due by count, but drawn less than an hour ago
+    assert plot.path.stat().st_mtime_ns == first
+    plot.draw()  # the end of training always draws
+    assert plot.path.stat().st_mtime_ns >= first and len(plot.series["train_loss"][0]) == 4
+
+
+def test_live_plot_keeps_the_metrics_asked_for(tmp_path):
+    plot = LivePlot(tmp_path / "live.png", metrics=("loss", "t2v_r1"))
+    plot.update(1, train_loss=1.0, val_loss=0.9, val_t2v_r1=5.0, val_t2v_r5=9.0, lr=0.1)
+    assert sorted(plot.series) == ["train_loss", "val_loss", "val_t2v_r1"]
 
 
 def test_torch_trio_works_together():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from shared.config import UserError
+from shared.errors import UserError
 from shared.resnet import adapt_first_conv, resnet18_one_channel
 
 

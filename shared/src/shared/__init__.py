@@ -2,16 +2,25 @@
 
 Modules, each named for what it holds:
 
-- ``config``: dataclass configs turned into argparse subcommands, user errors, exit codes.
+- ``errors``: ``UserError``, ``Terminated`` and the exit statuses the CLI gives them.
+- ``config``: dataclass configs turned into argparse subcommands; ``run_cli``.
+- ``paths``: the data root, the runs root and the cache folders (one rule for all three).
 - ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture.
 - ``precision``: autocast contexts and the fp16 GradScaler.
 - ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
-- ``training``: the ``Trainer`` (one optimizer step at a time) and ``fit`` loop.
-- ``checkpoint``: atomic checkpoints, ``last``/``best``, ``--resume latest``.
+- ``batching``: epoch-permuted batches of rows, a pure function of (seed, step).
+- ``training``: the ``Trainer`` (one optimizer step at a time), ``fit`` with its ``Callback`` hooks,
+  AdamW and its decay groups.
+- ``signals``: SIGTERM handled like Ctrl-C (save ``last.pt``, then stop).
+- ``checkpoint``: atomic, tagged, strictly loaded checkpoints; ``last``/``best``; ``--resume latest``.
 - ``runs``: run folders with config.json, metrics.csv, summary.json, figures and checkpoints.
+- ``atomic``: write-then-rename file writes that follow the umask.
 - ``plots``: live curves, labelled image/spectrogram grids, confusion matrices.
-- ``download``: data root, downloads with sha256 verification, archive extraction.
+- ``download``: downloads with sha256 verification, safe archive extraction.
+- ``distributed``: torchrun / DistributedDataParallel, rank-0 side effects, global negatives.
+- ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
 - ``progress``: tqdm bars that go quiet when asked or when stdout is not a terminal.
+- ``testing``: pytest fixtures and CLI checks the packages' tests share (needs pytest).
 """
 
 __version__ = "0.1.0"

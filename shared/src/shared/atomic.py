@@ -1,6 +1,9 @@
 """Atomic file writes: write to a temporary name beside the target, then ``os.replace``.
 
-A crash or Ctrl-C mid-write leaves the previous file intact and no half-written one behind.
+A crash or Ctrl-C mid-write leaves the previous file intact and no half-written one behind. The
+temporary file is created private (``mkstemp``: mode 0600); it gets the mode a plain ``open`` would
+have given it (0666 less the umask) before it takes the target's name, so teammates and web
+servers can read run folders as the umask allows.
 """
 
 from __future__ import annotations
@@ -12,6 +15,19 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from shared.config import to_jsonable
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    return (0o777 if directory else 0o666) & ~umask()
 
 
 @contextlib.contextmanager
@@ -26,10 +42,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def stale_temporaries(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Temporaries that ``atomic_path`` left for ``names`` in ``folder`` when killed mid-write."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for name in names for p in folder.glob(f".{name}.*.tmp"))
 
 
 @contextlib.contextmanager
@@ -39,8 +64,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Strict JSON (non-finite floats become null, never the invalid ``NaN``)."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False)
+        json.dump(to_jsonable(obj), fh, indent=2, sort_keys=False, allow_nan=False)
         fh.write("\n")
 
 

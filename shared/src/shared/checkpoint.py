@@ -1,15 +1,22 @@
-"""Checkpoints: everything needed to resume exactly, written atomically, tagged with the project."""
+"""Checkpoints: everything needed to resume exactly, written atomically, tagged with the project.
+
+Loading is safe and strict: ``torch.load(weights_only=True)`` (no code runs from the file), the
+project tag must match, the format version must be one this code reads, and the keys the caller
+needs must be present, or the user gets one message naming what is wrong.
+"""
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from shared.atomic import atomic_path
-from shared.config import UserError
+from shared.atomic import atomic_path, stale_temporaries
+from shared.errors import UserError
+from shared.progress import info
 
 FORMAT_VERSION = 1
 
@@ -24,9 +31,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], *, project: str) 
 
 
 def load_checkpoint(
-    path: str | Path, *, project: str, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    *,
+    project: str,
+    required: Iterable[str] = (),
+    map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Load a checkpoint written by ``project``; anything else is a clear user error."""
+    """Load a checkpoint written by ``project`` holding ``required``; anything else is a user error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
@@ -43,19 +54,52 @@ def load_checkpoint(
             f"{path} is a checkpoint of {data['project']!r}, not {project!r}: "
             f"pass a checkpoint written by '{project} train'"
         )
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {version!r}; this version of {project} reads format "
+            f"{FORMAT_VERSION} (train again, or use the version of the code that wrote it)"
+        )
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise UserError(
+            f"{path} is an incomplete {project} checkpoint: it lacks {', '.join(missing)}"
+        )
     return data
 
 
 class CheckpointManager:
-    """Keeps ``last.pt`` (every save) and ``best.pt`` (when the watched metric improves)."""
+    """Keeps ``last.pt`` (every save) and ``best.pt`` (when the ``monitor`` metric improves).
 
-    def __init__(self, directory: str | Path, *, project: str, mode: str = "min") -> None:
+    Temporaries that a killed save left behind (``kill -9`` mid-write) are removed when the
+    manager is made, that is when a run starts or resumes.
+    """
+
+    NAMES = ("last.pt", "best.pt")
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        project: str,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        quiet: bool = True,
+    ) -> None:
         if mode not in ("min", "max"):
             raise ValueError("mode must be 'min' or 'max'")
         self.directory = Path(directory)
         self.project = project
+        self.monitor = monitor
         self.mode = mode
         self.best: float | None = None
+        stale = stale_temporaries(self.directory, self.NAMES)
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        if stale:
+            info(
+                f"removed {len(stale)} unfinished checkpoint file(s) of an interrupted save", quiet
+            )
 
     @property
     def last_path(self) -> Path:
@@ -70,9 +114,10 @@ class CheckpointManager:
             return True
         return metric < self.best if self.mode == "min" else metric > self.best
 
-    def save(self, payload: dict[str, Any], metric: float | None = None) -> bool:
-        """Save ``last.pt``; also ``best.pt`` if ``metric`` improved. Returns whether it did."""
-        improved = metric is not None and self.is_better(metric)
+    def save(self, payload: dict[str, Any], metrics: dict[str, float] | None = None) -> bool:
+        """Save ``last.pt``; also ``best.pt`` if ``metrics[monitor]`` improved. Returns whether it did."""
+        metric = (metrics or {}).get(self.monitor)
+        improved = metric is not None and metric == metric and self.is_better(metric)
         if improved:
             self.best = metric
         payload = {**payload, "best_metric": self.best}

@@ -1,13 +1,16 @@
-"""Dataclass configs turned into argparse subcommands, and the errors a user can cause.
+"""Dataclass configs turned into argparse subcommands, and ``run_cli``, which runs one.
 
 A command's options are one dataclass; every field becomes a ``--flag`` with its default and the
 ``help`` given through :func:`arg`. ``RunConfig`` holds the flags every training-like command shares.
+``run_cli`` turns what a user can cause (``UserError``, ``OSError`` such as a full disk or a
+read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit status, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -15,28 +18,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
-
-
-class UserError(Exception):
-    """An error the user can fix (missing file, bad flag value, offline download, ...).
-
-    The CLI prints its message alone, without a traceback, and exits with status 2.
-    """
-
-
-class NotBuiltError(UserError):
-    """A subcommand that exists in the plan but is not implemented yet."""
+from shared.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    Terminated,
+    UserError,
+)
 
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field carrying its CLI help text (``default_factory`` for mutable defaults)."""
+    """A dataclass field carrying its CLI help text (``default_factory`` for mutable defaults).
+
+    ``required=True`` makes argparse refuse the command without the flag (the field's default,
+    usually None, is what tests and code that build the dataclass directly get). ``group`` puts
+    the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
+    left out of ``--help``).
+    """
     metadata = {"help": help}
-    if "choices" in kwargs:
-        metadata["choices"] = kwargs.pop("choices")
-    if "positional" in kwargs:
-        metadata["positional"] = kwargs.pop("positional")
+    for key in ("choices", "positional", "required", "group", "aliases"):
+        if key in kwargs:
+            metadata[key] = kwargs.pop(key)
     if "default_factory" in kwargs:
         return dataclasses.field(default_factory=kwargs.pop("default_factory"), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
@@ -73,6 +75,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one option per field of dataclass ``cls`` (``foo_bar`` -> ``--foo-bar``)."""
     hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -109,7 +112,27 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["choices"] = f.metadata["choices"]
         if help_text and not positional and default is not None and tp is not bool:
             kwargs["help"] = f"{help_text} (default: {default})"
-        parser.add_argument(*names, **kwargs)
+        if f.metadata.get("required") and not positional:
+            kwargs["help"] = f"{help_text} (required)"
+        title = f.metadata.get("group")
+        target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
+        target.add_argument(*names, **kwargs)
+        aliases = f.metadata.get("aliases", ())
+        if aliases:
+            hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+            parser.add_argument(*aliases, **hidden)
+
+
+def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Namespace) -> None:
+    """Refuse, as argparse does, a command run without a flag marked ``required`` (checked after
+    parsing so that an alias counts as the flag)."""
+    missing = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("required") and getattr(ns, f.name, None) is None
+    ]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
@@ -122,7 +145,12 @@ def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, paths and tuples as plain JSON values."""
+    """Dataclasses, paths and tuples as plain JSON values; NaN and infinities as None (null).
+
+    Strict JSON has no NaN: ``json.dumps(float("nan"))`` writes ``NaN``, which other parsers reject.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -145,21 +173,13 @@ class Command:
     setup: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-def not_built(project: str, command: str, issue: int) -> Callable[[Any], Any]:
-    """A subcommand that is planned but not implemented: says so and exits 2."""
-
-    def run(_cfg: Any) -> None:
-        raise NotBuiltError(f"'{project} {command}' is not built yet (tracked in issue #{issue}).")
-
-    return run
-
-
 def build_parser(
     prog: str, description: str, commands: dict[str, Command]
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.command_parsers = {}
     for name, cmd in commands.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         if cmd.config is not None:
@@ -167,34 +187,69 @@ def build_parser(
         if cmd.setup is not None:
             cmd.setup(p)
         p.set_defaults(_command=name)
+        parser.command_parsers[name] = p
     return parser
 
 
 def run_cli(
     prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
 ) -> int:
-    """Parse ``argv``, run the chosen command, and turn user errors into one line and exit 2."""
+    """Parse ``argv``, run the chosen command; what a user can cause ends in one line and a status.
+
+    Exit statuses: 2 for a user error or an I/O error (a full disk, a read-only or missing folder),
+    130 for Ctrl-C, 143 for SIGTERM (a training loop has saved ``last.pt`` by then).
+    """
+    from shared import signals
+    from shared.distributed import cleanup, launched_by_torchrun
+
     parser = build_parser(prog, description, commands)
     ns = parser.parse_args(argv)
     cmd = commands[ns._command]
+    if cmd.config is not None:
+        check_required(parser.command_parsers[ns._command], cmd.config, ns)
+    signals.install()
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
-        if isinstance(getattr(cfg, "device", None), str):
-            from shared.distributed import launched_by_torchrun
+        if isinstance(cfg, RunConfig) and cfg.out is not None:
+            from shared.runs import check_writable_dir
 
-            if launched_by_torchrun():  # join the group before anything picks a run folder
-                from shared.device import select_device
+            check_writable_dir(cfg.out, "--out")  # before any work, not after it
+        if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
+            from shared.device import select_device
 
-                select_device(cfg.device)
+            select_device(cfg.device)  # join the group before anything picks a run folder
         result = cmd.run(cfg)
     except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail(prog, str(exc), EXIT_USER_ERROR)
+    except OSError as exc:
+        return _fail(prog, describe_os_error(exc), EXIT_USER_ERROR)
+    except Terminated as exc:
+        return _fail(prog, f"stopped by SIGTERM{_detail(exc)}", EXIT_TERMINATED)
+    except KeyboardInterrupt as exc:
+        return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
     finally:
-        from shared.distributed import cleanup
-
         cleanup()
     return int(result) if isinstance(result, int) else 0
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc)
+    return f": {text}" if text and text != "SIGTERM" else ""
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    print(
+        f"{prog}: error: {message}" if code == EXIT_USER_ERROR else f"{prog}: {message}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return code
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 28] No space left on device: 'x'`` -> ``cannot write x: no space left on device``."""
+    reason = (exc.strerror or exc.__class__.__name__).lower()
+    target = exc.filename or ""
+    if exc.filename2:
+        target = f"{target} -> {exc.filename2}"
+    return f"{target}: {reason}" if target else f"{reason} ({exc})"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.config import UserError
+from shared.errors import UserError
 
 
 def select_device(name: str = "auto") -> torch.device:

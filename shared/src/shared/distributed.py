@@ -63,11 +63,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (e.g. the run folder name)."""
     if not is_distributed():
@@ -88,15 +83,15 @@ def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / world_size() for k, v in zip(keys, t.tolist(), strict=True)}
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when it is True on any (so all ranks stop together)."""
+def any_rank(*flags: bool) -> tuple[bool, ...]:
+    """Each flag, True on every rank when it is True on any (so all ranks stop together)."""
     if not is_distributed():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])
     if dist.get_backend() == "nccl":
         t = t.cuda()
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 def shard(batch: Any, batch_size: int | None = None) -> Any:

@@ -11,37 +11,21 @@ import hashlib
 import logging
 import os
 import shutil
+import tarfile
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pooch
 import requests
 
-from shared.config import UserError
+from shared.atomic import default_mode
+from shared.errors import UserError
+from shared.paths import data_root  # noqa: F401  (the data root, re-exported for the projects)
 from shared.progress import bars_enabled, info
 
 pooch.get_logger().setLevel(logging.WARNING)
-
-
-def repo_root(start: Path | None = None) -> Path | None:
-    """The nearest folder at or above ``start`` (default: cwd) holding a ``uv.lock``."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "uv.lock").is_file():
-            return folder
-    return None
-
-
-def data_root(data_dir: str | Path | None = None) -> Path:
-    """``--data-dir``, else ``$DL_DATA_DIR``, else ``<repo>/data`` (git-ignored), else ``./data``."""
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("DL_DATA_DIR")
-    if env:
-        return Path(env)
-    root = repo_root()
-    return (root if root is not None else Path.cwd()) / "data"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -112,6 +96,29 @@ def fetch(
     )
 
 
+def unpack(archive: Path, into: Path) -> None:
+    """Unpack a zip or tar archive into ``into`` without letting any member out of it.
+
+    tar: the ``data`` filter refuses absolute paths, ``..``, links that point outside, devices,
+    and drops set-uid bits. zip: every member's resolved path must stay inside ``into``.
+    """
+    if tarfile.is_tarfile(archive):
+        if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4
+            raise UserError("extracting tar archives safely needs Python 3.11.4 or newer")
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+        return
+    if not zipfile.is_zipfile(archive):
+        raise UserError(f"{archive} is neither a zip nor a tar archive")
+    root = into.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (root / member).resolve()
+            if target != root and root not in target.parents:
+                raise UserError(f"{archive}: member {member!r} would be written outside {into}")
+        zf.extractall(into)
+
+
 def extract(archive: str | Path, into: str | Path, *, quiet: bool = False) -> Path:
     """Unpack a zip/tar archive into ``into`` once (atomically: unpack beside, then rename)."""
     archive, into = Path(archive), Path(into)
@@ -121,11 +128,12 @@ def extract(archive: str | Path, into: str | Path, *, quiet: bool = False) -> Pa
     info(f"extracting {archive.name} -> {into}", quiet)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.", dir=into.parent))
     try:
-        shutil.unpack_archive(str(archive), str(tmp))
+        unpack(archive, tmp)
+        os.chmod(tmp, default_mode(directory=True))
         if into.exists():
             into.rmdir()
         os.replace(tmp, into)
-    except (shutil.ReadError, OSError, EOFError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise UserError(
             f"could not extract {archive}: {exc}; delete it and download again"
         ) from exc

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,35 +42,50 @@ def _split_key(key: str) -> tuple[str, str]:
 
 
 class LivePlot:
-    """Accumulates (step, value) series and redraws one PNG every ``every`` updates.
+    """Accumulates (step, value) series and redraws one PNG every ``every`` updates, at most once
+    every ``min_seconds`` (drawing costs about a second a panel: a plot must not slow training).
 
-    Series named ``<split>_<metric>`` share a panel per metric (train and val loss together).
+    Series named ``<split>_<metric>`` share a panel per metric (train and val loss together);
+    ``metrics`` keeps only those metrics' panels (all when None).
     """
 
     def __init__(
-        self, path: str | Path, every: int = 1, title: str | None = None, xlabel: str = "step"
+        self,
+        path: str | Path,
+        every: int = 1,
+        title: str | None = None,
+        xlabel: str = "step",
+        metrics: Sequence[str] | None = None,
+        min_seconds: float = 5.0,
     ):
         self.path = Path(path)
         self.every = max(1, every)
         self.title = title
         self.xlabel = xlabel
+        self.metrics = set(metrics) if metrics is not None else None
+        self.min_seconds = min_seconds
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.updates = 0
+        self.last_draw = -math.inf
 
     def update(self, step: float, **values: float | None) -> None:
         for key, value in values.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
+            if self.metrics is not None and _split_key(key)[0] not in self.metrics:
+                continue
             xs, ys = self.series.setdefault(key, ([], []))
             xs.append(float(step))
             ys.append(float(value))
         self.updates += 1
-        if self.updates % self.every == 0:
+        due = time.monotonic() - self.last_draw >= self.min_seconds
+        if self.updates % self.every == 0 and due:
             self.draw()
 
     def draw(self) -> Path | None:
         if not self.series:
             return None
+        self.last_draw = time.monotonic()
         panels: dict[str, list[str]] = {}
         for key in self.series:
             panels.setdefault(_split_key(key)[0], []).append(key)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.config import UserError
+from shared.errors import UserError
 
 
 def imagenet_state_dict(weights_path: Path | None) -> dict:

@@ -1,7 +1,9 @@
 """Run folders: config.json, metrics.csv, summary.json, checkpoints/ and figures/.
 
 Every train/evaluate/bench command writes one. The command prints the folder, then the summary as
-one JSON object on the LAST line of stdout so scripts can read it with ``tail -n 1``.
+one JSON object on the LAST line of stdout so scripts can read it with ``tail -n 1``. A new folder
+is created exclusively (two runs started in the same second get two folders), and an ``--out``
+that cannot be written is refused before any work starts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import csv
 import io
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,19 +20,55 @@ from typing import Any
 from shared.atomic import write_json, write_text
 from shared.config import to_jsonable
 from shared.distributed import broadcast_object, is_main
+from shared.errors import UserError
+from shared.paths import runs_root
 
 
-def runs_root(project: str) -> Path:
-    return Path("runs") / project
+def new_run_dir(project: str) -> Path:
+    """Create and return ``<runs root>/<YYYYmmdd-HHMMSS>[-N]``: ``mkdir`` without ``exist_ok`` is
+    atomic, so of two processes racing for a name one gets it and the other takes the next."""
+    root = runs_root(project)
+    root.mkdir(parents=True, exist_ok=True)
+    base = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(10_000):
+        path = root / (base if n == 0 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not find a free run folder name under {root}")
 
 
-def default_run_dir(project: str) -> Path:
-    base = runs_root(project) / time.strftime("%Y%m%d-%H%M%S")
-    path, n = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{n}")
-        n += 1
-    return path
+def check_writable_dir(path: str | Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file or lies in an unwritable place.
+
+    Nothing is created: the nearest existing folder at or above ``path`` must take a file (a probe
+    file is written and removed, which also catches read-only mounts that ``os.access`` misses).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"{flag} {path}: cannot write in {existing} ({(exc.strerror or str(exc)).lower()})"
+        ) from exc
+
+
+def check_writable_file(path: str | Path, flag: str) -> None:
+    """The same for an output FILE: not a folder, and its folder writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'index.pt'})")
+    check_writable_dir(path.parent, flag)
 
 
 class MetricsLog:
@@ -101,7 +140,7 @@ class Run:
         elif resume_from is not None and resume_from.parent.name == "checkpoints":
             path = resume_from.parent.parent
         else:
-            path = default_run_dir(project)
+            path = new_run_dir(project) if is_main() else None
         path = Path(broadcast_object(str(path)))
         self.project = project
         self.path = path
@@ -109,6 +148,8 @@ class Run:
         self.checkpoints = path / "checkpoints"
         self.figures = path / "figures"
         if self.enabled:
+            if out is not None:
+                check_writable_dir(path)
             for d in (self.path, self.checkpoints, self.figures):
                 d.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(path / "metrics.csv", enabled=self.enabled)
@@ -128,5 +169,5 @@ class Run:
             return summary
         write_json(self.path / "summary.json", summary)
         print(f"run folder: {self.path}", flush=True)
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(summary, allow_nan=False), flush=True)
         return summary

@@ -3,11 +3,15 @@
 ``Trainer`` owns the model, optimizer, scheduler, GradScaler and step counter: autocast, gradient
 accumulation, clipping and loss scaling live here once. ``fit`` drives it for a project: it asks
 the project for the micro-batches of each step and for a loss, logs to the run folder, evaluates,
-checkpoints and updates the live plot. Projects stay free to write their own loop.
+checkpoints and updates the live plot; ``Callback`` hooks let a project act at fixed points (e.g.
+unfreeze a backbone at a step) without bending the loop. Projects stay free to write their own loop.
 
 Exact resume: the checkpoint holds model, optimizer, scheduler, scaler, step and RNG states, and
-data order should be a pure function of (seed, step or epoch) (see ``shared.device.make_generator``),
-so N steps + resume + N steps equals 2N steps straight.
+data order should be a pure function of (seed, step or epoch) (see ``shared.batching``), so N steps
++ resume + N steps equals 2N steps straight.
+
+Stopping: Ctrl-C and SIGTERM (``shared.signals``) both save ``last.pt`` and end the loop; the time
+budget (``max_minutes``) evaluates and saves, then returns normally.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from shared import signals
 from shared.checkpoint import CheckpointManager
 from shared.device import rng_state, set_rng_state
 from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
+from shared.errors import Terminated
 from shared.plots import LivePlot
 from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import progress
@@ -40,11 +47,29 @@ def adamw(params, device: torch.device, **kwargs: Any) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=device.type in ("cuda", "cpu"), **kwargs)
 
 
+def decay_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float, **group: Any
+) -> list[dict[str, Any]]:
+    """Parameter groups for AdamW: weight decay on matrices (weights, embeddings), none on vectors
+    (biases, norm gains) and scalars (a learnable temperature). Extra keys go into both groups."""
+    params = [p for _, p in named_parameters if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **group},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **group},
+    ]
+
+
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model) if enabled else model
 
 
 class Trainer:
+    """One optimizer step at a time. ``model`` is the plain module (its ``state_dict`` is what
+    checkpoints hold); ``train_model`` is what the training forward runs through (the model itself,
+    or under torchrun its DistributedDataParallel wrapper, compiled with ``--compile``);
+    ``eval_model`` is what evaluation runs through (never the DDP wrapper: every rank evaluates the
+    same plain module)."""
+
     def __init__(
         self,
         model: nn.Module,
@@ -58,10 +83,8 @@ class Trainer:
     ) -> None:
         self.device = device
         self.model = model.to(device)
-        # Under torchrun the training forward is DistributedDataParallel (gradients averaged across
-        # ranks); evaluation uses the plain module, identical on every rank.
-        self.forward = maybe_compile(wrap_ddp(self.model, device), compile)
-        self.eval_forward = self.model if is_distributed() else self.forward
+        self.compile = compile
+        self.rewrap()
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.precision = resolve_precision(precision, device)
@@ -69,6 +92,14 @@ class Trainer:
         self.clip_grad = clip_grad
         self.step = 0
         self.epoch = 0
+
+    def rewrap(self) -> None:
+        """(Re)build the training wrapper: needed after changing which parameters require
+        gradients, because DistributedDataParallel fixes the set it reduces when it is built."""
+        self.train_model = maybe_compile(wrap_ddp(self.model, self.device), self.compile)
+        self.eval_model = (
+            maybe_compile(self.model, self.compile) if is_distributed() else (self.train_model)
+        )
 
     def autocast(self):
         return autocast(self.device, self.precision)
@@ -82,10 +113,11 @@ class Trainer:
         self.model.train()
         n = len(micro_batches)
         totals: dict[str, torch.Tensor] = {}
+        model = self.train_model
         for i, batch in enumerate(micro_batches):
-            sync = i == n - 1 or not hasattr(self.forward, "no_sync")
-            with self.autocast(), contextlib.nullcontext() if sync else self.forward.no_sync():
-                loss, metrics = loss_fn(self.forward, batch)
+            sync = i == n - 1 or not hasattr(model, "no_sync")
+            with self.autocast(), contextlib.nullcontext() if sync else model.no_sync():
+                loss, metrics = loss_fn(model, batch)
                 self.scaler.scale(loss / n).backward()
             for key, value in {"loss": loss, **metrics}.items():
                 value = value.detach().float() / n
@@ -152,96 +184,131 @@ def _items(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
+@dataclass
+class Cadence:
+    """How long ``fit`` trains and how often it logs, evaluates and saves (in optimizer steps)."""
+
+    max_steps: int
+    steps_per_epoch: int | None = None  # counts epochs (and calls ``on_epoch_end``) when set
+    eval_every: int = 0  # 0: evaluate only at the end
+    log_every: int = 10
+    checkpoint_every: int = 0  # without an evaluation: save last.pt every N steps
+    max_minutes: float | None = None  # time budget: evaluate, save and stop when it runs out
+
+
+class Callback:
+    """Hooks ``fit`` calls; a project overrides the ones it needs."""
+
+    def on_step_start(self, trainer: Trainer) -> None:
+        """Before the step that will be number ``trainer.step + 1``."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """After the last step of an epoch (``trainer.epoch`` already counts it)."""
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """After each evaluation, with its metrics."""
+
+
 def fit(
     trainer: Trainer,
     batches: Callable[[int], Sequence[Any]],
     loss_fn: LossFn,
+    cadence: Cadence,
     *,
-    max_steps: int,
-    run: Run | None = None,
     evaluate: Callable[[Trainer], dict[str, float]] | None = None,
-    eval_every: int = 0,
-    log_every: int = 10,
+    run: Run | None = None,
     checkpoints: CheckpointManager | None = None,
-    checkpoint_every: int = 0,
-    checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
-    monitor: str = "val_loss",
+    extra_state: dict[str, Any] | None = None,
     plot: LivePlot | None = None,
-    max_minutes: float | None = None,
+    callbacks: Sequence[Callback] = (),
     quiet: bool = False,
-    steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
-    """Train until ``trainer.step == max_steps`` (or the time budget), evaluating and saving.
+    """Train until ``trainer.step == cadence.max_steps`` (or the time budget), evaluating and saving.
 
     ``batches(step)`` returns that step's micro-batches. ``evaluate(trainer)`` returns metrics
-    named ``val_*``; ``monitor`` picks the one that decides ``best.pt`` (lower is better unless the
-    manager's mode is ``max``). Ctrl-C saves ``last.pt`` before re-raising. Returns a summary.
+    named ``val_*``; the checkpoint manager's ``monitor`` picks the one that decides ``best.pt``.
+    ``extra_state`` is stored in every checkpoint beside the trainer's state (the run's config,
+    its tokenizer, its split). Ctrl-C and SIGTERM save ``last.pt`` and raise. Returns a summary.
     """
     start_step = trainer.step
     t0 = time.perf_counter()
-    deadline = t0 + max_minutes * 60 if max_minutes else math.inf
+    deadline = t0 + cadence.max_minutes * 60 if cadence.max_minutes else math.inf
     sums: dict[str, torch.Tensor] = {}
     count = 0
     last_eval: dict[str, float] = {}
     stopped_early = False
+    main = is_main()
 
-    def save(metric: float | None = None) -> None:
-        if checkpoints is not None and is_main():
-            extra = checkpoint_extra() if checkpoint_extra else {}
-            checkpoints.save({**trainer.state_dict(), **extra}, metric=metric)
+    def save(metrics: dict[str, float] | None = None) -> None:
+        if checkpoints is not None and main:
+            checkpoints.save({**trainer.state_dict(), **(extra_state or {})}, metrics)
 
     def do_eval() -> None:
         nonlocal last_eval
         last_eval = evaluate(trainer)
-        row = {"step": trainer.step, "epoch": trainer.epoch, **last_eval}
         if run is not None:
-            run.log(**row)
-        if plot is not None and is_main():
+            run.log(step=trainer.step, epoch=trainer.epoch, **last_eval)
+        if plot is not None and main:
             plot.update(trainer.step, **last_eval)
-        save(last_eval.get(monitor))
+        for cb in callbacks:
+            cb.on_evaluate(trainer, last_eval)
+        save(last_eval)
 
-    bar = progress(total=max_steps, initial=start_step, quiet=quiet, desc="train", unit="step")
+    def log_train() -> None:
+        nonlocal sums, count
+        means = all_reduce_mean({f"train_{k}": v / count for k, v in _items(sums).items()})
+        sums, count = {}, 0
+        bar.set_postfix(loss=f"{means.get('train_loss', float('nan')):.4f}")
+        if run is not None:
+            run.log(step=trainer.step, epoch=trainer.epoch, lr=trainer.lr, **means)
+        if plot is not None and main:
+            plot.update(trainer.step, **{k: v for k, v in means.items() if k == "train_loss"})
+
+    spe, every = cadence.steps_per_epoch, cadence.eval_every
+    bar = progress(
+        total=cadence.max_steps, initial=start_step, quiet=quiet, desc="train", unit="step"
+    )
     try:
-        while trainer.step < max_steps:
-            metrics = trainer.train_step([shard(b) for b in batches(trainer.step)], loss_fn)
-            for key, value in metrics.items():
-                sums[key] = sums[key] + value if key in sums else value
-            count += 1
-            if steps_per_epoch and trainer.step % steps_per_epoch == 0:
-                trainer.epoch += 1
-            bar.update(1)
-            out_of_time = (
-                any_rank(time.perf_counter() > deadline) if deadline != math.inf else False
-            )
-            at_end = trainer.step >= max_steps or out_of_time
-            if (log_every and trainer.step % log_every == 0) or at_end:
-                means = all_reduce_mean({f"train_{k}": v / count for k, v in _items(sums).items()})
-                sums, count = {}, 0
-                bar.set_postfix(loss=f"{means.get('train_loss', float('nan')):.4f}")
-                if run is not None:
-                    run.log(step=trainer.step, epoch=trainer.epoch, lr=trainer.lr, **means)
-                if plot is not None:
-                    plot.update(
-                        trainer.step, **{k: v for k, v in means.items() if k == "train_loss"}
-                    )
-            if evaluate is not None and ((eval_every and trainer.step % eval_every == 0) or at_end):
-                do_eval()
-            elif checkpoint_every and trainer.step % checkpoint_every == 0:
-                save()
-            if out_of_time:
-                stopped_early = trainer.step < max_steps
-                break
-        if evaluate is None or not last_eval:
-            if evaluate is not None:
-                do_eval()
-            else:
-                save()
-    except KeyboardInterrupt:
-        save()
+        with signals.stop_point():
+            while trainer.step < cadence.max_steps:
+                for cb in callbacks:
+                    cb.on_step_start(trainer)
+                metrics = trainer.train_step([shard(b) for b in batches(trainer.step)], loss_fn)
+                for key, value in metrics.items():
+                    sums[key] = sums[key] + value if key in sums else value
+                count += 1
+                bar.update(1)
+                if spe and trainer.step % spe == 0:
+                    trainer.epoch += 1
+                    for cb in callbacks:
+                        cb.on_epoch_end(trainer)
+                out_of_time, stop = any_rank(time.perf_counter() > deadline, signals.requested())
+                if stop:  # SIGTERM: all ranks leave at this step; rank 0 saves
+                    save()
+                    raise Terminated(f"saved last.pt at step {trainer.step}")
+                at_end = trainer.step >= cadence.max_steps or out_of_time
+                if (cadence.log_every and trainer.step % cadence.log_every == 0) or at_end:
+                    log_train()
+                if evaluate is not None and ((every and trainer.step % every == 0) or at_end):
+                    do_eval()
+                elif cadence.checkpoint_every and trainer.step % cadence.checkpoint_every == 0:
+                    save()
+                if out_of_time:
+                    stopped_early = trainer.step < cadence.max_steps
+                    break
+            if evaluate is None or not last_eval:
+                if evaluate is not None:
+                    do_eval()
+                else:
+                    save()
+    except Terminated:
         raise
+    except KeyboardInterrupt as exc:
+        save()
+        raise KeyboardInterrupt(f"saved last.pt at step {trainer.step}") from exc
     finally:
         bar.close()
-        if plot is not None and is_main():
+        if plot is not None and main:
             plot.draw()
     elapsed = time.perf_counter() - t0
     return {

@@ -1,0 +1,99 @@
+"""Files and folders under faults: archive members that escape, modes, races, killed saves."""
+
+import io
+import multiprocessing
+import os
+import stat
+import tarfile
+import zipfile
+
+import pytest
+
+from shared.atomic import write_json, write_text
+from shared.download import extract
+from shared.errors import UserError
+from shared.runs import Run, new_run_dir
+
+
+def tar_with(tmp_path, name, member, *, link=None):
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        if link is not None:
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            tar.addfile(info)
+        else:
+            data = b"pwned"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "member,link",
+    [("../escaped.txt", None), ("evil", "/etc/passwd"), ("inner/../../escaped.txt", None)],
+)
+def test_tar_members_cannot_escape(tmp_path, member, link):
+    archive = tar_with(tmp_path, "a.tar.gz", member, link=link)
+    with pytest.raises(UserError, match="could not extract"):
+        extract(archive, tmp_path / "out" / "x", quiet=True)
+    assert not (tmp_path / "out" / "escaped.txt").exists()
+    assert not (tmp_path / "out" / "x").exists()  # nothing half-extracted is left either
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_absolute_tar_members_land_inside(tmp_path):
+    target = tmp_path / "absolute-escape.txt"
+    archive = tar_with(tmp_path, "a.tar.gz", str(target))
+    out = extract(archive, tmp_path / "out" / "x", quiet=True)
+    assert not target.exists()  # the data filter strips the leading "/"
+    assert (out / str(target).lstrip("/")).read_bytes() == b"pwned"
+
+
+def test_zip_members_cannot_escape(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", "fine")
+        zf.writestr("../../escaped.txt", "pwned")
+    with pytest.raises(UserError, match="outside"):
+        extract(archive, tmp_path / "out" / "x", quiet=True)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_text(tmp_path / "b.txt", "x")
+        os.umask(0o077)
+        write_text(tmp_path / "c.txt", "private")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE((tmp_path / p).stat().st_mode)  # noqa: E731
+    assert mode("a.json") == 0o644 and mode("b.txt") == 0o644 and mode("c.txt") == 0o600
+
+
+def _make_run_dir(_):
+    return str(new_run_dir("race"))
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "runs"))
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        folders = pool.map(_make_run_dir, range(8))
+    assert len(set(folders)) == 8  # the same second, eight distinct folders
+    assert all(os.path.isdir(f) for f in folders)
+
+
+def test_run_folder_defaults_to_the_runs_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "elsewhere"))
+    run = Run("proj")
+    assert run.path.parent == tmp_path / "elsewhere" / "proj" and run.checkpoints.is_dir()
+
+
+def test_summary_never_holds_nan(tmp_path, capsys):
+    import json
+
+    Run("p", tmp_path / "r").finish({"val_loss": float("nan"), "ok": 1.0})
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"val_loss": None, "ok": 1.0}
+    assert "NaN" not in (tmp_path / "r" / "summary.json").read_text()
