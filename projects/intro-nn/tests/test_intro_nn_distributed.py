@@ -35,7 +35,7 @@ def test_two_ranks_match_one(tmp_path):
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(500) % 10)
     # no BatchNorm: CPU DDP has no SyncBatchNorm, and per-rank batch statistics would differ
     base = ["train", "mnist", "--data-dir", str(folder), "--epochs", "2", "--batch-size", "32"]
-    base += ["--no-sklearn", "--quiet", "--device", "cpu", "--dropout", "0", "--hidden", "64"]
+    base += ["--no-sklearn", "--quiet", "--device", "cpu", "--dropout", "0", "--mlp-widths", "64"]
     base += ["--no-batch-norm"]
     run([*base, "--out", str(tmp_path / "one")], 1, tmp_path)
     out = run([*base, "--out", str(tmp_path / "two")], 2, tmp_path)

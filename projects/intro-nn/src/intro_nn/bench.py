@@ -89,7 +89,7 @@ def loan_cv_seconds(cfg: BenchConfig) -> float | None:
     from intro_nn.loan import cross_validate
     from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
     from intro_nn.loan_model import make_models
-    from shared.config import UserError
+    from shared.errors import UserError
 
     try:
         df = read_loans(fetch_loan_csv(None, cfg.data_dir, quiet=True))

@@ -15,21 +15,30 @@ PROJECT = "intro-nn"
 
 def train(cfg: TrainConfig) -> int:
     from shared.checkpoint import resolve_resume
-    from shared.runs import runs_root
+    from shared.distributed import is_main
+    from shared.paths import runs_root
 
     resume = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
+    # every input is found and validated before the run folder exists: a refusal leaves nothing
+    loan = mnist = None
+    if cfg.target in ("loan", "all") and is_main():
+        from intro_nn.loan import load_loan_table
+
+        loan = load_loan_table(cfg)
+    if cfg.target in ("mnist", "all"):
+        from intro_nn.mnist_train import load_mnist
+
+        mnist = load_mnist(cfg)
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume)
     summary: dict = {}
-    from shared.distributed import is_main
-
-    if cfg.target in ("loan", "all") and is_main():
+    if loan is not None:
         from intro_nn.loan import train_loan
 
-        summary["loan"] = train_loan(cfg, run)
-    if cfg.target in ("mnist", "all"):
+        summary["loan"] = train_loan(cfg, run, loan)
+    if mnist is not None:
         from intro_nn.mnist_train import train_mnist
 
-        summary["mnist"] = train_mnist(cfg, run)
+        summary["mnist"] = train_mnist(cfg, run, mnist)
     if cfg.target != "all":
         summary = summary.get(cfg.target, {})
     run.finish(summary)

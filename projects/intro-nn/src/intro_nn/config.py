@@ -1,4 +1,9 @@
-"""intro-nn's command configurations (each field is a CLI flag)."""
+"""intro-nn's command configurations (each field is a CLI flag).
+
+``train`` has two groups of flags, one per part: MNIST (PyTorch) and loans (scikit-learn); each name
+says which part it belongs to where both parts have such a thing (``--mlp-widths`` is the MNIST
+MLP's, ``--loan-hidden`` the loan MLP's).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import RunConfig, arg, to_jsonable
+from shared.errors import UserError
+
+MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
 
 
 @dataclass
@@ -17,36 +25,60 @@ class TrainConfig(RunConfig):
         positional=True,
     )
     # --- MNIST (PyTorch) ---
-    model: Literal["mlp", "cnn"] = arg("mlp", "MNIST network")
-    epochs: int | None = arg(None, "MNIST training epochs (default: 30 for mlp, 20 for cnn)")
-    batch_size: int = arg(128, "MNIST batch size")
-    lr: float = arg(3e-3, "peak learning rate of the OneCycle schedule (AdamW)")
-    weight_decay: float = arg(1e-4, "AdamW weight decay")
-    hidden: tuple[int, ...] = arg((512, 256), "MLP hidden widths")
-    channels: tuple[int, ...] = arg((16, 32, 32), "CNN channels of its three conv blocks")
-    dropout: float = arg(0.2, "dropout probability")
-    batch_norm: bool = arg(
-        True, "BatchNorm in hidden layers (SyncBatchNorm under torchrun on CUDA)"
+    model: Literal["mlp", "cnn"] = arg("mlp", "MNIST network", group=MNIST)
+    epochs: int | None = arg(
+        None, "MNIST training epochs (default: 30 for mlp, 20 for cnn)", group=MNIST
     )
-    augment: bool = arg(True, "random rotation/scale/shift of training digits, on the device")
-    val_fraction: float = arg(0.1, "share of the training digits held out for validation")
-    max_minutes: float | None = arg(None, "stop MNIST training after this many minutes")
-    sklearn: bool = arg(True, "also fit scikit-learn's MLPClassifier on the same MNIST split")
+    batch_size: int = arg(128, "MNIST batch size", group=MNIST)
+    lr: float = arg(3e-3, "peak learning rate of the OneCycle schedule (AdamW)", group=MNIST)
+    weight_decay: float = arg(1e-4, "AdamW weight decay", group=MNIST)
+    mlp_widths: tuple[int, ...] = arg(
+        (512, 256), "hidden widths of the MNIST MLP", group=MNIST, aliases=("--hidden",)
+    )
+    cnn_channels: tuple[int, ...] = arg(
+        (16, 32, 32),
+        "channels of the MNIST CNN's three conv blocks",
+        group=MNIST,
+        aliases=("--channels",),
+    )
+    dropout: float = arg(0.2, "dropout probability", group=MNIST)
+    batch_norm: bool = arg(
+        True, "BatchNorm in hidden layers (SyncBatchNorm under torchrun on CUDA)", group=MNIST
+    )
+    augment: bool = arg(
+        True, "random rotation/scale/shift of training digits, on the device", group=MNIST
+    )
+    val_fraction: float = arg(
+        0.1, "share of the training digits held out for validation", group=MNIST
+    )
+    max_minutes: float | None = arg(
+        None, "stop MNIST training after this many minutes", group=MNIST
+    )
+    sklearn: bool = arg(
+        True, "also fit scikit-learn's MLPClassifier on the same MNIST split", group=MNIST
+    )
     download: bool = arg(True, "download data sets that are not found locally")
     # --- loans (scikit-learn) ---
-    data: Path | None = arg(None, "loan_data.csv to use instead of the downloaded copy")
-    folds: int = arg(5, "stratified cross-validation folds")
-    cv_seed: int = arg(42, "seed of the shuffled stratified folds (the same folds for every model)")
-    mlp_hidden: tuple[int, ...] = arg((32,), "loan MLP hidden widths")
-    mlp_alpha: float = arg(30.0, "loan MLP L2 penalty")
-    mlp_solver: Literal["lbfgs", "adam"] = arg(
-        "lbfgs", "loan MLP solver (adam early-stops on validation log-loss)"
+    data: Path | None = arg(None, "loan_data.csv to use instead of the downloaded copy", group=LOAN)
+    folds: int = arg(5, "stratified cross-validation folds", group=LOAN)
+    cv_seed: int = arg(
+        42, "seed of the shuffled stratified folds (the same folds for every model)", group=LOAN
     )
-    eda: bool = arg(True, "draw the loan EDA figures")
+    loan_hidden: tuple[int, ...] = arg(
+        (32,), "hidden widths of the loan MLP", group=LOAN, aliases=("--mlp-hidden",)
+    )
+    loan_alpha: float = arg(
+        30.0, "L2 penalty of the loan MLP", group=LOAN, aliases=("--mlp-alpha",)
+    )
+    loan_solver: Literal["lbfgs", "adam"] = arg(
+        "lbfgs",
+        "loan MLP solver (adam early-stops on validation log-loss)",
+        group=LOAN,
+        aliases=("--mlp-solver",),
+    )
+    eda: bool = arg(True, "draw the loan EDA figures", group=LOAN)
 
     def __post_init__(self) -> None:
-        from shared.config import UserError
-
         if self.epochs is None:
             self.epochs = 30 if self.model == "mlp" else 20
         if self.epochs < 1 or self.batch_size < 1:
@@ -59,6 +91,12 @@ class TrainConfig(RunConfig):
             raise UserError("--lr must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError("--dropout must be in [0, 1)")
+        if len(self.cnn_channels) != 3 or min(self.cnn_channels) < 1:
+            raise UserError("--cnn-channels takes three positive numbers, e.g. 16 32 32")
+        if not self.mlp_widths or min(self.mlp_widths) < 1:
+            raise UserError("--mlp-widths takes one or more positive widths, e.g. 512 256")
+        if not self.loan_hidden or min(self.loan_hidden) < 1 or self.loan_alpha < 0:
+            raise UserError("--loan-hidden needs positive widths and --loan-alpha a value >= 0")
 
     def as_checkpoint_dict(self) -> dict:
         return to_jsonable(self)
@@ -67,11 +105,14 @@ class TrainConfig(RunConfig):
 @dataclass
 class PredictConfig:
     target: Literal["loan"] = arg("loan", "what to predict (loan)", positional=True)
-    model: Path | None = arg(
-        None, "a run folder of 'intro-nn train loan', or its loan_model.joblib"
+    run: Path | None = arg(
+        None,
+        "a run folder of 'intro-nn train loan', or its loan_model.skops",
+        required=True,
+        aliases=("--model",),
     )
     csv: Path | None = arg(
-        None, "CSV of loan rows (same columns as loan_data.csv, target optional)"
+        None, "CSV of loan rows (same columns as loan_data.csv, target optional)", required=True
     )
     format: Literal["csv", "json"] = arg("csv", "output format")
 

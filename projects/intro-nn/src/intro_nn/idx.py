@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.config import UserError
+from shared.errors import UserError
 
 # IDX type codes -> numpy dtypes (big-endian where it matters).
 IDX_TYPES = {

@@ -3,6 +3,10 @@
 Every model sees the same stratified folds. ROC-AUC and PR-AUC rank risk regardless of threshold;
 accuracy is reported next to the majority baseline (84% by predicting "paid"); F1 uses a threshold
 chosen on each training fold, never on the fold it is scored on.
+
+The fitted pipeline is saved with skops (``loan_model.skops``), not pickle/joblib: loading a pickle
+runs whatever code the file names, loading a skops file builds only the types it is told to trust.
+``load_loan_model`` trusts exactly the types this project saves and refuses any other.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import json
 import sys
 import time
 import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -35,12 +40,21 @@ from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
 from intro_nn.loan_eda import draw_eda
 from intro_nn.loan_model import make_models
 from shared.atomic import atomic_path
-from shared.config import UserError
+from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, save_figure
 from shared.progress import info, progress
 from shared.runs import Run
 
-MODEL_FILE = "loan_model.joblib"
+MODEL_FILE = "loan_model.skops"
+# The only types of a saved loan model that skops does not trust by itself (checked by a test that
+# saves both solvers' pipelines): our feature function and early-stopping MLP, and the Adam state.
+TRUSTED_TYPES = frozenset(
+    {
+        "intro_nn.loan_model.add_features",
+        "intro_nn.loan_model.LogLossEarlyStoppingMLP",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    }
+)
 
 
 def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
@@ -110,14 +124,39 @@ def draw_curves(run: Run, y: np.ndarray, oof: dict[str, np.ndarray]) -> None:
     save_figure(fig, run.figure("loan_roc_pr.png"))
 
 
-def train_loan(cfg: TrainConfig, run: Run) -> dict:
+@dataclass
+class LoanTable:
+    frame: pd.DataFrame
+    path: Path
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame.loc[:, list(FEATURES)]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[TARGET].to_numpy().astype(int)
+
+
+def load_loan_table(cfg: TrainConfig) -> LoanTable:
+    """The loan CSV, found or downloaded and validated (before any run folder exists)."""
     path = fetch_loan_csv(cfg.data, cfg.data_dir, quiet=cfg.quiet, allow_download=cfg.download)
-    df = read_loans(path)
-    X, y = df.loc[:, list(FEATURES)], df[TARGET].to_numpy().astype(int)
-    info(f"loan: {len(df)} rows from {path}, {y.mean():.1%} not fully paid", cfg.quiet)
+    table = LoanTable(read_loans(path), path)
+    counts = np.bincount(table.y, minlength=2)
+    if counts.min() < cfg.folds:
+        raise UserError(
+            f"{path}: {counts[1]} loans not fully paid and {counts[0]} paid; stratified "
+            f"{cfg.folds}-fold cross-validation needs at least {cfg.folds} of each"
+        )
+    return table
+
+
+def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
+    df, X, y = table.frame, table.X, table.y
+    info(f"loan: {len(df)} rows from {table.path}, {y.mean():.1%} not fully paid", cfg.quiet)
     if cfg.eda:
         draw_eda(df, run.figures)
-    models = make_models(tuple(cfg.mlp_hidden), cfg.mlp_alpha, cfg.mlp_solver, cfg.seed)
+    models = make_models(tuple(cfg.loan_hidden), cfg.loan_alpha, cfg.loan_solver, cfg.seed)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -132,8 +171,7 @@ def train_loan(cfg: TrainConfig, run: Run) -> dict:
         title="loan MLP, out-of-fold, F1 threshold from training folds",
     )
     threshold = summary["mlp"]["threshold"]  # mean of the training-fold F1 thresholds
-    with atomic_path(run.path / MODEL_FILE) as tmp:
-        joblib.dump({"pipeline": final, "threshold": threshold, "features": list(FEATURES)}, tmp)
+    save_loan_model(run.path / MODEL_FILE, final, threshold)
     return {
         **summary,
         "rows": len(df),
@@ -145,25 +183,53 @@ def train_loan(cfg: TrainConfig, run: Run) -> dict:
     }
 
 
+def save_loan_model(path: Path, pipeline, threshold: float) -> Path:
+    import skops.io as sio
+
+    bundle = {"pipeline": pipeline, "threshold": float(threshold), "features": list(FEATURES)}
+    with atomic_path(path) as tmp:
+        sio.dump(bundle, tmp)
+    return path
+
+
 def load_loan_model(path: Path) -> dict:
+    """A saved loan model, built from trusted types only; anything else is refused unloaded."""
+    import skops.io as sio
+
     path = Path(path)
     if path.is_dir():
+        if not (path / MODEL_FILE).is_file() and (path / "loan_model.joblib").is_file():
+            raise UserError(
+                f"{path / 'loan_model.joblib'} is a pickle, which can run code when loaded; "
+                f"this version reads only {MODEL_FILE}: run 'intro-nn train loan' again"
+            )
         path = path / MODEL_FILE
     if not path.is_file():
-        raise UserError(f"--model {path}: no {MODEL_FILE} there; run 'intro-nn train loan' first")
+        raise UserError(f"--run {path}: no {MODEL_FILE} there; run 'intro-nn train loan' first")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a skops file (a saved loan model is a zip archive)")
     try:
-        bundle = joblib.load(path)
-    except Exception as exc:  # joblib raises many kinds on a foreign or damaged file
-        raise UserError(f"{path} is not a saved loan model ({exc.__class__.__name__})") from exc
-    if not isinstance(bundle, dict) or "pipeline" not in bundle:
+        found = set(sio.get_untrusted_types(file=path))
+        unexpected = sorted(found - TRUSTED_TYPES)
+        if unexpected:
+            raise UserError(
+                f"{path} refers to types a loan model never holds ({', '.join(unexpected[:5])}); "
+                "refusing to load it"
+            )
+        bundle = sio.load(path, trusted=sorted(found))
+    except UserError:
+        raise
+    except Exception as exc:  # skops raises many kinds on a damaged file
+        raise UserError(f"{path} is not a readable loan model ({exc.__class__.__name__})") from exc
+    if not isinstance(bundle, dict) or "pipeline" not in bundle or "threshold" not in bundle:
         raise UserError(f"{path} is not a saved loan model")
     return bundle
 
 
 def predict_loan(cfg: PredictConfig) -> int:
-    if cfg.model is None or cfg.csv is None:
-        raise UserError("predict loan needs --model RUN_FOLDER_OR_FILE and --csv ROWS.csv")
-    bundle = load_loan_model(cfg.model)
+    if cfg.run is None or cfg.csv is None:
+        raise UserError("predict loan needs --run RUN_FOLDER_OR_FILE and --csv ROWS.csv")
+    bundle = load_loan_model(cfg.run)
     if not cfg.csv.is_file():
         raise UserError(f"--csv {cfg.csv}: no such file")
     df = read_loans(cfg.csv, require_target=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from shared.config import UserError
 from shared.download import data_root, fetch
+from shared.errors import UserError
 
 # The exact CSV the original Intro-NN notebook used (9,578 rows x 14 columns).
 LOAN_URLS = [
@@ -86,6 +87,13 @@ def validate_loans(
             raise UserError(
                 f"{source}: column {col!r} must be numeric; row {row + 2} holds {df[col].iloc[row]!r}"
                 f" ({int(bad.sum())} bad value(s))"
+            )
+        infinite = ~np.isfinite(converted.to_numpy(dtype=float))
+        if infinite.any():
+            row = int(np.argmax(infinite))
+            raise UserError(
+                f"{source}: column {col!r} must be finite; row {row + 2} holds {df[col].iloc[row]!r}"
+                f" ({int(infinite.sum())} infinite value(s))"
             )
         df[col] = converted
     unknown = sorted(set(df[CATEGORICAL].astype(str)) - set(PURPOSES))

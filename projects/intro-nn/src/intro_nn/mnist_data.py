@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from intro_nn.idx import read_idx
+from intro_nn.idx import IdxError, read_idx
 from shared.download import data_root
 from shared.progress import info, warn
 
@@ -52,16 +52,42 @@ def _read_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None
     x = read_idx(images, expect_ndim=3)
     y = read_idx(labels, expect_ndim=1).astype(np.int64)
     if len(x) != len(y):
-        from intro_nn.idx import IdxError
-
         raise IdxError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+    if x.shape[1:] != (28, 28):
+        raise IdxError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, MNIST's are 28x28")
+    bad = (y < 0) | (y > 9)
+    if bad.any():
+        raise IdxError(
+            f"{labels}: {int(bad.sum())} label(s) outside 0-9 (e.g. {int(y[bad][0])} at index "
+            f"{int(np.argmax(bad))})"
+        )
     return x, y
+
+
+def check_classes(y: np.ndarray, source: object, minimum: int = 2) -> None:
+    """A stratified split needs every digit that occurs to occur ``minimum`` times or more."""
+    counts = np.bincount(y, minlength=10)
+    rare = [d for d in range(10) if 0 < counts[d] < minimum]
+    if rare:
+        raise IdxError(
+            f"{source}: digit(s) {', '.join(map(str, rare))} occur fewer than {minimum} times; "
+            "a stratified split needs more examples of each class"
+        )
+
+
+def stratified_split(x: np.ndarray, y: np.ndarray, test_size: float | int, seed: int, source):
+    """``train_test_split`` stratified by digit; a set too small to stratify is a user error."""
+    check_classes(y, source)
+    try:
+        return train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as exc:  # e.g. fewer held-out digits than classes
+        raise IdxError(f"{source}: {len(y)} digits are too few to split ({exc})") from exc
 
 
 def split_digits(
     x: np.ndarray, y: np.ndarray, test_size: float | int, seed: int, source: str
 ) -> Digits:
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    xtr, xte, ytr, yte = stratified_split(x, y, test_size, seed, source)
     return Digits(xtr, ytr, xte, yte, source)
 
 

@@ -63,7 +63,7 @@ class CNN(nn.Module):
     """Three conv blocks (28 -> 14 -> 7) with max-pooling, then a small classifier head."""
 
     def __init__(
-        self, channels: Sequence[int] = (32, 64, 64), dropout: float = 0.2, batch_norm: bool = True
+        self, channels: Sequence[int] = (16, 32, 32), dropout: float = 0.2, batch_norm: bool = True
     ) -> None:
         super().__init__()
         c1, c2, c3 = channels

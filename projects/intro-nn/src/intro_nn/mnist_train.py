@@ -1,8 +1,9 @@
 """MNIST with PyTorch: the whole data set lives on the device, batches are sliced there.
 
-``train_mnist`` trains the MLP or the CNN with the shared ``Trainer``/``fit`` (OneCycle, AdamW,
-on-device augmentation, exact resume), then reports held-out test accuracy, fits scikit-learn's
-MLPClassifier on the same split for comparison, and draws the figures.
+``load_mnist`` finds the digits and splits them (before any run folder exists, so bad input leaves
+nothing behind); ``train_mnist`` trains the MLP or the CNN with the shared ``Trainer``/``fit``
+(OneCycle, AdamW, on-device augmentation, exact resume), then reports held-out test accuracy, fits
+scikit-learn's MLPClassifier on the same split for comparison, and draws the figures.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from sklearn.neural_network import MLPClassifier
 
 from intro_nn.augment import random_affine
 from intro_nn.config import TrainConfig
-from intro_nn.mnist_data import Digits, load_digits
+from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
+from shared.batching import EpochBatches
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
-from shared.config import UserError, to_jsonable
+from shared.config import to_jsonable
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import is_main, world_size
+from shared.errors import UserError
+from shared.paths import runs_root
 from shared.plots import (
     LivePlot,
     confusion_matrix_figure,
@@ -32,9 +36,9 @@ from shared.plots import (
     true_pred_titles,
 )
 from shared.progress import info
-from shared.runs import Run, runs_root
+from shared.runs import Run
 from shared.schedules import one_cycle
-from shared.training import Trainer, adamw, fit, resume_run
+from shared.training import Cadence, Trainer, adamw, fit, resume_run
 
 PROJECT = "intro-nn"
 MEAN, STD = 0.1307, 0.3081
@@ -63,14 +67,8 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def validation_split(digits: Digits, fraction: float, seed: int):
     """Carve a stratified validation set out of the training digits (the test set stays unseen)."""
-    from sklearn.model_selection import train_test_split
-
-    return train_test_split(
-        digits.train_images,
-        digits.train_labels,
-        test_size=fraction,
-        stratify=digits.train_labels,
-        random_state=seed,
+    return stratified_split(
+        digits.train_images, digits.train_labels, fraction, seed, "the training digits"
     )
 
 
@@ -78,17 +76,12 @@ class OnDeviceBatches:
     """Step -> micro-batch list. Epoch order and augmentation are functions of (seed, step)."""
 
     def __init__(self, data: DeviceSplit, batch_size: int, seed: int, augment: bool) -> None:
-        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
-        self.steps_per_epoch = max(1, len(data) // batch_size)  # drop the ragged last batch
-        self._epoch, self._perm = -1, None
+        self.data, self.seed, self.augment = data, seed, augment
+        self.order = EpochBatches(len(data), batch_size, seed, data.x.device)
+        self.steps_per_epoch = self.order.steps_per_epoch
 
     def __call__(self, step: int):
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            g = make_generator(self.seed, epoch)
-            self._perm = torch.randperm(len(self.data), generator=g).to(self.data.x.device)
-            self._epoch = epoch
-        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = self.order.indices(step)
         x = self.data.x[idx]
         if self.augment:
             x = random_affine(x, make_generator(self.seed, 1_000_000 + step))
@@ -163,22 +156,45 @@ def draw_figures(run: Run, model, digits: Digits, test: DeviceSplit, logits: tor
         )
 
 
-def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
+@dataclass
+class MnistData:
+    """The digits, split into train / validation / test, before anything is trained or written."""
+
+    digits: Digits
+    xtr: np.ndarray
+    ytr: np.ndarray
+    xval: np.ndarray
+    yval: np.ndarray
+
+
+def load_mnist(cfg: TrainConfig) -> MnistData:
     digits = load_digits(cfg.data_dir, seed=cfg.seed, allow_download=cfg.download, quiet=cfg.quiet)
     info(f"data: {digits.source}", cfg.quiet)
     xtr, xval, ytr, yval = validation_split(digits, cfg.val_fraction, cfg.seed)
-    train, val = DeviceSplit.of(xtr, ytr, device), DeviceSplit.of(xval, yval, device)
+    if len(ytr) < cfg.batch_size:
+        raise UserError(
+            f"{len(ytr)} training digits are fewer than one batch of {cfg.batch_size}: "
+            "lower --batch-size or give more digits"
+        )
+    return MnistData(digits, xtr, ytr, xval, yval)
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step", "config")
+
+
+def train_mnist(cfg: TrainConfig, run: Run, data: MnistData) -> dict:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
+    digits, xtr, ytr = data.digits, data.xtr, data.ytr
+    train, val = DeviceSplit.of(xtr, ytr, device), DeviceSplit.of(data.xval, data.yval, device)
     test = DeviceSplit.of(digits.test_images, digits.test_labels, device)
     info(
         f"mnist: {len(train)} train / {len(val)} validation / {len(test)} test digits on {device}",
         cfg.quiet,
     )
 
-    run = run or Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    model = build_model(cfg.model, cfg.hidden, cfg.channels, cfg.dropout, cfg.batch_norm)
+    model = build_model(cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm)
     batches = OnDeviceBatches(train, cfg.batch_size, cfg.seed, cfg.augment)
     total_steps = cfg.epochs * batches.steps_per_epoch
     optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -190,11 +206,13 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
         precision=cfg.precision,
         compile=cfg.compile,
     )
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
+    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_loss", mode="min")
     if resume_path is not None:
-        state = load_checkpoint(resume_path, project=PROJECT, map_location=device)
-        before = state.get("config", {})
-        for key in ("model", "epochs", "batch_size", "hidden", "channels"):
+        state = load_checkpoint(
+            resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device
+        )
+        before = state["config"]
+        for key in ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels"):
             if key in before and before[key] != to_jsonable(getattr(cfg, key)):
                 raise UserError(
                     f"{resume_path} was trained with --{key.replace('_', '-')} {before[key]}, not "
@@ -205,30 +223,33 @@ def train_mnist(cfg: TrainConfig, run: Run | None = None) -> dict:
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         with tr.autocast():
-            m = evaluate_split(tr.eval_forward, val)
+            m = evaluate_split(tr.eval_model, val)
         return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
     plot = LivePlot(run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}")
+    spe = batches.steps_per_epoch
     result = fit(
         trainer,
         batches,
         loss_fn,
-        max_steps=total_steps,
-        run=run,
+        Cadence(
+            total_steps,
+            steps_per_epoch=spe,
+            eval_every=spe,
+            log_every=max(1, spe // 5),
+            max_minutes=cfg.max_minutes,
+        ),
         evaluate=evaluate,
-        eval_every=batches.steps_per_epoch,
-        log_every=max(1, batches.steps_per_epoch // 5),
+        run=run,
         checkpoints=ckpt,
-        checkpoint_extra=lambda: {"config": cfg.as_checkpoint_dict()},
+        extra_state={"config": cfg.as_checkpoint_dict()},
         plot=plot,
-        max_minutes=cfg.max_minutes,
         quiet=cfg.quiet,
-        steps_per_epoch=batches.steps_per_epoch,
     )
     if not is_main():  # under torchrun, rank 0 alone reports, draws and compares
         return {}
     with trainer.autocast():
-        logits = predict_logits(trainer.eval_forward, test).float()
+        logits = predict_logits(trainer.eval_model, test).float()
     test_acc = float((logits.argmax(1) == test.y).float().mean())
     draw_figures(run, model, digits, test, logits)
     sk_acc, sk_seconds = (

@@ -1,0 +1,167 @@
+"""Bad input as a user or an operator would give it: each case ends in one line naming the
+problem, exit status 2, no traceback, nothing half-written, and no run folder left behind."""
+
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from intro_nn_data import make_digits, make_loans
+
+from intro_nn.cli import main
+from intro_nn.idx import write_idx
+from shared.testing import assert_clean_failure
+
+
+class RunsCommand:
+    """Pickled, it runs ``touch MARKER`` when unpickled: what a crafted model file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def loan_cases(tmp_path):
+    df = make_loans(200)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases = {
+        "a.csv": (df.drop(columns=["fico"]), "lacks the column(s) fico"),
+        "b.csv": (df.assign(dti=["x"] * 200), "column 'dti' must be numeric"),
+        "c.csv": (df.head(0), "no rows"),
+        "d.csv": (df.assign(purpose="yacht"), "unknown purpose value(s) 'yacht'"),
+        "e.csv": (df.assign(**{"int.rate": np.inf}), "column 'int.rate' must be finite"),
+        "f.csv": (df.assign(**{"not.fully.paid": 2}), "must be 0 or 1"),
+        "g.csv": (df.assign(**{"not.fully.paid": [1, 1] + [0] * 198}), "needs at least 5 of each"),
+    }
+    out = []
+    for name, (frame, message) in cases.items():
+        frame.to_csv(tmp_path / name, index=False)
+        out.append((tmp_path / name, message))
+    return [*out, (empty, "is empty"), (tmp_path / "nope.csv", "no such file")]
+
+
+def test_bad_loan_tables(capsys, tmp_path):
+    for path, message in loan_cases(tmp_path):
+        argv = ["train", "loan", "--data", path, "--quiet"]
+        assert_clean_failure(main, argv, capsys, message, root=tmp_path)
+    assert not (tmp_path / "runs").exists()  # no orphan run folder after any refusal
+
+
+def idx_pair(folder, images, labels):
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def test_bad_mnist_files(capsys, tmp_path):
+    images, labels = make_digits(200)
+    truncated = idx_pair(tmp_path / "t", images, labels)
+    raw = (truncated / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (truncated / "t10k-images-idx3-ubyte.gz").write_bytes(raw[: len(raw) // 2])
+    magic = tmp_path / "m"
+    magic.mkdir()
+    (magic / "t10k-images-idx3-ubyte").write_bytes(b"\x12\x34\x08\x03" + b"\x00" * 40)
+    write_idx(magic / "t10k-labels-idx1-ubyte", labels)
+    cases = [
+        (truncated, "cannot read"),
+        (magic, "bad magic number"),
+        (idx_pair(tmp_path / "l", images, labels + 3), "label(s) outside 0-9"),
+        (idx_pair(tmp_path / "r", images, np.r_[labels[:-1] % 9, 9]), "fewer than 2 times"),
+        (idx_pair(tmp_path / "c", images, labels[:-1]), "200 images but"),
+        (idx_pair(tmp_path / "s", images[:30], labels[:30]), "too few to split"),
+    ]
+    for folder, message in cases:
+        argv = ["train", "mnist", "--data-dir", folder, "--no-download", "--quiet"]
+        assert_clean_failure(main, argv, capsys, message, root=tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_flags_and_outputs(capsys, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["train", "mnist", "--epochs", "0"], "must be positive"),
+        (["train", "mnist", "--out", a_file], "is a file, not a folder"),
+        (["train", "mnist", "--out", "/proc/x"], "cannot write in /proc"),
+        (["train", "--resume", "latest"], "no checkpoints/last.pt"),
+        (["predict", "loan", "--run", tmp_path, "--csv", a_file], "train loan"),
+    ]
+    for argv, message in cases:
+        assert_clean_failure(main, argv, capsys, message, root=tmp_path)
+
+
+def test_predict_without_required_flags_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "loan"])
+    assert exc.value.code == 2 and "--run, --csv" in capsys.readouterr().err
+
+
+def test_malicious_model_files_are_refused_and_never_run(capsys, tmp_path, loan_csv):
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    marker = tmp_path / "pwned"
+    rows = tmp_path / "rows.csv"
+    make_loans(5).drop(columns=["not.fully.paid"]).to_csv(rows, index=False)
+
+    legacy = tmp_path / "legacy"  # an old run folder with only a (crafted) joblib pickle
+    legacy.mkdir()
+    (legacy / "loan_model.joblib").write_bytes(pickle.dumps({"pipeline": RunsCommand(marker)}))
+    renamed = tmp_path / "renamed"  # the pickle under the new name
+    renamed.mkdir()
+    (renamed / "loan_model.skops").write_bytes(pickle.dumps({"pipeline": RunsCommand(marker)}))
+    foreign = tmp_path / "foreign"  # a real skops file naming a type no loan model holds
+    foreign.mkdir()
+    sio.dump({"pipeline": FunctionTransformer(os.system), "threshold": 0.5}, foreign / "m.skops")
+    os.rename(foreign / "m.skops", foreign / "loan_model.skops")
+    cases = [
+        (legacy, "is a pickle, which can run code"),
+        (renamed, "is not a skops file"),
+        (foreign, "refers to types a loan model never holds (posix.system"),
+    ]
+    for folder, message in cases:
+        argv = ["predict", "loan", "--run", folder, "--csv", rows]
+        assert_clean_failure(main, argv, capsys, message)
+    assert not marker.exists()
+    # the same pickle DOES run code when unpickled, which is why it is never unpickled
+    pickle.loads((legacy / "loan_model.joblib").read_bytes())
+    assert marker.exists()
+
+
+def test_bad_rows_at_predict_time(capsys, tmp_path, loan_csv):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "loan",
+                "--data",
+                str(loan_csv),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-eda",
+                "--folds",
+                "2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    rows = make_loans(5).drop(columns=["not.fully.paid"])
+    cases = [
+        (rows.assign(purpose="space_travel"), "space_travel"),
+        (rows.assign(fico=-np.inf), "must be finite"),
+        (rows.drop(columns=["purpose"]), "lacks the column(s) purpose"),
+    ]
+    for i, (frame, message) in enumerate(cases):
+        path = tmp_path / f"rows{i}.csv"
+        pd.DataFrame(frame).to_csv(path, index=False)
+        assert_clean_failure(
+            main, ["predict", "loan", "--run", out, "--csv", path], capsys, message
+        )
