@@ -4,31 +4,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from audio_net_data import SR, make_gtzan, tone
 
 from audio_net.audio import AudioError, read_audio
-from audio_net.dataset import GENRES, find_gtzan, split_clips, split_from_files
+from audio_net.dataset import check_split, cv_folds, find_gtzan, split_clips, split_from_files
 from audio_net.features import FeatureParams, LogMel, load_features, n_windows, windows_of
-from shared.config import UserError
-
-SR = 22050
-
-
-def tone(seconds: float, freq: float = 440.0, sr: int = SR, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    wave = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
-    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
-
-
-def make_gtzan(root, layout="kaggle", per_genre=3, seconds=4.0):
-    base = root / ("genres_original" if layout == "kaggle" else "genres")
-    ext = "wav" if layout == "kaggle" else "au"
-    for g, genre in enumerate(GENRES):
-        (base / genre).mkdir(parents=True)
-        for i in range(per_genre):
-            sf.write(
-                base / genre / f"{genre}.{i:05d}.{ext}", tone(seconds, 200 + 60 * g + 5 * i), SR
-            )
-    return root
+from shared.errors import UserError
 
 
 def test_both_layouts(tmp_path):
@@ -120,6 +101,36 @@ def test_bad_files_are_skipped_and_counted(tmp_path, capsys):
     feats, _ = load_features(clips, FeatureParams(), None, torch.device("cpu"), quiet=True)
     assert len(feats.names) == 20 and len(feats.skipped) == 2
     assert "skipped 2 unusable" in capsys.readouterr().err
+
+
+def test_small_sets_get_a_validation_and_a_test_clip_per_genre(tmp_path):
+    clips = find_gtzan(make_gtzan(tmp_path / "d", per_genre=5, seconds=1.5), download=False)
+    split = split_clips(clips, seed=0)  # 10% of 5 clips rounds to 0: at least 1 each instead
+    for part, n in (("train", 3), ("val", 1), ("test", 1)):
+        assert [sum(c.genre == g for c in split[part]) for g in range(10)] == [n] * 10
+    check_split(split)
+    two = [c for c in clips if c.genre == 0][:2]
+    with pytest.raises(UserError, match="at least 2 genres"):
+        check_split(split_clips([c for c in clips if c.genre == 0], seed=0))
+    with pytest.raises(UserError, match="val split is empty"):
+        check_split(split_clips(two + [c for c in clips if c.genre == 1][:2], seed=0))
+
+
+def test_cv_folds_cover_every_clip_once(tmp_path):
+    clips = find_gtzan(make_gtzan(tmp_path / "d", per_genre=5, seconds=1.5), download=False)
+    folds = cv_folds(clips, 5, seed=3)
+    names = [c.name for fold in folds for c in fold]
+    assert sorted(names) == sorted(c.name for c in clips)
+    assert all(sorted(c.genre for c in fold) == list(range(10)) for fold in folds)
+    assert folds == cv_folds(clips, 5, seed=3) and folds != cv_folds(clips, 5, seed=4)
+    with pytest.raises(UserError, match="needs at least 6 clips of every genre"):
+        cv_folds(clips, 6, seed=0)
+
+
+def test_text_named_mp3_is_called_what_it_is(tmp_path):
+    (tmp_path / "song.mp3").write_text("this is not audio")
+    with pytest.raises(AudioError, match="not a recognised audio file"):
+        read_audio(tmp_path / "song.mp3")
 
 
 def test_split_by_clip_never_shares_clips(real_data):

@@ -26,7 +26,10 @@ def read_audio(
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        raise AudioError(f"{path}: cannot decode ({str(exc).splitlines()[0][:120]})") from exc
+        reason = str(exc).splitlines()[0][:120]
+        if "does not exist" in reason:  # libsndfile's words for a file it cannot parse at all
+            reason = f"not a recognised audio file ({path.suffix or 'no extension'})"
+        raise AudioError(f"{path}: cannot decode ({reason})") from exc
     if data.size == 0:
         raise AudioError(f"{path}: no audio samples")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)

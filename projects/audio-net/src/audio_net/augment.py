@@ -19,6 +19,23 @@ class AugmentConfig:
     gain_db: float = 6.0  # random gain of up to +-gain_db (0: off)
     noise_std: float = 0.1  # Gaussian noise, in units of the normalised input (0: off)
     mixup_alpha: float = 0.2  # mixup Beta(alpha, alpha) (0: off)
+    pitch_shift: float = 0.0  # shift along the mel axis by up to this many bands (0: off)
+    time_stretch: float = 0.0  # stretch time by a factor in [1 - s, 1 + s] (0: off)
+
+
+def warp(x: torch.Tensor, pitch_shift: float, time_stretch: float, g: torch.Generator):
+    """Pitch shift (a translation along the mel axis, which is close to log-frequency) and tempo
+    change (a stretch along time) for the whole batch in one ``grid_sample``; edges repeat."""
+    n, mels, frames = x.shape
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * time_stretch
+    shift = (torch.rand(n, generator=g) * 2 - 1) * pitch_shift * 2 / mels
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 1, 2] = scale, 1.0, shift
+    grid = torch.nn.functional.affine_grid(theta, (n, 1, mels, frames), align_corners=False)
+    out = torch.nn.functional.grid_sample(
+        x.unsqueeze(1), grid.to(x.device, x.dtype), padding_mode="border", align_corners=False
+    )
+    return out.squeeze(1)
 
 
 def _mask(x: torch.Tensor, max_width: int, dim: int, g: torch.Generator) -> torch.Tensor:
@@ -39,6 +56,8 @@ def augment(
     """x: normalised log-mels (N, mels, frames); y: labels. Returns (x, soft targets (N, C))."""
     n = x.shape[0]
     dev = x.device
+    if cfg.pitch_shift or cfg.time_stretch:
+        x = warp(x, cfg.pitch_shift, cfg.time_stretch, g)
     if cfg.gain_db:
         # in dB space a gain is an offset; inputs are normalised by the data set's std (~16 dB)
         x = x + ((torch.rand(n, 1, 1, generator=g) * 2 - 1) * cfg.gain_db / 16.0).to(dev)

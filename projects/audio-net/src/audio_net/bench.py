@@ -10,10 +10,9 @@ from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
 from audio_net.dataset import GENRES, find_gtzan
 from audio_net.features import compute_features
-from audio_net.model import SpectrogramClassifier
+from audio_net.model import SpectrogramClassifier, build_backbone
 from audio_net.train import WindowBatches, feature_params, loss_fn
 from shared.device import device_name, seed_everything, select_device
-from shared.resnet import resnet18_one_channel
 from shared.runs import Run
 from shared.training import Trainer, adamw
 
@@ -42,7 +41,7 @@ def run_bench(cfg: BenchConfig) -> int:
     x = x.repeat(reps, 1, 1)
     y = torch.randint(0, len(GENRES), (len(x),), device=device)
     model = SpectrogramClassifier(
-        resnet18_one_channel(len(GENRES), pretrained=False),
+        build_backbone(cfg.model, len(GENRES)),
         float(x.float().mean()),
         float(x.float().std()),
     )
@@ -72,6 +71,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "windows": len(feats.windows),
             "featurize_clips_per_s": round(len(feats.names) / featurize_s, 1),
             "featurize_windows_per_s": round(len(feats.windows) / featurize_s, 1),
+            "model": cfg.model,
             "batch_size": cfg.batch_size,
             "precision": cfg.precision,
             "compile": cfg.compile,

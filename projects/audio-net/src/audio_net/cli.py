@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audio_net.config import BenchConfig, DataConfig, EvaluateConfig, PredictConfig, TrainConfig
-from shared.config import Command, UserError, run_cli
+from shared.config import Command, run_cli
+from shared.errors import UserError
 
 PROG = "audio-net"
 DESCRIPTION = "GTZAN music-genre classification: log-mel spectrograms and a fine-tuned ResNet18."
 
 
 def train(cfg: TrainConfig) -> int:
-    from audio_net.train import train_audio
+    from audio_net.train import train_audio, train_cv
 
-    run, summary = train_audio(cfg)
+    run, summary = (train_cv if cfg.cv else train_audio)(cfg)
     run.finish(summary)
     return 0
 
 
 def evaluate(cfg: EvaluateConfig) -> int:
+    from audio_net.baseline import baseline_report
     from audio_net.dataset import find_gtzan
     from audio_net.evaluate import report
     from audio_net.features import load_features
@@ -29,8 +31,6 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from shared.precision import autocast, resolve_precision
     from shared.runs import Run
 
-    if cfg.checkpoint is None:
-        raise UserError("evaluate needs --checkpoint PATH (written by 'audio-net train')")
     device = select_device(cfg.device)
     model, params, _, state = load_classifier(cfg.checkpoint, device)
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
@@ -39,6 +39,11 @@ def evaluate(cfg: EvaluateConfig) -> int:
     if not names:
         raise UserError(
             f"none of the checkpoint's {cfg.split} clips were found under the data folder"
+            + (
+                " (a --cv final model has no held-out clips)"
+                if not state["split"][cfg.split]
+                else ""
+            )
         )
     run = Run(PROJECT, cfg.out, cfg)
     precision = resolve_precision(cfg.precision, device)
@@ -51,7 +56,18 @@ def evaluate(cfg: EvaluateConfig) -> int:
         lambda: autocast(device, precision),
         title=f"{cfg.split} clips",
     )
-    run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **result})
+    base = baseline_report(
+        feats, state["split"]["train"], names, run.figure("baseline_confusion_matrix.png")
+    )
+    run.finish(
+        {
+            "checkpoint": str(cfg.checkpoint),
+            "split": cfg.split,
+            **result,
+            "baseline_clip_accuracy": base["clip_accuracy"],
+            "baseline_macro_f1": base["macro_f1"],
+        }
+    )
     return 0
 
 
@@ -77,7 +93,9 @@ def data(cfg: DataConfig) -> int:
 
 
 COMMANDS = {
-    "train": Command(TrainConfig, train, "fine-tune ResNet18 on GTZAN log-mel windows"),
+    "train": Command(
+        TrainConfig, train, "train a genre classifier on GTZAN log-mel windows, beside a baseline"
+    ),
     "evaluate": Command(EvaluateConfig, evaluate, "window and clip accuracy, macro-F1, figures"),
     "predict": Command(PredictConfig, predict, "top-3 genres for audio files, as JSON"),
     "bench": Command(BenchConfig, bench, "featurization and training throughput as JSON"),

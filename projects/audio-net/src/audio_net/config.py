@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, UserError, arg
+from shared.config import RunConfig, arg
+from shared.errors import UserError
 
 
 @dataclass
 class DataOptions:
     download: bool = arg(True, "download GTZAN when it is not found")
-    cache_dir: Path | None = arg(None, "feature cache (default: <data root>/cache/audio-net)")
+    cache_dir: Path | None = arg(
+        None, "feature cache (default: <data root>/cache/audio-net; --data-dir moves it too)"
+    )
     window_seconds: float = arg(3.0, "window length")
     hop_seconds: float = arg(1.5, "hop between windows")
     n_mels: int = arg(128, "mel bands")
@@ -23,15 +26,37 @@ class TrainConfig(RunConfig, DataOptions):
     split_file: list[Path] = arg(
         default_factory=list, help="split lists (train*/val*/test* files of clip names)"
     )
-    val_fraction: float = arg(0.1, "share of clips for validation")
-    test_fraction: float = arg(0.1, "share of clips for the held-out test")
+    model: Literal["resnet18", "cnn"] = arg(
+        "resnet18",
+        "network: ResNet18 (ImageNet weights unless --no-pretrained), or a small CNN for training "
+        "from scratch on small sets",
+    )
+    cv: int = arg(
+        0,
+        "K-fold cross-validation by clip (K >= 2): a network and the baseline per fold, then a "
+        "final network on every clip (for small sets; 0: one train/val/test split)",
+    )
+    val_fraction: float = arg(0.1, "share of clips for validation (at least 1 per genre)")
+    test_fraction: float = arg(0.1, "share of clips for the held-out test (at least 1 per genre)")
     epochs: int = arg(30, "training epochs")
     batch_size: int = arg(64, "windows per batch")
-    lr: float = arg(1e-3, "peak learning rate of the new head (AdamW)")
-    backbone_lr_ratio: float = arg(0.1, "backbone learning rate as a share of --lr")
+    lr: float | None = arg(
+        None,
+        "peak learning rate of the head (AdamW; default: 1e-3 from ImageNet weights, 3e-3 "
+        "from random weights)",
+    )
+    backbone_lr_ratio: float | None = arg(
+        None,
+        "backbone learning rate as a share of --lr (default: 0.1 from ImageNet weights, 1 from "
+        "random weights)",
+    )
     weight_decay: float = arg(1e-4, "AdamW weight decay")
     warmup_epochs: float = arg(1.0, "linear warmup")
-    freeze_epochs: int = arg(1, "train only the head for the first K epochs")
+    freeze_epochs: int | None = arg(
+        None,
+        "train only the head for the first K epochs (default: 1 from ImageNet weights, 0 from "
+        "random weights)",
+    )
     pretrained: bool = arg(True, "start from ImageNet weights (--no-pretrained: random)")
     weights: Path | None = arg(None, "local ImageNet ResNet18 state_dict (offline)")
     augment: bool = arg(True, "master switch for all augmentations")
@@ -41,9 +66,21 @@ class TrainConfig(RunConfig, DataOptions):
     gain_db: float = arg(6.0, "random gain in dB (0: off)")
     noise_std: float = arg(0.1, "Gaussian noise std, normalised units (0: off)")
     mixup_alpha: float = arg(0.2, "mixup alpha (0: off)")
+    pitch_shift: float = arg(0.0, "random shift along the mel axis, in bands (0: off)")
+    time_stretch: float = arg(0.0, "random tempo change, a factor in [1-s, 1+s] (0: off)")
     max_minutes: float | None = arg(None, "stop training after this many minutes")
 
+    @property
+    def from_imagenet(self) -> bool:
+        return self.model == "resnet18" and (self.pretrained or self.weights is not None)
+
     def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = 1e-3 if self.from_imagenet else 3e-3
+        if self.backbone_lr_ratio is None:
+            self.backbone_lr_ratio = 0.1 if self.from_imagenet else 1.0
+        if self.freeze_epochs is None:
+            self.freeze_epochs = 1 if self.from_imagenet else 0
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be at least 1")
         if self.freeze_epochs < 0 or self.freeze_epochs >= self.epochs and self.freeze_epochs:
@@ -52,11 +89,15 @@ class TrainConfig(RunConfig, DataOptions):
             raise UserError("--val-fraction and --test-fraction must be between 0 and 0.5")
         if self.hop_seconds <= 0 or self.window_seconds < 0.5:
             raise UserError("--window-seconds must be >= 0.5 and --hop-seconds > 0")
+        if self.cv == 1 or self.cv < 0:
+            raise UserError("--cv takes K >= 2 folds (or 0 for one split)")
+        if self.pitch_shift < 0 or not 0 <= self.time_stretch < 1:
+            raise UserError("--pitch-shift must be >= 0 and --time-stretch in [0, 1)")
 
 
 @dataclass
 class EvaluateConfig(RunConfig, DataOptions):
-    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'")
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'", required=True)
     split: Literal["test", "val", "train"] = arg(
         "test", "which split of the checkpoint's run to score"
     )
@@ -68,13 +109,14 @@ class PredictConfig:
     files: list[Path] = arg(
         default_factory=list, help="audio files (wav, au, flac, ogg, mp3)", positional=True
     )
-    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'")
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'", required=True)
     top: int = arg(3, "genres to list per file")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
 
 @dataclass
 class BenchConfig(RunConfig, DataOptions):
+    model: Literal["resnet18", "cnn"] = arg("resnet18", "network to time")
     batch_size: int = arg(128, "training batch size")
     train_steps: int | None = arg(None, "timed training steps (default: 30 on CUDA, 3 on CPU)")
     clips: int = arg(64, "clips to featurize (the real samples are repeated if fewer)")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.config import UserError
 from shared.download import data_root, extract, fetch
+from shared.errors import UserError
 
 GENRES = (
     "blues",
@@ -112,8 +112,9 @@ def split_clips(
 ) -> dict[str, list[Clip]]:
     """Stratified, seeded train/val/test split of whole clips.
 
-    Per genre: shuffle its clips with the seed, then the first round(n*test) go to test, the next
-    round(n*val) to val and the rest (at least one) to train.
+    Per genre: shuffle its clips with the seed; round(n*test) go to test and round(n*val) to val,
+    but at least one each when the genre has 3 clips or more (a 10% share of 5 clips rounds to 0,
+    which left small sets with nothing to validate or test on); the rest train.
     """
     rng = np.random.default_rng(seed)
     split: dict[str, list[Clip]] = {"train": [], "val": [], "test": []}
@@ -121,12 +122,47 @@ def split_clips(
         members = [c for c in clips if c.genre == genre]
         members = [members[i] for i in rng.permutation(len(members))]
         n = len(members)
-        n_test = min(round(n * test), max(n - 1, 0))
-        n_val = min(round(n * val), max(n - 1 - n_test, 0))
+        n_test = max(round(n * test), 1) if n >= 3 else 0
+        n_val = max(round(n * val), 1) if n >= 3 else 0
+        n_test, n_val = min(n_test, n - 2), min(n_val, n - 2)  # keep a training clip
         split["test"] += members[:n_test]
         split["val"] += members[n_test : n_test + n_val]
         split["train"] += members[n_test + n_val :]
     return {k: sorted(v, key=lambda c: (c.genre, c.name)) for k, v in split.items()}
+
+
+def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None:
+    """Refuse a split that cannot train a classifier or measure it, naming what is missing."""
+    genres = {c.genre for c in split["train"]}
+    if len(genres) < 2:
+        found = ", ".join(GENRES[g] for g in sorted(genres)) or "none"
+        raise UserError(
+            f"training needs clips of at least 2 genres; the training split has {found}"
+        )
+    for name in ("val", "test") if need_test else ("val",):
+        if not split[name]:
+            raise UserError(
+                f"the {name} split is empty: give each genre at least 3 clips (one each for "
+                "training, validation and test), or use --cv K on a small set"
+            )
+
+
+def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
+    """``k`` stratified, seeded folds of whole clips (each clip in exactly one fold)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount([c.genre for c in clips], minlength=len(GENRES))
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise UserError("cross-validation needs clips of at least 2 genres")
+    if present.min() < k:
+        thin = [GENRES[g] for g in np.flatnonzero((counts > 0) & (counts < k))]
+        raise UserError(
+            f"--cv {k} needs at least {k} clips of every genre; too few of {', '.join(thin)}"
+        )
+    labels = np.array([c.genre for c in clips])
+    folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(labels, labels)
+    return [[clips[i] for i in sorted(test)] for _, test in folds]
 
 
 def split_from_files(clips: list[Clip], files: list[Path]) -> dict[str, list[Clip]]:

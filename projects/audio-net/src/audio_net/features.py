@@ -195,7 +195,7 @@ def compute_features(
             + (" ..." if len(skipped) > 5 else "")
         )
     if not names:
-        from shared.config import UserError
+        from shared.errors import UserError
 
         raise UserError("no usable audio: every file was skipped")
     return Features(

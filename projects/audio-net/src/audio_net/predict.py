@@ -10,29 +10,27 @@ import torch
 from audio_net.audio import AudioError, read_audio
 from audio_net.config import PredictConfig
 from audio_net.features import FeatureParams, LogMel, featurize_waves
-from audio_net.model import SpectrogramClassifier
+from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.checkpoint import load_checkpoint
-from shared.config import UserError
 from shared.device import select_device
-from shared.resnet import resnet18_one_channel
+from shared.errors import UserError
 
 PROJECT = "audio-net"
+CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "backbone")
 
 
 def load_classifier(
     path: Path, device
 ) -> tuple[SpectrogramClassifier, FeatureParams, list[str], dict]:
-    state = load_checkpoint(path, project=PROJECT, map_location=device)
+    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
     genres = list(state["genres"])
-    model = SpectrogramClassifier(resnet18_one_channel(len(genres), pretrained=False))
+    model = SpectrogramClassifier(build_backbone(state["backbone"], len(genres)))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), FeatureParams(**state["feature_params"]), genres, state
 
 
 @torch.no_grad()
 def predict_files(cfg: PredictConfig) -> list[dict]:
-    if cfg.checkpoint is None:
-        raise UserError("predict needs --checkpoint PATH (written by 'audio-net train')")
     if not cfg.files:
         raise UserError("predict needs at least one audio file")
     if cfg.top < 1:
