@@ -1,1 +1,21 @@
+import pytest
+from austen_net_data import write_corpus
+
 from shared.testing import isolated, real_data  # noqa: F401  (fixtures)
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    """Generated works in Gutenberg's format: every end-to-end test runs without real data."""
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture()
+def real_corpus(real_data, tmp_path):  # noqa: F811
+    """Two real novels, shortened (header and footer kept): the real files and the real stripping."""
+    folder = tmp_path / "real_corpus"
+    folder.mkdir()
+    for name in ("105-persuasion.txt", "121-northanger-abbey.txt"):
+        text = (real_data / "austen" / name).read_bytes()
+        (folder / name).write_bytes(text[:60000] + text[-20000:])
+    return folder

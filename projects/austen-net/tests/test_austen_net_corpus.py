@@ -11,7 +11,7 @@ from austen_net.corpus import (
     split_corpus,
     strip_gutenberg,
 )
-from shared.config import UserError
+from shared.errors import UserError
 
 FIRST_SENTENCES = {
     1342: "It is a truth universally acknowledged, that a single man in possession of a good fortune",

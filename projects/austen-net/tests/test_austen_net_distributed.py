@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from shared.checkpoint import load_checkpoint
@@ -55,15 +54,6 @@ def run(argv, nproc: int, cwd):
 
 def weights(folder):
     return load_checkpoint(folder / "checkpoints" / "last.pt", project="austen-net")
-
-
-@pytest.fixture()
-def corpus(real_data, tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    text = (real_data / "austen" / "105-persuasion.txt").read_bytes()
-    (folder / "105-persuasion.txt").write_bytes(text[:50000] + text[-20000:])
-    return folder
 
 
 def test_two_ranks_match_one_and_resume_on_one(corpus, tmp_path):

@@ -1,6 +1,10 @@
+import math
+
+import pytest
 import torch
 
-from austen_net.model import GPT, GPTConfig, sample
+from austen_net.data import RandomWindows, bits_per_char, predicted_chars, total_nll
+from austen_net.model import GPT, GPTConfig, Rotary, sample
 from austen_net.tokenizer import CharTokenizer, Tokenizer, build_tokenizer
 
 TEXT = (
@@ -40,13 +44,86 @@ def test_overfits_one_batch():
     assert loss.item() < 0.1
 
 
-def test_kv_cache_greedy_equals_uncached():
-    for pos in ("rope", "learned"):
-        model = tiny(pos=pos)
-        prompt = torch.randint(0, 50, (1, 5))
-        cached = torch.stack(list(model.generate(prompt, 27, temperature=0, use_cache=True)))
-        uncached = torch.stack(list(model.generate(prompt, 27, temperature=0, use_cache=False)))
-        assert torch.equal(cached, uncached)
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+def test_kv_cache_greedy_equals_uncached_past_the_context(pos):
+    model = tiny(pos=pos)  # context 32: 100 new tokens slide the window several times
+    prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
+    cached = torch.stack(list(model.generate(prompt, 100, temperature=0, use_cache=True)))
+    uncached = torch.stack(list(model.generate(prompt, 100, temperature=0, use_cache=False)))
+    assert torch.equal(cached, uncached)
+
+
+def test_generate_restores_the_training_mode():
+    model = tiny().train()
+    list(model.generate(torch.zeros(1, 1, dtype=torch.long), 3))
+    assert model.training
+    model.eval()
+    list(model.generate(torch.zeros(1, 1, dtype=torch.long), 3))
+    assert not model.training
+
+
+def test_rope_scores_depend_on_relative_position_only():
+    rot = Rotary(head_dim=16, max_len=64)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 16, generator=g), torch.randn(1, 1, 1, 16, generator=g)
+
+    def score(i, j):
+        return float((rot(q, i) * rot(k, j)).sum())
+
+    assert score(10, 7) == pytest.approx(score(40, 37), abs=1e-5)
+    assert score(5, 5) == pytest.approx(float((q * k).sum()), abs=1e-5)  # no rotation at i == j
+    assert score(10, 7) != pytest.approx(score(10, 6), abs=1e-3)
+    assert torch.allclose(rot(q, 3).norm(), q.norm())  # a rotation keeps lengths
+
+
+def test_bits_per_char_of_uniform_logits_is_log2_vocab_per_char():
+    class Uniform(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(*x.shape, 50)
+
+    streams = [torch.randint(0, 50, (n,)) for n in (70, 33, 2)]  # full and ragged windows
+    nll, count = total_nll(Uniform(), streams, block=16, batch=4, autocast=torch.no_grad)
+    assert count == 69 + 32 + 1
+    assert nll == pytest.approx(count * math.log(50), rel=1e-6)
+    chars = 4 * count  # e.g. four characters per token
+    assert bits_per_char(nll, chars) == pytest.approx(math.log2(50) / 4, rel=1e-6)
+
+
+def test_predicted_chars_leave_out_each_streams_first_token():
+    tok = CharTokenizer("abc")
+    texts = ["abcabc", "ba"]
+    streams = [torch.tensor(tok.encode(t)) for t in texts]
+    assert predicted_chars(tok, texts, streams) == 5 + 1
+
+
+def test_random_windows_reach_the_last_token():
+    windows = RandomWindows(torch.arange(12), block=4, batch=64, accum=1, seed=0)
+    starts = set()
+    for step in range(20):
+        x, y = windows(step)[0]
+        starts |= set(x[:, 0].tolist())
+        assert torch.equal(y, x + 1)  # targets are the next tokens
+    assert starts == set(range(8))  # a window may start at 7: its last target is token 11
+
+
+def test_residual_projections_get_the_scaled_init():
+    model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=8, n_head=4, n_embd=256))
+    expected = 0.02 / math.sqrt(2 * 8)
+    for name, p in model.named_parameters():
+        if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+            assert p.std().item() == pytest.approx(expected, rel=0.05), name
+        elif name.endswith("qkv.weight"):
+            assert p.std().item() == pytest.approx(0.02, rel=0.05), name
+
+
+def test_warmup_cosine_endpoints():
+    from shared.schedules import warmup_cosine_factor as f
+
+    assert f(0, 10, 100, 0.1) == pytest.approx(0.1)  # (0 + 1) / 10
+    assert f(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert f(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert f(55, 10, 100, 0.1) == pytest.approx(0.55)  # half way down the cosine
+    assert f(100, 10, 100, 0.1) == pytest.approx(0.1) and f(500, 10, 100, 0.1) == pytest.approx(0.1)
 
 
 def test_generation_runs_past_the_context_window():

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from austen_net.config import BenchConfig, DataConfig, EvaluateConfig, GenerateConfig, TrainConfig
-from shared.config import Command, UserError, run_cli
+from shared.config import Command, run_cli
+from shared.errors import UserError
 
 PROG = "austen-net"
 DESCRIPTION = "A decoder-only transformer trained on Jane Austen's eight works."
@@ -25,8 +26,6 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from shared.device import select_device
     from shared.runs import Run
 
-    if cfg.checkpoint is None:
-        raise UserError("evaluate needs --checkpoint PATH")
     device = select_device(cfg.device)
     model, tok, state = load_model(cfg.checkpoint, device)
     if cfg.text:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, UserError, arg
+from shared.config import RunConfig, arg
+from shared.errors import UserError
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainConfig(RunConfig, CorpusOptions):
 
 @dataclass
 class EvaluateConfig(RunConfig, CorpusOptions):
-    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'")
+    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
     text: list[Path] = arg(
         default_factory=list, help="text files to score instead of the validation split"
     )
@@ -72,17 +73,19 @@ class EvaluateConfig(RunConfig, CorpusOptions):
 
 @dataclass
 class GenerateConfig:
-    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'")
+    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
     prompt: str = arg("", "text to continue (empty: start a new paragraph)")
     max_new_tokens: int = arg(500, "tokens to generate per sample")
     temperature: float = arg(0.8, "sampling temperature; 0 is greedy")
-    top_k: int | None = arg(200, "sample among the k most likely tokens")
+    top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)")
     top_p: float | None = arg(None, "nucleus sampling: the smallest set with this probability")
     seed: int | None = arg(None, "sampling seed (default: random)")
     num_samples: int = arg(1, "independent samples, one after the other")
     infinite: bool = arg(False, "keep writing until interrupted (Ctrl-C), sliding the context")
-    no_cache: bool = arg(
-        False, "recompute the whole context for every token (slow; for comparison)"
+    cache: bool = arg(
+        True,
+        "keep the keys and values of earlier tokens (--no-cache recomputes the whole context "
+        "for every token: slow, for comparison)",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
@@ -93,7 +96,8 @@ class BenchConfig(RunConfig):
     vocab_size: int = arg(8192, "vocabulary size of the timed model")
     batch_size: int = arg(64, "training batch size")
     train_steps: int | None = arg(None, "timed training steps (default: 20 on CUDA, 3 on CPU)")
-    new_tokens: int = arg(512, "generated tokens per generation timing")
+    new_tokens: int = arg(512, "generated tokens of the long generation timing")
+    prompt_tokens: int = arg(16, "prompt length of the generation timings")
 
 
 @dataclass

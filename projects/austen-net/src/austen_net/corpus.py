@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.atomic import write_json
-from shared.config import UserError
 from shared.download import data_root, fetch, file_sha256
+from shared.errors import UserError
 from shared.progress import info, warn
 
 # Gutenberg id -> (title, slug)

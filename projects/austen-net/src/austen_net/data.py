@@ -20,7 +20,7 @@ class RandomWindows:
     """Step -> micro-batches of (x, y) windows at random offsets, a pure function of (seed, step)."""
 
     def __init__(self, stream: torch.Tensor, block: int, batch: int, accum: int, seed: int) -> None:
-        if len(stream) <= block + 1:
+        if len(stream) < block + 1:
             raise ValueError(
                 f"the training text has {len(stream)} tokens, fewer than one window of {block}"
             )
@@ -35,8 +35,10 @@ class RandomWindows:
 
     def __call__(self, step: int):
         g = make_generator(self.seed, step)
+        # a window of block + 1 tokens starts anywhere in [0, len - block - 1]: randint's upper
+        # bound is exclusive, so the last window (whose target is the last token) is drawn too
         starts = torch.randint(
-            0, len(self.stream) - self.block - 1, (self.accum, self.batch), generator=g
+            0, len(self.stream) - self.block, (self.accum, self.batch), generator=g
         )
         out = []
         for row in starts.to(self.stream.device):
@@ -48,7 +50,8 @@ class RandomWindows:
 def lm_loss(model, batch):
     x, y = batch
     logits = model(x)
-    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1)), {}
+    # no .float() copy of the logits: autocast runs cross_entropy in float32 already
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1)), {}
 
 
 @torch.no_grad()

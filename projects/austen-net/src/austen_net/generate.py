@@ -9,8 +9,8 @@ import torch
 from austen_net.config import GenerateConfig
 from austen_net.tokenizer import Tokenizer
 from austen_net.train import load_model
-from shared.config import UserError
 from shared.device import select_device
+from shared.errors import UserError
 
 
 class StreamDecoder:
@@ -30,16 +30,14 @@ class StreamDecoder:
 
 def generate(cfg: GenerateConfig, out=None) -> int:
     out = out or sys.stdout
-    if cfg.checkpoint is None:
-        raise UserError(
-            "generate needs --checkpoint PATH (a checkpoint written by 'austen-net train')"
-        )
     if not cfg.infinite and cfg.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be at least 1 (or use --infinite)")
     if cfg.temperature < 0:
         raise UserError("--temperature must be >= 0 (0 is greedy)")
     if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
         raise UserError("--top-p must be in (0, 1]")
+    if cfg.top_k < 0:
+        raise UserError("--top-k must be >= 0 (0: no top-k)")
     if cfg.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
     device = select_device(cfg.device)
@@ -66,7 +64,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
                 temperature=cfg.temperature,
                 top_k=cfg.top_k,
                 top_p=cfg.top_p,
-                use_cache=not cfg.no_cache,
+                use_cache=cfg.cache,
                 generator=generator,
             ):
                 out.write(decoder.push(int(token[0])))

@@ -3,6 +3,8 @@
 One dataclass config; one module per concept: RMSNorm, Rotary, CausalSelfAttention (through
 ``F.scaled_dot_product_attention``, with a KV cache for generation), MLP (GELU or SwiGLU), Block
 (pre-norm, residual), GPT (embeddings, blocks, tied head, ``configure_optimizers``, ``generate``).
+When generating, only the last position goes through the head (the vocabulary projection is the
+largest matrix of a small model), with or without the cache.
 """
 
 from __future__ import annotations
@@ -60,32 +62,37 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding: rotates pairs of query/key channels by position-dependent angles."""
+    """Rotary position embedding: rotates each pair of query/key channels (2i, 2i+1) by the angle
+    ``position * base^(-2i/D)``, so the score of a query at i and a key at j depends on i - j only.
+
+    A pair is a complex number and the rotation a multiplication by ``e^(i*angle)``: one complex
+    multiply per call, with the unit complex numbers computed once for every position.
+    """
 
     def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
         angles = torch.outer(torch.arange(max_len).float(), inv_freq)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer(
+            "rotation", torch.polar(torch.ones_like(angles), angles), persistent=False
+        )
 
     def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        # x: (B, H, T, D); rotate (x1, x2) halves
+        # x: (B, H, T, D) -> (B, H, T, D/2) complex pairs, rotated, back to (B, H, T, D)
         t = x.shape[-2]
-        cos = self.cos[start : start + t].to(x.dtype)
-        sin = self.sin[start : start + t].to(x.dtype)
-        x1, x2 = x[..., ::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+        rotated = torch.view_as_real(pairs * self.rotation[start : start + t])
+        return rotated.flatten(-2).to(x.dtype)
 
 
 class KVCache:
-    """Preallocated keys and values per layer: (B, H, block_size, D)."""
+    """Preallocated keys and values per layer: (B, H, block_size, D), in the dtype attention
+    computes in (bf16 under a GPU's autocast, fp32 on a CPU)."""
 
     def __init__(self, cfg: GPTConfig, batch: int, device, dtype) -> None:
         shape = (batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.length = 0  # tokens held
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
         end = start + k.shape[-2]
@@ -101,7 +108,6 @@ class CausalSelfAttention(nn.Module):
         self.layer, self.n_head, self.dropout = layer, cfg.n_head, cfg.dropout
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.proj.residual = True
         self.resid_drop = nn.Dropout(cfg.dropout)
         self.rotary = rotary
 
@@ -134,7 +140,6 @@ class MLP(nn.Module):
         hidden = int(8 * cfg.n_embd / 3 / 64 + 0.999) * 64 if self.swiglu else 4 * cfg.n_embd
         self.up = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
-        self.down.residual = True
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,6 +163,11 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+# The projections that write into the residual stream, found by name as nanoGPT does (a name
+# survives wrappers such as DDP or torch.compile, an attribute on a module may not).
+RESIDUAL_PROJECTIONS = ("attn.proj.weight", "mlp.down.weight")
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -174,9 +184,9 @@ class GPT(nn.Module):
             self.head.weight = self.tok_emb.weight
         self.apply(self._init)
         # GPT-2's scaled init: residual projections shrink with depth so the stream stays O(1).
-        for module in self.modules():
-            if getattr(module, "residual", False):
-                nn.init.normal_(module.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        for name, p in self.named_parameters():
+            if name.endswith(RESIDUAL_PROJECTIONS):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -194,9 +204,14 @@ class GPT(nn.Module):
         return n
 
     def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, start: int = 0
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        start: int = 0,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids (B, T) placed at positions ``start..start+T``."""
+        """Logits (B, T, vocab) for token ids (B, T) placed at positions ``start..start+T``;
+        (B, 1, vocab) for the last position alone with ``last_only`` (generation)."""
         t = idx.shape[1]
         if start + t > self.cfg.block_size:
             raise ValueError(f"{start + t} tokens exceed the context of {self.cfg.block_size}")
@@ -206,20 +221,19 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, cache, start)
+        if last_only:
+            x = x[:, -1:]
         return self.head(self.norm(x))
 
-    def configure_optimizers(
-        self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type="cpu"
-    ):
-        """AdamW with weight decay on matrices only (not on norms, biases); fused on CUDA and CPU."""
-        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        decay = [p for p in params.values() if p.dim() >= 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type in ("cuda", "cpu"))
+    def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device=None):
+        """AdamW with weight decay on matrices only (not on norms, biases), through the portfolio's
+        one AdamW rule (fused where PyTorch has the kernel)."""
+        from shared.training import adamw, decay_groups
+
+        device = torch.device(device) if device is not None else self.head.weight.device
+        return adamw(
+            decay_groups(self.named_parameters(), weight_decay), device, lr=lr, betas=betas
+        )
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward + backward), as in the PaLM/nanoGPT estimate."""
@@ -241,29 +255,46 @@ class GPT(nn.Module):
         """Yield new tokens (B,) one at a time; ``max_new_tokens=None`` never stops.
 
         With the cache each new token costs one position's work. When the context fills, the
-        window slides: the cache is rebuilt from the last half of the context.
+        window slides: the context drops to its last half and the cache is rebuilt from it (the
+        uncached path uses the same contexts, so both give the same tokens). The module's
+        train/eval mode is restored when the generator finishes or is closed.
         """
+        was_training = self.training
         self.eval()
+        try:
+            yield from self._generate(
+                idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator
+            )
+        finally:
+            self.train(was_training)
+
+    def _generate(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator):
+        # Both paths predict from exactly the same context: the last `block` tokens at first,
+        # then, each time it would overflow, its last half (the cache is rebuilt from it).
         block = self.cfg.block_size
-        idx = idx[:, -block:]
-        cache, pos = None, 0
-        produced = 0
+        context, cache, produced = idx[:, -block:], None, 0
         while max_new_tokens is None or produced < max_new_tokens:
-            if use_cache:
-                if cache is None or pos >= block:
-                    keep = idx[:, -(block // 2) :] if cache is not None else idx
-                    cache = KVCache(self.cfg, idx.shape[0], idx.device, self.head.weight.dtype)
-                    logits = self(keep, cache, 0)[:, -1]
-                    pos = keep.shape[1]
-                else:
-                    logits = self(idx[:, -1:], cache, pos)[:, -1]
-                    pos += 1
-            else:
-                logits = self(idx[:, -block:])[:, -1]
+            if not use_cache:
+                logits = self(context, last_only=True)[:, -1]
+            elif cache is None:  # prefill: the whole context at once
+                cache = KVCache(self.cfg, idx.shape[0], idx.device, attention_dtype(idx))
+                logits = self(context, cache, 0, last_only=True)[:, -1]
+            else:  # one new position, attending to the cached ones
+                logits = self(context[:, -1:], cache, context.shape[1] - 1)[:, -1]
             nxt = sample(logits.float(), temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, nxt[:, None]], dim=1)[:, -block:]
+            context = torch.cat([context, nxt[:, None]], dim=1)
+            if context.shape[1] > block:
+                context, cache = context[:, -(block // 2) :], None
             produced += 1
             yield nxt
+
+
+def attention_dtype(like: torch.Tensor) -> torch.dtype:
+    """The dtype keys and values have in attention: autocast's when it is on, else float32."""
+    device_type = like.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return torch.float32
 
 
 def sample(

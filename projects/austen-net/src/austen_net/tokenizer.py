@@ -16,7 +16,7 @@ import numpy as np
 import sentencepiece as spm
 
 from shared.atomic import atomic_path
-from shared.config import UserError
+from shared.errors import UserError
 from shared.progress import info
 
 UNK = "\ufffd"

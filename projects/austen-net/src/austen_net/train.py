@@ -19,17 +19,19 @@ from austen_net.data import (
 from austen_net.model import GPT, PRESETS, GPTConfig
 from austen_net.tokenizer import Tokenizer, build_tokenizer
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
-from shared.config import UserError, to_jsonable
+from shared.config import to_jsonable
 from shared.device import seed_everything, select_device
 from shared.distributed import is_main, world_size
-from shared.download import data_root
+from shared.errors import UserError
+from shared.paths import cache_root, runs_root
 from shared.plots import LivePlot
 from shared.progress import info
-from shared.runs import Run, runs_root
+from shared.runs import Run
 from shared.schedules import warmup_cosine
-from shared.training import Trainer, fit, resume_run
+from shared.training import Cadence, Trainer, fit, resume_run
 
 PROJECT = "austen-net"
+CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
@@ -45,7 +47,7 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
 
 def load_model(path, device) -> tuple[GPT, Tokenizer, dict]:
     """A trained model and its tokenizer (both live in the checkpoint)."""
-    state = load_checkpoint(path, project=PROJECT, map_location=device)
+    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
     model = GPT(GPTConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     return model.to(device), Tokenizer.from_state(state["tokenizer"]), state
@@ -58,16 +60,25 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
     works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
     split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
     resumed = (
-        load_checkpoint(resume_path, project=PROJECT, map_location=device) if resume_path else None
+        load_checkpoint(resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
+        if resume_path
+        else None
     )
     if resumed is not None:
         tok = Tokenizer.from_state(resumed["tokenizer"])  # the run's own tokenizer, never a new one
     else:
-        cache = data_root(cfg.data_dir) / "austen" / "tokenizers"
+        cache = cache_root(PROJECT, None, cfg.data_dir) / "tokenizers"
         tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
     train_stream = encode_stream(tok, split.train, device)
-    val_streams = [encode_stream(tok, [t], device) for t in split.val]
-    val_chars = predicted_chars(tok, split.val, val_streams)
+    scored = [(t, encode_stream(tok, [t], device)) for t in split.val]
+    scored = [(t, s) for t, s in scored if len(s) > 1]  # a stream needs 2 tokens to predict one
+    if not scored:
+        raise UserError(
+            "the validation split holds no text to score (a work too short for --val-fraction "
+            f"{cfg.val_fraction}?): raise --val-fraction or add works"
+        )
+    val_streams = [s for _, s in scored]
+    val_chars = predicted_chars(tok, [t for t, _ in scored], val_streams)
     info(
         f"tokens: {len(train_stream):,} train, {sum(map(len, val_streams)):,} validation "
         f"({split.train_chars / max(len(train_stream), 1):.2f} chars/token, vocab {tok.vocab_size})",
@@ -82,7 +93,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         cfg.quiet,
     )
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    optimizer = model.configure_optimizers(cfg.lr, cfg.weight_decay, device_type=device.type)
+    optimizer = model.configure_optimizers(cfg.lr, cfg.weight_decay, device=device)
     trainer = Trainer(
         model,
         optimizer,
@@ -92,7 +103,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         clip_grad=cfg.clip_grad or None,
         compile=cfg.compile,
     )
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="min")
+    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_loss", mode="min")
     if resumed is not None:
         resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
@@ -102,7 +113,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
 
     def evaluate(tr: Trainer) -> dict[str, float]:
         nll, count = total_nll(
-            tr.eval_forward, val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
+            tr.eval_model, val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
         )
         return {"val_loss": nll / max(count, 1), "val_bpc": bits_per_char(nll, val_chars)}
 
@@ -116,21 +127,27 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         trainer,
         batches,
         lm_loss,
-        max_steps=cfg.max_steps,
-        run=run,
+        Cadence(
+            cfg.max_steps,
+            eval_every=cfg.eval_every,
+            log_every=cfg.log_every,
+            max_minutes=cfg.max_minutes,
+        ),
         evaluate=evaluate,
-        eval_every=cfg.eval_every,
-        log_every=cfg.log_every,
+        run=run,
         checkpoints=ckpt,
-        checkpoint_extra=lambda: extra,
+        extra_state=extra,
         plot=plot,
-        max_minutes=cfg.max_minutes,
         quiet=cfg.quiet,
     )
     if not is_main():
         return run, {}
     tokens_seen = trainer.step * cfg.batch_size * cfg.grad_accum * gpt_cfg.block_size
-    best = load_checkpoint(ckpt.best_path, project=PROJECT) if ckpt.best_path.is_file() else None
+    best = (
+        load_checkpoint(ckpt.best_path, project=PROJECT, required=CHECKPOINT_KEYS)
+        if ckpt.best_path.is_file()
+        else None
+    )
     return run, {
         "preset": cfg.preset,
         "tokenizer": tok.kind,
