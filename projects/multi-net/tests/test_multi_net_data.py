@@ -7,7 +7,7 @@ import pytest
 from multi_net.annotations import load_annotations, parse_annotations
 from multi_net.bench import write_test_clip
 from multi_net.video import DecodeCache, DecodeError, DecodeParams, decode_many, decode_video
-from shared.config import UserError
+from shared.errors import UserError
 
 
 def test_real_split_files(real_data):
@@ -109,3 +109,69 @@ def test_corrupt_zero_byte_and_truncated_videos_are_skipped(tmp_path, real_data)
     truncated = results[tmp_path / "truncated.mp4"]
     # a truncated MP4 either fails cleanly or yields frames (the moov atom decides): never a crash
     assert isinstance(truncated, DecodeError) or truncated.frames.shape == (4, 3, 32, 32)
+
+
+def test_synthetic_clips_carry_each_attribute_where_it_belongs(tmp_path):
+    from multi_net.synth import COLOURS, DIRECTIONS, SIZE, generate
+
+    info = generate(tmp_path / "s", 48, seed=3, quiet=True, small=True)
+    assert info == {
+        "out": str(tmp_path / "s"),
+        "videos": 48,
+        "test": 16,
+        "val": 16,
+        "train": 16,
+        "combinations": 16,
+    }
+    records = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    test_captions = [r["captions"][0] for r in records if r["split"] == "test"]
+    assert len(set(test_captions)) == 16  # one clip per combination: captions are unique
+    p = DecodeParams(num_frames=4, size=SIZE, audio_seconds=3.0)
+    for r in records[:16]:
+        a = r["attributes"]
+        d = decode_video(tmp_path / "s" / "videos" / f"{r['video_id']}.mp4", p)
+        assert d.has_audio == (a["sound"] != "none")  # silent clips have no audio stream at all
+        if a["sound"] == "high":
+            spectrum = np.abs(np.fft.rfft(d.audio[:16000]))
+            assert 1500 < np.argmax(spectrum) < 2000  # ~1760 Hz
+        # the shape is the pixels closest to its colour; its centroid moves the stated way
+        target = np.array(COLOURS[a["colour"]], np.float32)[:, None, None]
+        centroids = []
+        for frame in d.frames.astype(np.float32):
+            mask = np.linalg.norm(frame - target, axis=0) < 60
+            ys, xs = np.nonzero(mask)
+            centroids.append((xs.mean(), ys.mean()))
+        dx = centroids[-1][0] - centroids[0][0]
+        dy = centroids[-1][1] - centroids[0][1]
+        vx, vy = DIRECTIONS[a["direction"]]
+        assert dx * vx + dy * vy > 10 and abs(dx * vy) + abs(dy * vx) < 6, (a, dx, dy)
+        assert any(
+            a["colour"] in c and a["shape"] in c and a["direction"] in c for c in r["captions"]
+        )
+
+
+def test_splits_from_records_and_carved_validation(tmp_path):
+    from multi_net.dataset import MsrVtt, check_splits, standard_split
+
+    records = [
+        {"video_id": f"v{i}", "caption": f"clip {i}", "split": s}
+        for i, s in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2)
+    ]
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    videos = {f"v{i}": tmp_path / f"v{i}.mp4" for i in range(10)}
+    data = MsrVtt(videos, load_annotations([tmp_path / "a.json"]))
+    s = standard_split(data, "all", seed=0)
+    assert s.train == [f"v{i}" for i in range(6)]
+    assert [v for v, _ in s.val] == ["v6", "v7"] and [v for v, _ in s.test] == ["v8", "v9"]
+    # no val split named: 10% of the training videos are carved out (500 of a large set)
+    plain = [{"video_id": f"v{i}", "caption": f"clip {i}"} for i in range(40)]
+    (tmp_path / "b.json").write_text(json.dumps(plain))
+    videos = {f"v{i}": tmp_path / f"v{i}.mp4" for i in range(40)}
+    s = standard_split(MsrVtt(videos, load_annotations([tmp_path / "b.json"])), "all", seed=0)
+    assert len(s.test) == 4 and len(s.val) == 4 and len(s.train) == 32
+    ids = [set(s.train), {v for v, _ in s.val}, {v for v, _ in s.test}]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    check_splits(s)
+    s.train = s.train[:1]
+    with pytest.raises(UserError, match="at least 2"):
+        check_splits(s)

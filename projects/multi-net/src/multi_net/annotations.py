@@ -5,7 +5,9 @@ Formats (detected from the content):
   ``MSRVTT_data.json`` and Frozen-in-Time's ``MSR_VTT.json``: ``{"videos": [...], "sentences": [...]}``;
 - CLIP4Clip split CSVs: ``MSRVTT_train.9k.csv`` / ``MSRVTT_train.7k.csv`` (one column ``video_id``) and
   ``MSRVTT_JSFUSION_test.csv`` (the 1k-A test split: ``key,vid_key,video_id,sentence``);
-- a plain JSON list of ``{video_id, caption, category}`` records (e.g. ``msrvtt_test_1k.json``).
+- a plain JSON list of ``{video_id, caption(s), category}`` records (e.g. ``msrvtt_test_1k.json``),
+  optionally with each clip's ``split`` (train / val / test) and ``attributes`` (as
+  ``multi-net data synth`` writes them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import UserError
+from shared.errors import UserError
 
 CATEGORIES = (
     "music",
@@ -47,6 +49,7 @@ class Annotations:
     categories: dict[str, int] = field(default_factory=dict)  # video_id -> 0..19
     splits: dict[str, list[str]] = field(default_factory=dict)  # split name -> video ids
     test_pairs: list[tuple[str, str]] = field(default_factory=list)  # 1k-A (video_id, sentence)
+    attributes: dict[str, dict] = field(default_factory=dict)  # video_id -> known attributes
 
     def merge(self, other: Annotations) -> Annotations:
         for vid, caps in other.captions.items():
@@ -56,6 +59,7 @@ class Annotations:
         for name, ids in other.splits.items():
             self.splits[name] = list(dict.fromkeys(self.splits.get(name, []) + ids))
         self.test_pairs = self.test_pairs or other.test_pairs
+        self.attributes.update(other.attributes)
         return self
 
 
@@ -84,6 +88,13 @@ def _parse_records(records: list) -> Annotations:
             ann.captions.setdefault(vid, []).append(str(cap).strip())
         if "category" in r:
             ann.categories[vid] = int(r["category"])
+        if "split" in r:
+            name = {"validate": "val", "valid": "val"}.get(r["split"], r["split"])
+            if name not in ("train", "val", "test"):
+                raise ValueError(f"unknown split {r['split']!r} (train, val or test)")
+            ann.splits.setdefault(name, []).append(vid)
+        if isinstance(r.get("attributes"), dict):
+            ann.attributes[vid] = dict(r["attributes"])
     return ann
 
 
@@ -140,14 +151,15 @@ def load_annotations(paths: list[Path]) -> Annotations:
     return ann
 
 
-def find_annotation_files(folder: Path) -> list[Path]:
-    """The annotation files of the usual names in ``folder`` (or its ``annotations/``)."""
+def find_annotation_files(folder: Path, train_split: str = "9k") -> list[Path]:
+    """The annotation files of the usual names in ``folder`` (or its ``annotations/``), with the
+    CLIP4Clip training list of ``train_split`` (9k or 7k)."""
     names = (
         "MSRVTT_data.json",
         "train_val_videodatainfo.json",
         "test_videodatainfo.json",
         "MSR_VTT.json",
-        "MSRVTT_train.9k.csv",
+        f"MSRVTT_train.{'7k' if train_split == '7k' else '9k'}.csv",
         "MSRVTT_JSFUSION_test.csv",
         "msrvtt_test_1k.json",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from multi_net.config import (
     BenchConfig,
@@ -14,7 +13,8 @@ from multi_net.config import (
     RecommendConfig,
     TrainConfig,
 )
-from shared.config import Command, UserError, run_cli
+from shared.config import Command, run_cli
+from shared.errors import UserError
 
 PROG = "multi-net"
 DESCRIPTION = "Multi-modal video search and recommendation on MSR-VTT."
@@ -29,46 +29,52 @@ def train(cfg: TrainConfig) -> int:
 
 
 def evaluate(cfg: EvaluateConfig) -> int:
-    import torch
-
-    from multi_net.dataset import locate, standard_split
-    from multi_net.search import Embedder
-    from multi_net.train import PROJECT, EncodedData, cache_root, evaluate_pairs
+    from multi_net.dataset import check_splits, locate, standard_split
+    from multi_net.evaluation import evaluate_pairs
+    from multi_net.inference import PROJECT, TrainedModel
+    from multi_net.train import cache_dir
     from shared.device import select_device
     from shared.runs import Run
 
-    if cfg.checkpoint is None:
-        raise UserError("evaluate needs --checkpoint PATH")
     device = select_device(cfg.device)
-    emb = Embedder(cfg.checkpoint, device)
+    trained = TrainedModel(cfg.checkpoint, device)
     data = locate(cfg.videos, cfg.annotations, cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
-    _, pairs = standard_split(data, "9k", cfg.seed)
-    if not pairs:
-        raise UserError("no test pairs among the videos on disk")
-    wanted = {v: data.videos[v] for v, _ in pairs}
-    from multi_net.features import load_video_features
-
-    feats = load_video_features(
-        wanted, emb.params, emb.clip, emb.clip_id, device, cache_root(cfg), quiet=cfg.quiet
+    trained_with = trained.state["config"]
+    splits = standard_split(
+        data,
+        trained_with.get("train_split", "9k"),
+        trained_with.get("seed", 0),
+        trained_with.get("val_videos", 500),
     )
-    enc = EncodedData(feats, {}, emb.clip, emb.tokenizer, device)
-    with torch.no_grad():
-        metrics = evaluate_pairs(
-            emb.model, enc, pairs, data.ann.categories, emb.clip, emb.tokenizer, device
-        )
+    check_splits(splits)
+    pairs = splits.test if cfg.split == "test" else splits.val
+    if len({v for v, _ in pairs}) < 2:
+        raise UserError(f"fewer than 2 {cfg.split} videos on disk: nothing to score")
+    feats = trained.features({v: data.videos[v] for v, _ in pairs}, cache_dir(cfg), cfg.quiet)
+    metrics = evaluate_pairs(
+        trained.model,
+        feats,
+        pairs,
+        trained.clip,
+        trained.tokenizer,
+        device,
+        categories=data.ann.categories,
+        attributes=data.ann.attributes,
+    )
     run = Run(PROJECT, cfg.out, cfg)
-    run.finish({"checkpoint": str(cfg.checkpoint), **metrics})
+    run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **metrics})
     return 0
 
 
 def index(cfg: IndexConfig) -> int:
     from multi_net.annotations import load_annotations
-    from multi_net.search import Embedder, build_index
+    from multi_net.inference import TrainedModel
+    from multi_net.search import build_index
+    from multi_net.train import cache_dir
     from shared.device import select_device
-    from shared.download import data_root
+    from shared.runs import check_writable_file
 
-    if cfg.checkpoint is None or cfg.videos is None or cfg.out is None:
-        raise UserError("index needs --checkpoint, --videos DIR and --out INDEX")
+    check_writable_file(cfg.out, "--out")  # before any clip is embedded
     metadata: dict[str, dict] = {}
     if cfg.annotations:
         ann = load_annotations(cfg.annotations)
@@ -76,57 +82,19 @@ def index(cfg: IndexConfig) -> int:
             metadata[vid] = {
                 "category": ann.categories.get(vid),
                 "caption": (ann.captions.get(vid) or [None])[0],
+                **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
             }
-    emb = Embedder(cfg.checkpoint, select_device(cfg.device))
-    cache = cfg.cache_dir or data_root(None) / "cache" / "multi-net"
-    print(json.dumps(build_index(emb, cfg.videos, cfg.out, cache, metadata, cfg.quiet)))
+    trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
+    print(
+        json.dumps(build_index(trained, cfg.videos, cfg.out, cache_dir(cfg), metadata, cfg.quiet))
+    )
     return 0
 
 
 def recommend(cfg: RecommendConfig) -> int:
-    from multi_net.search import Embedder, ExactSearch, load_index
-    from shared.device import select_device
+    from multi_net.search import recommend as run_recommend
 
-    if (cfg.video is None) == (cfg.text is None):
-        raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
-    if cfg.k < 1:
-        raise UserError("--k must be at least 1")
-    idx = load_index(cfg.index)
-    ids = idx["ids"]
-    exclude, query, emb = None, None, None
-    if cfg.video is not None and cfg.video in ids:
-        exclude = ids.index(cfg.video)
-        query = idx["embeddings"][exclude]
-    else:
-        emb = Embedder(cfg.checkpoint or Path(idx["checkpoint"]), select_device(cfg.device))
-        if cfg.text is not None:
-            if not cfg.text.strip():
-                raise UserError("--text is empty")
-            query = emb.text(cfg.text).cpu()
-        else:
-            path = Path(cfg.video)
-            if not path.is_file():
-                raise UserError(f"--video {cfg.video}: neither an id in the index nor a video file")
-            feats, vectors = emb.videos({path.stem: path}, None)
-            if not feats.ids:
-                raise UserError(f"--video {path}: cannot decode it")
-            query = vectors[0].cpu()
-    scores, rows = ExactSearch(idx["embeddings"]).search(query.float(), cfg.k, exclude)
-    results = [
-        {
-            "rank": r + 1,
-            "video_id": ids[i],
-            "score": round(float(s), 4),
-            "path": idx["paths"][i],
-            **{k: v for k, v in idx["metadata"][i].items() if v is not None},
-        }
-        for r, (s, i) in enumerate(zip(scores.tolist(), rows.tolist(), strict=True))
-    ]
-    print(
-        json.dumps(
-            {"query": {"video": cfg.video} if cfg.video else {"text": cfg.text}, "results": results}
-        )
-    )
+    print(json.dumps(run_recommend(cfg)))
     return 0
 
 
@@ -140,6 +108,25 @@ def data(cfg: DataConfig) -> int:
     from multi_net.dataset import download_msrvtt, find_videos_dir, msrvtt_root
     from shared.progress import info
 
+    if cfg.action == "synth":
+        from multi_net.synth import generate
+        from shared.runs import check_writable_dir
+
+        if cfg.out is None:
+            raise UserError("data synth needs --out DIR (where videos/ and annotations.json go)")
+        check_writable_dir(cfg.out, "--out")
+        print(
+            json.dumps(
+                generate(
+                    cfg.out,
+                    cfg.videos or (96 if cfg.small else 1440),
+                    cfg.seed,
+                    cfg.quiet,
+                    cfg.small,
+                )
+            )
+        )
+        return 0
     if cfg.action == "download":
         root = download_msrvtt(cfg.data_dir, cfg.quiet)
     else:
@@ -155,7 +142,9 @@ COMMANDS = {
     "index": Command(IndexConfig, index, "embed a folder of videos into a search index"),
     "recommend": Command(RecommendConfig, recommend, "nearest videos to a video or a text query"),
     "bench": Command(BenchConfig, bench, "decode, embed and search throughput as JSON"),
-    "data": Command(DataConfig, data, "download or check MSR-VTT"),
+    "data": Command(
+        DataConfig, data, "download or check MSR-VTT, or write the synthetic benchmark (synth)"
+    ),
 }
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from multi_net.annotations import Annotations, find_annotation_files, load_annotations
 from multi_net.features import video_files
 from shared.atomic import write_json
-from shared.config import UserError
 from shared.download import data_root, extract, fetch, file_sha256
+from shared.errors import UserError
+from shared.progress import warn
 
 # Frozen-in-Time's copy (videos/all/*.mp4 + annotation/MSR_VTT.json) and CLIP4Clip's split files.
 VIDEO_ARCHIVE_URLS = ["https://www.robots.ox.ac.uk/~maxbain/frozen-in-time/data/MSRVTT.zip"]
@@ -81,36 +82,67 @@ def locate(
     return MsrVtt(video_files(Path(videos)), load_annotations(list(dict.fromkeys(files))))
 
 
-def standard_split(
-    data: MsrVtt, train_split: str, seed: int
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """(training video ids, test (video id, caption) pairs) among the videos on disk.
+@dataclass
+class Splits:
+    """Training videos, and (video id, caption) pairs to validate on and to test on.
 
-    Test is the 1k-A split when its pairs are known, else the official test split, else 10% of the
-    captioned videos. Test videos never train.
+    ``val`` chooses ``best.pt``; ``test`` is scored once, at the end, and never chooses anything.
+    Either may be empty on a small set (with a warning naming what is missing).
     """
+
+    train: list[str]
+    val: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+
+
+def _first_caption_pairs(ann: Annotations, ids, have: set[str]) -> list[tuple[str, str]]:
+    return [(v, ann.captions[v][0]) for v in ids if v in have and ann.captions.get(v)]
+
+
+def standard_split(data: MsrVtt, train_split: str, seed: int, val_videos: int = 500) -> Splits:
+    """The splits among the videos on disk. Test: the 1k-A pairs when known, else the annotated
+    test split, else 10% of the captioned videos. Validation: the annotated val split (the
+    official ``validate`` one), else ``val_videos`` training videos (10% of a small set), carved
+    out before training. Test and validation videos never train."""
     ann, have = data.ann, set(data.videos)
     if ann.test_pairs:
         test = [(v, c) for v, c in ann.test_pairs if v in have]
     elif "test" in ann.splits:
-        test = [
-            (v, ann.captions[v][0]) for v in ann.splits["test"] if v in have and ann.captions.get(v)
-        ]
+        test = _first_caption_pairs(ann, ann.splits["test"], have)
     else:
         pool = sorted(v for v in have if ann.captions.get(v))
         random.Random(seed).shuffle(pool)
         test = [(v, ann.captions[v][0]) for v in pool[: max(1, len(pool) // 10)]]
-    test_ids = {v for v, _ in test}
-    if (
-        train_split == "official"
-        and "train" in ann.splits
-        or train_split in ("9k", "7k")
-        and "train" in ann.splits
-    ):
+    held = {v for v, _ in test}
+    if train_split in ("official", "9k", "7k") and "train" in ann.splits:
         train = ann.splits["train"]
     else:
         train = sorted(ann.captions)
-    train = [
-        v for v in dict.fromkeys(train) if v in have and v not in test_ids and ann.captions.get(v)
-    ]
-    return train, test
+    train = [v for v in dict.fromkeys(train) if v in have and v not in held and ann.captions.get(v)]
+    if "val" in ann.splits:
+        val = _first_caption_pairs(ann, ann.splits["val"], have - held)
+        chosen = {v for v, _ in val}
+        train = [v for v in train if v not in chosen]
+    else:
+        n = min(val_videos, round(0.1 * len(train)))
+        n = n if n >= 2 and len(train) - n >= 2 else 0
+        pool = list(train)
+        random.Random(seed + 1).shuffle(pool)
+        chosen = set(pool[:n])
+        val = _first_caption_pairs(ann, [v for v in train if v in chosen], have)
+        train = [v for v in train if v not in chosen]
+    return Splits(train, val, test)
+
+
+def check_splits(s: Splits) -> None:
+    """Refuse what cannot train; warn about what cannot be measured."""
+    if len(s.train) < 2:
+        raise UserError(
+            f"{len(s.train)} captioned training video(s) found beside the annotations: "
+            "contrastive training needs at least 2 (plus 2 for validation and 2 for test "
+            "to measure anything)"
+        )
+    if len({v for v, _ in s.val}) < 2:
+        warn("fewer than 2 validation videos: no validation, best.pt is the last epoch's model")
+    if len({v for v, _ in s.test}) < 2:
+        warn("fewer than 2 test videos: the model is trained but not tested (no test_* metrics)")

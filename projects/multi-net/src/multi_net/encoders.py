@@ -11,11 +11,43 @@ import torch
 import torchaudio
 from torch import nn
 
-from shared.config import UserError
+from shared.errors import UserError
 from shared.resnet import load_imagenet, resnet18_one_channel
 
-# A tiny CLIP of the same family, for tests and CPU smoke runs (random weights only).
-open_clip.add_model_config(str(Path(__file__).parent / "model_configs" / "mn-tiny.json"))
+# Two tiny CLIPs for random-weight training on a CPU, both with a 2-layer text transformer:
+# mn-tiny (a 2-layer ViT with 16x16 patches: tests and smoke runs) and mn-synth, whose image tower
+# is replaced by ``FrameCNN`` (the synthetic benchmark: see ``load_clip``).
+for _name in ("mn-tiny", "mn-synth"):
+    open_clip.add_model_config(str(Path(__file__).parent / "model_configs" / f"{_name}.json"))
+FRAME_CNN_MODELS = {"mn-synth"}
+
+
+class FrameCNN(nn.Module):
+    """A small image tower that keeps WHERE things are: four stride-2 conv blocks (64 -> 4 pixels
+    wide), then the 4x4 map flattened (not pooled) into one linear layer. Pooled towers (a ViT's
+    class token, CLIP ResNets' attention pool) learnt shape and colour but not the direction of
+    motion, which only the frame-to-frame change of position shows."""
+
+    def __init__(self, out_dim: int, image_size: int = 64, width: int = 16) -> None:
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:], strict=True):
+            layers += [
+                nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        side = image_size // 16
+        self.proj = nn.Linear(chans[-1] * side * side, out_dim)
+        self.image_size = image_size
+        self.output_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x).flatten(1))
+
+
 CLIP_MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
@@ -27,6 +59,8 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
     if weights is not None and not Path(weights).is_file():
         raise UserError(f"--clip-weights {weights}: no such file")
     source = str(weights) if weights is not None else (tag if pretrained else None)
+    if name in FRAME_CNN_MODELS and source is not None:
+        raise UserError(f"{name} has no pretrained weights: train it with --no-pretrained")
     logging.getLogger().setLevel(logging.CRITICAL)  # open_clip logs a traceback before raising
     try:
         model = open_clip.create_model(name, pretrained=source)
@@ -38,6 +72,10 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
         ) from exc
     finally:
         logging.getLogger().setLevel(logging.WARNING)
+    if name in FRAME_CNN_MODELS:
+        size = model.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        model.visual = FrameCNN(model.visual.output_dim, int(size))
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     return model, open_clip.get_tokenizer(name), int(size)
@@ -126,9 +164,9 @@ class AudioResNet(nn.Module):
         return self.net(self.scale(logmel.unsqueeze(1)))
 
 
-def audio_encoder(kind: str, n_mels: int, out_dim: int) -> nn.Module:
+def audio_encoder(kind: str, n_mels: int, out_dim: int, width: int = 64) -> nn.Module:
     if kind == "cnn":
-        return AudioCNN(n_mels, out_dim=out_dim)
+        return AudioCNN(n_mels, width=width, out_dim=out_dim)
     if kind == "resnet18":
         return AudioResNet(out_dim)
     raise ValueError(f"unknown audio encoder {kind!r}")

@@ -16,7 +16,7 @@ import torch
 from multi_net.encoders import LogMel, frame_features
 from multi_net.video import DecodeCache, Decoded, DecodeError, DecodeParams, decode_many
 from shared.atomic import atomic_path
-from shared.config import UserError
+from shared.errors import UserError
 from shared.progress import info, progress, warn
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov"}

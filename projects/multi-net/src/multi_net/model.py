@@ -31,7 +31,9 @@ class FusionConfig:
     num_frames: int = 8
     n_mels: int = 64
     audio_encoder: Literal["cnn", "resnet18"] = "cnn"
+    audio_width: int = 64  # the CNN's base width (its channels: w/2, w, 2w, 2w)
     temporal: Literal["transformer", "mean"] = "transformer"
+    motion: bool = False  # add a token per pair of consecutive frames: their feature difference
     modality_dropout: float = 0.3
     dropout: float = 0.1
 
@@ -45,8 +47,9 @@ class FusionModel(nn.Module):
         self.cfg = cfg
         d = cfg.fusion_dim
         self.frame_proj = nn.Linear(cfg.clip_dim, d)
-        self.audio = audio_encoder(cfg.audio_encoder, cfg.n_mels, d)
-        self.modality = nn.Parameter(torch.zeros(2, d))  # 0: video, 1: audio
+        self.audio = audio_encoder(cfg.audio_encoder, cfg.n_mels, d, cfg.audio_width)
+        self.modality = nn.Parameter(torch.zeros(3 if cfg.motion else 2, d))  # video, audio, motion
+        self.motion_proj = nn.Linear(cfg.clip_dim, d) if cfg.motion else None
         self.frame_pos = nn.Parameter(torch.zeros(cfg.num_frames, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         layer = nn.TransformerEncoderLayer(
@@ -84,6 +87,12 @@ class FusionModel(nn.Module):
             frames = frames.mean(1, keepdim=True)
         else:
             frames = frames + self.frame_pos[:k]
+        if self.motion_proj is not None and k > 1:
+            # what changed between consecutive frames: direction lives in the ORDER of frames, and
+            # an attention average over frame tokens alone is blind to order
+            delta = frame_feats[:, 1:] - frame_feats[:, :-1]
+            motion = self.motion_proj(delta) + self.modality[2] + self.frame_pos[: k - 1]
+            frames = torch.cat([frames, motion], dim=1)
         audio = (self.audio(logmel.float()) + self.modality[1]).unsqueeze(1)
         tokens = torch.cat([self.cls.expand(b, -1, -1), frames, audio], dim=1)
         pad = torch.zeros(b, tokens.shape[1], dtype=torch.bool, device=tokens.device)

@@ -1,77 +1,22 @@
-"""Indexes of video embeddings, exact top-k search, and the trained model loaded for inference."""
+"""Indexes of video embeddings and exact top-k search over them."""
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import torch
 
-from multi_net.encoders import load_clip, text_features
-from multi_net.features import load_video_features, video_files
-from multi_net.model import FusionConfig, FusionModel
-from multi_net.train import PROJECT, clip_identity, embed_videos
-from multi_net.video import DecodeParams
+from multi_net.features import video_files
+from multi_net.inference import TrainedModel
 from shared.atomic import atomic_path
-from shared.checkpoint import load_checkpoint
-from shared.config import UserError
+from shared.errors import UserError
 
 INDEX_FORMAT = "multi-net-index-v1"
-
-
-class Embedder:
-    """Everything needed to embed videos and texts as the checkpoint's model does."""
-
-    def __init__(self, checkpoint: Path, device) -> None:
-        state = load_checkpoint(checkpoint, project=PROJECT, map_location="cpu")
-        cfg = types.SimpleNamespace(**state["config"])
-        cfg.clip_weights = Path(cfg.clip_weights) if cfg.clip_weights else None
-        self.clip, self.tokenizer, size = load_clip(
-            cfg.clip_model,
-            cfg.clip_pretrained,
-            cfg.clip_weights,
-            # the checkpoint carries its own CLIP weights when they were random or fine-tuned
-            cfg.pretrained and state.get("clip_state") is None and not state.get("end_to_end"),
-        )
-        weights = state["model"]
-        if state.get("end_to_end"):  # fine-tuned CLIP towers live inside the model's state
-            clip_state = {k[5:]: v for k, v in weights.items() if k.startswith("clip.")}
-            weights = {k[7:]: v for k, v in weights.items() if k.startswith("fusion.")}
-        else:
-            clip_state = state.get("clip_state")
-        if clip_state is not None:
-            self.clip.load_state_dict(clip_state)
-        self.clip = self.clip.to(device).eval()
-        self.model = FusionModel(FusionConfig(**state["fusion_config"]))
-        self.model.load_state_dict(weights)
-        self.model = self.model.to(device).eval()
-        self.params = DecodeParams(
-            num_frames=state["decode"]["num_frames"], size=state["decode"]["size"]
-        )
-        self.clip_id = clip_identity(cfg, cfg.seed)
-        if state.get(
-            "end_to_end"
-        ):  # features of a fine-tuned tower belong to this checkpoint alone
-            st = Path(checkpoint).stat()
-            self.clip_id = f"finetuned:{Path(checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        self.checkpoint, self.device = Path(checkpoint), device
-
-    def videos(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):
-        feats = load_video_features(
-            paths, self.params, self.clip, self.clip_id, self.device, cache, quiet=quiet
-        )
-        emb = embed_videos(self.model, feats, torch.arange(len(feats.ids)), self.device)
-        return feats, emb
-
-    @torch.no_grad()
-    def text(self, query: str) -> torch.Tensor:
-        return self.model.encode_text(
-            text_features(self.clip, self.tokenizer, [query], self.device)
-        )[0]
+INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
 
 
 def build_index(
-    embedder: Embedder,
+    embedder: TrainedModel,
     videos_dir: Path,
     out: Path,
     cache: Path | None,
@@ -111,6 +56,9 @@ def load_index(path: Path) -> dict:
         raise UserError(f"{path} is not a readable index ({exc.__class__.__name__})") from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise UserError(f"{path} is not a multi-net index")
+    missing = [k for k in INDEX_KEYS if k not in index]
+    if missing:
+        raise UserError(f"{path} is an incomplete multi-net index: it lacks {', '.join(missing)}")
     return index
 
 
@@ -269,3 +217,45 @@ class ExactSearch:
         if exclude is not None:
             scores[rows == exclude] = float("-inf")
         return scores
+
+
+def recommend(cfg) -> dict:
+    """``multi-net recommend``: the top k of an index for a video id, a new video file, or text."""
+    if (cfg.video is None) == (cfg.text is None):
+        raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
+    if cfg.k < 1:
+        raise UserError("--k must be at least 1")
+    from shared.device import select_device
+
+    idx = load_index(cfg.index)
+    ids = idx["ids"]
+    exclude, query = None, None
+    if cfg.video is not None and cfg.video in ids:
+        exclude = ids.index(cfg.video)
+        query = idx["embeddings"][exclude]
+    else:
+        trained = TrainedModel(cfg.checkpoint or Path(idx["checkpoint"]), select_device(cfg.device))
+        if cfg.text is not None:
+            if not cfg.text.strip():
+                raise UserError("--text is empty")
+            query = trained.text(cfg.text).cpu()
+        else:
+            path = Path(cfg.video)
+            if not path.is_file():
+                raise UserError(f"--video {cfg.video}: neither an id in the index nor a video file")
+            feats, vectors = trained.videos({path.stem: path}, None)
+            if not feats.ids:
+                raise UserError(f"--video {path}: cannot decode it")
+            query = vectors[0].cpu()
+    scores, rows = ExactSearch(idx["embeddings"]).search(query.float(), cfg.k, exclude)
+    results = [
+        {
+            "rank": r + 1,
+            "video_id": ids[i],
+            "score": round(float(s), 4),
+            "path": idx["paths"][i],
+            **{k: v for k, v in idx["metadata"][i].items() if v is not None},
+        }
+        for r, (s, i) in enumerate(zip(scores.tolist(), rows.tolist(), strict=True))
+    ]
+    return {"query": {"video": cfg.video} if cfg.video else {"text": cfg.text}, "results": results}

@@ -1,52 +1,75 @@
-"""``multi-net train``: contrastive video(+audio) <-> caption training, evaluated on 1k-A."""
+"""``multi-net train``: contrastive video(+audio) <-> caption training.
+
+The steps, each a function below: find the data and its splits (``load_data``); build CLIP and the
+fusion model (``build_models``); encode the videos once (frame features and log-mels, cached) and
+the training captions (``EncodedData``); choose what trains and how batches are drawn
+(``trainable``); train with the shared loop, choosing ``best.pt`` by validation R@1; then score
+the test pairs once, with ``best.pt`` (``train_multi``).
+"""
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from multi_net.config import TrainConfig
-from multi_net.dataset import locate, standard_split
-from multi_net.encoders import CLIP_MEAN, CLIP_STD, clip_dim, load_clip, text_features
+from multi_net.dataset import MsrVtt, Splits, check_splits, locate, standard_split
+from multi_net.encoders import clip_dim, load_clip, text_features
+from multi_net.evaluation import evaluate_pairs
 from multi_net.features import VideoFeatures, load_video_features
-from multi_net.metrics import category_precision_at_k, text_video_metrics
+from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, clip_identity
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
+from shared.batching import EpochBatches
 from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
-from shared.config import UserError, to_jsonable
+from shared.config import to_jsonable
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import gather_with_grad, is_main, world_size
-from shared.download import data_root
+from shared.errors import UserError
+from shared.paths import cache_root, runs_root
 from shared.plots import LivePlot
 from shared.progress import info
-from shared.runs import Run, runs_root
+from shared.runs import Run
 from shared.schedules import warmup_cosine
-from shared.training import Trainer, adamw, fit, resume_run
-
-PROJECT = "multi-net"
+from shared.training import Cadence, Trainer, adamw, decay_groups, fit, resume_run
 
 
-def cache_root(cfg) -> Path:
-    return cfg.cache_dir if cfg.cache_dir is not None else data_root(None) / "cache" / "multi-net"
+def cache_dir(cfg) -> Path:
+    return cache_root(PROJECT, cfg.cache_dir, getattr(cfg, "data_dir", None))
 
 
-def clip_identity(cfg, seed: int) -> str:
-    """What the frame features depend on: the CLIP model and exactly which weights it has."""
-    if cfg.clip_weights is not None:
-        st = Path(cfg.clip_weights).stat()
-        return f"{cfg.clip_model}|file:{Path(cfg.clip_weights).name}:{st.st_size}:{st.st_mtime_ns}"
-    if cfg.pretrained:
-        return f"{cfg.clip_model}|tag:{cfg.clip_pretrained}"
-    return f"{cfg.clip_model}|random:{seed}"
+def decode_params(cfg, size: int) -> DecodeParams:
+    return DecodeParams(num_frames=cfg.num_frames, size=size, audio_seconds=cfg.audio_seconds)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def load_data(cfg: TrainConfig) -> tuple[MsrVtt, Splits]:
+    data = locate(
+        cfg.videos,
+        cfg.annotations,
+        cfg.data_dir,
+        download=cfg.download,
+        quiet=cfg.quiet,
+        train_split=cfg.train_split,
+    )
+    splits = standard_split(data, cfg.train_split, cfg.seed, cfg.val_videos)
+    check_splits(splits)
+    info(
+        f"videos on disk: {len(data.videos)}; train {len(splits.train)}, validation pairs "
+        f"{len(splits.val)}, test pairs {len(splits.test)}",
+        cfg.quiet,
+    )
+    return data, splits
 
 
 class EncodedData:
-    """Cached frame features/log-mels of a set of videos, and CLIP text features of their captions."""
+    """Cached frame features/log-mels of the videos, and CLIP text features of the TRAINING
+    captions (validation and test captions are encoded only when they are scored)."""
 
     def __init__(
         self, feats: VideoFeatures, captions: dict[str, list[str]], clip, tokenizer, device
@@ -65,9 +88,19 @@ class EncodedData:
         starts[1:] = torch.bincount(self.text_owner, minlength=len(feats.ids)).cumsum(0)
         self.caption_start = starts  # captions of video i: texts[starts[i]:starts[i+1]]
 
+    def rows_with_captions(self, ids: list[str]) -> torch.Tensor:
+        rows = [self.pos[v] for v in ids if v in self.pos]
+        return torch.tensor(
+            [r for r in rows if self.caption_start[r + 1] > self.caption_start[r]],
+            dtype=torch.long,
+        )
+
     def videos(self, idx: torch.Tensor, device):
         f = self.feats
         return f.frames[idx].to(device), f.logmel[idx].to(device), f.has_audio[idx].to(device)
+
+
+# --- batches ---------------------------------------------------------------------------------
 
 
 class ContrastiveBatches:
@@ -76,28 +109,14 @@ class ContrastiveBatches:
     The batch is GLOBAL (the same on every rank); under torchrun each rank keeps its share.
     """
 
-    def __init__(
-        self, data: EncodedData, train_rows: torch.Tensor, batch: int, seed: int, device
-    ) -> None:
-        self.data, self.rows, self.batch, self.seed, self.device = (
-            data,
-            train_rows,
-            batch,
-            seed,
-            device,
-        )
-        self.steps_per_epoch = max(1, len(train_rows) // batch)
-        self._epoch, self._perm = -1, None
+    def __init__(self, data: EncodedData, rows: torch.Tensor, batch: int, seed: int, device):
+        self.data, self.rows, self.seed, self.device = data, rows, seed, device
+        self.order = EpochBatches(len(rows), batch, seed)
+        self.steps_per_epoch = self.order.steps_per_epoch
 
     def select(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
         """(video rows, caption indices, the step's generator)."""
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._perm = self.rows[
-                torch.randperm(len(self.rows), generator=make_generator(self.seed, epoch))
-            ]
-            self._epoch = epoch
-        idx = self._perm[i * self.batch : (i + 1) * self.batch]
+        idx = self.rows[self.order.indices(step)]
         g = make_generator(self.seed, 5_000_000 + step)
         lo, hi = self.data.caption_start[idx], self.data.caption_start[idx + 1]
         return idx, lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long(), g
@@ -110,22 +129,44 @@ class ContrastiveBatches:
 
 
 class FrameBatches(ContrastiveBatches):
-    """For --no-freeze-encoders: decoded frames (from the decode cache) and caption tokens."""
+    """For --no-freeze-encoders: decoded frames (from the decode cache) and caption tokens.
+
+    The training videos' frames are read into memory once when they fit in ``memory_bytes``
+    (a small data set), else from the decode cache at every step.
+    """
 
     def __init__(
-        self, data, train_rows, batch, seed, device, cache: DecodeCache, tokenizer, clip_dim: int
+        self,
+        data,
+        rows,
+        batch,
+        seed,
+        device,
+        cache: DecodeCache,
+        tokenizer,
+        dim: int,
+        memory_bytes: int = 2 << 30,
     ):
-        super().__init__(data, train_rows, batch, seed, device)
-        self.cache, self.tokenizer, self.clip_dim = cache, tokenizer, clip_dim
+        super().__init__(data, rows, batch, seed, device)
+        self.cache, self.tokenizer, self.dim = cache, tokenizer, dim
+        p = cache.p
+        size = len(rows) * p.num_frames * 3 * p.size * p.size
+        self.frames: dict[int, int] | None = None
+        if size <= memory_bytes:
+            ids = [data.feats.ids[i] for i in rows.tolist()]
+            self.memory = load_frames(cache, ids)
+            self.frames = {int(r): i for i, r in enumerate(rows.tolist())}
 
     def __call__(self, step: int):
         idx, cap, g = self.select(step)
-        frames = load_frames(self.cache, [self.data.feats.ids[i] for i in idx.tolist()]).to(
-            self.device
-        )
+        if self.frames is not None:
+            frames = self.memory[[self.frames[int(i)] for i in idx]].to(self.device)
+        else:
+            ids = [self.data.feats.ids[i] for i in idx.tolist()]
+            frames = load_frames(self.cache, ids).to(self.device)
         f = self.data.feats
         tokens = self.tokenizer([self.data.texts[i] for i in cap.tolist()]).to(self.device)
-        noise = torch.randn((*frames.shape[:2], self.clip_dim), generator=g).to(self.device)
+        noise = torch.randn((*frames.shape[:2], self.dim), generator=g).to(self.device)
         return [
             (frames, f.logmel[idx].to(self.device), f.has_audio[idx].to(self.device), tokens, noise)
         ]
@@ -139,24 +180,6 @@ def load_frames(cache: DecodeCache, ids: list[str]) -> torch.Tensor:
             f"decoded frames of {missing[:3]} are missing from {cache.dir}; delete the cache and rerun"
         )
     return torch.from_numpy(np.stack([d.frames for d in decoded]))
-
-
-class EndToEnd(nn.Module):
-    """CLIP's towers and the fusion model trained together (--no-freeze-encoders)."""
-
-    def __init__(self, clip, fusion: FusionModel) -> None:
-        super().__init__()
-        self.clip, self.fusion = clip, fusion
-
-    def image_features(self, frames: torch.Tensor) -> torch.Tensor:
-        b, k = frames.shape[:2]
-        x = frames.reshape(b * k, *frames.shape[2:]).float().div(255)
-        x = (x - CLIP_MEAN.to(x.device)) / CLIP_STD.to(x.device)
-        return F.normalize(self.clip.encode_image(x).float(), dim=-1).view(b, k, -1)
-
-    def forward(self, frames, logmel, has_audio, tokens, frame_noise=None):
-        text = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
-        return self.fusion(self.image_features(frames), logmel, has_audio, text, frame_noise)
 
 
 def make_loss(vv_weight: float):
@@ -179,53 +202,12 @@ def make_loss(vv_weight: float):
     return loss_fn
 
 
-@torch.no_grad()
-def embed_videos(
-    model: FusionModel, feats: VideoFeatures, rows: torch.Tensor, device, batch: int = 256
-):
-    model.eval()
-    out = []
-    for i in range(0, len(rows), batch):
-        idx = rows[i : i + batch]
-        out.append(
-            model.encode_video(
-                feats.frames[idx].to(device),
-                feats.logmel[idx].to(device),
-                feats.has_audio[idx].to(device),
-            )
-        )
-    return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim, device=device)
+# --- models ----------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def evaluate_pairs(
-    model,
-    data: EncodedData,
-    pairs: list[tuple[str, str]],
-    categories: dict[str, int],
-    clip,
-    tokenizer,
-    device,
-) -> dict:
-    """1k-A style: one caption per test video; t2v/v2t recall and video->video category P@10."""
-    model.eval()
-    vids = list(dict.fromkeys(v for v, _ in pairs if v in data.pos))
-    if len(vids) < 2:
-        return {}
-    col = {v: i for i, v in enumerate(vids)}
-    rows = torch.tensor([data.pos[v] for v in vids])
-    video = embed_videos(model, data.feats, rows, device)
-    kept = [(v, c) for v, c in pairs if v in col]
-    text = model.encode_text(text_features(clip, tokenizer, [c for _, c in kept], device))
-    out = text_video_metrics(text, video, torch.tensor([col[v] for v, _ in kept], device=device))
-    if all(v in categories for v in vids):
-        cats = torch.tensor([categories[v] for v in vids], device=device)
-        out["v2v_category_p10"] = category_precision_at_k(video, cats, 10)
-    out["test_videos"] = len(vids)
-    return out
-
-
-def build(cfg, device, resumed: dict | None):
+def build_models(cfg: TrainConfig, device, resumed: dict | None):
+    """(CLIP, its tokenizer, its image size, the fusion model), the fusion model from the
+    checkpoint's config when resuming."""
     try:
         clip, tokenizer, size = load_clip(
             cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.pretrained
@@ -250,8 +232,10 @@ def build(cfg, device, resumed: dict | None):
             fusion_layers=cfg.fusion_layers,
             num_frames=cfg.num_frames,
             temporal=cfg.temporal,
+            motion=cfg.motion,
             modality_dropout=cfg.modality_dropout,
             audio_encoder=cfg.audio_encoder,
+            audio_width=cfg.audio_width,
         )
     )
     model = FusionModel(fcfg)
@@ -260,75 +244,73 @@ def build(cfg, device, resumed: dict | None):
     return clip, tokenizer, size, model
 
 
+def trainable(cfg: TrainConfig, model, clip, tokenizer, enc, rows, cache: DecodeCache, device):
+    """What the optimizer trains, its parameter groups, and the batches that feed it: the fusion
+    model on cached features (frozen towers), or CLIP's towers too, on decoded frames."""
+    batch = min(cfg.batch_size, len(rows))
+    groups = decay_groups(model.named_parameters(), cfg.weight_decay)
+    if cfg.freeze_encoders:
+        return model, groups, ContrastiveBatches(enc, rows, batch, cfg.seed, device)
+    clip.requires_grad_(True)
+    groups += decay_groups(clip.named_parameters(), cfg.weight_decay, lr=cfg.encoder_lr)
+    batches = FrameBatches(enc, rows, batch, cfg.seed, device, cache, tokenizer, clip_dim(clip))
+    return EndToEnd(clip, model), groups, batches
+
+
+def features_now(cfg, trained: nn.Module, feats: VideoFeatures, ids, cache: DecodeCache, device):
+    """Features of ``ids`` as the model sees them now: the cached ones with frozen towers, else
+    their decoded frames through the current (fine-tuned) image tower."""
+    if cfg.freeze_encoders:
+        return feats
+    pos = feats.index()
+    ids = [v for v in dict.fromkeys(ids) if v in pos]
+    rows = torch.tensor([pos[v] for v in ids], dtype=torch.long)
+    with torch.no_grad():
+        frames = [
+            trained.image_features(load_frames(cache, ids[i : i + 64]).to(device)).half().cpu()
+            for i in range(0, len(ids), 64)
+        ]
+    frames = torch.cat(frames) if frames else feats.frames[:0]
+    return VideoFeatures(ids, frames, feats.logmel[rows], feats.has_audio[rows], [])
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
 def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
     resumed = (
-        load_checkpoint(resume_path, project=PROJECT, map_location="cpu") if resume_path else None
+        load_checkpoint(resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
+        if resume_path
+        else None
     )
-    data = locate(
-        cfg.videos,
-        cfg.annotations,
-        cfg.data_dir,
-        download=cfg.download,
-        quiet=cfg.quiet,
-        train_split=cfg.train_split,
-    )
-    train_ids, test_pairs = standard_split(data, cfg.train_split, cfg.seed)
-    if len(train_ids) < 2:
-        raise UserError(
-            f"only {len(train_ids)} captioned training videos were found next to the annotations"
-        )
-    info(
-        f"videos on disk: {len(data.videos)}; train {len(train_ids)}, test pairs {len(test_pairs)}",
-        cfg.quiet,
-    )
-    clip, tokenizer, size, model = build(cfg, device, resumed)
-    wanted = {v: data.videos[v] for v in dict.fromkeys(train_ids + [v for v, _ in test_pairs])}
-    params = DecodeParams(num_frames=cfg.num_frames, size=size)
+    data, splits = load_data(cfg)
+    clip, tokenizer, size, model = build_models(cfg, device, resumed)
+    params = decode_params(cfg, size)
+    wanted = splits.train + [v for v, _ in splits.val + splits.test]
     feats = load_video_features(
-        wanted, params, clip, clip_identity(cfg, cfg.seed), device, cache_root(cfg), quiet=cfg.quiet
+        {v: data.videos[v] for v in dict.fromkeys(wanted)},
+        params,
+        clip,
+        clip_identity(cfg, cfg.seed),
+        device,
+        cache_dir(cfg),
+        quiet=cfg.quiet,
     )
-    train_set = set(
-        train_ids
-    )  # only training captions are encoded for training; test captions at eval
-    captions = {v: data.ann.captions.get(v, []) if v in train_set else [] for v in feats.ids}
+    train_set = set(splits.train)  # only training captions are encoded for training
+    captions = {v: data.ann.captions.get(v, []) for v in feats.ids if v in train_set}
     enc = EncodedData(feats, captions, clip, tokenizer, device)
-    train_rows = torch.tensor(
-        [
-            enc.pos[v]
-            for v in train_ids
-            if v in enc.pos and enc.caption_start[enc.pos[v] + 1] > enc.caption_start[enc.pos[v]]
-        ]
-    )
-    if len(train_rows) < 2:
+    rows = enc.rows_with_captions(splits.train)
+    if len(rows) < 2:
         raise UserError("fewer than two decodable training videos with captions")
-    batch = min(cfg.batch_size, len(train_rows))
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    decode_cache = DecodeCache(cache_root(cfg), params)
-    if cfg.freeze_encoders:
-        trained: nn.Module = model
-        batches = ContrastiveBatches(enc, train_rows, batch, cfg.seed, device)
-    else:
-        trained = EndToEnd(clip, model)
-        clip.requires_grad_(True)
-        groups.append(
-            {
-                "params": list(clip.parameters()),
-                "weight_decay": cfg.weight_decay,
-                "lr": cfg.encoder_lr,
-            }
-        )
-        batches = FrameBatches(
-            enc, train_rows, batch, cfg.seed, device, decode_cache, tokenizer, clip_dim(clip)
-        )
-    total = cfg.epochs * batches.steps_per_epoch
+    decode_cache = DecodeCache(cache_dir(cfg), params)
+    trained, groups, batches = trainable(
+        cfg, model, clip, tokenizer, enc, rows, decode_cache, device
+    )
+    spe = batches.steps_per_epoch
+    total = cfg.epochs * spe
     optimizer = adamw(groups, device, lr=cfg.lr)
     trainer = Trainer(
         trained,
@@ -340,39 +322,26 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
         compile=cfg.compile,
     )
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, mode="max")
+    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_t2v_r1", mode="max")
     if resumed is not None:
         resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
 
-    test_ids = list(dict.fromkeys(v for v, _ in test_pairs if v in enc.pos))
-
-    def eval_data():
-        """Frozen: the cached features. Fine-tuned: test frames through the current image tower."""
-        if cfg.freeze_encoders:
-            return enc
-        rows = torch.tensor([enc.pos[v] for v in test_ids], dtype=torch.long)
-        with torch.no_grad():
-            frames = (
-                torch.cat(
-                    [
-                        trained.image_features(
-                            load_frames(decode_cache, test_ids[i : i + 64]).to(device)
-                        )
-                        for i in range(0, len(test_ids), 64)
-                    ]
-                )
-                .half()
-                .cpu()
-            )
-        f = VideoFeatures(test_ids, frames, feats.logmel[rows], feats.has_audio[rows], [])
-        return types.SimpleNamespace(feats=f, pos=f.index())
-
-    def evaluate(tr: Trainer) -> dict:
+    def score(pairs) -> dict:
         trained.eval()
-        m = evaluate_pairs(
-            model, eval_data(), test_pairs, data.ann.categories, clip, tokenizer, device
+        f = features_now(cfg, trained, feats, [v for v, _ in pairs], decode_cache, device)
+        return evaluate_pairs(
+            model,
+            f,
+            pairs,
+            clip,
+            tokenizer,
+            device,
+            categories=data.ann.categories,
+            attributes=data.ann.attributes,
         )
-        return {f"val_{k}": v for k, v in m.items() if k != "test_videos"}
+
+    def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
+        return {f"val_{k}": v for k, v in score(splits.val).items() if k != "videos"}
 
     random_clip = clip.state_dict() if not cfg.pretrained and cfg.clip_weights is None else None
     extra = {
@@ -380,45 +349,53 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
         "fusion_config": model.cfg.as_dict(),
         "end_to_end": not cfg.freeze_encoders,
         "clip_state": random_clip if cfg.freeze_encoders else None,  # fine-tuned: inside "model"
-        "decode": {"num_frames": cfg.num_frames, "size": size},
+        "decode": {"num_frames": cfg.num_frames, "size": size, "audio_seconds": cfg.audio_seconds},
     }
-    plot = LivePlot(run.figure("loss.png"), every=2, title="multi-net contrastive training")
+    has_val = len({v for v, _ in splits.val}) >= 2
     result = fit(
         trainer,
         batches,
         make_loss(cfg.vv_weight),
-        max_steps=total,
+        Cadence(
+            total,
+            steps_per_epoch=spe,
+            eval_every=spe,
+            log_every=max(1, spe // 4),
+            checkpoint_every=spe,
+            max_minutes=cfg.max_minutes,
+        ),
+        evaluate=evaluate if has_val else None,
         run=run,
-        evaluate=evaluate,
-        eval_every=batches.steps_per_epoch,
-        log_every=max(1, batches.steps_per_epoch // 4),
         checkpoints=ckpt,
-        checkpoint_extra=lambda: extra,
-        monitor="val_t2v_r1",
-        plot=plot,
-        max_minutes=cfg.max_minutes,
+        extra_state=extra,
+        plot=LivePlot(
+            run.figure("loss.png"),
+            title="multi-net contrastive training",
+            metrics=("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
+        ),
         quiet=cfg.quiet,
-        steps_per_epoch=batches.steps_per_epoch,
     )
     if not is_main():
         return run, {}
-    best = load_checkpoint(ckpt.best_path, project=PROJECT, map_location=device)
+    chosen = ckpt.best_path if ckpt.best_path.is_file() else ckpt.last_path
+    best = load_checkpoint(chosen, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
     trained.load_state_dict(best["model"])
-    trained.eval()
-    final = evaluate_pairs(
-        model, eval_data(), test_pairs, data.ann.categories, clip, tokenizer, device
-    )
+    val = score(splits.val)  # the chosen model's validation scores
+    test = score(splits.test)  # the one and only look at the test pairs
     return run, {
         "device": str(device),
         "world_size": world_size(),
         "clip": clip_identity(cfg, cfg.seed),
         "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
-        "train_videos": len(train_rows),
+        "preset": cfg.preset,
+        "train_videos": len(rows),
+        "val_videos": len({v for v, _ in splits.val}),
         "skipped_videos": len(feats.skipped),
         "with_audio": int(feats.has_audio.sum()),
         "epochs": trainer.epoch,
         "train_seconds": result["train_seconds"],
         "best_epoch": int(best["epoch"]),
-        **{f"test_{k}": v for k, v in final.items()},
-        "checkpoint": str(ckpt.best_path),
+        **{f"val_{k}": v for k, v in val.items()},
+        **{f"test_{k}": v for k, v in test.items()},
+        "checkpoint": str(chosen),
     }

@@ -1,0 +1,139 @@
+"""A trained multi-net model, loaded for inference: embed videos and texts as training did.
+
+``train`` writes the checkpoints this module reads; ``evaluate``, ``index``, ``recommend`` (and
+the demo) only read them. Nothing here imports the training code, as open_clip keeps its library
+apart from its training scripts.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multi_net.encoders import CLIP_MEAN, CLIP_STD, load_clip, text_features
+from multi_net.features import VideoFeatures, load_video_features
+from multi_net.model import FusionConfig, FusionModel
+from multi_net.video import DecodeParams
+from shared.checkpoint import load_checkpoint
+
+PROJECT = "multi-net"
+CHECKPOINT_KEYS = ("model", "config", "fusion_config", "decode", "end_to_end")
+
+
+def clip_identity(cfg, seed: int) -> str:
+    """What the frame features depend on: the CLIP model and exactly which weights it has."""
+    if cfg.clip_weights is not None:
+        st = Path(cfg.clip_weights).stat()
+        return f"{cfg.clip_model}|file:{Path(cfg.clip_weights).name}:{st.st_size}:{st.st_mtime_ns}"
+    if cfg.pretrained:
+        return f"{cfg.clip_model}|tag:{cfg.clip_pretrained}"
+    return f"{cfg.clip_model}|random:{seed}"
+
+
+def decode_params(decode: dict) -> DecodeParams:
+    return DecodeParams(
+        num_frames=decode["num_frames"],
+        size=decode["size"],
+        audio_seconds=decode.get("audio_seconds", DecodeParams.audio_seconds),
+    )
+
+
+class EndToEnd(nn.Module):
+    """CLIP's towers and the fusion model trained together (--no-freeze-encoders)."""
+
+    def __init__(self, clip, fusion: FusionModel) -> None:
+        super().__init__()
+        self.clip, self.fusion = clip, fusion
+
+    def image_features(self, frames: torch.Tensor) -> torch.Tensor:
+        b, k = frames.shape[:2]
+        x = frames.reshape(b * k, *frames.shape[2:]).float().div(255)
+        x = (x - CLIP_MEAN.to(x.device)) / CLIP_STD.to(x.device)
+        return F.normalize(self.clip.encode_image(x).float(), dim=-1).view(b, k, -1)
+
+    def forward(self, frames, logmel, has_audio, tokens, frame_noise=None):
+        text = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return self.fusion(self.image_features(frames), logmel, has_audio, text, frame_noise)
+
+
+@torch.no_grad()
+def embed_videos(
+    model: FusionModel,
+    feats: VideoFeatures,
+    rows: torch.Tensor,
+    device,
+    batch: int = 256,
+    mask_audio: bool = False,
+) -> torch.Tensor:
+    """Video embeddings of ``feats``' rows; ``mask_audio`` hides every audio token (an ablation)."""
+    model.eval()
+    out = []
+    for i in range(0, len(rows), batch):
+        idx = rows[i : i + batch]
+        has_audio = feats.has_audio[idx].to(device)
+        out.append(
+            model.encode_video(
+                feats.frames[idx].to(device),
+                feats.logmel[idx].to(device),
+                torch.zeros_like(has_audio) if mask_audio else has_audio,
+            )
+        )
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim, device=device)
+
+
+class TrainedModel:
+    """Everything needed to embed videos and texts as the checkpoint's model does."""
+
+    def __init__(self, checkpoint: Path, device) -> None:
+        state = load_checkpoint(
+            checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
+        )
+        cfg = types.SimpleNamespace(**state["config"])
+        cfg.clip_weights = Path(cfg.clip_weights) if cfg.clip_weights else None
+        self.clip, self.tokenizer, _ = load_clip(
+            cfg.clip_model,
+            cfg.clip_pretrained,
+            cfg.clip_weights,
+            # the checkpoint carries its own CLIP weights when they were random or fine-tuned
+            cfg.pretrained and state.get("clip_state") is None and not state["end_to_end"],
+        )
+        weights = state["model"]
+        if state["end_to_end"]:  # fine-tuned CLIP towers live inside the model's state
+            clip_state = {k[5:]: v for k, v in weights.items() if k.startswith("clip.")}
+            weights = {k[7:]: v for k, v in weights.items() if k.startswith("fusion.")}
+        else:
+            clip_state = state.get("clip_state")
+        if clip_state is not None:
+            self.clip.load_state_dict(clip_state)
+        self.clip = self.clip.to(device).eval()
+        self.model = FusionModel(FusionConfig(**state["fusion_config"]))
+        self.model.load_state_dict(weights)
+        self.model = self.model.to(device).eval()
+        self.params = decode_params(state["decode"])
+        self.clip_id = clip_identity(cfg, cfg.seed)
+        if state["end_to_end"]:  # features of a fine-tuned tower belong to this checkpoint alone
+            st = Path(checkpoint).stat()
+            self.clip_id = f"finetuned:{Path(checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        self.checkpoint, self.device, self.state = Path(checkpoint), device, state
+
+    def features(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):
+        return load_video_features(
+            paths, self.params, self.clip, self.clip_id, self.device, cache, quiet=quiet
+        )
+
+    def videos(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):
+        feats = self.features(paths, cache, quiet)
+        return feats, embed_videos(self.model, feats, torch.arange(len(feats.ids)), self.device)
+
+    @torch.no_grad()
+    def texts(self, queries: list[str]) -> torch.Tensor:
+        return self.model.encode_text(
+            text_features(self.clip, self.tokenizer, queries, self.device)
+        )
+
+    def text(self, query: str) -> torch.Tensor:
+        return self.texts([query])[0]
