@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The prepared device check: every project's `bench` (one JSON object each) and short real
-# training runs, from source, with the lent machine's own torch. Run from the repository root,
-# after tools/gpu-prepare.sh here, through the device tool with carry [".whl", ".devdata"]:
-#   bash tools/gpu-check.sh            # writes $OUT/<project>-bench.json and $OUT/log
-# PY=.venv/bin/python OUT=/tmp/out bash tools/gpu-check.sh  rehearses it on a CPU machine.
+# The prepared device check: every GPU code path of the four projects and the quality runs that
+# need a GPU, from source, with the lent machine's own torch, most valuable first, each step under
+# its own timeout (one failure does not cost the rest). Run from the repository root, after
+# tools/gpu-prepare.sh here, through the device tool with carry [".whl", ".devdata"]:
+#   bash tools/gpu-check.sh        # $OUT/<step>.json (each step's summary), $OUT/<step>.log,
+#                                  # $OUT/steps.jsonl (one line per step: exit status, seconds)
+# PY=.venv/bin/python OUT=/tmp/out bash tools/gpu-check.sh   rehearses it on a CPU (shorter runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -17,22 +19,68 @@ fi
 export PYTHONPATH=shared/src:projects/intro-nn/src:projects/audio-net/src:projects/austen-net/src:projects/multi-net/src${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 DL_DATA_DIR=$PWD/.devdata MPLBACKEND=Agg
 runs=$(mktemp -d)
-step() {  # step NAME MODULE ARGS...: run one command, keep its summary (the last stdout line)
-    local name=$1 module=$2
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    GPU=1; MINUTES=5; SYNTH_VIDEOS=1440; STEPS=200
+else  # a CPU rehearsal: the same steps, shorter
+    GPU=0; MINUTES=0.3; SYNTH_VIDEOS=160; STEPS=20
+fi
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu', torch.cuda.is_available() and torch.cuda.get_device_name())" | tee "$OUT/device.txt"
+
+step() {  # step NAME SECONDS CMD...: run, keep the summary (last stdout line), record status
+    local name=$1 limit=$2
     shift 2
-    echo "== $name: $module $*" | tee -a "$OUT/log"
+    echo "== $name (limit ${limit}s): $*" | tee -a "$OUT/log"
     local t0=$SECONDS
-    "$PY" -m "$module" "$@" --out "$runs/$name" --quiet > "$runs/$name.stdout" 2>> "$OUT/log"
+    timeout --signal=TERM --kill-after=20 "$limit" "$@" > "$runs/$name.stdout" 2> "$OUT/$name.log"
     local rc=$?
     tail -n 1 "$runs/$name.stdout" > "$OUT/$name.json"
-    echo "rc=$rc after $((SECONDS - t0)) s: $(cat "$OUT/$name.json")" | tee -a "$OUT/log"
+    local secs=$((SECONDS - t0))
+    "$PY" - "$name" "$rc" "$secs" "$OUT/$name.json" >> "$OUT/steps.jsonl" <<'PYEOF'
+import json, sys
+name, rc, secs, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+try:
+    summary = json.loads(open(path).read() or "null")
+except ValueError:
+    summary = None
+print(json.dumps({"step": name, "rc": rc, "seconds": secs, "summary": summary}))
+PYEOF
+    echo "rc=$rc after ${secs} s" | tee -a "$OUT/log"
 }
-"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())" | tee -a "$OUT/log"
-step intro-nn-bench intro_nn.cli bench --data-dir .devdata
-step audio-net-bench audio_net.cli bench --data-dir .devdata --no-download
-step austen-net-bench austen_net.cli bench
-step multi-net-bench multi_net.cli bench --no-pretrained
-# MNIST on the device from the 10k test digits (full MNIST cannot be fetched there)
-step intro-nn-mlp intro_nn.cli train mnist --data-dir .devdata/mnist
-step intro-nn-cnn intro_nn.cli train mnist --model cnn --data-dir .devdata/mnist
-echo "done: $(ls "$OUT")" | tee -a "$OUT/log"
+py() { "$PY" -m "$@"; }
+
+# 1. austen-net: bench in bf16 compiled; the default preset for 5 minutes on the six novels;
+#    evaluate; 200 generated tokens in bf16 with the cache
+step austen-bench 240 py austen_net.cli bench --precision bf16 --compile --out "$runs/ab" --quiet
+step austen-train $((MINUTES * 60 + 150)) py austen_net.cli train --preset default \
+    --corpus-dir .devdata/austen --max-minutes "$MINUTES" --eval-every 500 --out "$runs/at" --quiet
+step austen-evaluate 120 py austen_net.cli evaluate --checkpoint "$runs/at/checkpoints/best.pt" \
+    --corpus-dir .devdata/austen --out "$runs/ae" --quiet
+step austen-generate 60 py austen_net.cli generate --checkpoint "$runs/at/checkpoints/best.pt" \
+    --prompt "It is a truth universally acknowledged" --max-new-tokens 200 --seed 1
+# 2. audio-net: the end-to-end training bench (data + augmentation + model, bf16, compiled), then
+#    a short training run on the carried clips
+step audio-bench 240 py audio_net.cli bench --precision bf16 --compile --data-dir .devdata \
+    --no-download --out "$runs/ub" --quiet
+step audio-train 240 py audio_net.cli train --no-pretrained --data-dir .devdata --no-download \
+    --epochs 8 --out "$runs/ut" --quiet
+# 3. multi-net: ViT-B/32 frame embedding and the 1M search on the GPU; the synthetic benchmark
+step multi-bench 240 py multi_net.cli bench --no-pretrained --out "$runs/mb" --quiet
+step multi-synth-data 240 py multi_net.cli data synth --out "$runs/synth" --videos "$SYNTH_VIDEOS" --quiet
+step multi-synth-train 420 py multi_net.cli train --videos "$runs/synth/videos" \
+    --annotations "$runs/synth/annotations.json" --preset synth --cache-dir "$runs/synth/cache" \
+    --out "$runs/mt" --quiet
+# 4. intro-nn: MNIST MLP and CNN in bf16, and the bench's on-device epoch
+step intro-mlp 180 py intro_nn.cli train mnist --precision bf16 --data-dir .devdata/mnist \
+    --out "$runs/im" --quiet
+step intro-cnn 180 py intro_nn.cli train mnist --model cnn --precision bf16 \
+    --data-dir .devdata/mnist --out "$runs/ic" --quiet
+step intro-bench 180 py intro_nn.cli bench --data-dir .devdata --out "$runs/ib" --quiet
+# 5. the process-group path: torchrun with one process (NCCL on a GPU, gloo on a CPU); the MNIST
+#    CNN's BatchNorm becomes SyncBatchNorm under NCCL
+step torchrun-austen 180 py torch.distributed.run --standalone --nproc-per-node 1 \
+    -m austen_net.cli train --preset tiny --corpus-dir .devdata/austen --max-steps "$STEPS" \
+    --eval-every 100 --out "$runs/ta" --quiet
+step torchrun-cnn 180 py torch.distributed.run --standalone --nproc-per-node 1 \
+    -m intro_nn.cli train mnist --model cnn --epochs 2 --data-dir .devdata/mnist \
+    --out "$runs/tc" --quiet
+echo "done: $(wc -l < "$OUT/steps.jsonl") steps, gpu=$GPU" | tee -a "$OUT/log"

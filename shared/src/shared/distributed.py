@@ -40,7 +40,9 @@ def is_main() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    """torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for every worker (one process included: its
+    process group is the path a multi-GPU run takes, so it is set up even then)."""
+    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
 
 
 def init_distributed(device: torch.device) -> torch.device:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.layers import Dropout
+
 
 @dataclass
 class GPTConfig:
@@ -73,16 +75,17 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
         angles = torch.outer(torch.arange(max_len).float(), inv_freq)
-        self.register_buffer(
-            "rotation", torch.polar(torch.ones_like(angles), angles), persistent=False
-        )
+        # (cos, sin) pairs as a REAL buffer: a complex one would lose its imaginary part when the
+        # model is cast with ``model.to(torch.bfloat16)``
+        rotation = torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
+        self.register_buffer("rotation", rotation, persistent=False)
 
     def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
         # x: (B, H, T, D) -> (B, H, T, D/2) complex pairs, rotated, back to (B, H, T, D)
         t = x.shape[-2]
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-        rotated = torch.view_as_real(pairs * self.rotation[start : start + t])
-        return rotated.flatten(-2).to(x.dtype)
+        turn = torch.view_as_complex(self.rotation[start : start + t].float())
+        return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
 
 class KVCache:
@@ -105,10 +108,10 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int, rotary: Rotary | None) -> None:
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0
-        self.layer, self.n_head, self.dropout = layer, cfg.n_head, cfg.dropout
+        self.layer, self.n_head = layer, cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.resid_drop = Dropout(cfg.dropout)
         self.rotary = rotary
 
     def forward(
@@ -125,9 +128,9 @@ class CausalSelfAttention(nn.Module):
         causal = t > 1
         if causal and start > 0:
             raise ValueError("multi-token steps with a KV cache must start at position 0")
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        # no dropout on the attention probabilities (only on the residual branches): it cost 12%
+        # of a CPU training step, and fused attention kernels run without it
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(b, t, c)
         return self.resid_drop(self.proj(y))
 
@@ -140,7 +143,7 @@ class MLP(nn.Module):
         hidden = int(8 * cfg.n_embd / 3 / 64 + 0.999) * 64 if self.swiglu else 4 * cfg.n_embd
         self.up = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
@@ -176,7 +179,7 @@ class GPT(nn.Module):
         rotary = Rotary(head_dim, cfg.block_size) if cfg.pos == "rope" else None
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i, rotary) for i in range(cfg.n_layer))
         self.norm = make_norm(cfg)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -277,7 +280,8 @@ class GPT(nn.Module):
             if not use_cache:
                 logits = self(context, last_only=True)[:, -1]
             elif cache is None:  # prefill: the whole context at once
-                cache = KVCache(self.cfg, idx.shape[0], idx.device, attention_dtype(idx))
+                dtype = attention_dtype(idx, self.head.weight.dtype)
+                cache = KVCache(self.cfg, idx.shape[0], idx.device, dtype)
                 logits = self(context, cache, 0, last_only=True)[:, -1]
             else:  # one new position, attending to the cached ones
                 logits = self(context[:, -1:], cache, context.shape[1] - 1)[:, -1]
@@ -289,12 +293,12 @@ class GPT(nn.Module):
             yield nxt
 
 
-def attention_dtype(like: torch.Tensor) -> torch.dtype:
-    """The dtype keys and values have in attention: autocast's when it is on, else float32."""
+def attention_dtype(like: torch.Tensor, weights: torch.dtype) -> torch.dtype:
+    """The dtype keys and values have in attention: autocast's when it is on, else the weights'."""
     device_type = like.device.type
     if torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
-    return torch.float32
+    return weights
 
 
 def sample(
