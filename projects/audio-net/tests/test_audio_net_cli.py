@@ -38,6 +38,16 @@ def test_pitch_shift_moves_energy_along_the_mel_axis():
     assert peaks.min() >= 52 and peaks.max() <= 68 and len(set(peaks.tolist())) > 5
 
 
+def test_auto_model_is_resnet18_with_imagenet_weights_and_the_cnn_without():
+    from audio_net.config import TrainConfig
+
+    assert TrainConfig().model == "resnet18" and TrainConfig().freeze_epochs == 1
+    scratch = TrainConfig(pretrained=False)
+    assert scratch.model == "cnn" and scratch.lr == 3e-3 and scratch.freeze_epochs == 0
+    assert TrainConfig(pretrained=False, weights="w.pth").model == "resnet18"
+    assert TrainConfig(pretrained=False, model="resnet18").model == "resnet18"
+
+
 def last_json(capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
@@ -251,6 +261,8 @@ def test_resnet18_trains_on_real_clips(capsys, tiny_gtzan, tmp_path):
         "train",
         "--data-dir",
         str(tiny_gtzan),
+        "--model",
+        "resnet18",
         "--epochs",
         "2",
         "--freeze-epochs",

@@ -117,3 +117,126 @@ def sigterm_when(
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+class ServedDemo:
+    """A ``P demo`` started as a user would (``python -m <module> demo ...`` in a subprocess, on a
+    free localhost port); ``url`` once the page is served, ``seconds`` from start to served."""
+
+    def __init__(self, module: str, args: list[str], *, cwd: Path, timeout: float = 90.0) -> None:
+        import socket
+        import threading
+        import time
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        start = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "demo", "--port", str(port), *map(str, args)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        served = threading.Event()
+
+        def read() -> None:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if line.startswith("serving on "):
+                    served.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        while not served.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() - start > timeout:
+                self.stop()
+                raise AssertionError(f"demo never served: {''.join(self.lines)[-3000:]}")
+        self.seconds = time.monotonic() - start
+        self.url = f"http://127.0.0.1:{port}/"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ServedDemo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def demo_client(url: str):
+    """A ``gradio_client.Client`` on a served demo (no telemetry, no downloads)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from gradio_client import Client
+
+    return Client(url, verbose=False, download_files=False)
+
+
+def chromium_path() -> str | None:
+    """The system's Chromium (Debian's ``chromium`` package; Playwright cannot download its own
+    browser offline)."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_page(url: str, screenshot_dir: Path | None = None):
+    """A context manager giving a Playwright page on ``url`` in headless Chromium; it records
+    every request, so a test can assert that nothing left 127.0.0.1. Skips the test (with its
+    reason) where no Chromium or Playwright is installed."""
+    import contextlib
+
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("no Chromium installed (apt-get install chromium): browser test skipped")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: browser test skipped")
+
+    @contextlib.contextmanager
+    def opened():
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.requests_seen = []
+                page.on("request", lambda r: page.requests_seen.append(r.url))
+                page.goto(url, wait_until="networkidle", timeout=60_000)
+                yield page
+            finally:
+                browser.close()
+
+    return opened()
+
+
+def offsite_requests(page, url: str) -> list[str]:
+    """Requests the page made to anything but the demo's own server (data: and blob: aside)."""
+    return [u for u in page.requests_seen if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where browser tests save screenshots: ``$DL_SCREENSHOTS`` (e.g. docs/screenshots, to
+    refresh the README's), else the test's own folder."""
+    folder = Path(os.environ.get("DL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -26,10 +26,10 @@ class TrainConfig(RunConfig, DataOptions):
     split_file: list[Path] = arg(
         default_factory=list, help="split lists (train*/val*/test* files of clip names)"
     )
-    model: Literal["resnet18", "cnn"] = arg(
-        "resnet18",
-        "network: ResNet18 (ImageNet weights unless --no-pretrained), or a small CNN for training "
-        "from scratch on small sets",
+    model: Literal["auto", "resnet18", "cnn"] = arg(
+        "auto",
+        "network: ResNet18 (fine-tuned from ImageNet weights) or a small CNN (trained from "
+        "scratch); auto: ResNet18 with ImageNet weights, the small CNN with --no-pretrained",
     )
     cv: int = arg(
         0,
@@ -75,6 +75,8 @@ class TrainConfig(RunConfig, DataOptions):
         return self.model == "resnet18" and (self.pretrained or self.weights is not None)
 
     def __post_init__(self) -> None:
+        if self.model == "auto":
+            self.model = "resnet18" if self.pretrained or self.weights is not None else "cnn"
         if self.lr is None:
             self.lr = 1e-3 if self.from_imagenet else 3e-3
         if self.backbone_lr_ratio is None:

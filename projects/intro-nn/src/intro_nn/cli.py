@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from intro_nn.config import BenchConfig, DataConfig, PredictConfig, TrainConfig
+from intro_nn.config import BenchConfig, DataConfig, DemoConfig, PredictConfig, TrainConfig
 from shared.config import Command, run_cli
 from shared.runs import Run
 
@@ -71,6 +71,12 @@ def data(cfg: DataConfig) -> int:
     return 0
 
 
+def demo(cfg: DemoConfig) -> int:
+    from intro_nn.demo import run_demo
+
+    return run_demo(cfg)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig, train, "train the loan MLP (loan), the MNIST MLP/CNN (mnist), or both"
@@ -80,6 +86,7 @@ COMMANDS = {
         BenchConfig, bench, "MNIST epoch time (on-device vs DataLoader) and loan CV time as JSON"
     ),
     "data": Command(DataConfig, data, "download or check the loan CSV and MNIST"),
+    "demo": Command(DemoConfig, demo, "draw a digit, fill a loan form: a local web page"),
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import RunConfig, arg, to_jsonable
+from shared.demo import DemoOptions
 from shared.errors import UserError
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
@@ -131,3 +132,8 @@ class DataConfig:
     )
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     quiet: bool = arg(False, "no progress bars")
+
+
+@dataclass
+class DemoConfig(DemoOptions):
+    """Serve the MNIST network and the loan model in a browser page (Gradio, local only)."""

@@ -1,0 +1,241 @@
+"""`intro-nn demo`: draw a digit for the MNIST network, fill a loan form for the loan MLP.
+
+Both models come from run folders of `intro-nn train` (by default the newest run holding each).
+A drawing is turned into what MNIST digits look like before the network sees it: the ink cropped,
+scaled to fit 20x20 and centred by its centre of mass in 28x28 (how the data set was made), and the
+page shows that 28x28 image beside the ten probabilities.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from intro_nn.loan import MODEL_FILE, load_loan_model
+from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
+from intro_nn.mnist_models import build_model
+from intro_nn.mnist_train import CHECKPOINT_KEYS, DIGITS, PROJECT, normalize
+from shared.checkpoint import load_checkpoint
+from shared.demo import DemoOptions, ServedModel, checkpoint_in, find_run, model_card, serve
+from shared.device import select_device
+from shared.errors import UserError
+from shared.paths import cache_root
+
+# (label, default, lowest, highest) per numeric column: defaults are the medians of the real
+# table and the bounds its range, a little widened; values outside are refused, not extrapolated.
+LOAN_FIELDS: dict[str, tuple[str, float, float, float]] = {
+    "credit.policy": ("meets LendingClub's credit policy (1 yes, 0 no)", 1, 0, 1),
+    "int.rate": ("interest rate (0.12 = 12%)", 0.1221, 0.0, 0.35),
+    "installment": ("monthly installment ($)", 268.95, 0.0, 2000.0),
+    "log.annual.inc": ("natural log of annual income", 10.93, 5.0, 16.0),
+    "dti": ("debt-to-income ratio (%)", 12.67, 0.0, 60.0),
+    "fico": ("FICO score", 707, 300, 850),
+    "days.with.cr.line": ("days with a credit line", 4140, 0, 30000),
+    "revol.bal": ("revolving balance ($)", 8596, 0, 2_000_000),
+    "revol.util": ("revolving line utilisation (%)", 46.3, 0.0, 150.0),
+    "inq.last.6mths": ("credit inquiries, last 6 months", 1, 0, 50),
+    "delinq.2yrs": ("delinquencies, last 2 years", 0, 0, 20),
+    "pub.rec": ("derogatory public records", 0, 0, 10),
+}
+assert tuple(LOAN_FIELDS) == NUMERIC
+
+
+def ink(image: np.ndarray) -> np.ndarray:
+    """Ink in [0, 1] from a drawing: alpha where the canvas is transparent, else dark on light."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        gray = image
+    elif image.shape[-1] == 4 and image[..., 3].min() < 255:
+        return image[..., 3] / 255.0
+    else:
+        gray = image[..., :3].mean(-1)
+    return 1.0 - gray / 255.0 if gray.mean() > 127 else gray / 255.0
+
+
+def to_mnist(image: np.ndarray) -> np.ndarray:
+    """A drawing as an MNIST digit: (28, 28) uint8, white ink on black, centred like the data set."""
+    from PIL import Image
+
+    amount = ink(image)
+    mask = amount > 0.1
+    if mask.sum() < 4:
+        raise UserError("the canvas is empty: draw a digit first")
+    rows, cols = np.nonzero(mask)
+    crop = amount[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = 20.0 / max(crop.shape)
+    h, w = (max(1, round(s * scale)) for s in crop.shape)
+    small = np.asarray(
+        Image.fromarray((crop * 255).astype(np.uint8)).resize((w, h), Image.Resampling.LANCZOS),
+        dtype=np.float32,
+    )
+    total = small.sum()
+    cy, cx = ((np.indices(small.shape) * small).reshape(2, -1).sum(1) / total).tolist()
+    top, left = round(14 - cy), round(14 - cx)
+    top, left = min(max(top, 0), 28 - h), min(max(left, 0), 28 - w)
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top : top + h, left : left + w] = small
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+class DigitModel:
+    """An MNIST network from an `intro-nn train mnist` checkpoint."""
+
+    def __init__(self, checkpoint: Path, device: torch.device) -> None:
+        state = load_checkpoint(
+            checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
+        )
+        cfg = state["config"]
+        self.name = cfg["model"]
+        self.model = build_model(
+            cfg["model"],
+            cfg["mlp_widths"],
+            cfg["cnn_channels"],
+            cfg.get("dropout", 0.0),
+            cfg.get("batch_norm", True),
+        )
+        self.model.load_state_dict(state["model"])
+        self.model.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def probabilities(self, digit: np.ndarray) -> dict[str, float]:
+        x = torch.from_numpy(digit).float().div(255).view(1, 1, 28, 28).to(self.device)
+        p = self.model(normalize(x)).float().softmax(-1)[0].cpu()
+        return {d: float(v) for d, v in zip(DIGITS, p, strict=True)}
+
+
+def loan_row(purpose: str, values: dict[str, float]) -> pd.DataFrame:
+    """One validated row of the loan table from the form's fields (range-checked)."""
+    if purpose not in PURPOSES:
+        raise UserError(f"purpose must be one of {', '.join(PURPOSES)}")
+    for col, value in values.items():
+        label, _, lo, hi = LOAN_FIELDS[col]
+        if value is None or not np.isfinite(value):
+            raise UserError(f"{col} ({label}) needs a number")
+        if not lo <= value <= hi:
+            raise UserError(f"{col} ({label}) must lie between {lo:g} and {hi:g}, not {value:g}")
+    row = pd.DataFrame([{"purpose": purpose, **values}])
+    return validate_loans(row, "the form", require_target=False).loc[:, list(FEATURES)]
+
+
+def loan_decision(bundle: dict, row: pd.DataFrame) -> dict[str, Any]:
+    p = float(bundle["pipeline"].predict_proba(row)[0, 1])
+    flagged = p >= bundle["threshold"]
+    return {
+        "probability_not_fully_paid": round(p, 4),
+        "threshold": round(float(bundle["threshold"]), 4),
+        "decision": "flag for review (likely not fully paid)" if flagged else "looks fine",
+    }
+
+
+def has_mnist(run: Path) -> bool:
+    return checkpoint_in(run) is not None
+
+
+def has_loan(run: Path) -> bool:
+    return (run / MODEL_FILE).is_file()
+
+
+def find_models(opts: DemoOptions) -> tuple[ServedModel | None, ServedModel | None]:
+    """The newest run with an MNIST checkpoint and the newest with a loan model (either may be
+    absent, not both)."""
+    if opts.checkpoint is not None:
+        return find_run(PROJECT, opts, train_command="intro-nn train mnist"), None
+    found = []
+    for has, command in ((has_mnist, "intro-nn train mnist"), (has_loan, "intro-nn train loan")):
+        try:
+            found.append(find_run(PROJECT, opts, train_command=command, has=has))
+        except UserError:
+            found.append(None)
+    if found == [None, None]:
+        where = f"--run {opts.run}" if opts.run else "the runs folder"
+        raise UserError(
+            f"no trained intro-nn model in {where}: make one with 'intro-nn train' "
+            "(both), 'intro-nn train mnist' or 'intro-nn train loan'"
+        )
+    return found[0], found[1]
+
+
+def build_app(opts: DemoOptions):
+    from shared.demo import import_gradio
+
+    mnist, loan = find_models(opts)
+    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    device = select_device(opts.device)
+    digits = DigitModel(mnist.checkpoint, device) if mnist else None
+    bundle = load_loan_model(loan.run) if loan else None
+
+    def guess(drawing):
+        if digits is None:
+            raise gr.Error("no MNIST model: run 'intro-nn train mnist' first")
+        image = (drawing or {}).get("composite") if isinstance(drawing, dict) else drawing
+        if image is None:
+            raise gr.Error("the canvas is empty: draw a digit first")
+        try:
+            digit = to_mnist(image)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from exc
+        return digits.probabilities(digit), np.kron(digit, np.ones((8, 8), np.uint8))
+
+    def assess(purpose, *values):
+        if bundle is None:
+            raise gr.Error("no loan model: run 'intro-nn train loan' first")
+        try:
+            row = loan_row(purpose, dict(zip(NUMERIC, values, strict=True)))
+        except UserError as exc:
+            raise gr.Error(str(exc)) from exc
+        return loan_decision(bundle, row)
+
+    with gr.Blocks(title="intro-nn demo", analytics_enabled=False) as app:
+        with gr.Tab("Draw a digit"):
+            if mnist:
+                model_card(
+                    gr,
+                    f"MNIST {digits.name.upper()}",
+                    "Draw a digit; the network sees the 28x28 image on the right.",
+                    mnist,
+                    str(device),
+                    ["test_accuracy", "val_accuracy", "epochs", "n_train"],
+                )
+            else:
+                gr.Markdown("No MNIST model yet: run `intro-nn train mnist`.")
+            with gr.Row():
+                pad = gr.Sketchpad(label="draw here", type="numpy", canvas_size=(280, 280))
+                with gr.Column():
+                    probs = gr.Label(num_top_classes=10, label="probabilities", elem_id="probs")
+                    seen = gr.Image(label="what the network saw (28x28, enlarged)", image_mode="L")
+            gr.Button("Guess", variant="primary").click(guess, pad, [probs, seen], api_name="digit")
+        with gr.Tab("Loan risk"):
+            if loan:
+                model_card(
+                    gr,
+                    "LendingClub loan MLP",
+                    "Probability that a loan is not fully paid, and the decision at the "
+                    "threshold chosen on the training folds.",
+                    loan,
+                    "cpu",
+                    [],
+                )
+            else:
+                gr.Markdown("No loan model yet: run `intro-nn train loan`.")
+            purpose = gr.Dropdown(list(PURPOSES), value="debt_consolidation", label="purpose")
+            fields = [
+                gr.Number(value=default, label=f"{col}: {label} [{lo:g} to {hi:g}]")
+                for col, (label, default, lo, hi) in LOAN_FIELDS.items()
+            ]
+            verdict = gr.JSON(label="result", elem_id="verdict")
+            gr.Button("Assess", variant="primary").click(
+                assess, [purpose, *fields], verdict, api_name="loan"
+            )
+            if loan and (loan.run / "figures" / "loan_roc_pr.png").is_file():
+                gr.Image(str(loan.run / "figures" / "loan_roc_pr.png"), label="ROC and PR")
+    return app
+
+
+def run_demo(opts: DemoOptions) -> int:
+    app = build_app(opts)
+    return serve(app, opts)

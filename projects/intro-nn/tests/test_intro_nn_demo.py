@@ -1,0 +1,143 @@
+"""`intro-nn demo`: started as a user would, driven over HTTP (gradio_client) and in Chromium."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from intro_nn.cli import main
+from intro_nn.demo import DigitModel, loan_decision, loan_row, to_mnist
+from intro_nn.loan import load_loan_model
+from intro_nn.loan_data import NUMERIC
+from shared.testing import (
+    ServedDemo,
+    browser_page,
+    demo_client,
+    offsite_requests,
+    screenshot_dir,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One run folder holding a tiny MNIST CNN and a loan model, trained on generated data."""
+    from intro_nn_data import make_digits, make_loans
+
+    from intro_nn.idx import write_idx
+
+    root = tmp_path_factory.mktemp("demo")
+    folder = root / "idx"
+    folder.mkdir()
+    images, labels = make_digits()
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    make_loans().to_csv(root / "loans.csv", index=False)
+    run = root / "runs" / "intro-nn" / "20260101-000000"
+    common = ["--out", run, "--quiet"]
+    loan = ["train", "loan", "--data", root / "loans.csv", "--folds", "3", *common]
+    assert main([str(a) for a in loan]) == 0
+    mnist = ["train", "mnist", "--model", "cnn", "--data-dir", folder, "--epochs", "2"]
+    assert main([str(a) for a in [*mnist, "--no-sklearn", "--device", "cpu", *common]]) == 0
+    return root, run
+
+
+def digit_png(path: Path) -> Path:
+    """A drawn "1": a dark vertical stroke on a white 280x280 canvas."""
+    canvas = np.full((280, 280, 3), 255, np.uint8)
+    canvas[60:220, 130:150] = 0
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+def test_drawing_becomes_a_centred_mnist_digit():
+    canvas = np.full((280, 280, 3), 255, np.uint8)
+    canvas[20:100, 200:230] = 0  # a stroke in a corner
+    digit = to_mnist(canvas)
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, cols = np.nonzero(digit > 50)
+    assert rows.max() - rows.min() + 1 <= 21 and 10 <= cols.mean() <= 18 and 10 <= rows.mean() <= 18
+    rgba = np.zeros((100, 100, 4), np.uint8)  # transparent canvas, opaque black ink
+    rgba[30:70, 45:55, 3] = 255
+    assert to_mnist(rgba).max() > 200
+
+
+def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
+    root, run = trained
+    monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))  # the newest run is found there
+    with ServedDemo("intro_nn.cli", [], cwd=tmp_path) as demo:
+        assert demo.seconds < 60, demo.output()
+        client = demo_client(demo.url)
+        png = digit_png(tmp_path / "one.png")
+        from gradio_client import handle_file
+
+        drawing = {"background": None, "layers": [], "composite": handle_file(str(png))}
+        probs, seen = client.predict(drawing, api_name="/digit")
+        assert Path(seen["path"] if isinstance(seen, dict) else seen).is_file()
+        direct = DigitModel(run / "checkpoints" / "best.pt", __import__("torch").device("cpu"))
+        expected = direct.probabilities(to_mnist(np.asarray(Image.open(png).convert("RGB"))))
+        got = {c["label"]: c["confidence"] for c in probs["confidences"]}
+        assert set(got) == set(expected)
+        assert all(abs(got[k] - expected[k]) < 1e-4 for k in got)
+
+        bundle = load_loan_model(run)
+        values = {"credit.policy": 1, "int.rate": 0.2, "installment": 500.0, "fico": 650}
+        form = {c: values.get(c, d) for c, d in zip(NUMERIC, DEFAULTS, strict=True)}
+        answer = client.predict("small_business", *form.values(), api_name="/loan")
+        expected = loan_decision(bundle, loan_row("small_business", form))
+        assert answer == expected
+
+        # bad inputs: a readable message, and the server keeps serving
+        from gradio_client.exceptions import AppError
+
+        with pytest.raises(AppError, match="between 300 and 850"):
+            client.predict("small_business", *{**form, "fico": 2000}.values(), api_name="/loan")
+        blank = tmp_path / "blank.png"
+        Image.fromarray(np.full((280, 280, 3), 255, np.uint8)).save(blank)
+        with pytest.raises(AppError, match="canvas is empty"):
+            client.predict(
+                {"background": None, "layers": [], "composite": handle_file(str(blank))},
+                api_name="/digit",
+            )
+        assert client.predict("credit_card", *form.values(), api_name="/loan")["threshold"] > 0
+    # the upload landed in the project's cache folder (DL_DATA_DIR/cache/intro-nn)
+    assert list((tmp_path / "data" / "cache" / "intro-nn" / "demo-uploads").rglob("*.png"))
+
+
+DEFAULTS = [1, 0.1221, 268.95, 10.93, 12.67, 707, 4140, 8596, 46.3, 1, 0, 0]
+
+
+def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "empty"))
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "intro-nn train" in err and "Traceback" not in err
+    assert main(["demo", "--run", str(tmp_path / "nowhere")]) == 2
+    assert main(["demo", "--port", "70000"]) == 2
+
+
+def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
+    root, run = trained
+    with (
+        ServedDemo("intro_nn.cli", ["--run", run], cwd=tmp_path) as demo,
+        browser_page(demo.url) as page,
+    ):
+        page.get_by_label("Brush", exact=True).first.click()
+        canvas = page.locator("canvas").first
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.25)
+        page.mouse.down()
+        for i in range(1, 11):
+            page.mouse.move(
+                box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.25 + 0.05 * i)
+            )
+        page.mouse.up()
+        page.get_by_role("button", name="Guess", exact=True).click()
+        probs = page.locator("#probs")
+        probs.get_by_text("%").first.wait_for(timeout=30_000)  # the ten bars are drawn
+        text = probs.inner_text()
+        assert "Error" not in text and text.count("%") == 10, text
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "intro-nn-demo.png"))
+        assert offsite_requests(page, demo.url) == []
+        assert json.dumps(page.requests_seen)  # the page did load through the demo's server

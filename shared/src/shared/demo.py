@@ -1,0 +1,200 @@
+"""Browser demos (``P demo``): finding the model to serve, the frame every demo shares, serving.
+
+Each project builds its own page (`<project>/demo.py`); this module holds what they share:
+
+- ``DemoOptions``: ``--checkpoint PATH | --run DIR``, ``--host`` (127.0.0.1 unless told), ``--port``.
+- ``find_run``: the run to serve, by default the newest run of the project that holds what the demo
+  needs; none at all is one message naming the ``train`` command that makes one.
+- ``import_gradio``: Gradio with its analytics and version check off (they phone home unless
+  ``GRADIO_ANALYTICS_ENABLED=False`` is set before the import) and its upload folder moved into the
+  project's cache folder, so nothing is written outside the run and cache folders.
+- ``model_card``: title, what the model is, device, checkpoint and the run's summary metrics.
+- ``serve``: a free port checked first, no share link, the URL printed, Ctrl-C / SIGTERM stop it.
+
+The page loads nothing from the internet: Gradio's default theme ships its fonts (``LocalFont``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from shared.config import arg
+from shared.errors import UserError
+from shared.paths import runs_root
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class DemoOptions:
+    checkpoint: Path | None = arg(
+        None, "checkpoint to serve (default: the newest run of this project)", group="demo"
+    )
+    run: Path | None = arg(
+        None, "run folder to serve (default: the newest under the runs folder)", group="demo"
+    )
+    host: str = arg(
+        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="demo"
+    )
+    port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+
+    def check_demo_options(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port {self.port}: use 0..65535")
+        if self.checkpoint is not None and self.run is not None:
+            raise UserError("give --checkpoint or --run, not both")
+
+
+@dataclass
+class ServedModel:
+    """What a demo serves: the run folder, the checkpoint (None where the run holds no single
+    checkpoint file, e.g. a loan model) and the run's summary.json (empty if absent)."""
+
+    run: Path
+    checkpoint: Path | None
+    summary: dict[str, Any]
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads((run / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def run_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/best.pt`` -> ``<run>``)."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def checkpoint_in(run: Path, names: Iterable[str] = ("best.pt", "last.pt")) -> Path | None:
+    for name in names:
+        for candidate in (run / "checkpoints" / name, run / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def find_run(
+    project: str,
+    opts: DemoOptions,
+    *,
+    train_command: str,
+    has: Callable[[Path], bool] = lambda run: checkpoint_in(run) is not None,
+) -> ServedModel:
+    """The model to serve: ``--checkpoint``, else ``--run``, else the newest run folder under the
+    project's runs root for which ``has(run)`` holds."""
+    opts.check_demo_options()
+    if opts.checkpoint is not None:
+        if not opts.checkpoint.is_file():
+            raise UserError(f"--checkpoint {opts.checkpoint}: no such file")
+        run = run_of(opts.checkpoint)
+        return ServedModel(run, opts.checkpoint, read_summary(run))
+    if opts.run is not None:
+        if not opts.run.is_dir():
+            raise UserError(f"--run {opts.run}: no such folder")
+        if not has(opts.run):
+            raise UserError(
+                f"--run {opts.run} holds no model this demo can serve; make one with "
+                f"'{train_command}'"
+            )
+        return ServedModel(opts.run, checkpoint_in(opts.run), read_summary(opts.run))
+    root = runs_root(project)
+    runs = sorted(
+        (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [],
+        key=lambda p: (p.stat().st_mtime, p.name),
+        reverse=True,
+    )
+    for run in runs:
+        if has(run):
+            return ServedModel(run, checkpoint_in(run), read_summary(run))
+    raise UserError(
+        f"no trained {project} model under {root}: make one with '{train_command}' "
+        "(or point at one with --checkpoint PATH / --run DIR)"
+    )
+
+
+def import_gradio(upload_dir: Path):
+    """Gradio, imported with analytics off and uploads kept under ``upload_dir``."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(upload_dir))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    import gradio as gr
+
+    return gr
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def model_card(
+    gr, title: str, about: str, served: ServedModel, device: str, metrics: Iterable[str]
+) -> None:
+    """A Markdown header: title, what the model is, device, checkpoint, chosen summary metrics."""
+    rows = [
+        f"| {key} | {_cell(served.summary[key])} |"
+        for key in metrics
+        if served.summary.get(key) is not None
+    ]
+    table = (
+        "\n".join(["| metric (from summary.json) | value |", "|---|---|", *rows]) if rows else ""
+    )
+    source = served.checkpoint or served.run
+    gr.Markdown(
+        f"# {title}\n\n{about}\n\n**Model:** `{source}` &nbsp; **Device:** `{device}`\n\n{table}"
+    )
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port(host: str, port: int) -> None:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port or --host"
+        ) from exc
+
+
+def serve(app, opts: DemoOptions, *, allowed_paths: Iterable[Path] = ()) -> int:
+    """Serve ``app`` until Ctrl-C or SIGTERM; print its URL first."""
+    port = opts.port or free_port(opts.host)
+    check_port(opts.host, port)
+    app.queue(default_concurrency_limit=2)
+    app.launch(
+        server_name=opts.host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=True,
+        allowed_paths=[str(p) for p in allowed_paths],
+        footer_links=[],
+    )
+    shown = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
+    print(f"serving on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+    return 0
