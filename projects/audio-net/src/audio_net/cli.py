@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from audio_net.config import BenchConfig, DataConfig, EvaluateConfig, PredictConfig, TrainConfig
+from audio_net.config import (
+    BenchConfig,
+    DataConfig,
+    DemoConfig,
+    EvaluateConfig,
+    PredictConfig,
+    TrainConfig,
+)
 from shared.config import Command, run_cli
 from shared.errors import UserError
 
@@ -92,6 +99,12 @@ def data(cfg: DataConfig) -> int:
     return 0
 
 
+def demo(cfg: DemoConfig) -> int:
+    from audio_net.demo import run_demo
+
+    return run_demo(cfg, cfg.max_seconds)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig, train, "train a genre classifier on GTZAN log-mel windows, beside a baseline"
@@ -100,6 +113,7 @@ COMMANDS = {
     "predict": Command(PredictConfig, predict, "top-3 genres for audio files, as JSON"),
     "bench": Command(BenchConfig, bench, "featurization and training throughput as JSON"),
     "data": Command(DataConfig, data, "download or check GTZAN"),
+    "demo": Command(DemoConfig, demo, "upload or record music, see its genre: a local web page"),
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import RunConfig, arg
+from shared.demo import DemoOptions
 from shared.errors import UserError
 
 
@@ -131,3 +132,12 @@ class DataConfig:
     )
     data_dir: Path | None = arg(None, "data root or a GTZAN folder")
     quiet: bool = arg(False, "no progress bars")
+
+
+@dataclass
+class DemoConfig(DemoOptions):
+    max_seconds: float = arg(360.0, "longest recording accepted, in seconds", group="demo")
+
+    def __post_init__(self) -> None:
+        if self.max_seconds <= 0:
+            raise UserError("--max-seconds must be positive")

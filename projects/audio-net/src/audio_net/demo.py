@@ -1,0 +1,160 @@
+"""`audio-net demo`: upload or record audio, see its genre, its log-mel spectrogram and the
+prediction of each window over time.
+
+Any length up to ``--max-seconds``, any sample rate, mono or stereo: the clip goes through the
+same path as `audio-net predict` (mono mix, resampling, log-mel windows, mean of the windows'
+probabilities), so the page and the command agree to the last digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from audio_net.audio import AudioError, read_audio
+from audio_net.features import LogMel, featurize_waves
+from audio_net.predict import PROJECT, load_classifier
+from shared.demo import DemoOptions, find_run, model_card, serve
+from shared.device import select_device
+from shared.errors import UserError
+from shared.paths import cache_root
+
+
+@dataclass
+class Analysis:
+    probabilities: dict[str, float]  # clip level: mean of the windows' probabilities
+    windows: np.ndarray  # (n_windows, n_genres)
+    window_starts: np.ndarray  # seconds
+    spectrogram: np.ndarray  # (n_mels, frames), dB
+    seconds: float
+
+
+class GenreModel:
+    def __init__(self, checkpoint: Path, device: torch.device, max_seconds: float) -> None:
+        self.model, self.params, self.genres, _ = load_classifier(checkpoint, device)
+        self.logmel = LogMel(self.params).to(device)
+        self.device = device
+        self.max_seconds = max_seconds
+
+    def check_length(self, path: Path) -> None:
+        try:
+            info = sf.info(str(path))
+        except Exception:  # read_audio gives the readable reason
+            return
+        if info.duration > self.max_seconds:
+            raise AudioError(
+                f"the recording lasts {info.duration / 60:.1f} min; this demo takes up to "
+                f"{self.max_seconds:g} s (trim it, or start the demo with --max-seconds)"
+            )
+
+    @torch.no_grad()
+    def analyse(self, path: Path) -> Analysis:
+        self.check_length(path)
+        p = self.params
+        wave = read_audio(path, p.sample_rate, p.min_seconds)
+        windows = featurize_waves([wave], self.logmel, self.device)[0]
+        probs = self.model(self.model.normalise(windows)).float().softmax(-1)
+        spec = self.logmel(wave.to(self.device)[None])[0].cpu().numpy()
+        return Analysis(
+            {g: float(v) for g, v in zip(self.genres, probs.mean(0).cpu(), strict=True)},
+            probs.cpu().numpy(),
+            np.arange(len(windows)) * p.hop_frames * p.hop_length / p.sample_rate,
+            spec,
+            len(wave) / p.sample_rate,
+        )
+
+
+def spectrogram_figure(a: Analysis, hop_seconds: float):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.imshow(
+        a.spectrogram,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, a.spectrogram.shape[1] * hop_seconds, 0, a.spectrogram.shape[0]),
+    )
+    ax.set(xlabel="seconds", ylabel="mel band", title="log-mel spectrogram the model saw (dB)")
+    fig.tight_layout()
+    return fig
+
+
+def timeline_figure(a: Analysis, genres: list[str], window_seconds: float):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    top = np.argsort(-a.windows.mean(0))[:4]
+    centres = a.window_starts + window_seconds / 2
+    for g in top:
+        ax.plot(centres, a.windows[:, g], marker="o", markersize=3, label=genres[g])
+    ax.set(xlabel="seconds (window centre)", ylabel="probability", ylim=(0, 1))
+    ax.set_title("prediction of each window")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def build_app(opts: DemoOptions, max_seconds: float):
+    from shared.demo import import_gradio
+
+    served = find_run(PROJECT, opts, train_command="audio-net train")
+    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    device = select_device(opts.device)
+    try:
+        model = GenreModel(served.checkpoint, device, max_seconds)
+    except KeyError as exc:
+        raise UserError(f"{served.checkpoint} is not an audio-net checkpoint") from exc
+    p = model.params
+
+    def classify(path):
+        if not path:
+            raise gr.Error("no audio: upload a file or record something first")
+        try:
+            a = model.analyse(Path(path))
+        except AudioError as exc:
+            raise gr.Error(str(exc).replace(str(path), Path(path).name)) from exc
+        import matplotlib.pyplot as plt
+
+        spec = spectrogram_figure(a, p.hop_length / p.sample_rate)
+        timeline = timeline_figure(a, model.genres, p.window_seconds)
+        plt.close("all")
+        return a.probabilities, spec, timeline
+
+    with gr.Blocks(title="audio-net demo", analytics_enabled=False) as app:
+        model_card(
+            gr,
+            "audio-net: music genre",
+            f"Upload or record music (any length up to {max_seconds:g} s, any sample rate). "
+            f"It is cut into {p.window_seconds:g} s windows every {p.hop_seconds:g} s; the genre "
+            "is the mean of the windows' probabilities.",
+            served,
+            str(device),
+            [
+                "model",
+                "cv_folds",
+                "test_clip_accuracy",
+                "test_clip_accuracy_std",
+                "test_macro_f1",
+                "baseline_clip_accuracy",
+                "baseline_clip_accuracy_std",
+            ],
+        )
+        with gr.Row():
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="music")
+            genres = gr.Label(num_top_classes=3, label="top genres", elem_id="genres")
+        spec = gr.Plot(label="log-mel spectrogram")
+        timeline = gr.Plot(label="per-window predictions")
+        gr.Button("Classify", variant="primary").click(
+            classify, audio, [genres, spec, timeline], api_name="classify"
+        )
+    return app
+
+
+def run_demo(opts: DemoOptions, max_seconds: float) -> int:
+    return serve(build_app(opts, max_seconds), opts)
