@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from austen_net.config import BenchConfig, DataConfig, EvaluateConfig, GenerateConfig, TrainConfig
+from austen_net.config import (
+    BenchConfig,
+    DataConfig,
+    DemoConfig,
+    EvaluateConfig,
+    GenerateConfig,
+    TrainConfig,
+)
 from shared.config import Command, run_cli
 from shared.errors import UserError
 
@@ -69,6 +76,12 @@ def data(cfg: DataConfig) -> int:
     return 0
 
 
+def demo(cfg: DemoConfig) -> int:
+    from austen_net.demo import run_demo
+
+    return run_demo(cfg)
+
+
 COMMANDS = {
     "train": Command(TrainConfig, train, "train the transformer on the Austen corpus"),
     "evaluate": Command(
@@ -77,6 +90,7 @@ COMMANDS = {
     "generate": Command(GenerateConfig, generate, "stream text in Austen's style"),
     "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
     "data": Command(DataConfig, data, "download or check the corpus"),
+    "demo": Command(DemoConfig, demo, "stream Austen-style text, score text: a local web page"),
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import RunConfig, arg
+from shared.demo import DemoOptions
 from shared.errors import UserError
 
 
@@ -107,3 +108,8 @@ class DataConfig(CorpusOptions):
     )
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     quiet: bool = arg(False, "no progress bars")
+
+
+@dataclass
+class DemoConfig(DemoOptions):
+    """Stream Austen-style text and score pasted text in a browser page (Gradio, local only)."""

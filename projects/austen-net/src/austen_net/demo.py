@@ -1,0 +1,165 @@
+"""`austen-net demo`: text that streams in as the model writes it, and a scorer in bits/char.
+
+Generation runs the same KV-cached sampler as `austen-net generate` (temperature, top-k, top-p);
+the page updates after every token and shows the speed. The second tab scores pasted text with
+the same code as `austen-net evaluate --text` (lower bits per character: more Austen-like).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from austen_net.generate import StreamDecoder
+from austen_net.tokenizer import Tokenizer
+from austen_net.train import PROJECT, bpc_of_texts, load_model
+from shared.demo import DemoOptions, find_run, model_card, serve
+from shared.device import select_device
+from shared.errors import UserError
+from shared.paths import cache_root
+
+MAX_PROMPT_CHARS = 2000
+MAX_SCORE_CHARS = 200_000
+
+
+def unknown_characters(tok: Tokenizer, text: str) -> list[str]:
+    """Characters the tokenizer can only map to its unknown token (never seen in training)."""
+    if tok.kind == "char":
+        return sorted({c for c in text if c not in tok.index})
+    sp = tok.sp
+    if sp.piece_to_id("<0x00>") != sp.unk_id():  # byte fallback: every character is encodable
+        return []
+    return sorted({c for c in set(text) if sp.unk_id() in sp.encode(c)})
+
+
+def newlines(text: str) -> str:
+    """Line ends as the corpus has them (the loader turns \\r\\n and \\r into \\n)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def check_text(tok: Tokenizer, text: str, what: str, limit: int) -> None:
+    if len(text) > limit:
+        raise UserError(f"the {what} has {len(text):,} characters; the limit is {limit:,}")
+    unknown = unknown_characters(tok, text)
+    if unknown:
+        shown = " ".join(repr(c) for c in unknown[:8])
+        raise UserError(
+            f"the {what} holds character(s) never seen in training ({shown}): the model cannot "
+            "read them; remove them or use plain English text"
+        )
+
+
+class Writer:
+    def __init__(self, checkpoint: Path, device: torch.device) -> None:
+        self.model, self.tok, self.state = load_model(checkpoint, device)
+        self.model.eval()
+        self.device = device
+
+    def stream(
+        self,
+        prompt: str,
+        tokens: int,
+        temperature: float,
+        top_k: int,
+        top_p: float | None,
+        seed: int | None = None,
+    ) -> Iterator[tuple[str, float]]:
+        """(text so far, tokens per second) after every generated token."""
+        prompt = newlines(prompt)
+        check_text(self.tok, prompt, "prompt", MAX_PROMPT_CHARS)
+        if not 1 <= tokens <= 5000:
+            raise UserError("length must be between 1 and 5000 tokens")
+        if temperature < 0 or top_k < 0 or (top_p is not None and not 0 < top_p <= 1):
+            raise UserError("temperature and top-k must be >= 0, top-p in (0, 1]")
+        generator = torch.Generator()
+        generator.manual_seed(seed) if seed is not None else generator.seed()
+        ids = self.tok.encode(prompt) or self.tok.encode("\n")
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
+        decoder, text = StreamDecoder(self.tok), prompt
+        start, n = time.perf_counter(), 0
+        for token in self.model.generate(
+            idx,
+            tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+        ):
+            n += 1
+            text += decoder.push(int(token[0]))
+            yield text, n / (time.perf_counter() - start)
+
+    def score(self, text: str) -> dict:
+        text = newlines(text)
+        check_text(self.tok, text, "text", MAX_SCORE_CHARS)
+        if len(text.strip()) < 2:
+            raise UserError("paste some text to score (at least a few words)")
+        return bpc_of_texts(self.model, self.tok, [text], 8, self.device, "auto")
+
+
+def build_app(opts: DemoOptions):
+    from shared.demo import import_gradio
+
+    served = find_run(PROJECT, opts, train_command="austen-net train")
+    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    device = select_device(opts.device)
+    writer = Writer(served.checkpoint, device)
+
+    def write(prompt, tokens, temperature, top_k, top_p, seed):
+        top_p = None if top_p is None or top_p >= 1 else float(top_p)
+        seed = None if seed is None or seed < 0 else int(seed)
+        try:
+            for text, speed in writer.stream(
+                prompt or "", int(tokens), float(temperature), int(top_k), top_p, seed
+            ):
+                yield text, f"{speed:.1f} tokens/s"
+        except UserError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def score(text):
+        try:
+            return writer.score(text or "")
+        except UserError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    cfg = writer.model.cfg
+    with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
+        model_card(
+            gr,
+            "austen-net: write like Jane Austen",
+            f"A {cfg.n_layer}-layer decoder-only transformer ({cfg.n_embd} wide, "
+            f"{writer.tok.kind} tokenizer of {writer.tok.vocab_size} tokens, context "
+            f"{cfg.block_size}) trained on her novels.",
+            served,
+            str(device),
+            ["preset", "params_m", "val_bpc", "best_step", "steps", "train_seconds"],
+        )
+        with gr.Tab("Write"):
+            prompt = gr.Textbox("It is a truth universally acknowledged", label="prompt", lines=2)
+            with gr.Row():
+                tokens = gr.Slider(1, 1000, value=200, step=1, label="length (tokens)")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
+                top_k = gr.Slider(0, 500, value=200, step=1, label="top-k (0: off)")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p (1: off)")
+                seed = gr.Number(-1, label="seed (-1: random)", precision=0)
+            button = gr.Button("Write", variant="primary")
+            text = gr.Textbox(label="text", lines=14, elem_id="story")
+            speed = gr.Textbox(label="speed", elem_id="speed")
+            button.click(
+                write,
+                [prompt, tokens, temperature, top_k, top_p, seed],
+                [text, speed],
+                api_name="write",
+            )
+        with gr.Tab("Score"):
+            pasted = gr.Textbox(label="text to score", lines=8)
+            scored = gr.JSON(label="bits per character", elem_id="scored")
+            gr.Button("Score", variant="primary").click(score, pasted, scored, api_name="score")
+    return app
+
+
+def run_demo(opts: DemoOptions) -> int:
+    return serve(build_app(opts), opts)

@@ -1,0 +1,95 @@
+"""`austen-net demo`: started as a user would, driven over HTTP (gradio_client) and in Chromium."""
+
+import pytest
+import torch
+from austen_net_data import austen_like, write_corpus
+
+from austen_net.cli import main
+from austen_net.demo import Writer, unknown_characters
+from shared.errors import UserError
+from shared.testing import (
+    ServedDemo,
+    browser_page,
+    demo_client,
+    offsite_requests,
+    screenshot_dir,
+)
+
+TRAIN = ["train", "--preset", "tiny", "--batch-size", "8", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    corpus = write_corpus(root / "corpus")
+    runs = {}
+    for kind, vocab in (("bpe", "512"), ("char", "0")):
+        run = root / "runs" / "austen-net" / f"2026010{len(runs) + 1}-000000-{kind}"
+        extra = ["--vocab-size", vocab] if kind == "bpe" else []
+        argv = [*TRAIN, "--tokenizer", kind, *extra, "--corpus-dir", str(corpus)]
+        argv += ["--max-steps", "20", "--eval-every", "10", "--out", str(run)]
+        assert main(argv) == 0
+        runs[kind] = run
+    return root, runs
+
+
+def test_stream_matches_generate_and_unknown_characters_are_named(trained):
+    root, runs = trained
+    writer = Writer(runs["char"] / "checkpoints" / "best.pt", torch.device("cpu"))
+    assert unknown_characters(writer.tok, "Emma \u6f22") == ["\u6f22"]
+    with pytest.raises(UserError, match="never seen in training"):
+        next(writer.stream("\u6f22\u5b57", 5, 0.8, 0, None))
+    texts = [t for t, _ in writer.stream("Emma", 12, 0.0, 0, None)]
+    assert len(texts) == 12 and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    score = writer.score(austen_like(20, 1))
+    assert 0 < score["bpc"] < 8 and score["chars"] > 100
+
+
+def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
+    root, runs = trained
+    monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))
+    writer = Writer(runs["bpe"] / "checkpoints" / "best.pt", torch.device("cpu"))
+    with ServedDemo("austen_net.cli", ["--run", runs["bpe"]], cwd=tmp_path) as demo:
+        assert demo.seconds < 60, demo.output()
+        client = demo_client(demo.url)
+        job = client.submit("Emma was", 30, 0.0, 0, 1.0, 7, api_name="/write")
+        updates = list(job)  # one update per token: the text streams in
+        text, speed = job.result()
+        expected = [t for t, _ in writer.stream("Emma was", 30, 0.0, 0, None, seed=7)][-1]
+        assert text == expected and speed.endswith("tokens/s")
+        assert len(updates) >= 10, len(updates)
+        passage = austen_like(10, 5)
+        assert client.predict(passage, api_name="/score") == writer.score(passage)
+
+        from gradio_client.exceptions import AppError
+
+        with pytest.raises(AppError, match="at least a few words"):
+            client.predict("", api_name="/score")
+        with pytest.raises(AppError, match="the limit is"):
+            client.predict("x" * 2500, 5, 0.8, 0, 1.0, 1, api_name="/write")
+        assert client.predict("Emma", 3, 0.8, 0, 1.0, 1, api_name="/write")[0].startswith("Emma")
+
+
+def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "empty"))
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "austen-net train" in err and "Traceback" not in err
+
+
+def test_browser_writes_and_shows_the_speed(trained, tmp_path):
+    root, runs = trained
+    with (
+        ServedDemo("austen_net.cli", ["--run", runs["bpe"]], cwd=tmp_path) as demo,
+        browser_page(demo.url) as page,
+    ):
+        page.get_by_label("prompt").fill("Mr. Darcy")
+        page.get_by_role("button", name="Write", exact=True).click()
+        speed = page.locator("#speed textarea, #speed input").first
+        page.wait_for_function(
+            "el => el.value.endsWith('tokens/s')", arg=speed.element_handle(), timeout=60_000
+        )
+        story = page.locator("#story textarea").first.input_value()
+        assert story.startswith("Mr. Darcy") and len(story) > len("Mr. Darcy")
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "austen-net-demo.png"))
+        assert offsite_requests(page, demo.url) == []
