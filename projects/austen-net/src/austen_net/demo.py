@@ -79,16 +79,18 @@ class Writer:
         ids = self.tok.encode(prompt) or self.tok.encode("\n")
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)
         decoder, text = StreamDecoder(self.tok), prompt
-        start, n = time.perf_counter(), 0
-        for token in self.model.generate(
-            idx,
-            tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            generator=generator,
+        start = time.perf_counter()
+        for n, token in enumerate(
+            self.model.generate(
+                idx,
+                tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
+            ),
+            start=1,
         ):
-            n += 1
             text += decoder.push(int(token[0]))
             yield text, n / (time.perf_counter() - start)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from multi_net.config import (
     BenchConfig,
     DataConfig,
+    DemoConfig,
     EvaluateConfig,
     IndexConfig,
     RecommendConfig,
@@ -136,11 +137,18 @@ def data(cfg: DataConfig) -> int:
     return 0 if videos else 2
 
 
+def demo(cfg: DemoConfig) -> int:
+    from multi_net.demo import run_demo
+
+    return run_demo(cfg, cfg.index)
+
+
 COMMANDS = {
     "train": Command(TrainConfig, train, "contrastive training of the fused video embedding"),
     "evaluate": Command(EvaluateConfig, evaluate, "text-video retrieval and category precision"),
     "index": Command(IndexConfig, index, "embed a folder of videos into a search index"),
     "recommend": Command(RecommendConfig, recommend, "nearest videos to a video or a text query"),
+    "demo": Command(DemoConfig, demo, "search videos by text, browse neighbours: a local web page"),
     "bench": Command(BenchConfig, bench, "decode, embed and search throughput as JSON"),
     "data": Command(
         DataConfig, data, "download or check MSR-VTT, or write the synthetic benchmark (synth)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import RunConfig, arg
+from shared.demo import DemoOptions
 from shared.errors import UserError
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from
@@ -196,3 +197,12 @@ class DataConfig:
         False, "synth: 2 values of each attribute (16 combinations), trains in a minute"
     )
     quiet: bool = arg(False, "no progress bars")
+
+
+@dataclass
+class DemoConfig(DemoOptions):
+    index: Path | None = arg(
+        None,
+        "index built by 'multi-net index' (default: the newest under the runs folder)",
+        group="demo",
+    )

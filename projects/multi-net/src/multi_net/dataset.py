@@ -143,6 +143,8 @@ def check_splits(s: Splits) -> None:
             "to measure anything)"
         )
     if len({v for v, _ in s.val}) < 2:
-        warn("fewer than 2 validation videos: no validation, best.pt is the last epoch's model")
+        warn(
+            "fewer than 2 validation videos: no validation; the result is the last epoch's model (last.pt)"
+        )
     if len({v for v, _ in s.test}) < 2:
         warn("fewer than 2 test videos: the model is trained but not tested (no test_* metrics)")

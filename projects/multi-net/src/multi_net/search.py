@@ -219,6 +219,20 @@ class ExactSearch:
         return scores
 
 
+def ranked(idx: dict, scores: torch.Tensor, rows: torch.Tensor) -> list[dict]:
+    """Search hits as records: rank, id, score, file and the video's metadata."""
+    return [
+        {
+            "rank": r + 1,
+            "video_id": idx["ids"][i],
+            "score": round(float(s), 4),
+            "path": idx["paths"][i],
+            **{k: v for k, v in idx["metadata"][i].items() if v is not None},
+        }
+        for r, (s, i) in enumerate(zip(scores.tolist(), rows.tolist(), strict=True))
+    ]
+
+
 def recommend(cfg) -> dict:
     """``multi-net recommend``: the top k of an index for a video id, a new video file, or text."""
     if (cfg.video is None) == (cfg.text is None):
@@ -248,14 +262,5 @@ def recommend(cfg) -> dict:
                 raise UserError(f"--video {path}: cannot decode it")
             query = vectors[0].cpu()
     scores, rows = ExactSearch(idx["embeddings"]).search(query.float(), cfg.k, exclude)
-    results = [
-        {
-            "rank": r + 1,
-            "video_id": ids[i],
-            "score": round(float(s), 4),
-            "path": idx["paths"][i],
-            **{k: v for k, v in idx["metadata"][i].items() if v is not None},
-        }
-        for r, (s, i) in enumerate(zip(scores.tolist(), rows.tolist(), strict=True))
-    ]
+    results = ranked(idx, scores, rows)
     return {"query": {"video": cfg.video} if cfg.video else {"text": cfg.text}, "results": results}

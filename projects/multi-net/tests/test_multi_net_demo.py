@@ -1,0 +1,87 @@
+"""`multi-net demo`: started as a user would, driven over HTTP (gradio_client) and in Chromium."""
+
+import json
+
+import pytest
+from multi_net_data import plain_clips
+
+from multi_net.cli import main
+from shared.testing import (
+    ServedDemo,
+    browser_page,
+    demo_client,
+    offsite_requests,
+    screenshot_dir,
+)
+
+TINY = ["--clip-model", "mn-tiny", "--no-pretrained", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    videos, ann, pairs = plain_clips(root / "plain", n=24)
+    cache = ["--cache-dir", str(root / "cache")]
+    run = root / "runs" / "multi-net" / "20260101-000000"
+    argv = ["train", "--videos", str(videos), "--annotations", str(ann), str(pairs), *cache]
+    argv += [*TINY, "--num-frames", "4", "--epochs", "1", "--batch-size", "4", "--out", str(run)]
+    assert main([*argv, "--train-split", "all"]) == 0
+    index = run / "index.pt"
+    argv = ["index", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--videos", str(videos)]
+    assert main([*argv, "--out", str(index), "--annotations", str(ann), *cache, "--quiet"]) == 0
+    return root, run, index
+
+
+def recommend(capsys, *args):
+    capsys.readouterr()
+    assert main(["recommend", *map(str, args)]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
+
+
+def test_served_demo_matches_recommend(indexed, tmp_path, capsys, monkeypatch):
+    root, run, index = indexed
+    monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))  # the index is found there
+    text_hits = recommend(capsys, "--index", index, "--text", "a red square", "--k", "4")
+    first = text_hits[0]["video_id"]
+    video_hits = recommend(capsys, "--index", index, "--video", first, "--k", "3")
+    with ServedDemo("multi_net.cli", [], cwd=tmp_path) as demo:
+        assert demo.seconds < 60, demo.output()
+        client = demo_client(demo.url)
+        table, chosen, video = client.predict("a red square", 4, api_name="/search")
+        assert [row[1] for row in table["data"]] == [h["video_id"] for h in text_hits]
+        assert [row[2] for row in table["data"]] == [h["score"] for h in text_hits]
+        assert chosen["value"] == first and video is not None  # the top hit plays
+        playing, near = client.predict(first, 3, api_name="/similar")
+        assert [row[1] for row in near["data"]] == [h["video_id"] for h in video_hits]
+
+        from gradio_client.exceptions import AppError
+
+        with pytest.raises(AppError, match="type what you are looking for"):
+            client.predict("   ", 4, api_name="/search")
+        with pytest.raises(AppError, match="the limit is"):
+            client.predict("a" * 600, 4, api_name="/search")
+        assert client.predict("a blue circle", 2, api_name="/search")[0]["data"]
+
+
+def test_no_index_is_one_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "empty"))
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "multi-net index" in err and "Traceback" not in err
+    assert main(["demo", "--index", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_browser_searches_and_plays(indexed, tmp_path):
+    root, run, index = indexed
+    with (
+        ServedDemo("multi_net.cli", ["--index", index], cwd=tmp_path) as demo,
+        browser_page(demo.url) as page,
+    ):
+        page.get_by_label("search").fill("a red square")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.locator("#player video").first.wait_for(timeout=60_000)
+        rows = page.locator("#hits").inner_text()
+        assert "video" in rows and "Error" not in rows, rows
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "multi-net-demo.png"), full_page=True)
+        assert offsite_requests(page, demo.url) == []
