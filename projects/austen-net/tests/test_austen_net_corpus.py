@@ -118,3 +118,33 @@ def test_offline_download_is_clear(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="by hand"):
         load_corpus(None, tmp_path / "data", quiet=True)
     assert len(WORKS) == 8
+
+
+def test_pinned_bodies_match_the_real_files(works):
+    from austen_net.corpus import BODY_SHA256, body_sha256
+
+    assert {w.work_id: body_sha256(w.text) for w in works} == BODY_SHA256
+
+
+def test_a_download_of_another_edition_is_refused(real_data, tmp_path, monkeypatch):
+    import shutil
+
+    import austen_net.corpus as corpus
+
+    sample = find_local(real_data / "austen")[105]
+
+    def fake_fetch(urls, dest, sha256=None, quiet=False):  # what a mirror would serve
+        shutil.copy(sample, dest)
+        return dest
+
+    monkeypatch.setattr(corpus, "fetch", fake_fetch)
+    assert corpus.download_works(tmp_path / "good", [105], quiet=True)[105].is_file()
+
+    def edited_fetch(urls, dest, sha256=None, quiet=False):
+        dest.write_bytes(sample.read_bytes().replace(b"Kellynch", b"Kellinch"))
+        return dest
+
+    monkeypatch.setattr(corpus, "fetch", edited_fetch)
+    with pytest.raises(UserError, match="not the pinned edition"):
+        corpus.download_works(tmp_path / "bad", [105], quiet=True)
+    assert not (tmp_path / "bad" / "austen" / "pg105.txt").exists()

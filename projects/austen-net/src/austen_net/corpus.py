@@ -29,6 +29,42 @@ WORKS: dict[int, tuple[str, str]] = {
 }
 
 
+# sha256 of each work's BODY (the text between Gutenberg's START and END markers, LF line ends, as
+# `strip_gutenberg` returns it), pinned from verified copies. Gutenberg rewrites headers and licence
+# footers over the years, so a digest of the whole file would break; the body is the edition. A
+# download whose body differs is refused. Works 946 and 1212 are not pinned: their whole-file sum
+# is recorded on first download (data root's austen/checksums.json) and checked after.
+BODY_SHA256: dict[int, str] = {
+    105: "363b7657367596bb3bab9cf4a5878422d3104832418c540d38d545279ad8d66b",
+    121: "90b5c714851bd45957871b9efe30ccfb0c7df0acc9a73c4eb7735aadbc89711c",
+    141: "8212be72ddc6bf31a30a344b77b6508d3e76a62a9708af192ea76b19c778f23c",
+    158: "b8e7f0ec800b4fb38c7f080112fe937c2675025c2baac2d805b2511572073705",
+    161: "4580a4a8a5814b20909e9eaf542fc62cdebc4f6dc1e7f6659e3a41d5397bb5c2",
+    1342: "e3bb81d19b34dd917187e2836340b02dceb3dc751e18308092a0074bbb2118ab",
+}
+
+
+def body_sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_body(path: Path, work_id: int) -> None:
+    """Refuse (and delete) a downloaded work whose body is not the pinned edition."""
+    pinned = BODY_SHA256.get(work_id)
+    if pinned is None:
+        return
+    got = body_sha256(strip_gutenberg(decode_bytes(path.read_bytes(), str(path))))
+    if got != pinned:
+        path.unlink(missing_ok=True)
+        raise UserError(
+            f"the downloaded text of {WORKS[work_id][0]} (Gutenberg {work_id}) is not the pinned "
+            f"edition (body sha256 {got[:12]}..., expected {pinned[:12]}...); it was removed. "
+            "Place a copy you trust in a folder and pass --corpus-dir"
+        )
+
+
 def gutenberg_urls(work_id: int) -> list[str]:
     return [
         f"https://www.gutenberg.org/cache/epub/{work_id}/pg{work_id}.txt",
@@ -110,7 +146,8 @@ def find_local(folder: Path) -> dict[int, Path]:
 
 
 def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int, Path]:
-    """Download into ``root/austen``; sha256 sums are recorded on first download and checked after."""
+    """Download into ``root/austen``. Six works are checked against pinned body digests; every
+    file's sha256 is also recorded on first download and checked after."""
     folder = root / "austen"
     folder.mkdir(parents=True, exist_ok=True)
     sums_path = folder / "checksums.json"
@@ -121,6 +158,7 @@ def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int,
     for work_id in ids:
         dest = folder / f"pg{work_id}.txt"
         paths[work_id] = fetch(gutenberg_urls(work_id), dest, sums.get(str(work_id)), quiet=quiet)
+        check_body(dest, work_id)
         if str(work_id) not in sums:
             sums[str(work_id)] = file_sha256(dest)
             write_json(sums_path, sums)
