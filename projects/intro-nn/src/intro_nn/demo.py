@@ -164,6 +164,16 @@ def build_app(opts: DemoOptions):
     from shared.demo import import_gradio
 
     mnist, loan = find_models(opts)
+    if mnist:  # `intro-nn train` (both parts) nests each part's summary under its name
+        mnist.summary = mnist.summary.get("mnist", mnist.summary)
+    if loan:
+        part = loan.summary.get("loan", loan.summary)
+        loan.summary = {
+            f"{model} {key}": value
+            for model in ("mlp", "logreg", "majority")
+            for key, value in (part.get(model) or {}).items()
+            if key in ("roc_auc", "pr_auc", "balanced_accuracy")
+        }
     gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
     device = select_device(opts.device)
     digits = DigitModel(mnist.checkpoint, device) if mnist else None
@@ -218,7 +228,7 @@ def build_app(opts: DemoOptions):
                     "threshold chosen on the training folds.",
                     loan,
                     "cpu",
-                    [],
+                    list(loan.summary),
                 )
             else:
                 gr.Markdown("No loan model yet: run `intro-nn train loan`.")

@@ -37,7 +37,6 @@ from sklearn.model_selection import StratifiedKFold
 
 from intro_nn.config import PredictConfig, TrainConfig
 from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
-from intro_nn.loan_eda import draw_eda
 from intro_nn.loan_model import make_models
 from shared.atomic import atomic_path
 from shared.errors import UserError
@@ -155,6 +154,8 @@ def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
     df, X, y = table.frame, table.X, table.y
     info(f"loan: {len(df)} rows from {table.path}, {y.mean():.1%} not fully paid", cfg.quiet)
     if cfg.eda:
+        from intro_nn.loan_eda import draw_eda  # plotting stack only when training
+
         draw_eda(df, run.figures)
     models = make_models(tuple(cfg.loan_hidden), cfg.loan_alpha, cfg.loan_solver, cfg.seed)
     t0 = time.perf_counter()

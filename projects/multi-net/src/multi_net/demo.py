@@ -136,7 +136,7 @@ def build_app(opts: DemoOptions, index: Path | None):
         hits = gr.Dataframe(headers=COLUMNS, label="results", elem_id="hits", interactive=False)
         with gr.Row():
             chosen = gr.Dropdown(ids, label="video", value=None, allow_custom_value=False)
-            player = gr.Video(label="playing", autoplay=True, elem_id="player")
+            player = gr.Video(label="playing", autoplay=True, elem_id="player", height=320)
         neighbours = gr.Dataframe(
             headers=COLUMNS, label="nearest videos", elem_id="neighbours", interactive=False
         )
