@@ -20,15 +20,27 @@ export PYTHONPATH=shared/src:projects/intro-nn/src:projects/audio-net/src:projec
 export PYTHONUNBUFFERED=1 DL_DATA_DIR=$PWD/.devdata MPLBACKEND=Agg
 runs=$(mktemp -d)
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-    GPU=1; MINUTES=5; SYNTH_VIDEOS=1440; STEPS=200
-else  # a CPU rehearsal: the same steps, shorter
-    GPU=0; MINUTES=0.3; SYNTH_VIDEOS=160; STEPS=20
+    GPU=1; MINUTES=5; TRAIN_LIMIT=450; SYNTH="--videos 1440"; STEPS=200; BUDGET=${BUDGET:-540}
+    PRESET=default; COMPILE=--compile
+else  # a CPU rehearsal: the same steps, smaller and uncompiled (inductor on a CPU takes minutes)
+    GPU=0; MINUTES=0.5; TRAIN_LIMIT=120; SYNTH="--small --videos 160"; STEPS=20; BUDGET=${BUDGET:-840}
+    PRESET=tiny; COMPILE=--no-compile
 fi
+# The whole check stays within $BUDGET seconds (9 minutes on a GPU): a step gets what is left of
+# it at most, and a step that would start with under 20 s left is recorded as skipped.
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu', torch.cuda.is_available() and torch.cuda.get_device_name())" | tee "$OUT/device.txt"
 
 step() {  # step NAME SECONDS CMD...: run, keep the summary (last stdout line), record status
     local name=$1 limit=$2
     shift 2
+    [ "$1" = py ] && { shift; set -- "$PY" -m "$@"; }  # timeout runs programs, not functions
+    local left=$((BUDGET - SECONDS))
+    if [ "$left" -lt 20 ]; then
+        echo "{\"step\": \"$name\", \"rc\": null, \"seconds\": 0, \"skipped\": \"over the ${BUDGET} s budget\"}" >> "$OUT/steps.jsonl"
+        echo "== $name skipped: over the ${BUDGET} s budget" | tee -a "$OUT/log"
+        return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     echo "== $name (limit ${limit}s): $*" | tee -a "$OUT/log"
     local t0=$SECONDS
     timeout --signal=TERM --kill-after=20 "$limit" "$@" > "$runs/$name.stdout" 2> "$OUT/$name.log"
@@ -46,12 +58,11 @@ print(json.dumps({"step": name, "rc": rc, "seconds": secs, "summary": summary}))
 PYEOF
     echo "rc=$rc after ${secs} s" | tee -a "$OUT/log"
 }
-py() { "$PY" -m "$@"; }
 
 # 1. austen-net: bench in bf16 compiled; the default preset for 5 minutes on the six novels;
 #    evaluate; 200 generated tokens in bf16 with the cache
-step austen-bench 240 py austen_net.cli bench --precision bf16 --compile --out "$runs/ab" --quiet
-step austen-train $((MINUTES * 60 + 150)) py austen_net.cli train --preset default \
+step austen-bench 240 py austen_net.cli bench --precision bf16 "$COMPILE" --out "$runs/ab" --quiet
+step austen-train "$TRAIN_LIMIT" py austen_net.cli train --preset "$PRESET" \
     --corpus-dir .devdata/austen --max-minutes "$MINUTES" --eval-every 500 --out "$runs/at" --quiet
 step austen-evaluate 120 py austen_net.cli evaluate --checkpoint "$runs/at/checkpoints/best.pt" \
     --corpus-dir .devdata/austen --out "$runs/ae" --quiet
@@ -59,13 +70,14 @@ step austen-generate 60 py austen_net.cli generate --checkpoint "$runs/at/checkp
     --prompt "It is a truth universally acknowledged" --max-new-tokens 200 --seed 1
 # 2. audio-net: the end-to-end training bench (data + augmentation + model, bf16, compiled), then
 #    a short training run on the carried clips
-step audio-bench 240 py audio_net.cli bench --precision bf16 --compile --data-dir .devdata \
+step audio-bench 240 py audio_net.cli bench --precision bf16 "$COMPILE" --data-dir .devdata \
     --no-download --out "$runs/ub" --quiet
-step audio-train 240 py audio_net.cli train --no-pretrained --data-dir .devdata --no-download \
-    --epochs 8 --out "$runs/ut" --quiet
+step audio-train 240 py audio_net.cli train --model resnet18 --no-pretrained --data-dir .devdata \
+    --no-download --epochs 8 --out "$runs/ut" --quiet
 # 3. multi-net: ViT-B/32 frame embedding and the 1M search on the GPU; the synthetic benchmark
 step multi-bench 240 py multi_net.cli bench --no-pretrained --out "$runs/mb" --quiet
-step multi-synth-data 240 py multi_net.cli data synth --out "$runs/synth" --videos "$SYNTH_VIDEOS" --quiet
+# shellcheck disable=SC2086  # $SYNTH holds two flags
+step multi-synth-data 240 py multi_net.cli data synth --out "$runs/synth" $SYNTH --quiet
 step multi-synth-train 420 py multi_net.cli train --videos "$runs/synth/videos" \
     --annotations "$runs/synth/annotations.json" --preset synth --cache-dir "$runs/synth/cache" \
     --out "$runs/mt" --quiet

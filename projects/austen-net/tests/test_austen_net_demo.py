@@ -57,6 +57,21 @@ def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
         text, speed = job.result()
         expected = [t for t, _ in writer.stream("Emma was", 30, 0.0, 0, None, seed=7)][-1]
         assert text == expected and speed.endswith("tokens/s")
+        import io
+
+        from austen_net.config import GenerateConfig
+        from austen_net.generate import generate
+
+        printed = io.StringIO()  # what `austen-net generate` prints for the same request
+        ckpt = runs["bpe"] / "checkpoints" / "best.pt"
+        generate(
+            GenerateConfig(
+                checkpoint=ckpt, prompt="Emma was", max_new_tokens=30, temperature=0.0,
+                top_k=0, seed=7, device="cpu",
+            ),
+            out=printed,
+        )
+        assert printed.getvalue() == text + "\n"
         assert len(updates) >= 10, len(updates)
         passage = austen_like(10, 5)
         assert client.predict(passage, api_name="/score") == writer.score(passage)

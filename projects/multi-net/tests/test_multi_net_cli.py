@@ -341,3 +341,30 @@ def test_real_clips_without_audio_train_beside_generated_ones(capsys, real_msrvt
     assert main(argv) == 0
     s = last_json(capsys)
     assert s["with_audio"] == 24 and s["train_videos"] == 21 and s["test_videos"] == 3
+
+
+def test_test_pairs_never_reach_the_choice_of_best(capsys, clips, tmp_path, monkeypatch):
+    """Every evaluation during training sees validation pairs only; the test pairs are scored
+    once, after training, when best.pt is already chosen."""
+    import multi_net.train as train_module
+
+    seen = []
+    real = train_module.evaluate_pairs
+
+    def recording(model, feats, pairs, *args, **kwargs):
+        seen.append({v for v, _ in pairs})
+        return real(model, feats, pairs, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate_pairs", recording)
+    argv = ["train", *data_args(clips, tmp_path), *TINY, "--epochs", "3", "--batch-size", "4"]
+    assert main([*argv, "--train-split", "all", "--out", str(tmp_path / "run")]) == 0
+    s = last_json(capsys)
+    _, _, pairs = clips
+    test_ids = {line.split(",")[2] for line in pairs.read_text().splitlines()[1:]}
+    assert s["test_videos"] == len(test_ids) == 3 and s["val_videos"] == 2
+    touched = [i for i, ids in enumerate(seen) if ids & test_ids]
+    assert touched == [len(seen) - 1], seen  # the last evaluation, and only that one
+    assert seen[-1] == test_ids
+    val_ids = seen[0]
+    assert len(val_ids) == 2 and all(ids == val_ids for ids in seen[:-1])
+    assert len(seen) == 3 + 1 + 1  # one per epoch, the chosen model's validation, the test

@@ -195,6 +195,20 @@ class Cadence:
     checkpoint_every: int = 0  # without an evaluation: save last.pt every N steps
     max_minutes: float | None = None  # time budget: evaluate, save and stop when it runs out
 
+    @classmethod
+    def by_epoch(
+        cls, epochs: int, steps_per_epoch: int, max_minutes: float | None = None, logs: int = 4
+    ) -> Cadence:
+        """Evaluate and save once per epoch, log ``logs`` times per epoch."""
+        return cls(
+            epochs * steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            eval_every=steps_per_epoch,
+            log_every=max(1, steps_per_epoch // logs),
+            checkpoint_every=steps_per_epoch,
+            max_minutes=max_minutes,
+        )
+
 
 class Callback:
     """Hooks ``fit`` calls; a project overrides the ones it needs."""
