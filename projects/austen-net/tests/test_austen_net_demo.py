@@ -66,8 +66,13 @@ def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
         ckpt = runs["bpe"] / "checkpoints" / "best.pt"
         generate(
             GenerateConfig(
-                checkpoint=ckpt, prompt="Emma was", max_new_tokens=30, temperature=0.0,
-                top_k=0, seed=7, device="cpu",
+                checkpoint=ckpt,
+                prompt="Emma was",
+                max_new_tokens=30,
+                temperature=0.0,
+                top_k=0,
+                seed=7,
+                device="cpu",
             ),
             out=printed,
         )

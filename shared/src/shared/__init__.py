@@ -19,8 +19,11 @@ Modules, each named for what it holds:
 - ``download``: downloads with sha256 verification, safe archive extraction.
 - ``distributed``: torchrun / DistributedDataParallel, rank-0 side effects, global negatives.
 - ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
+- ``layers``: a dropout that is cheap on the CPU (same distribution as ``nn.Dropout``).
+- ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving.
 - ``progress``: tqdm bars that go quiet when asked or when stdout is not a terminal.
-- ``testing``: pytest fixtures and CLI checks the packages' tests share (needs pytest).
+- ``testing``: pytest fixtures, CLI checks and demo drivers (HTTP client, headless Chromium) the
+  packages' tests share (needs pytest).
 """
 
 __version__ = "0.1.0"
