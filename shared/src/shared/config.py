@@ -208,6 +208,7 @@ def run_cli(
     if cmd.config is not None:
         check_required(parser.command_parsers[ns._command], cmd.config, ns)
     signals.install()
+    finished = False
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
         if isinstance(cfg, RunConfig) and cfg.out is not None:
@@ -219,6 +220,7 @@ def run_cli(
 
             select_device(cfg.device)  # join the group before anything picks a run folder
         result = cmd.run(cfg)
+        finished = True
     except UserError as exc:
         return _fail(prog, str(exc), EXIT_USER_ERROR)
     except OSError as exc:
@@ -228,7 +230,7 @@ def run_cli(
     except KeyboardInterrupt as exc:
         return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
     finally:
-        cleanup()
+        cleanup(finished)
     return int(result) if isinstance(result, int) else 0
 
 

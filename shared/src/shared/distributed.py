@@ -60,8 +60,14 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
-def cleanup() -> None:
+def cleanup(finished: bool = True) -> None:
+    """Tear the process group down. After a command that finished, every rank first waits for the
+    others: a rank that destroys its group while rank 0 is still reporting can abort inside gloo
+    ("terminate called without an active exception"). After a failure there is no waiting (the
+    other ranks may never arrive; torchrun stops them)."""
     if is_distributed():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
