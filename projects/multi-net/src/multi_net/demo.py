@@ -143,10 +143,9 @@ def build_app(opts: DemoOptions, index: Path | None):
         find.click(search, [query, k], [hits, chosen, player], api_name="search")
         query.submit(search, [query, k], [hits, chosen, player])
         chosen.input(similar, [chosen, k], [player, neighbours], api_name="similar")
-    app.allowed = folders
-    return app
+    return app, [Path(f) for f in folders]
 
 
 def run_demo(opts: DemoOptions, index: Path | None) -> int:
-    app = build_app(opts, index)
-    return serve(app, opts, allowed_paths=[Path(p) for p in app.allowed])
+    app, video_folders = build_app(opts, index)  # the player may serve files from these only
+    return serve(app, opts, allowed_paths=video_folders)
