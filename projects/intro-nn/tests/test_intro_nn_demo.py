@@ -114,7 +114,9 @@ def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "intro-nn train" in err and "Traceback" not in err
     assert main(["demo", "--run", str(tmp_path / "nowhere")]) == 2
-    assert main(["demo", "--port", "70000"]) == 2
+    capsys.readouterr()
+    assert main(["demo", "--port", "70000"]) == 2  # refused for what it is, not "no model"
+    assert "--port 70000: use 0..65535" in capsys.readouterr().err
 
 
 def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):

@@ -45,7 +45,7 @@ class DemoOptions:
     port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
 
-    def check_demo_options(self) -> None:
+    def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
         if not 0 <= self.port <= 65535:
             raise UserError(f"--port {self.port}: use 0..65535")
         if self.checkpoint is not None and self.run is not None:
@@ -93,7 +93,6 @@ def find_run(
 ) -> ServedModel:
     """The model to serve: ``--checkpoint``, else ``--run``, else the newest run folder under the
     project's runs root for which ``has(run)`` holds."""
-    opts.check_demo_options()
     if opts.checkpoint is not None:
         if not opts.checkpoint.is_file():
             raise UserError(f"--checkpoint {opts.checkpoint}: no such file")

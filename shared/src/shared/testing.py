@@ -240,3 +240,31 @@ def screenshot_dir(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("DL_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def sigterm_then_resume(main: Callable, module: str, argv: list, out: Path, capsys) -> int:
+    """The SIGTERM contract of a trainer, as a user meets it: ``python -m module argv --quiet``
+    (``argv`` ending in ``--out out``) gets SIGTERM once ``out/metrics.csv`` exists; it must exit
+    143 with one line "stopped by SIGTERM: saved last.pt at step N", no traceback, and ``last.pt``
+    at step N. Then ``main(argv --resume latest --max-minutes 0.05)`` must say it resumed at step
+    N and log steps past N. Returns N."""
+    import re
+
+    from shared.checkpoint import load_checkpoint
+
+    argv = [str(a) for a in argv]
+    proc = sigterm_when([module, *argv, "--quiet"], Path(out) / "metrics.csv", cwd=Path(out).parent)
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    found = re.fullmatch(r"[\w-]+: stopped by SIGTERM: saved last.pt at step (\d+)", message)
+    assert found, message
+    saved = int(found[1])
+    state = load_checkpoint(Path(out) / "checkpoints" / "last.pt", project=message.split(":")[0])
+    assert state["step"] == saved > 0
+    assert main([*argv, "--resume", "latest", "--max-minutes", "0.05"]) == 0
+    assert f"at step {saved}" in capsys.readouterr().err
+    rows = (Path(out) / "metrics.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[0]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] > saved, steps
+    return saved

@@ -139,5 +139,6 @@ class DemoConfig(DemoOptions):
     max_seconds: float = arg(360.0, "longest recording accepted, in seconds", group="demo")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_seconds <= 0:
             raise UserError("--max-seconds must be positive")

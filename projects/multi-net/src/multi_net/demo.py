@@ -84,7 +84,6 @@ def table(results: list[dict]) -> list[list]:
 def build_app(opts: DemoOptions, index: Path | None):
     from shared.demo import import_gradio
 
-    opts.check_demo_options()
     index = index or newest_index()
     device = select_device(opts.device)
     checkpoint = opts.checkpoint
