@@ -70,3 +70,159 @@ def test_never_nan_in_the_summary(capsys, tmp_path):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "NaN" not in line and json.loads(line)["clips"] == {"train": 2, "val": 2, "test": 2}
     assert torch.isfinite(torch.tensor(json.loads(line)["val_loss"]))
+
+
+# --- hostile files and huge inputs ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    data = make_learnable_gtzan(root / "g", per_genre=3, seconds=2.0, genres=[0, 1])
+    argv = ["train", "--data-dir", data, "--model", "cnn", "--no-pretrained", "--epochs", "1"]
+    argv += ["--device", "cpu", "--quiet", "--cache-dir", root / "cache", "--out", root / "run"]
+    assert main([str(a) for a in argv]) == 0
+    return root / "run" / "checkpoints" / "last.pt"
+
+
+def test_every_numeric_flag_is_checked_when_parsed(capsys):
+    from audio_net.cli import COMMANDS
+    from shared.testing import assert_numeric_flags_checked
+
+    assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 10
+
+
+def test_odd_sample_rates_stay_within_memory(checkpoint, tmp_path):
+    """11,027 and 44,101 Hz share no factor with 22,050 Hz: an exact polyphase resampler asked
+    for gigabytes (4.9 GB peak for a 44 KB file). Predicting both, in a fresh process, stays
+    under 1.5 GB peak resident memory (importing torch alone takes about 0.6 GB)."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    files = []
+    for rate in (11_027, 44_101):
+        t = np.arange(int(2.5 * rate)) / rate
+        files.append(tmp_path / f"tone{rate}.wav")
+        sf.write(files[-1], (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    code = (
+        "import json, resource, sys; from audio_net.predict import predict_files;"
+        "from audio_net.config import PredictConfig;"
+        "r = predict_files(PredictConfig(files=sys.argv[2:], checkpoint=sys.argv[1], device='cpu'));"
+        "print(json.dumps([r, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(checkpoint), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results, peak_kb = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all("top" in r and r["seconds"] == 2.5 for r in results), results
+    assert peak_kb / 1024 < 1500, f"peak {peak_kb / 1024:.0f} MB"
+
+
+def test_resampling_ratio_is_bounded_and_close():
+    from fractions import Fraction
+
+    from audio_net.audio import MAX_RATIO_TERM, resample_ratio
+
+    for rate in (1_000, 7_919, 11_027, 44_101, 48_000, 383_999, 384_000):
+        down, up = resample_ratio(rate, 22_050)
+        assert max(down, up) <= MAX_RATIO_TERM
+        assert abs(Fraction(up * rate, down * 22_050) - 1) < 6e-4
+    assert resample_ratio(44_100, 22_050) == (2, 1)  # exact where the exact ratio is small
+
+
+def test_hostile_audio_and_checkpoints(checkpoint, capsys, tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    huge_rate = tmp_path / "mhz.wav"
+    sf.write(huge_rate, np.zeros(2_000_000, np.float32), 1_000_003)
+    assert main(["predict", str(huge_rate), "--checkpoint", str(checkpoint)]) == 1
+    (result,) = json.loads(capsys.readouterr().out)
+    assert "1,000,003 Hz is outside 1,000-384,000 Hz" in result["error"]
+
+    state = torch.load(checkpoint, weights_only=False)
+    crafted = {
+        "labels.pt": {**state, "genres": [f"g{i}" for i in range(50_000)]},
+        "many.pt": {**state, "genres": [f"g{i}" for i in range(1_000_000)]},
+        "one.pt": {**state, "genres": ["only"]},
+        "rate.pt": {**state, "feature_params": {**state["feature_params"], "sample_rate": 10**12}},
+        "fft.pt": {**state, "feature_params": {**state["feature_params"], "n_fft": 2**40}},
+        "keys.pt": {**state, "feature_params": {"evil": 1}},
+        "backbone.pt": {**state, "backbone": "os.system"},
+        "weights.pt": {**state, "model": {"x": torch.zeros(1)}},
+        "types.pt": {**state, "genres": "blues"},
+    }
+    messages = {
+        "labels.pt": "do not fit",
+        "many.pt": "2 or more distinct names",
+        "one.pt": "2 or more distinct names",
+        "rate.pt": "sample_rate=1000000000000 is outside",
+        "fft.pt": "n_fft=1099511627776 is outside",
+        "keys.pt": "feature settings are not audio-net's",
+        "backbone.pt": "unknown model",
+        "weights.pt": "do not fit",
+        "types.pt": "2 or more distinct names",
+    }
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, np.zeros(22050 * 2, np.float32), 22050)
+    for name, payload in crafted.items():
+        torch.save(payload, tmp_path / name)
+        assert_clean_failure(
+            main, ["predict", wav, "--checkpoint", tmp_path / name], capsys, messages[name]
+        )
+
+
+def test_demo_flag_limits(capsys):
+    for value in ("nan", "inf", "0", "-5"):
+        with pytest.raises(SystemExit) as exc:
+            main(["demo", "--max-seconds", value])
+        assert exc.value.code == 2 and "--max-seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_audio_bytes_are_one_message(tmp_path, seed):
+    """Random bytes, truncated real files and extreme headers: a waveform or an AudioError."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audio_net.audio import AudioError, read_audio
+
+    real = io.BytesIO()
+    sf.write(real, np.zeros(4000, np.float32), 8000, format="WAV")
+    header = real.getvalue()
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        body=st.binary(max_size=2048),
+        cut=st.integers(0, len(header)),
+        rate=st.integers(0, 2**32 - 1),
+        mode=st.sampled_from(["random", "truncated", "rate"]),
+    )
+    def check(body, cut, rate, mode):
+        path = tmp_path / f"x{seed}.wav"
+        data = {
+            "random": body,
+            "truncated": header[:cut],
+            "rate": header[:24] + rate.to_bytes(4, "little") + header[28:],
+        }[mode]
+        path.write_bytes(data)
+        try:
+            wave = read_audio(path, 22050, 0.0)
+        except AudioError:
+            return
+        assert wave.dtype == torch.float32 and torch.isfinite(wave).all()
+
+    check()

@@ -43,3 +43,156 @@ def test_generate_requires_a_checkpoint(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["generate"])
     assert exc.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+# --- hostile files and huge inputs ------------------------------------------------------------
+
+TINY = ["--preset", "tiny", "--tokenizer", "char", "--batch-size", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from austen_net_data import write_corpus
+
+    root = tmp_path_factory.mktemp("hostile")
+    corpus = write_corpus(root / "corpus")
+    run = root / "run"
+    argv = ["train", *TINY, "--corpus-dir", corpus, "--max-steps", "4", "--eval-every", "2"]
+    assert main([str(a) for a in [*argv, "--quiet", "--out", run]]) == 0
+    return corpus, run / "checkpoints" / "last.pt"
+
+
+def test_every_numeric_flag_is_checked_when_parsed(capsys):
+    from austen_net.cli import COMMANDS
+    from shared.testing import assert_numeric_flags_checked
+
+    assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
+
+
+def test_flag_ranges(capsys, trained):
+    _, ckpt = trained
+    for argv in (
+        ["generate", "--checkpoint", ckpt, "--seed", "99999999999999999999999"],
+        ["generate", "--checkpoint", ckpt, "--seed", "-3"],
+        ["generate", "--checkpoint", ckpt, "--temperature", "nan"],
+        ["train", "--max-minutes", "0"],
+        ["train", "--max-minutes", "-1"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"argument {argv[-2]}" in err and "Traceback" not in err
+
+
+def crafted_checkpoints(state: dict) -> dict[str, tuple[dict, str]]:
+    import torch
+
+    cfg = state["model_config"]
+    return {
+        "layers": ({**state, "model_config": {**cfg, "n_layer": 100000}}, "n_layer=100000"),
+        "context": ({**state, "model_config": {**cfg, "block_size": 10**10}}, "block_size="),
+        "width": ({**state, "model_config": {**cfg, "n_embd": 4096}}, "do not fit"),
+        "unknown": ({**state, "model_config": {**cfg, "evil": 1}}, "not an austen-net model"),
+        "layer_count": ({**state, "model_config": {**cfg, "n_layer": 3}}, "say 3 layers"),
+        "no_kind": ({**state, "tokenizer": {"chars": "abc"}}, "tokenizer is damaged"),
+        "bad_kind": ({**state, "tokenizer": {"kind": "pickle"}}, "tokenizer is damaged"),
+        "chars_type": ({**state, "tokenizer": {"kind": "char", "chars": 7}}, "tokenizer"),
+        "empty_bpe": (
+            {**state, "tokenizer": {"kind": "bpe", "model": torch.zeros(0, dtype=torch.uint8)}},
+            "tokenizer is damaged",
+        ),
+        "garbage_bpe": (
+            {
+                **state,
+                "tokenizer": {"kind": "bpe", "model": torch.randint(0, 255, (999,)).byte()},
+            },
+            "tokenizer is damaged",
+        ),
+        "bpe_type": ({**state, "tokenizer": {"kind": "bpe", "model": "x"}}, "tokenizer"),
+        "big_vocab": (
+            {**state, "tokenizer": {"kind": "char", "chars": "".join(map(chr, range(32, 9000)))}},
+            "tokenizer is damaged",
+        ),
+        "not_dict": ({**state, "tokenizer": [1, 2]}, "tokenizer is damaged"),
+        "config_type": ({**state, "model_config": "tiny"}, "not an austen-net model"),
+    }
+
+
+def test_crafted_checkpoints_are_one_message(capsys, tmp_path, trained):
+    import torch
+
+    _, ckpt = trained
+    state = torch.load(ckpt, weights_only=True)
+    for name, (payload, message) in crafted_checkpoints(state).items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(payload, path)
+        for command in (["generate", "--max-new-tokens", "2"], ["evaluate", "--text", ckpt]):
+            argv = [*command, "--checkpoint", path, "--device", "cpu"]
+            assert_clean_failure(main, argv, capsys, message)
+
+
+def test_bpe_tokenizer_bytes_flipped_or_truncated(tmp_path):
+    """A real sentencepiece model with bytes flipped or cut: a tokenizer or one message."""
+    from austen_net_data import austen_like
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from austen_net.inference import checked_tokenizer
+    from austen_net.tokenizer import train_bpe
+    from shared.errors import UserError
+
+    proto = bytearray(train_bpe([austen_like(40, 3)], 300).proto)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(at=st.integers(0, len(proto) - 1), cut=st.integers(0, len(proto)), bit=st.integers(0, 7))
+    def check(at, cut, bit):
+        import torch
+
+        data = bytearray(proto)
+        data[at] ^= 1 << bit
+        data = data[: len(data) - cut]
+        entry = {
+            "kind": "bpe",
+            "model": torch.frombuffer(bytearray(data) or bytearray(1), dtype=torch.uint8),
+        }
+        if not data:
+            entry["model"] = torch.zeros(0, dtype=torch.uint8)
+        try:
+            tok = checked_tokenizer({"tokenizer": entry}, "c.pt", 300)
+        except UserError:
+            return
+        assert tok.decode(tok.encode("Emma was here.\n")) is not None
+
+    check()
+
+
+def test_resume_with_other_model_settings_is_refused(capsys, tmp_path, trained):
+    corpus, _ = trained
+    run = tmp_path / "run"
+    argv = ["train", *TINY, "--corpus-dir", corpus, "--max-steps", "4", "--eval-every", "2"]
+    assert main([str(a) for a in [*argv, "--quiet", "--out", run]]) == 0
+    capsys.readouterr()
+    seed_preset = [*argv, "--preset", "seed", "--out", run, "--resume", "latest"]
+    assert_clean_failure(main, seed_preset, capsys, "was trained with --preset tiny, not seed")
+
+
+def test_sigterm_ends_generation_with_143_after_the_text(tmp_path, trained):
+    import signal
+    import subprocess
+    import sys
+
+    _, ckpt = trained
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "austen_net.cli", "generate", "--checkpoint", str(ckpt)]
+        + ["--infinite", "--device", "cpu", "--prompt", "Emma"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout.read(40)  # text is streaming: the model is generating
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "austen-net: stopped by SIGTERM"
+    assert "Traceback" not in err

@@ -47,7 +47,7 @@ def run(argv, nproc: int, cwd):
             "austen_net.cli",
             *argv,
         ]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 

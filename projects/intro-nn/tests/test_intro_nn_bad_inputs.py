@@ -165,3 +165,66 @@ def test_bad_rows_at_predict_time(capsys, tmp_path, loan_csv):
         assert_clean_failure(
             main, ["predict", "loan", "--run", out, "--csv", path], capsys, message
         )
+
+
+# --- hostile files and huge inputs ------------------------------------------------------------
+
+
+def test_every_numeric_flag_is_checked_when_parsed(capsys):
+    from intro_nn.cli import COMMANDS
+    from shared.testing import assert_numeric_flags_checked
+
+    assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
+    for argv in (["train", "--max-minutes", "0"], ["train", "--cv-seed", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and argv[1] in capsys.readouterr().err
+
+
+def test_loan_form_values_follow_the_flag_rules():
+    from intro_nn.demo import loan_row
+    from intro_nn.loan_data import NUMERIC
+    from shared.errors import UserError
+
+    good = dict(zip(NUMERIC, DEFAULT_FORM, strict=True))
+    for value, message in (
+        ("abc", "needs a number"),
+        (float("nan"), "not a finite number"),
+        (None, "needs a number"),
+        (2**70, "too large an integer"),
+        (1e9, "must lie between"),
+    ):
+        with pytest.raises(UserError, match=message):
+            loan_row("credit_card", {**good, "fico": value})
+    assert len(loan_row("credit_card", {**good, "fico": "707"})) == 1
+
+
+DEFAULT_FORM = [1, 0.1221, 268.95, 10.93, 12.67, 707, 4140, 8596, 46.3, 1, 0, 0]
+
+
+def test_crafted_mnist_checkpoints(tmp_path):
+    import torch
+
+    from intro_nn.demo import DigitModel
+    from intro_nn.mnist_models import build_model
+    from shared.checkpoint import save_checkpoint
+    from shared.errors import UserError
+
+    model = build_model("mlp", [16], [4], 0.0)
+    config = {"model": "mlp", "mlp_widths": [16], "cnn_channels": [4], "dropout": 0.0}
+    base = {"model": model.state_dict(), "config": config, "step": 1, "optimizer": {}}
+    base["scheduler"] = {}
+    cases = {
+        "huge": ({**base, "config": {**config, "mlp_widths": [60000]}}, "do not fit"),
+        "giant": ({**base, "config": {**config, "mlp_widths": [10**9]}}, "not an intro-nn"),
+        "deep": ({**base, "config": {**config, "mlp_widths": [8] * 100000}}, "not an intro-nn"),
+        "kind": ({**base, "config": {**config, "model": "rnn"}}, "not an intro-nn"),
+        "type": ({**base, "config": "mlp"}, "not an intro-nn"),
+        "weights": ({**base, "model": {"w": torch.zeros(1)}}, "do not fit"),
+    }
+    for name, (payload, message) in cases.items():
+        path = save_checkpoint(tmp_path / f"{name}.pt", payload, project="intro-nn")
+        with pytest.raises(UserError, match=message):
+            DigitModel(path, torch.device("cpu"))
+    ok = save_checkpoint(tmp_path / "ok.pt", base, project="intro-nn")
+    assert DigitModel(ok, torch.device("cpu")).name == "mlp"

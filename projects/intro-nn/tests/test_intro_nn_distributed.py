@@ -22,7 +22,7 @@ def run(argv, nproc, cwd):
         f"--nproc-per-node={nproc}",
     ]
     cmd = (launcher if nproc > 1 else [sys.executable]) + ["-m", "intro_nn.cli", *argv]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 

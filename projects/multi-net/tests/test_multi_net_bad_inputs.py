@@ -62,3 +62,60 @@ def test_required_flags(capsys):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+# --- hostile files and huge inputs ------------------------------------------------------------
+
+
+def test_every_numeric_flag_is_checked_when_parsed(capsys):
+    from multi_net.cli import COMMANDS
+    from shared.testing import assert_numeric_flags_checked
+
+    assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
+
+
+def test_synth_counts_are_checked_before_any_work(capsys, tmp_path):
+    out = tmp_path / "s"
+    for videos, message in (("1000000000000", "at most 99,999 clips"), ("0", "at least 48")):
+        argv = ["data", "synth", "--small", "--out", out, "--videos", videos]
+        assert_clean_failure(main, argv, capsys, message, root=tmp_path)
+    assert not out.exists()
+
+
+def test_synth_never_overwrites_a_users_folder(capsys, tmp_path):
+    out = tmp_path / "mine"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "holiday.mp4").write_bytes(b"my video")
+    (out / "annotations.json").write_text("[]")
+    argv = ["data", "synth", "--small", "--out", out, "--videos", "48", "--quiet"]
+    assert_clean_failure(main, argv, capsys, "is not empty", root=tmp_path)
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"my video"
+    assert main([str(a) for a in [*argv, "--force"]]) == 0  # replaced whole, not mixed
+    assert sorted(p.name for p in (out / "videos").iterdir())[0] == "synth00000.mp4"
+    assert not (out / "videos" / "holiday.mp4").exists()
+    assert len(json.loads((out / "annotations.json").read_text())) == 48
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no staging folder left
+    fresh = tmp_path / "fresh"
+    assert main([str(a) for a in [*argv[:-3], "--out", fresh, "--videos", "48", "--quiet"]]) == 0
+    assert len(list((fresh / "videos").iterdir())) == 48
+
+
+def test_bad_clip_weights_are_one_message_without_unsafe_advice(capsys, tmp_path):
+    import pickle
+
+    videos, ann, _ = plain_clips(tmp_path / "plain", n=4)
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01not weights" * 10)
+
+    class Runs:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    evil = tmp_path / "evil.bin"
+    evil.write_bytes(pickle.dumps(Runs()))
+    for weights in (garbage, evil):
+        argv = ["train", "--videos", videos, "--annotations", ann, "--clip-model", "mn-tiny"]
+        argv += ["--clip-weights", weights, "--cache-dir", tmp_path / "cache", "--device", "cpu"]
+        line = assert_clean_failure(main, argv, capsys, "not mn-tiny weights that load safely")
+        assert "weights_only" not in line
+    assert "code ran" not in capsys.readouterr().out

@@ -46,7 +46,7 @@ def test_two_ranks_train_and_test_once(tmp_path):
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+        [sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=1800
     )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])

@@ -7,8 +7,8 @@ needs must be present, or the user gets one message naming what is wrong.
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def load_checkpoint(
         raise UserError(f"checkpoint {path} does not exist")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # any failure to unpickle: a crafted or damaged file, never code run
         raise UserError(
             f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__})"
         ) from exc
@@ -150,3 +150,111 @@ def resolve_resume(resume: str | None, *, out: Path | None, runs_root: Path) -> 
     if latest is None:
         raise UserError(f"--resume latest: no checkpoints/last.pt under {runs_root}; train first")
     return latest
+
+
+@contextlib.contextmanager
+def reading(path: str | Path):
+    """Interpret a loaded checkpoint inside this block: a value of the wrong type or shape
+    anywhere in it (a damaged or crafted file) becomes one ``UserError``, not a traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise UserError(
+            f"{path}: a damaged checkpoint ({exc.__class__.__name__}: {_first_line(exc)})"
+        ) from exc
+
+
+def model_from_checkpoint(
+    build: Callable[[], torch.nn.Module], weights: Any, path: str | Path
+) -> torch.nn.Module:
+    """The model ``build()`` makes, holding ``weights``, checked before any memory is spent.
+
+    A checkpoint's settings (layer counts, widths, labels) are data and may be crafted: a config
+    saying ``n_layer=100000`` would allocate gigabytes before ``load_state_dict`` could complain.
+    So the model is first built on the meta device (shapes only, no memory), its parameter and
+    buffer names and shapes are compared with ``weights``, and only a model that matches is built
+    for real and loaded. A project checks its own sanity bounds (e.g. a layer count against the
+    weights' keys) before calling this, so that the meta build itself stays cheap.
+    """
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise UserError(f"{path}: its model weights are not a mapping of names to tensors")
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except (TypeError, ValueError, RuntimeError, KeyError, OverflowError, ZeroDivisionError) as exc:
+        raise UserError(f"{path}: its model settings are invalid ({_first_line(exc)})") from exc
+    check_weights_fit(probe.state_dict(), weights, path)
+    del probe
+    model = build()
+    model.load_state_dict(weights)
+    return model
+
+
+def check_weights_fit(expected: dict[str, Any], weights: Any, path: str | Path) -> None:
+    """Refuse ``weights`` whose names or shapes differ from the ``expected`` state dict."""
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise UserError(f"{path}: its model weights are not a mapping of names to tensors")
+    want = {k: tuple(v.shape) for k, v in expected.items()}
+    given = {k: tuple(v.shape) for k, v in weights.items()}
+    missing = sorted(want.keys() - given.keys())
+    unexpected = sorted(given.keys() - want.keys())
+    wrong = sorted(k for k in want.keys() & given.keys() if want[k] != given[k])
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {given[k]}, not {want[k]})")
+        raise UserError(
+            f"{path}: its weights do not fit the model its settings describe: " + ", ".join(parts)
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else exc.__class__.__name__)[:160]
+
+
+def check_bounds(path: str | Path, settings: dict[str, Any], bounds: dict[str, tuple]) -> None:
+    """Refuse settings of a checkpoint outside ``bounds`` (name -> (low, high)), or not integers
+    where the bounds are integers, before anything is built from them."""
+    for name, (low, high) in bounds.items():
+        value = settings.get(name)
+        integral = isinstance(low, int)
+        ok = (
+            isinstance(value, int) and not isinstance(value, bool)
+            if integral
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+        )
+        if not ok or not low <= value <= high:
+            raise UserError(
+                f"{path}: its setting {name}={value!r} is outside {low}..{high}: "
+                "not a checkpoint this code wrote"
+            )
+
+
+def check_resume_settings(
+    path: str | Path, saved: Any, cfg: Any, keys: Iterable[str], why: str = ""
+) -> None:
+    """Refuse to resume ``path`` (whose run had config ``saved``) with a command whose ``keys``
+    differ: the run would go on with one model and record another in its config and summary."""
+    from shared.config import to_jsonable
+
+    saved = saved if isinstance(saved, dict) else {}
+    for key in keys:
+        now = to_jsonable(getattr(cfg, key))
+        if key in saved and saved[key] != now:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(
+                f"{path} was trained with {flag} {saved[key]}, not {now}: resume with the same "
+                f"settings{f' ({why})' if why else ''}"
+            )

@@ -33,15 +33,73 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     ``required=True`` makes argparse refuse the command without the flag (the field's default,
     usually None, is what tests and code that build the dataclass directly get). ``group`` puts
     the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
-    left out of ``--help``).
+    left out of ``--help``). Numbers are checked when parsed: a float must be finite, an int must
+    fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
     """
     metadata = {"help": help}
-    for key in ("choices", "positional", "required", "group", "aliases"):
+    for key in ("choices", "positional", "required", "group", "aliases", "low", "high", "above"):
         if key in kwargs:
             metadata[key] = kwargs.pop(key)
     if "default_factory" in kwargs:
         return dataclasses.field(default_factory=kwargs.pop("default_factory"), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed
+INT64 = 2**63 - 1
+
+
+def number_problem(
+    value: Any, tp: type, low: Any = None, high: Any = None, above: Any = None
+) -> str | None:
+    """What is wrong with ``value`` as a ``tp`` (int or float) within the bounds, or None: the one
+    rule set for CLI flags and demo fields (NaN, infinities, integers beyond 64 bits, bounds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    if tp is int and isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            return "is not an integer"
+        value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
+        return "is too large an integer"
+    if (low is not None and value < low) or (high is not None and value > high):
+        return f"is outside {'' if low is None else low}..{'' if high is None else high}"
+    if above is not None and not value > above:
+        return f"must be greater than {above}"
+    return None
+
+
+def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> Any:
+    """``value`` as a ``tp`` if it passes :func:`number_problem`; else a ``UserError`` naming it."""
+    if isinstance(value, str):
+        try:
+            value = tp(value.strip())
+        except ValueError:
+            raise UserError(f"{name} needs {'an integer' if tp is int else 'a number'}") from None
+    problem = number_problem(value, tp, **bounds)
+    if problem:
+        raise UserError(f"{name} {problem} ({value!r})")
+    return tp(value)
+
+
+def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None) -> Callable:
+    """An argparse ``type`` for ``int`` or ``float`` that applies :func:`number_problem`."""
+
+    def parse(text: str):
+        try:
+            value = tp(text)
+        except ValueError:
+            kind = "an integer" if tp is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        problem = number_problem(value, tp, low, high, above)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    parse.__name__ = tp.__name__
+    return parse
 
 
 @dataclasses.dataclass
@@ -51,7 +109,7 @@ class RunConfig:
     device: Literal["auto", "cpu", "cuda", "mps"] = arg(
         "auto", "where to run: auto picks cuda, then mps, then cpu"
     )
-    seed: int = arg(0, "random seed for python, numpy, torch and data order")
+    seed: int = arg(0, "random seed for python, numpy, torch and data order", **SEED_RANGE)
     out: Path | None = arg(None, "run folder (default: runs/<project>/<YYYYmmdd-HHMMSS>)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = arg(
         "auto",
@@ -104,10 +162,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["type"] = type(choices[0])
         elif typing.get_origin(tp) in (list, tuple):
             (inner,) = typing.get_args(tp)[:1]
-            kwargs["type"] = inner
+            kwargs["type"] = _typed(inner, f.metadata)
             kwargs["nargs"] = "+" if positional else "*"
         else:
-            kwargs["type"] = tp
+            kwargs["type"] = _typed(tp, f.metadata)
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
         if help_text and not positional and default is not None and tp is not bool:
@@ -121,6 +179,14 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         if aliases:
             hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
             parser.add_argument(*aliases, **hidden)
+
+
+def _typed(tp: Any, metadata: Any) -> Any:
+    """``tp`` itself, or a checked parser for ``int`` and ``float``."""
+    if tp in (int, float):
+        bounds = {k: metadata[k] for k in ("low", "high", "above") if k in metadata}
+        return number_parser(tp, **bounds)
+    return tp
 
 
 def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Namespace) -> None:

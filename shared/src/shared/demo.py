@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,11 @@ class DemoOptions:
     )
     port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+    debug: bool = arg(
+        False,
+        "print the traceback of every refused input (default: one warning line)",
+        group="demo",
+    )
 
     def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
         if not 0 <= self.port <= 65535:
@@ -122,15 +130,38 @@ def find_run(
     )
 
 
+_server_uploads: list[Path] = []  # this process's upload folder, removed when the server stops
+
+
 def import_gradio(upload_dir: Path):
-    """Gradio, imported with analytics off and uploads kept under ``upload_dir``."""
+    """Gradio, imported with analytics off and uploads kept in a folder of this server's own
+    under ``upload_dir`` (removed when the server stops; ``$GRADIO_TEMP_DIR`` overrides it)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(upload_dir))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    upload_dir.mkdir(parents=True, exist_ok=True)
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        upload_dir.mkdir(parents=True, exist_ok=True)
+        mine = Path(tempfile.mkdtemp(prefix=f"server-{os.getpid()}-", dir=upload_dir))
+        _server_uploads.append(mine)
+        os.environ["GRADIO_TEMP_DIR"] = str(mine)
     import gradio as gr
 
     return gr
+
+
+def remove_upload(path: str | Path | None) -> None:
+    """Delete an uploaded file once it is handled (only a file inside this server's upload folder)."""
+    if not path or not _server_uploads:
+        return
+    file = Path(path).resolve()
+    if any(file.is_relative_to(folder.resolve()) for folder in _server_uploads):
+        file.unlink(missing_ok=True)
+
+
+def refuse(gr, message: str, debug: bool = False):
+    """The error a demo shows in the page for a refused input. The server's terminal gets one
+    warning line (the traceback only with ``--debug``): a refusal is not a crash."""
+    print(f"warning: refused input: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=debug)
 
 
 def _cell(value: Any) -> str:
@@ -174,8 +205,19 @@ def check_port(host: str, port: int) -> None:
         ) from exc
 
 
-def serve(app, opts: DemoOptions, *, allowed_paths: Iterable[Path] = ()) -> int:
-    """Serve ``app`` until Ctrl-C or SIGTERM; print its URL first."""
+def serve(
+    app,
+    opts: DemoOptions,
+    *,
+    allowed_paths: Iterable[Path] = (),
+    max_file_size: int | str = "1kb",
+) -> int:
+    """Serve ``app`` until Ctrl-C or SIGTERM; print its URL first.
+
+    ``allowed_paths``: files (or folders) the page may fetch beside its own outputs; a demo
+    passes files. ``max_file_size``: the largest upload accepted (Gradio refuses larger ones
+    before they are stored); a page without an upload field keeps the tiny default.
+    """
     port = opts.port or free_port(opts.host)
     check_port(opts.host, port)
     app.queue(default_concurrency_limit=2)
@@ -188,6 +230,7 @@ def serve(app, opts: DemoOptions, *, allowed_paths: Iterable[Path] = ()) -> int:
         quiet=True,
         show_error=True,
         allowed_paths=[str(p) for p in allowed_paths],
+        max_file_size=max_file_size,
         footer_links=[],
     )
     shown = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
@@ -196,4 +239,6 @@ def serve(app, opts: DemoOptions, *, allowed_paths: Iterable[Path] = ()) -> int:
         app.block_thread()
     finally:
         app.close()
+        for folder in _server_uploads:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0

@@ -91,7 +91,7 @@ def assert_clean_failure(
 
 
 def sigterm_when(
-    argv: list[str], ready: Path, *, cwd: Path, timeout: float = 180.0
+    argv: list[str], ready: Path, *, cwd: Path, timeout: float = 900.0
 ) -> subprocess.CompletedProcess:
     """Run ``python -m argv...`` and send it SIGTERM once ``ready`` exists (training has begun),
     as ``timeout`` or ``docker stop`` would. Returns the finished process with its output."""
@@ -123,7 +123,7 @@ class ServedDemo:
     """A ``P demo`` started as a user would (``python -m <module> demo ...`` in a subprocess, on a
     free localhost port); ``url`` once the page is served, ``seconds`` from start to served."""
 
-    def __init__(self, module: str, args: list[str], *, cwd: Path, timeout: float = 90.0) -> None:
+    def __init__(self, module: str, args: list[str], *, cwd: Path, timeout: float = 900.0) -> None:
         import socket
         import threading
         import time
@@ -197,6 +197,9 @@ def chromium_path() -> str | None:
     return None
 
 
+BROWSER_TIMEOUT_MS = 600_000
+
+
 def browser_page(url: str, screenshot_dir: Path | None = None):
     """A context manager giving a Playwright page on ``url`` in headless Chromium; it records
     every request, so a test can assert that nothing left 127.0.0.1. Skips the test (with its
@@ -221,12 +224,27 @@ def browser_page(url: str, screenshot_dir: Path | None = None):
                 page = browser.new_page(viewport={"width": 1280, "height": 1000})
                 page.requests_seen = []
                 page.on("request", lambda r: page.requests_seen.append(r.url))
-                page.goto(url, wait_until="networkidle", timeout=60_000)
+                # generous limits: they catch a hang, they are no speed budget (a busy CI machine
+                # can be many times slower than an idle one); tests wait on what the page shows
+                page.set_default_timeout(BROWSER_TIMEOUT_MS)
+                expect_timeout(BROWSER_TIMEOUT_MS)
+                page.goto(url, wait_until="networkidle")
                 yield page
             finally:
                 browser.close()
 
     return opened()
+
+
+def expect_timeout(ms: int) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=ms)
+
+
+def wait_for_images(page) -> None:
+    """Wait until every image on the page has loaded (before a screenshot or reading a figure)."""
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth)")
 
 
 def offsite_requests(page, url: str) -> list[str]:
@@ -268,3 +286,37 @@ def sigterm_then_resume(main: Callable, module: str, argv: list, out: Path, caps
     steps = [int(r.split(",")[0]) for r in rows]
     assert steps == sorted(steps) and steps[-1] > saved, steps
     return saved
+
+
+def assert_numeric_flags_checked(main: Callable, commands: dict, capsys) -> int:
+    """Every int and float flag of every command refuses NaN, infinities and integers beyond 64
+    bits when parsed: exit 2 and argparse's one line naming the flag, no traceback. Returns how
+    many flags were tried."""
+    import dataclasses
+    import typing
+
+    from shared.config import _unwrap_optional
+
+    tried = 0
+    for name, cmd in commands.items():
+        if cmd.config is None:
+            continue
+        hints = typing.get_type_hints(cmd.config)
+        for f in dataclasses.fields(cmd.config):
+            if not f.init or f.metadata.get("positional"):
+                continue
+            tp, _ = _unwrap_optional(hints[f.name])
+            if typing.get_origin(tp) in (list, tuple):
+                tp = typing.get_args(tp)[0]
+            if tp not in (int, float):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            bad = ["nan", "inf", "-inf", "1e400"] if tp is float else ["nan", "9" * 25, "1.5"]
+            for value in bad:
+                with pytest.raises(SystemExit) as exc:
+                    main([name, flag, value])
+                err = capsys.readouterr().err
+                assert exc.value.code == 2, (name, flag, value)
+                assert f"argument {flag}" in err and "Traceback" not in err, err
+            tried += 1
+    return tried

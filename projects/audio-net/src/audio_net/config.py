@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,7 +70,7 @@ class TrainConfig(RunConfig, DataOptions):
     mixup_alpha: float = arg(0.2, "mixup alpha (0: off)")
     pitch_shift: float = arg(0.0, "random shift along the mel axis, in bands (0: off)")
     time_stretch: float = arg(0.0, "random tempo change, a factor in [1-s, 1+s] (0: off)")
-    max_minutes: float | None = arg(None, "stop training after this many minutes")
+    max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
 
     @property
     def from_imagenet(self) -> bool:
@@ -136,9 +137,9 @@ class DataConfig:
 
 @dataclass
 class DemoConfig(DemoOptions):
-    max_seconds: float = arg(360.0, "longest recording accepted, in seconds", group="demo")
+    max_seconds: float = arg(360.0, "longest recording accepted, in seconds", group="demo", above=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_seconds <= 0:
+        if not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
             raise UserError("--max-seconds must be positive")

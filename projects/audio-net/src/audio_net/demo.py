@@ -18,7 +18,7 @@ import torch
 from audio_net.audio import AudioError, read_audio
 from audio_net.features import LogMel, featurize_waves
 from audio_net.predict import PROJECT, load_classifier
-from shared.demo import DemoOptions, find_run, model_card, serve
+from shared.demo import DemoOptions, find_run, model_card, refuse, remove_upload, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -113,12 +113,15 @@ def build_app(opts: DemoOptions, max_seconds: float):
     p = model.params
 
     def classify(path):
-        if not path:
-            raise gr.Error("no audio: upload a file or record something first")
+        if not path or not isinstance(path, str):
+            raise refuse(gr, "no audio: upload a file or record something first", opts.debug)
         try:
             a = model.analyse(Path(path))
-        except AudioError as exc:
-            raise gr.Error(str(exc).replace(str(path), Path(path).name)) from exc
+        except AudioError as exc:  # named by the user's file name, never the server's path
+            message = str(exc).replace(str(path), Path(path).name)
+            raise refuse(gr, message, opts.debug) from exc
+        finally:
+            remove_upload(path)  # an upload is read once, then deleted
         import matplotlib.pyplot as plt
 
         spec = spectrogram_figure(a, p.hop_length / p.sample_rate)
@@ -156,5 +159,11 @@ def build_app(opts: DemoOptions, max_seconds: float):
     return app
 
 
+def max_upload_bytes(max_seconds: float) -> int:
+    """The largest upload worth reading: ``max_seconds`` of 48 kHz stereo 32-bit WAV, plus 1 MB
+    of headers and tags (a longer file is refused by Gradio before it is stored)."""
+    return int(max_seconds * 48_000 * 2 * 4) + (1 << 20)
+
+
 def run_demo(opts: DemoOptions, max_seconds: float) -> int:
-    return serve(build_app(opts, max_seconds), opts)
+    return serve(build_app(opts, max_seconds), opts, max_file_size=max_upload_bytes(max_seconds))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
-from audio_net.audio import AudioError, read_audio
+from audio_net.audio import MAX_RATE, MIN_RATE, AudioError, read_audio
 from audio_net.config import PredictConfig
 from audio_net.features import FeatureParams, LogMel, featurize_waves
-from audio_net.model import SpectrogramClassifier, build_backbone
-from shared.checkpoint import load_checkpoint
+from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
+from shared.checkpoint import check_bounds, load_checkpoint, model_from_checkpoint, reading
 from shared.device import select_device
 from shared.errors import UserError
 
@@ -19,14 +20,58 @@ PROJECT = "audio-net"
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "backbone")
 
 
+# a checkpoint's feature settings, bounded before anything is built from them (far around what
+# any audio model uses: the defaults are 22,050 Hz, n_fft 2048, hop 512, 128 mels, 3 s windows)
+FEATURE_BOUNDS = {
+    "sample_rate": (MIN_RATE, MAX_RATE),
+    "n_fft": (16, 1 << 16),
+    "hop_length": (1, 1 << 16),
+    "n_mels": (1, 1024),
+    "window_seconds": (0.05, 600.0),
+    "hop_seconds": (0.01, 600.0),
+    "top_db": (1.0, 400.0),
+    "min_seconds": (0.0, 600.0),
+}
+MAX_LABELS = 100_000
+
+
+def checked_labels(state: dict, path: Path) -> list[str]:
+    labels = state["genres"]
+    if (
+        not isinstance(labels, (list, tuple))
+        or not 2 <= len(labels) <= MAX_LABELS
+        or not all(isinstance(g, str) and g for g in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise UserError(f"{path}: its labels are not a list of 2 or more distinct names")
+    return list(labels)
+
+
+def checked_feature_params(state: dict, path: Path) -> FeatureParams:
+    raw = state["feature_params"]
+    fields = {f.name for f in dataclasses.fields(FeatureParams)}
+    if not isinstance(raw, dict) or not set(raw) <= fields:
+        raise UserError(f"{path}: its feature settings are not audio-net's")
+    check_bounds(path, {**dataclasses.asdict(FeatureParams()), **raw}, FEATURE_BOUNDS)
+    return FeatureParams(**raw)
+
+
 def load_classifier(
     path: Path, device
 ) -> tuple[SpectrogramClassifier, FeatureParams, list[str], dict]:
-    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
-    genres = list(state["genres"])
-    model = SpectrogramClassifier(build_backbone(state["backbone"], len(genres)))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), FeatureParams(**state["feature_params"]), genres, state
+    """The classifier of a checkpoint, its feature settings and labels, all checked first."""
+    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
+    with reading(path):
+        genres = checked_labels(state, path)
+        params = checked_feature_params(state, path)
+        if state["backbone"] not in BACKBONES:
+            raise UserError(f"{path}: unknown model {state['backbone']!r}")
+        model = model_from_checkpoint(
+            lambda: SpectrogramClassifier(build_backbone(state["backbone"], len(genres))),
+            state["model"],
+            path,
+        )
+    return model.to(device).eval(), params, genres, state
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ def train(cfg: TrainConfig) -> int:
 
 def evaluate(cfg: EvaluateConfig) -> int:
     from austen_net.corpus import decode_bytes, load_corpus, split_corpus, strip_gutenberg
-    from austen_net.train import PROJECT, bpc_of_texts, load_model
+    from austen_net.inference import PROJECT, bpc_of_texts, load_model
     from shared.device import select_device
     from shared.runs import Run
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, arg
+from shared.config import SEED_RANGE, RunConfig, arg
 from shared.demo import DemoOptions
 from shared.errors import UserError
 
@@ -30,7 +30,7 @@ class TrainConfig(RunConfig, CorpusOptions):
     val_fraction: float = arg(0.1, "share of each work (its end) used for validation")
     max_steps: int = arg(3000, "optimizer steps")
     max_minutes: float | None = arg(
-        None, "stop after this many minutes (evaluates and saves first)"
+        None, "stop after this many minutes (evaluates and saves first)", above=0
     )
     batch_size: int = arg(64, "sequences per micro-batch")
     grad_accum: int = arg(1, "micro-batches per optimizer step")
@@ -80,7 +80,7 @@ class GenerateConfig:
     temperature: float = arg(0.8, "sampling temperature; 0 is greedy")
     top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)")
     top_p: float | None = arg(None, "nucleus sampling: the smallest set with this probability")
-    seed: int | None = arg(None, "sampling seed (default: random)")
+    seed: int | None = arg(None, "sampling seed (default: random)", **SEED_RANGE)
     num_samples: int = arg(1, "independent samples, one after the other")
     infinite: bool = arg(False, "keep writing until interrupted (Ctrl-C), sliding the context")
     cache: bool = arg(

@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 
 from austen_net.generate import StreamDecoder
+from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
-from austen_net.train import PROJECT, bpc_of_texts, load_model
-from shared.demo import DemoOptions, find_run, model_card, serve
+from shared.config import checked_number
+from shared.demo import DemoOptions, find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -111,21 +112,34 @@ def build_app(opts: DemoOptions):
     writer = Writer(served.checkpoint, device)
 
     def write(prompt, tokens, temperature, top_k, top_p, seed):
-        top_p = None if top_p is None or top_p >= 1 else float(top_p)
-        seed = None if seed is None or seed < 0 else int(seed)
-        try:
-            for text, speed in writer.stream(
-                prompt or "", int(tokens), float(temperature), int(top_k), top_p, seed
-            ):
+        try:  # the page's limits do not bind a client that calls the API: the same rules as the CLI
+            tokens = checked_number(tokens, "length", int, low=1, high=5000)
+            temperature = checked_number(temperature, "temperature", float, low=0, high=100)
+            top_k = checked_number(top_k, "top-k", int, low=0, high=1 << 20)
+            top_p = None if top_p is None else checked_number(top_p, "top-p", float, above=0)
+            top_p = None if top_p is None or top_p >= 1 else top_p
+            seed = (
+                None if seed is None else checked_number(seed, "seed", int, low=-1, high=2**32 - 1)
+            )
+            seed = None if seed is None or seed < 0 else seed
+            if not isinstance(prompt, (str, type(None))):
+                raise UserError("the prompt must be text")
+            text, speed, n = prompt or "", 0.0, 0
+            stream = writer.stream(prompt or "", tokens, temperature, top_k, top_p, seed)
+            for text, speed in stream:
+                n += 1
                 yield text, f"{speed:.1f} tokens/s"
+            yield text, f"done: {n} tokens, {speed:.1f} tokens/s"  # the page can tell it ended
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
 
     def score(text):
         try:
+            if not isinstance(text, (str, type(None))):
+                raise UserError("paste text to score")
             return writer.score(text or "")
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
 
     cfg = writer.model.cfg
     with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:

@@ -7,10 +7,10 @@ import sys
 import torch
 
 from austen_net.config import GenerateConfig
+from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
-from austen_net.train import load_model
 from shared.device import select_device
-from shared.errors import UserError
+from shared.errors import Terminated, UserError
 
 
 class StreamDecoder:
@@ -24,6 +24,12 @@ class StreamDecoder:
         text = self.tok.decode(self.pending)
         if text.endswith("\ufffd") and len(self.pending) < 4 and self.tok.kind == "bpe":
             return ""  # a multi-byte character split over byte-fallback tokens: wait for the rest
+        self.pending = []
+        return text
+
+    def flush(self) -> str:
+        """The bytes still held back (a character cut short is shown as U+FFFD)."""
+        text = self.tok.decode(self.pending) if self.pending else ""
         self.pending = []
         return text
 
@@ -69,9 +75,11 @@ def generate(cfg: GenerateConfig, out=None) -> int:
             ):
                 out.write(decoder.push(int(token[0])))
                 out.flush()
-        except KeyboardInterrupt:
-            out.write("\n")
+        except KeyboardInterrupt as exc:  # what was generated is written out first
+            out.write(decoder.flush() + "\n")
             out.flush()
-            return 0
+            if isinstance(exc, Terminated):
+                raise  # SIGTERM: exit 143, as for every command
+            return 0  # Ctrl-C is how an --infinite story ends
         out.write("\n")
     return 0

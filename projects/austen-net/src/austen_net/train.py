@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from austen_net.config import TrainConfig
 from austen_net.corpus import load_corpus, split_corpus
 from austen_net.data import (
@@ -16,9 +14,22 @@ from austen_net.data import (
     predicted_chars,
     total_nll,
 )
+from austen_net.inference import (  # noqa: F401  (load_model, bpc_of_texts: older imports)
+    CHECKPOINT_KEYS,
+    PROJECT,
+    bpc_of_texts,
+    checked_config,
+    checked_tokenizer,
+    load_model,
+)
 from austen_net.model import GPT, PRESETS, GPTConfig
-from austen_net.tokenizer import Tokenizer, build_tokenizer
-from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
+from austen_net.tokenizer import build_tokenizer
+from shared.checkpoint import (
+    CheckpointManager,
+    check_resume_settings,
+    load_checkpoint,
+    resolve_resume,
+)
 from shared.config import to_jsonable
 from shared.device import seed_everything, select_device
 from shared.distributed import is_main, world_size
@@ -30,8 +41,20 @@ from shared.runs import Run
 from shared.schedules import warmup_cosine
 from shared.training import Cadence, Trainer, fit, resume_run
 
-PROJECT = "austen-net"
-CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
+# what makes the model and its tokenizer: a resume must keep them (the run records what ran)
+MODEL_SETTINGS = (
+    "preset",
+    "tokenizer",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "dropout",
+    "pos",
+    "norm",
+    "mlp",
+)
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
@@ -43,14 +66,6 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
     if gpt.n_embd % gpt.n_head or (gpt.n_embd // gpt.n_head) % 2:
         raise UserError(f"--n-embd {gpt.n_embd} must split into {gpt.n_head} heads of even width")
     return gpt
-
-
-def load_model(path, device) -> tuple[GPT, Tokenizer, dict]:
-    """A trained model and its tokenizer (both live in the checkpoint)."""
-    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device), Tokenizer.from_state(state["tokenizer"]), state
 
 
 def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
@@ -65,7 +80,10 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         else None
     )
     if resumed is not None:
-        tok = Tokenizer.from_state(resumed["tokenizer"])  # the run's own tokenizer, never a new one
+        check_resume_settings(resume_path, resumed["config"], cfg, MODEL_SETTINGS)
+        gpt_cfg = checked_config(resumed, resume_path)
+        # the run's own tokenizer, never a new one
+        tok = checked_tokenizer(resumed, resume_path, gpt_cfg.vocab_size)
     else:
         cache = cache_root(PROJECT, None, cfg.data_dir) / "tokenizers"
         tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
@@ -85,7 +103,8 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         cfg.quiet,
     )
 
-    gpt_cfg = GPTConfig(**resumed["model_config"]) if resumed else model_config(cfg, tok.vocab_size)
+    if resumed is None:
+        gpt_cfg = model_config(cfg, tok.vocab_size)
     model = GPT(gpt_cfg)
     info(
         f"model: {model.num_params() / 1e6:.2f}M parameters, {gpt_cfg.n_layer} layers, "
@@ -166,26 +185,4 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         "train_chars": split.train_chars,
         "stopped_by_time_budget": result["stopped_by_time_budget"],
         "checkpoint": str(ckpt.best_path),
-    }
-
-
-def bpc_of_texts(
-    model: GPT, tok: Tokenizer, texts: list[str], batch: int, device, precision: str
-) -> dict:
-    from shared.precision import autocast, resolve_precision
-
-    streams = [torch.tensor(tok.encode(t), dtype=torch.long, device=device) for t in texts]
-    streams = [s for s in streams if len(s) > 1]
-    if not streams:
-        raise UserError("nothing to evaluate: the text is empty")
-    chars = predicted_chars(tok, [t for t in texts if len(tok.encode(t)) > 1], streams)
-    precision = resolve_precision(precision, device)
-    nll, count = total_nll(
-        model, streams, model.cfg.block_size, batch, lambda: autocast(device, precision)
-    )
-    return {
-        "bpc": round(bits_per_char(nll, chars), 4),
-        "loss_per_token": round(nll / count, 4),
-        "tokens": count,
-        "chars": chars,
     }

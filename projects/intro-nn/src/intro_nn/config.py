@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, arg, to_jsonable
+from shared.config import SEED_RANGE, RunConfig, arg, to_jsonable
 from shared.demo import DemoOptions
 from shared.errors import UserError
 
@@ -53,7 +53,7 @@ class TrainConfig(RunConfig):
         0.1, "share of the training digits held out for validation", group=MNIST
     )
     max_minutes: float | None = arg(
-        None, "stop MNIST training after this many minutes", group=MNIST
+        None, "stop MNIST training after this many minutes", group=MNIST, above=0
     )
     sklearn: bool = arg(
         True, "also fit scikit-learn's MLPClassifier on the same MNIST split", group=MNIST
@@ -63,7 +63,10 @@ class TrainConfig(RunConfig):
     data: Path | None = arg(None, "loan_data.csv to use instead of the downloaded copy", group=LOAN)
     folds: int = arg(5, "stratified cross-validation folds", group=LOAN)
     cv_seed: int = arg(
-        42, "seed of the shuffled stratified folds (the same folds for every model)", group=LOAN
+        42,
+        "seed of the shuffled stratified folds (the same folds for every model)",
+        group=LOAN,
+        **SEED_RANGE,
     )
     loan_hidden: tuple[int, ...] = arg(
         (32,), "hidden widths of the loan MLP", group=LOAN, aliases=("--mlp-hidden",)

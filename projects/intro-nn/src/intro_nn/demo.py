@@ -19,8 +19,9 @@ from intro_nn.loan import MODEL_FILE, load_loan_model
 from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
 from intro_nn.mnist_models import build_model
 from intro_nn.mnist_train import CHECKPOINT_KEYS, DIGITS, PROJECT, normalize
-from shared.checkpoint import load_checkpoint
-from shared.demo import DemoOptions, ServedModel, checkpoint_in, find_run, model_card, serve
+from shared.checkpoint import load_checkpoint, model_from_checkpoint, reading
+from shared.config import checked_number
+from shared.demo import DemoOptions, ServedModel, checkpoint_in, find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -81,6 +82,29 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def checked_mnist_config(state: dict, path: Path) -> dict:
+    """The model settings of an MNIST checkpoint, refused unless they are ones we could write."""
+    cfg = state["config"]
+
+    def widths(value) -> bool:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) <= 64
+            and all(isinstance(w, int) and 1 <= w <= 1 << 16 for w in value)
+        )
+
+    if (
+        not isinstance(cfg, dict)
+        or cfg.get("model") not in ("mlp", "cnn")
+        or not widths(cfg.get("mlp_widths"))
+        or not widths(cfg.get("cnn_channels"))
+        or not isinstance(cfg.get("dropout", 0.0), (int, float))
+        or not 0 <= cfg.get("dropout", 0.0) < 1
+    ):
+        raise UserError(f"{path}: its model settings are not an intro-nn MNIST model's")
+    return cfg
+
+
 class DigitModel:
     """An MNIST network from an `intro-nn train mnist` checkpoint."""
 
@@ -88,18 +112,26 @@ class DigitModel:
         state = load_checkpoint(
             checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
         )
-        cfg = state["config"]
+        with reading(checkpoint):
+            cfg = checked_mnist_config(state, checkpoint)
+            self.model = self._build(cfg, state, checkpoint)
         self.name = cfg["model"]
-        self.model = build_model(
-            cfg["model"],
-            cfg["mlp_widths"],
-            cfg["cnn_channels"],
-            cfg.get("dropout", 0.0),
-            cfg.get("batch_norm", True),
-        )
-        self.model.load_state_dict(state["model"])
         self.model.to(device).eval()
         self.device = device
+
+    @staticmethod
+    def _build(cfg: dict, state: dict, checkpoint: Path):
+        return model_from_checkpoint(
+            lambda: build_model(
+                cfg["model"],
+                cfg["mlp_widths"],
+                cfg["cnn_channels"],
+                cfg.get("dropout", 0.0),
+                cfg.get("batch_norm", True),
+            ),
+            state["model"],
+            checkpoint,
+        )
 
     @torch.no_grad()
     def probabilities(self, digit: np.ndarray) -> dict[str, float]:
@@ -114,8 +146,9 @@ def loan_row(purpose: str, values: dict[str, float]) -> pd.DataFrame:
         raise UserError(f"purpose must be one of {', '.join(PURPOSES)}")
     for col, value in values.items():
         label, _, lo, hi = LOAN_FIELDS[col]
-        if value is None or not np.isfinite(value):
+        if value is None or value == "":
             raise UserError(f"{col} ({label}) needs a number")
+        value = values[col] = checked_number(value, f"{col} ({label})", float)
         if not lo <= value <= hi:
             raise UserError(f"{col} ({label}) must lie between {lo:g} and {hi:g}, not {value:g}")
     row = pd.DataFrame([{"purpose": purpose, **values}])
@@ -138,6 +171,9 @@ def has_mnist(run: Path) -> bool:
 
 def has_loan(run: Path) -> bool:
     return (run / MODEL_FILE).is_file()
+
+
+MAX_DRAWING_BYTES = 5 << 20  # a sketchpad drawing is a PNG of tens of KB
 
 
 def find_models(opts: DemoOptions) -> tuple[ServedModel | None, ServedModel | None]:
@@ -181,23 +217,23 @@ def build_app(opts: DemoOptions):
 
     def guess(drawing):
         if digits is None:
-            raise gr.Error("no MNIST model: run 'intro-nn train mnist' first")
+            raise refuse(gr, "no MNIST model: run 'intro-nn train mnist' first", opts.debug)
         image = (drawing or {}).get("composite") if isinstance(drawing, dict) else drawing
         if image is None:
-            raise gr.Error("the canvas is empty: draw a digit first")
+            raise refuse(gr, "the canvas is empty: draw a digit first", opts.debug)
         try:
             digit = to_mnist(image)
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
         return digits.probabilities(digit), np.kron(digit, np.ones((8, 8), np.uint8))
 
     def assess(purpose, *values):
         if bundle is None:
-            raise gr.Error("no loan model: run 'intro-nn train loan' first")
+            raise refuse(gr, "no loan model: run 'intro-nn train loan' first", opts.debug)
         try:
             row = loan_row(purpose, dict(zip(NUMERIC, values, strict=True)))
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
         return loan_decision(bundle, row)
 
     with gr.Blocks(title="intro-nn demo", analytics_enabled=False) as app:
@@ -248,4 +284,4 @@ def build_app(opts: DemoOptions):
 
 def run_demo(opts: DemoOptions) -> int:
     app = build_app(opts)
-    return serve(app, opts)
+    return serve(app, opts, max_file_size=MAX_DRAWING_BYTES)

@@ -22,8 +22,12 @@ from intro_nn.config import TrainConfig
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
 from shared.batching import EpochBatches
-from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
-from shared.config import to_jsonable
+from shared.checkpoint import (
+    CheckpointManager,
+    check_resume_settings,
+    load_checkpoint,
+    resolve_resume,
+)
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import is_main, world_size
 from shared.errors import UserError
@@ -211,14 +215,13 @@ def train_mnist(cfg: TrainConfig, run: Run, data: MnistData) -> dict:
         state = load_checkpoint(
             resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device
         )
-        before = state["config"]
-        for key in ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels"):
-            if key in before and before[key] != to_jsonable(getattr(cfg, key)):
-                raise UserError(
-                    f"{resume_path} was trained with --{key.replace('_', '-')} {before[key]}, not "
-                    f"{getattr(cfg, key)}: resume with the same settings (the OneCycle schedule "
-                    "is laid out for the whole run)"
-                )
+        check_resume_settings(
+            resume_path,
+            state["config"],
+            cfg,
+            ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels"),
+            "the OneCycle schedule is laid out for the whole run",
+        )
         resume_run(trainer, state, ckpt, run, resume_path, cfg.quiet)
 
     def evaluate(tr: Trainer) -> dict[str, float]:

@@ -110,7 +110,7 @@ def data(cfg: DataConfig) -> int:
     from shared.progress import info
 
     if cfg.action == "synth":
-        from multi_net.synth import generate
+        from multi_net.synth import DEFAULT_SMALL_VIDEOS, DEFAULT_VIDEOS, generate
         from shared.runs import check_writable_dir
 
         if cfg.out is None:
@@ -120,10 +120,13 @@ def data(cfg: DataConfig) -> int:
             json.dumps(
                 generate(
                     cfg.out,
-                    cfg.videos or (96 if cfg.small else 1440),
+                    cfg.videos
+                    if cfg.videos is not None
+                    else (DEFAULT_SMALL_VIDEOS if cfg.small else DEFAULT_VIDEOS),
                     cfg.seed,
                     cfg.quiet,
                     cfg.small,
+                    cfg.force,
                 )
             )
         )
@@ -140,7 +143,7 @@ def data(cfg: DataConfig) -> int:
 def demo(cfg: DemoConfig) -> int:
     from multi_net.demo import run_demo
 
-    return run_demo(cfg, cfg.index)
+    return run_demo(cfg, cfg.index, cfg.videos)
 
 
 COMMANDS = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, arg
+from shared.config import SEED_RANGE, RunConfig, arg
 from shared.demo import DemoOptions
 from shared.errors import UserError
 
@@ -110,7 +110,7 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     weights: Path | None = arg(
         None, "local ImageNet ResNet18 state_dict for --audio-encoder resnet18 (offline)"
     )
-    max_minutes: float | None = arg(None, "stop training after this many minutes")
+    max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
 
     def __post_init__(self) -> None:
         apply_preset(self)
@@ -192,7 +192,10 @@ class DataConfig:
         "synth: clips in all, one per combination for test and for validation, the rest to train "
         "(default: 1440 = 144 + 144 + 1152; with --small, 96 = 16 + 16 + 64)",
     )
-    seed: int = arg(0, "synth: random seed")
+    seed: int = arg(0, "synth: random seed", **SEED_RANGE)
+    force: bool = arg(
+        False, "synth: write into a non-empty --out, replacing its videos/ and annotations.json"
+    )
     small: bool = arg(
         False, "synth: 2 values of each attribute (16 combinations), trains in a minute"
     )
@@ -204,5 +207,11 @@ class DemoConfig(DemoOptions):
     index: Path | None = arg(
         None,
         "index built by 'multi-net index' (default: the newest under the runs folder)",
+        group="demo",
+    )
+    videos: Path | None = arg(
+        None,
+        "folder of the indexed videos; only files inside it are served (default: the folder "
+        "recorded in the index)",
         group="demo",
     )

@@ -12,14 +12,24 @@ from pathlib import Path
 import torch
 
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked
-from shared.demo import DemoOptions, ServedModel, find_run, model_card, read_summary, run_of, serve
+from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
+from shared.demo import (
+    DemoOptions,
+    ServedModel,
+    find_run,
+    model_card,
+    read_summary,
+    refuse,
+    run_of,
+    serve,
+)
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root, runs_root
 
 COLUMNS = ["rank", "video_id", "score", "caption", "category"]
 MAX_QUERY_CHARS = 500
+NO_UPLOADS = 1024  # bytes: the page has no upload field
 
 
 def newest_index() -> Path:
@@ -42,9 +52,16 @@ def newest_index() -> Path:
 
 
 class VideoSearch:
-    def __init__(self, index_path: Path, checkpoint: Path | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        index_path: Path,
+        checkpoint: Path | None,
+        device: torch.device,
+        videos: Path | None = None,
+    ) -> None:
         self.index = load_index(index_path)
         self.path = index_path
+        self.files = servable_files(self.index, videos, index_path)  # the only files served
         self.checkpoint = Path(checkpoint or self.index["checkpoint"])
         if not self.checkpoint.is_file():
             raise UserError(
@@ -73,15 +90,16 @@ class VideoSearch:
         scores, rows = self.search.search(self.index["embeddings"][row].float(), k, exclude=row)
         return ranked(self.index, scores, rows)
 
-    def file_of(self, video_id: str) -> str:
-        return self.index["paths"][self.index["ids"].index(video_id)]
+    def file_of(self, video_id: str) -> str | None:
+        file = self.files.get(video_id)
+        return str(file) if file is not None else None
 
 
 def table(results: list[dict]) -> list[list]:
     return [[r.get(c, "") for c in COLUMNS] for r in results]
 
 
-def build_app(opts: DemoOptions, index: Path | None):
+def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None):
     from shared.demo import import_gradio
 
     index = index or newest_index()
@@ -89,19 +107,18 @@ def build_app(opts: DemoOptions, index: Path | None):
     checkpoint = opts.checkpoint
     if opts.run is not None:
         checkpoint = find_run(PROJECT, opts, train_command="multi-net train").checkpoint
-    engine = VideoSearch(index, checkpoint, device)
+    engine = VideoSearch(index, checkpoint, device, videos)
     gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
     served = ServedModel(
         run_of(engine.checkpoint), engine.checkpoint, read_summary(run_of(engine.checkpoint))
     )
     ids = engine.index["ids"]
-    folders = sorted({str(Path(p).parent) for p in engine.index["paths"]})
 
     def search(query, k):
         try:
             hits = engine.by_text(query, int(k))
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
         first = hits[0]["video_id"] if hits else None
         return (
             table(hits),
@@ -111,11 +128,11 @@ def build_app(opts: DemoOptions, index: Path | None):
 
     def similar(video_id, k):
         if not video_id:
-            raise gr.Error("choose a video first")
+            raise refuse(gr, "choose a video first", opts.debug)
         try:
             hits = engine.by_video(video_id, int(k))
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refuse(gr, str(exc), opts.debug) from exc
         return engine.file_of(video_id), table(hits)
 
     with gr.Blocks(title="multi-net demo", analytics_enabled=False) as app:
@@ -142,9 +159,10 @@ def build_app(opts: DemoOptions, index: Path | None):
         find.click(search, [query, k], [hits, chosen, player], api_name="search")
         query.submit(search, [query, k], [hits, chosen, player])
         chosen.input(similar, [chosen, k], [player, neighbours], api_name="similar")
-    return app, [Path(f) for f in folders]
+    return app, sorted(engine.files.values())
 
 
-def run_demo(opts: DemoOptions, index: Path | None) -> int:
-    app, video_folders = build_app(opts, index)  # the player may serve files from these only
-    return serve(app, opts, allowed_paths=video_folders)
+def run_demo(opts: DemoOptions, index: Path | None, videos: Path | None = None) -> int:
+    # the player may serve the indexed files themselves, nothing else (no folder is allowed)
+    app, files = build_app(opts, index, videos)
+    return serve(app, opts, allowed_paths=files, max_file_size=NO_UPLOADS)

@@ -64,7 +64,13 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
     logging.getLogger().setLevel(logging.CRITICAL)  # open_clip logs a traceback before raising
     try:
         model = open_clip.create_model(name, pretrained=source)
-    except RuntimeError as exc:
+    except Exception as exc:  # torch.load, unpickling and shape errors alike
+        if weights is not None:  # torch's own message would advise weights_only=False: never
+            raise UserError(
+                f"--clip-weights {weights}: not {name} weights that load safely "
+                f"({exc.__class__.__name__}); pass the open_clip_pytorch_model.bin of {name}, "
+                "or use --no-pretrained for random weights"
+            ) from exc
         raise UserError(
             f"could not load open_clip {name} weights {source!r} ({str(exc).splitlines()[0][:160]}). "
             "Offline: pass --clip-weights PATH to a downloaded open_clip_pytorch_model.bin, or use "

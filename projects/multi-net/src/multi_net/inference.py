@@ -7,6 +7,7 @@ apart from its training scripts.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from multi_net.encoders import CLIP_MEAN, CLIP_STD, load_clip, text_features
 from multi_net.features import VideoFeatures, load_video_features
 from multi_net.model import FusionConfig, FusionModel
 from multi_net.video import DecodeParams
-from shared.checkpoint import load_checkpoint
+from shared.checkpoint import (
+    check_bounds,
+    check_weights_fit,
+    load_checkpoint,
+    model_from_checkpoint,
+    reading,
+)
+from shared.errors import UserError
 
 PROJECT = "multi-net"
 CHECKPOINT_KEYS = ("model", "config", "fusion_config", "decode", "end_to_end")
@@ -34,12 +42,17 @@ def clip_identity(cfg, seed: int) -> str:
     return f"{cfg.clip_model}|random:{seed}"
 
 
-def decode_params(decode: dict) -> DecodeParams:
-    return DecodeParams(
-        num_frames=decode["num_frames"],
-        size=decode["size"],
-        audio_seconds=decode.get("audio_seconds", DecodeParams.audio_seconds),
-    )
+DECODE_BOUNDS = {"num_frames": (1, 1024), "size": (8, 4096), "audio_seconds": (0.0, 3600.0)}
+
+
+def decode_params(decode: dict, path: Path | str = "checkpoint") -> DecodeParams:
+    values = {
+        "num_frames": decode["num_frames"],
+        "size": decode["size"],
+        "audio_seconds": decode.get("audio_seconds", DecodeParams.audio_seconds),
+    }
+    check_bounds(path, values, DECODE_BOUNDS)
+    return DecodeParams(**values)
 
 
 class EndToEnd(nn.Module):
@@ -85,6 +98,29 @@ def embed_videos(
     return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim, device=device)
 
 
+FUSION_BOUNDS = {  # far around every preset; checked before anything is built
+    "clip_dim": (1, 1 << 14),
+    "embed_dim": (1, 1 << 14),
+    "fusion_dim": (1, 1 << 14),
+    "fusion_layers": (0, 64),
+    "fusion_heads": (1, 256),
+    "num_frames": (1, 1024),
+    "n_mels": (1, 1024),
+    "audio_width": (1, 4096),
+    "modality_dropout": (0.0, 1.0),
+    "dropout": (0.0, 1.0),
+}
+
+
+def checked_fusion_config(state: dict, path: Path) -> FusionConfig:
+    raw = state["fusion_config"]
+    fields = {f.name for f in dataclasses.fields(FusionConfig)}
+    if not isinstance(raw, dict) or not set(raw) <= fields:
+        raise UserError(f"{path}: its fusion_config is not a multi-net model configuration")
+    check_bounds(path, {**FusionConfig().as_dict(), **raw}, FUSION_BOUNDS)
+    return FusionConfig(**raw)
+
+
 class TrainedModel:
     """Everything needed to embed videos and texts as the checkpoint's model does."""
 
@@ -92,6 +128,11 @@ class TrainedModel:
         state = load_checkpoint(
             checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
         )
+        with reading(checkpoint):  # a damaged or crafted checkpoint: one message
+            self._load(state, Path(checkpoint), device)
+
+    def _load(self, state: dict, checkpoint: Path, device) -> None:
+        fusion = checked_fusion_config(state, checkpoint)  # before anything is built
         cfg = types.SimpleNamespace(**state["config"])
         cfg.clip_weights = Path(cfg.clip_weights) if cfg.clip_weights else None
         self.clip, self.tokenizer, _ = load_clip(
@@ -108,12 +149,12 @@ class TrainedModel:
         else:
             clip_state = state.get("clip_state")
         if clip_state is not None:
+            check_weights_fit(self.clip.state_dict(), clip_state, checkpoint)
             self.clip.load_state_dict(clip_state)
         self.clip = self.clip.to(device).eval()
-        self.model = FusionModel(FusionConfig(**state["fusion_config"]))
-        self.model.load_state_dict(weights)
+        self.model = model_from_checkpoint(lambda: FusionModel(fusion), weights, checkpoint)
         self.model = self.model.to(device).eval()
-        self.params = decode_params(state["decode"])
+        self.params = decode_params(state["decode"], checkpoint)
         self.clip_id = clip_identity(cfg, cfg.seed)
         if state["end_to_end"]:  # features of a fine-tuned tower belong to this checkpoint alone
             st = Path(checkpoint).stat()

@@ -30,6 +30,7 @@ def build_index(
     index = {
         "format": INDEX_FORMAT,
         "checkpoint": str(embedder.checkpoint.resolve()),
+        "videos_root": str(Path(videos_dir).resolve()),  # the demo serves files under it only
         "ids": feats.ids,
         "paths": [str(paths[v].resolve()) for v in feats.ids],
         "embeddings": emb.float().cpu(),
@@ -48,6 +49,7 @@ def build_index(
 
 
 def load_index(path: Path) -> dict:
+    """An index from ``multi-net index``, checked: a damaged or crafted one is one message."""
     if path is None or not Path(path).is_file():
         raise UserError(f"--index {path}: no such file (build one with 'multi-net index')")
     try:
@@ -59,7 +61,64 @@ def load_index(path: Path) -> dict:
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise UserError(f"{path} is an incomplete multi-net index: it lacks {', '.join(missing)}")
+    check_index(index, path)
     return index
+
+
+def check_index(index: dict, path: Path) -> None:
+    """Every part of an index describes the same videos, in the same order, with usable values."""
+    ids, paths, emb, meta = index["ids"], index["paths"], index["embeddings"], index["metadata"]
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path} is a damaged multi-net index: {what}")
+
+    if not isinstance(ids, list) or not all(isinstance(v, str) for v in ids) or not ids:
+        raise bad("its ids are not a non-empty list of names")
+    if len(set(ids)) != len(ids):
+        raise bad("its ids repeat")
+    if not isinstance(paths, list) or not all(isinstance(v, str) for v in paths):
+        raise bad("its paths are not a list of file names")
+    if not isinstance(meta, list) or not all(isinstance(v, dict) for v in meta):
+        raise bad("its metadata is not a list of records")
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or not emb.is_floating_point():
+        raise bad("its embeddings are not a 2-D float tensor")
+    lengths = {
+        "ids": len(ids),
+        "paths": len(paths),
+        "embeddings": emb.shape[0],
+        "metadata": len(meta),
+    }
+    if len(set(lengths.values())) != 1:
+        raise bad(", ".join(f"{n} {k}" for k, n in lengths.items()) + " (they must be equal)")
+    if not 0 < emb.shape[1] <= 65536 or not torch.isfinite(emb).all():
+        raise bad("its embeddings have no width or hold NaN or infinity")
+    root = index.get("videos_root")
+    if root is not None and not isinstance(root, str):
+        raise bad("its videos folder is not a path")
+
+
+def servable_files(index: dict, root: Path | None, path: Path) -> dict[str, Path]:
+    """Video id -> file, for a server: every indexed file, symlinks resolved, must be a regular
+    file inside ``root`` (default: the videos folder recorded when the index was built). An index
+    naming anything else (``/etc/passwd``, a link out of the folder) is refused whole."""
+    recorded = index.get("videos_root")
+    if root is None and recorded is None:
+        raise UserError(
+            f"{path} records no videos folder (an index of an older version): pass --videos DIR, "
+            "the folder it was built from, or build the index again"
+        )
+    base = Path(root if root is not None else recorded).resolve()
+    files = {}
+    for vid, name in zip(index["ids"], index["paths"], strict=True):
+        file = Path(name).resolve()
+        if not file.is_relative_to(base):
+            raise UserError(
+                f"{path} names {name}, which is not inside its videos folder {base}: "
+                "refusing to serve it (rebuild the index with 'multi-net index')"
+            )
+        if file.is_file():
+            files[vid] = file
+    return files
 
 
 def top_k(

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,11 +155,19 @@ def write_clip(path: Path, a: Attributes, rng: np.random.Generator) -> None:
                 out.mux(packet)
 
 
+MAX_VIDEOS = 99_999  # clip names are synth00000..synth99999 (the default 1,440 take about a minute)
+
+
 def plan(videos: int, small: bool = False) -> list[tuple[str, Attributes]]:
     """(split, attributes) per clip: one clip per combination in test and in val, the rest train
     (cycling through the combinations, so every combination trains about equally often)."""
     combos = combinations(small)
     n = len(combos)
+    if videos > MAX_VIDEOS:
+        raise UserError(
+            f"--videos {videos}: at most {MAX_VIDEOS:,} clips (their names have five digits; "
+            f"a clip is about 30 KB and 30 ms to write, the default is {DEFAULT_VIDEOS:,})"
+        )
     if videos < 3 * n:
         raise UserError(
             f"--videos {videos}: the benchmark needs at least {3 * n} clips (one per attribute "
@@ -167,13 +178,58 @@ def plan(videos: int, small: bool = False) -> list[tuple[str, Attributes]]:
     return out
 
 
+DEFAULT_VIDEOS, DEFAULT_SMALL_VIDEOS = 1440, 96
+PRODUCTS = ("videos", "annotations.json")
+
+
 def generate(
-    out: Path, videos: int = 1440, seed: int = 0, quiet: bool = False, small: bool = False
+    out: Path,
+    videos: int = DEFAULT_VIDEOS,
+    seed: int = 0,
+    quiet: bool = False,
+    small: bool = False,
+    force: bool = False,
 ) -> dict:
-    """Write ``out/videos/*.mp4`` and ``out/annotations.json`` (plain records with a split)."""
+    """Write ``out/videos/*.mp4`` and ``out/annotations.json`` (plain records with a split).
+
+    ``out`` must be absent or empty (``force``: its ``videos/`` and ``annotations.json`` are
+    replaced, nothing else is touched). Everything is written into a temporary folder beside it
+    and moved into place at the end, so an interrupted run leaves the folder as it was.
+    """
+    out = Path(out)
     clips = plan(videos, small)
-    folder = Path(out) / "videos"
-    folder.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(
+            f"--out {out} is not empty: give a new or empty folder (or --force to replace its "
+            "videos/ and annotations.json)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        summary = _write(staging, clips, seed, quiet, small)
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**summary, "out": str(out)}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished ``staging`` folder's products into ``out``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp made it private
+    if not out.exists():
+        staging.rename(out)
+        return
+    for name in PRODUCTS:  # --force: the old products go into staging, removed with it
+        if (out / name).exists():
+            (out / name).rename(staging / f".old-{name}")
+        (staging / name).rename(out / name)
+
+
+def _write(out: Path, clips: list, seed: int, quiet: bool, small: bool) -> dict:
+    folder = out / "videos"
+    folder.mkdir()
     rng = np.random.default_rng(seed)
     records = []
     for i, (split, a) in enumerate(progress(clips, quiet=quiet, desc="synth", unit="clip")):
@@ -194,7 +250,7 @@ def generate(
                 },
             }
         )
-    write_text(Path(out) / "annotations.json", json.dumps(records, indent=1) + "\n")
+    write_text(out / "annotations.json", json.dumps(records, indent=1) + "\n")
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "val", "test")}
     return {
         "out": str(out),

@@ -1,0 +1,124 @@
+"""Loading a trained austen-net model and scoring text with it (generate, evaluate, demo).
+
+A checkpoint is data and may be damaged or crafted: its model settings are checked against sane
+bounds and against the shapes of its weights before anything is built, and its tokenizer entry is
+checked before sentencepiece reads it; anything wrong is one ``UserError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from austen_net.data import bits_per_char, predicted_chars, total_nll
+from austen_net.model import GPT, GPTConfig
+from austen_net.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
+from shared.checkpoint import check_bounds, load_checkpoint, model_from_checkpoint, reading
+from shared.errors import UserError
+
+PROJECT = "austen-net"
+CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
+
+# far above anything trained here (the default preset: 8 layers, 512 wide, context 512, 8192
+# tokens), far below what would exhaust a machine's memory before the weights are checked
+CONFIG_BOUNDS = {
+    "vocab_size": (2, 1 << 20),
+    "block_size": (1, 1 << 16),
+    "n_layer": (1, 1024),
+    "n_head": (1, 1024),
+    "n_embd": (2, 1 << 15),
+    "dropout": (0.0, 1.0),
+}
+MAX_TOKENIZER_BYTES = 64 << 20
+
+
+def checked_config(state: dict, path: Path | str) -> GPTConfig:
+    """The checkpoint's ``GPTConfig``, refused if it is not one this code could have written."""
+    raw = state["model_config"]
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    if not isinstance(raw, dict) or not set(raw) <= fields:
+        raise UserError(f"{path}: its model_config is not an austen-net model configuration")
+    check_bounds(path, {**GPTConfig().as_dict(), **raw}, CONFIG_BOUNDS)
+    try:
+        cfg = GPTConfig(**raw)
+    except TypeError as exc:
+        raise UserError(f"{path}: its model_config is invalid ({exc})") from exc
+    if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
+        raise UserError(f"{path}: n_embd {cfg.n_embd} does not split into {cfg.n_head} heads")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
+        raise UserError(f"{path}: its model weights are not a mapping of names to tensors")
+    layers = {k.split(".")[1] for k in weights if k.startswith("blocks.") and k.count(".") > 1}
+    if len(layers) != cfg.n_layer:
+        raise UserError(
+            f"{path}: its settings say {cfg.n_layer} layers, its weights hold {len(layers)}"
+        )
+    return cfg
+
+
+def checked_tokenizer(state: dict, path: Path | str, vocab_size: int) -> Tokenizer:
+    """The checkpoint's tokenizer, refused (one message) if its entry is damaged."""
+    entry = state["tokenizer"]
+    bad = f"{path}: its tokenizer is damaged"
+    if not isinstance(entry, dict) or entry.get("kind") not in ("bpe", "char"):
+        raise UserError(f"{bad} (no tokenizer kind 'bpe' or 'char')")
+    if entry["kind"] == "char":
+        chars = entry.get("chars")
+        if not isinstance(chars, str) or not chars or len(chars) > vocab_size:
+            raise UserError(
+                f"{bad} (its characters are missing or more than the model's vocabulary)"
+            )
+        tok: Tokenizer = CharTokenizer(chars)
+    else:
+        proto = entry.get("model")
+        if (
+            not isinstance(proto, torch.Tensor)
+            or proto.dtype != torch.uint8
+            or proto.dim() != 1
+            or not 0 < proto.numel() <= MAX_TOKENIZER_BYTES
+        ):
+            raise UserError(f"{bad} (the sentencepiece model is not a byte string)")
+        try:
+            tok = BPETokenizer(proto.cpu().numpy().tobytes())
+        except Exception as exc:  # sentencepiece's parse errors have no common type
+            raise UserError(f"{bad} (sentencepiece cannot read it)") from exc
+    if not 0 < tok.vocab_size <= vocab_size:
+        raise UserError(
+            f"{bad} ({tok.vocab_size} tokens for a model of {vocab_size}: they do not belong together)"
+        )
+    return tok
+
+
+def load_model(path, device) -> tuple[GPT, Tokenizer, dict]:
+    """A trained model and its tokenizer (both live in the checkpoint), checked first."""
+    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
+    with reading(path):
+        cfg = checked_config(state, path)
+        tok = checked_tokenizer(state, path, cfg.vocab_size)
+        model = model_from_checkpoint(lambda: GPT(cfg), state["model"], path)
+    return model.to(device), tok, state
+
+
+def bpc_of_texts(
+    model: GPT, tok: Tokenizer, texts: list[str], batch: int, device, precision: str
+) -> dict:
+    """Bits per character (and loss per token) of ``texts`` under ``model``."""
+    from shared.precision import autocast, resolve_precision
+
+    streams = [torch.tensor(tok.encode(t), dtype=torch.long, device=device) for t in texts]
+    streams = [s for s in streams if len(s) > 1]
+    if not streams:
+        raise UserError("nothing to evaluate: the text is empty")
+    chars = predicted_chars(tok, [t for t in texts if len(tok.encode(t)) > 1], streams)
+    precision = resolve_precision(precision, device)
+    nll, count = total_nll(
+        model, streams, model.cfg.block_size, batch, lambda: autocast(device, precision)
+    )
+    return {
+        "bpc": round(bits_per_char(nll, chars), 4),
+        "loss_per_token": round(nll / count, 4),
+        "tokens": count,
+        "chars": chars,
+    }
