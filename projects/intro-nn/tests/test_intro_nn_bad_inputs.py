@@ -228,3 +228,31 @@ def test_crafted_mnist_checkpoints(tmp_path):
             DigitModel(path, torch.device("cpu"))
     ok = save_checkpoint(tmp_path / "ok.pt", base, project="intro-nn")
     assert DigitModel(ok, torch.device("cpu")).name == "mlp"
+
+
+def test_random_loan_csvs_are_one_message(tmp_path):
+    """Random bytes, and real headers over random cells: a validated table or one UserError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from intro_nn.loan_data import read_loans
+    from shared.errors import UserError
+
+    header = ",".join(make_loans(3).columns)
+    cell = st.text(alphabet='0123456789.-eEnaif ,"x', max_size=6)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(raw=st.binary(max_size=512), cells=st.lists(cell, max_size=40), use_raw=st.booleans())
+    def check(raw, cells, use_raw):
+        path = tmp_path / "loans.csv"
+        if use_raw:
+            path.write_bytes(raw)
+        else:
+            path.write_text(header + "\n" + ",".join(cells) + "\n")
+        try:
+            table = read_loans(path)
+        except UserError:
+            return
+        assert len(table) > 0
+
+    check()

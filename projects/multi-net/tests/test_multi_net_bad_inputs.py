@@ -119,3 +119,82 @@ def test_bad_clip_weights_are_one_message_without_unsafe_advice(capsys, tmp_path
         line = assert_clean_failure(main, argv, capsys, "not mn-tiny weights that load safely")
         assert "weights_only" not in line
     assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_random_annotation_files_are_one_message(tmp_path, suffix):
+    """Whatever bytes or JSON an annotation file holds: parsed annotations or one UserError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from multi_net.annotations import parse_annotations
+    from shared.errors import UserError
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+    keys = st.sampled_from(["video_id", "caption", "captions", "split", "category", "sentences"])
+    records = st.lists(st.dictionaries(keys, values, max_size=4), max_size=4)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(raw=st.binary(max_size=512), doc=values | records, use_raw=st.booleans())
+    def check(raw, doc, use_raw):
+        path = tmp_path / f"ann{suffix}"
+        if use_raw:
+            path.write_bytes(raw)
+        elif suffix == ".json":
+            path.write_text(json.dumps(doc))
+        else:
+            rows = doc if isinstance(doc, list) else [doc]
+            path.write_text("video,caption\n" + "\n".join(f"{i},{d}" for i, d in enumerate(rows)))
+        try:
+            parsed = parse_annotations(path)
+        except UserError:
+            return
+        assert parsed is not None
+
+    check()
+
+
+def test_random_and_mutated_indexes_are_one_message(tmp_path):
+    import torch
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from multi_net.search import INDEX_FORMAT, load_index
+    from shared.errors import UserError
+
+    good = {
+        "format": INDEX_FORMAT,
+        "checkpoint": "c.pt",
+        "videos_root": str(tmp_path),
+        "ids": ["a", "b"],
+        "paths": [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")],
+        "embeddings": torch.randn(2, 8),
+        "metadata": [{}, {}],
+    }
+    junk = st.none() | st.integers() | st.text(max_size=4) | st.lists(st.integers(), max_size=3)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        key=st.sampled_from(sorted(good)),
+        value=junk,
+        raw=st.binary(max_size=256),
+        use_raw=st.booleans(),
+    )
+    def check(key, value, raw, use_raw):
+        path = tmp_path / "i.pt"
+        if use_raw:
+            path.write_bytes(raw)
+        else:
+            torch.save({**good, key: value}, path)
+        try:
+            index = load_index(path)
+        except UserError:
+            return
+        assert len(index["ids"]) == index["embeddings"].shape[0] == len(index["paths"])
+
+    check()

@@ -67,6 +67,8 @@ def read_loans(path: Path, *, require_target: bool = True) -> pd.DataFrame:
         raise UserError(f"{path} is empty") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise UserError(f"{path} is not a readable CSV ({exc.__class__.__name__})") from exc
+    if not isinstance(df.index, pd.RangeIndex):  # pandas made the extra leading cells an index
+        raise UserError(f"{path}: some rows have more cells than the header has columns")
     return validate_loans(df, path, require_target=require_target)
 
 
@@ -75,6 +77,7 @@ def validate_loans(
 ) -> pd.DataFrame:
     if df.empty:
         raise UserError(f"{source} has a header but no rows")
+    df = df.reset_index(drop=True)  # row numbers in messages are positions
     needed = [*FEATURES, TARGET] if require_target else list(FEATURES)
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -83,7 +86,7 @@ def validate_loans(
         converted = pd.to_numeric(df[col], errors="coerce")
         bad = converted.isna() & df[col].notna() | df[col].isna()
         if bad.any():
-            row = int(bad.idxmax())
+            row = int(np.argmax(bad.to_numpy()))
             raise UserError(
                 f"{source}: column {col!r} must be numeric; row {row + 2} holds {df[col].iloc[row]!r}"
                 f" ({int(bad.sum())} bad value(s))"
