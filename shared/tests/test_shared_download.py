@@ -92,3 +92,14 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     assert data_root() == tmp_path / "data"
+
+
+def test_failed_download_leaves_no_folder_and_says_what_else_works(tmp_path):
+    dest = tmp_path / "data" / "loan" / "loan.csv"
+    with pytest.raises(DownloadError, match=r"or pass --data FILE$"):
+        fetch("http://127.0.0.1:9/unreachable", dest, SHA, quiet=True, hint="pass --data FILE")
+    assert list(tmp_path.iterdir()) == []  # neither data/ nor data/loan/ was left behind
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DownloadError):
+        fetch("http://127.0.0.1:9/unreachable", tmp_path / "kept" / "x.csv", quiet=True)
+    assert (tmp_path / "kept").is_dir()  # a folder that existed before stays

@@ -16,6 +16,7 @@ def test_bad_inputs(capsys, tmp_path):
     garbage.write_bytes(b"\x80\x04not a checkpoint")
     one_genre = make_learnable_gtzan(tmp_path / "one", per_genre=5, seconds=1.5, genres=[3])
     two_each = make_gtzan(tmp_path / "two", per_genre=2, seconds=1.5)
+    three_each = make_learnable_gtzan(tmp_path / "three", per_genre=3, seconds=1.5, genres=[0, 1])
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
@@ -29,6 +30,12 @@ def test_bad_inputs(capsys, tmp_path):
         (["train", "--data-dir", one_genre, "--no-pretrained"], "at least 2 genres"),
         (["train", "--data-dir", two_each, "--no-pretrained"], "val split is empty"),
         (["train", "--data-dir", two_each, "--cv", "3"], "needs at least 3 clips of every genre"),
+        # weights that cannot be had: refused before the run folder exists (no orphan folder)
+        (["train", "--data-dir", three_each, "--weights", tmp_path / "no.pth"], "no such file"),
+        (
+            ["train", "--data-dir", three_each, "--cv", "2", "--weights", tmp_path / "no.pth"],
+            "no such file",
+        ),
         (["train", "--out", a_file], "is a file, not a folder"),
         (["train", "--cv", "2", "--resume", "latest"], "not resumable"),
     ]

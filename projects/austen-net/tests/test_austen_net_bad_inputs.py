@@ -196,3 +196,15 @@ def test_sigterm_ends_generation_with_143_after_the_text(tmp_path, trained):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "austen-net: stopped by SIGTERM"
     assert "Traceback" not in err
+
+
+def test_data_dir_may_name_the_folder_holding_the_works(capsys, tmp_path, trained):
+    corpus, _ = trained
+    argv = ["train", *TINY, "--data-dir", corpus, "--max-steps", "2", "--eval-every", "2"]
+    assert main([str(a) for a in [*argv, "--quiet", "--out", tmp_path / "run"]]) == 0
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", *TINY, "--data-dir", empty, "--no-download", "--out", tmp_path / "r2"]
+    assert_clean_failure(main, argv, capsys, "or pass --corpus-dir DIR (or --data-dir DIR)")
+    assert list(empty.iterdir()) == [] and not (tmp_path / "r2").exists()

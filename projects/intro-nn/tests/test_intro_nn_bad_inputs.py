@@ -256,3 +256,24 @@ def test_random_loan_csvs_are_one_message(tmp_path):
         assert len(table) > 0
 
     check()
+
+
+def test_data_dir_may_name_the_folder_holding_the_loan_table(capsys, tmp_path, monkeypatch):
+    """Offline: --data-dir pointing at the folder of loan_data.csv works; a failed download says
+    which flag works and leaves no empty loan/ folder."""
+    import intro_nn.loan_data as loan_data
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    make_loans(50).to_csv(folder / "loan_data.csv", index=False)
+    assert loan_data.fetch_loan_csv(None, folder) == folder / "loan_data.csv"
+    monkeypatch.setattr(loan_data, "LOAN_URLS", ["http://127.0.0.1:9/loan_data.csv"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "loan", "--data-dir", str(empty), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "Traceback" not in err
+    assert err.rstrip().endswith(
+        "or pass --data FILE (or --data-dir DIR, a folder holding loan_data.csv)"
+    )
+    assert list(empty.iterdir()) == [] and not (tmp_path / "run").exists()

@@ -40,12 +40,31 @@ class DownloadError(UserError):
     """A download that could not be completed (offline, HTTP error, checksum mismatch)."""
 
 
-def _by_hand(urls: Sequence[str], dest: Path, sha256: str | None) -> str:
+def _by_hand(urls: Sequence[str], dest: Path, sha256: str | None, hint: str | None) -> str:
     check = f" (sha256 {sha256})" if sha256 else ""
     return (
         f"\n  expected file: {dest}{check}"
-        f"\n  download it by hand from {urls[0]} and place it there, or point --data-dir at a folder holding it"
+        f"\n  download it by hand from {urls[0]} and place it there"
+        + (f", or {hint}" if hint else "")
     )
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """The folders at and above ``path`` that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def fetch(
@@ -55,10 +74,13 @@ def fetch(
     *,
     quiet: bool = False,
     timeout: float = 60.0,
+    hint: str | None = None,
 ) -> Path:
     """Download ``dest`` from the first URL that works and verify its sha256 (when given).
 
-    An existing file with the right hash is reused without touching the network.
+    An existing file with the right hash is reused without touching the network. ``hint``: how
+    else to give the file (e.g. "pass --data FILE"), added to the message when the download fails.
+    A failed download leaves no folder it created behind.
     """
     urls = [urls] if isinstance(urls, str) else list(urls)
     dest = Path(dest)
@@ -69,6 +91,15 @@ def fetch(
             f"{dest} exists but its sha256 is {file_sha256(dest)}, expected {sha256}: "
             "delete it to download again, or replace it with the right file"
         )
+    created = missing_folders(dest.parent)
+    try:
+        return _download(urls, dest, sha256, quiet, timeout, hint)
+    except BaseException:
+        remove_if_empty(created)
+        raise
+
+
+def _download(urls, dest: Path, sha256, quiet: bool, timeout: float, hint) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
@@ -85,14 +116,14 @@ def fetch(
             return dest
         except ValueError as exc:  # pooch's hash mismatch (the temporary file is already removed)
             raise DownloadError(
-                f"checksum mismatch for {url}: {exc}".strip() + _by_hand(urls, dest, sha256)
+                f"checksum mismatch for {url}: {exc}".strip() + _by_hand(urls, dest, sha256, hint)
             ) from exc
         except (requests.RequestException, OSError) as exc:
             errors.append(f"{url}: {exc.__class__.__name__}: {str(exc)[:200]}")
     raise DownloadError(
         "could not download (offline, or the server refused):\n  "
         + "\n  ".join(errors)
-        + _by_hand(urls, dest, sha256)
+        + _by_hand(urls, dest, sha256, hint)
     )
 
 

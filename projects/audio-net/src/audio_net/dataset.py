@@ -89,7 +89,13 @@ def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = Fa
             raise UserError(
                 f"no GTZAN clips under {base}: run 'audio-net data download' or pass --data-dir"
             )
-        archive = fetch(ARCHIVE_URLS, base / "genres.tar.gz", ARCHIVE_SHA256, quiet=quiet)
+        archive = fetch(
+            ARCHIVE_URLS,
+            base / "genres.tar.gz",
+            ARCHIVE_SHA256,
+            quiet=quiet,
+            hint="pass --data-dir DIR, a folder holding GTZAN's genre folders (or your own)",
+        )
         extract(archive, base / "extracted", quiet=quiet)
         root = genre_root(base / "extracted")
         if root is None:

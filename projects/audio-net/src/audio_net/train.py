@@ -147,6 +147,17 @@ class Trained:
     chosen_epoch: int
 
 
+def initial_backbone(cfg: TrainConfig, fresh: bool = True) -> torch.nn.Module:
+    """The backbone a run starts from: ImageNet weights (a fresh resnet18 run) or random ones.
+    Built before the run folder exists, so that missing weights offline leave no folder behind."""
+    return build_backbone(
+        cfg.model,
+        len(GENRES),
+        cfg.pretrained and fresh and cfg.model == "resnet18",
+        cfg.weights if fresh else None,
+    )
+
+
 def train_network(
     cfg: TrainConfig,
     feats: Features,
@@ -159,6 +170,7 @@ def train_network(
     resumed: dict | None = None,
     resume_path=None,
     title: str = "audio-net",
+    backbone: torch.nn.Module | None = None,
 ) -> Trained:
     """Train one network on ``split["train"]``, evaluating on ``split["val"]`` every epoch (if any).
 
@@ -172,14 +184,7 @@ def train_network(
     val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
     fresh = resumed is None
     model = SpectrogramClassifier(
-        build_backbone(
-            cfg.model,
-            len(GENRES),
-            cfg.pretrained and fresh and cfg.model == "resnet18",
-            cfg.weights if fresh else None,
-        ),
-        mean,
-        std,
+        backbone if backbone is not None else initial_backbone(cfg, fresh), mean, std
     )
     batches = WindowBatches(xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model)
     spe = batches.steps_per_epoch
@@ -267,6 +272,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         f"{len(split['test'])} test clips on {device}",
         cfg.quiet,
     )
+    backbone = initial_backbone(cfg, fresh=resumed is None)  # before the folder: may fail
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
     trained = train_network(
         cfg,
@@ -278,6 +284,7 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         resumed=resumed,
         resume_path=resume_path,
         title=f"audio-net {cfg.model} on GTZAN",
+        backbone=backbone,
     )
     if not is_main():
         return run, {}
@@ -340,6 +347,7 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
     device = select_device(cfg.device)
     clips, feats = load_clip_features(cfg, device)
     folds = cv_folds(clips, cfg.cv, cfg.seed)
+    initial_backbone(cfg)  # the weights load (or fail, offline) before the run folder exists
     run = Run(PROJECT, cfg.out, cfg)
     names = [c.name for c in clips]
     rows, fold_runs = [], []

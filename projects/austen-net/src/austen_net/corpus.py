@@ -130,6 +130,7 @@ def read_work(path: Path, work_id: int) -> Work:
 
 # --- finding and downloading -----------------------------------------------------------------
 
+CORPUS_HINT = "pass --corpus-dir DIR (or --data-dir DIR), a folder holding pg<id>.txt files"
 FILE_NAME = re.compile(r"^(?:pg(?P<a>\d+)|(?P<b>\d+)-[\w-]+)\.txt$")
 
 
@@ -148,8 +149,7 @@ def find_local(folder: Path) -> dict[int, Path]:
 def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int, Path]:
     """Download into ``root/austen``. Six works are checked against pinned body digests; every
     file's sha256 is also recorded on first download and checked after."""
-    folder = root / "austen"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = root / "austen"  # made by the first download that succeeds, not before
     sums_path = folder / "checksums.json"
     import json
 
@@ -157,7 +157,9 @@ def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int,
     paths = {}
     for work_id in ids:
         dest = folder / f"pg{work_id}.txt"
-        paths[work_id] = fetch(gutenberg_urls(work_id), dest, sums.get(str(work_id)), quiet=quiet)
+        paths[work_id] = fetch(
+            gutenberg_urls(work_id), dest, sums.get(str(work_id)), quiet=quiet, hint=CORPUS_HINT
+        )
         check_body(dest, work_id)
         if str(work_id) not in sums:
             sums[str(work_id)] = file_sha256(dest)
@@ -178,6 +180,8 @@ def load_corpus(
                 f"--corpus-dir {corpus_dir} holds none of the Austen works; expected files named "
                 f"pg<id>.txt or <id>-<slug>.txt with ids {', '.join(map(str, WORKS))}"
             )
+    elif data_dir is not None and Path(data_dir).is_dir() and find_local(Path(data_dir)):
+        paths = find_local(Path(data_dir))  # --data-dir names the folder holding the works
     else:
         root = data_root(data_dir)
         local = find_local(root / "austen") if (root / "austen").is_dir() else {}
@@ -185,7 +189,10 @@ def load_corpus(
         if missing and download:
             local.update(download_works(root, missing, quiet))
         elif missing and not local:
-            raise UserError(f"no Austen texts in {root / 'austen'}: run 'austen-net data download'")
+            raise UserError(
+                f"no Austen texts in {root / 'austen'}: run 'austen-net data download', or "
+                f"{CORPUS_HINT}"
+            )
         paths = local
     works = [read_work(paths[i], i) for i in WORKS if i in paths]
     info(f"corpus: {len(works)} works, {sum(len(w.text) for w in works):,} characters", quiet)

@@ -17,6 +17,9 @@ LOAN_URLS = [
 ]
 LOAN_SHA256 = "ac4ac35eb968f631cdb6d84437622fb4d2d910afebd6dff6744b48b9a5426c07"
 
+LOAN_FILE = "loan_data.csv"
+LOAN_HINT = f"pass --data FILE (or --data-dir DIR, a folder holding {LOAN_FILE})"
+
 TARGET = "not.fully.paid"
 CATEGORICAL = "purpose"
 PURPOSES = (
@@ -48,15 +51,19 @@ FEATURES = (CATEGORICAL, *NUMERIC)
 def fetch_loan_csv(
     path: Path | None, data_dir: Path | None, *, quiet: bool = False, allow_download: bool = True
 ) -> Path:
-    """``--data PATH`` if given, else ``<data root>/loan/loan_data.csv`` (downloaded if missing)."""
+    """``--data PATH`` if given; else ``loan_data.csv`` in ``--data-dir`` itself when it holds
+    one (the folder a user naturally points at), else ``<data root>/loan/loan_data.csv``
+    (downloaded if missing)."""
     if path is not None:
         if not Path(path).is_file():
             raise UserError(f"--data {path}: no such file")
         return Path(path)
-    dest = data_root(data_dir) / "loan" / "loan_data.csv"
+    if data_dir is not None and (Path(data_dir) / LOAN_FILE).is_file():
+        return Path(data_dir) / LOAN_FILE
+    dest = data_root(data_dir) / "loan" / LOAN_FILE
     if dest.is_file() or allow_download:
-        return fetch(LOAN_URLS, dest, LOAN_SHA256, quiet=quiet)
-    raise UserError(f"{dest} is missing: run 'intro-nn data download' or pass --data PATH")
+        return fetch(LOAN_URLS, dest, LOAN_SHA256, quiet=quiet, hint=LOAN_HINT)
+    raise UserError(f"{dest} is missing: run 'intro-nn data download', or {LOAN_HINT}")
 
 
 def read_loans(path: Path, *, require_target: bool = True) -> pd.DataFrame:

@@ -27,12 +27,17 @@ def msrvtt_root(data_dir: Path | None) -> Path:
 
 def download_msrvtt(data_dir: Path | None, quiet: bool = False) -> Path:
     """Fetch and unpack both archives; their sha256 sums are recorded on first download."""
-    root = msrvtt_root(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = msrvtt_root(data_dir)  # made by the first download that succeeds, not before
     sums_path = root / "checksums.json"
     sums = json.loads(sums_path.read_text()) if sums_path.is_file() else {}
     for name, urls in (("MSRVTT.zip", VIDEO_ARCHIVE_URLS), ("msrvtt_data.zip", SPLIT_ARCHIVE_URLS)):
-        archive = fetch(urls, root / name, sums.get(name), quiet=quiet)
+        archive = fetch(
+            urls,
+            root / name,
+            sums.get(name),
+            quiet=quiet,
+            hint="pass --videos DIR --annotations FILE (your own videos, or 'multi-net data synth')",
+        )
         if name not in sums:
             sums[name] = file_sha256(archive)
             write_json(sums_path, sums)
