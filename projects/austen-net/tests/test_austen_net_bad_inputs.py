@@ -208,3 +208,15 @@ def test_data_dir_may_name_the_folder_holding_the_works(capsys, tmp_path, traine
     argv = ["train", *TINY, "--data-dir", empty, "--no-download", "--out", tmp_path / "r2"]
     assert_clean_failure(main, argv, capsys, "or pass --corpus-dir DIR (or --data-dir DIR)")
     assert list(empty.iterdir()) == [] and not (tmp_path / "r2").exists()
+
+
+def test_evaluate_scores_the_runs_own_corpus(capsys, tmp_path, trained):
+    """A run trained on --corpus-dir is evaluated on that corpus, not on a download."""
+    import json
+
+    corpus, ckpt = trained
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ev")]) == 0
+    out, err = capsys.readouterr()
+    assert f"using the run's own data (--corpus-dir {corpus})" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["source"] == "validation split" and summary["bpc"] > 0

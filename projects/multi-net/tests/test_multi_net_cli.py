@@ -81,6 +81,13 @@ def test_train_evaluate_index_recommend(capsys, clips, tmp_path):
     assert main(argv) == 0
     ev = last_json(capsys)
     assert ev["t2v_r1"] == s["test_t2v_r1"] and ev["v2t_r5"] == s["test_v2t_r5"]
+    # no data flags: the checkpoint's run says where its data came from (no MSR-VTT download)
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--cache-dir", str(tmp_path / "cache")]
+    assert main([*argv, "--out", str(tmp_path / "ev2")]) == 0
+    out_err = capsys.readouterr()
+    assert "using the run's own data" in out_err.err
+    again = json.loads(out_err.out.strip().splitlines()[-1])
+    assert again["t2v_r1"] == ev["t2v_r1"] and again["v2t_r5"] == ev["v2t_r5"]
 
     videos, ann, _ = clips
     index = tmp_path / "index.pt"
@@ -94,8 +101,6 @@ def test_train_evaluate_index_recommend(capsys, clips, tmp_path):
                 str(videos),
                 "--out",
                 str(index),
-                "--annotations",
-                str(ann),
                 "--cache-dir",
                 str(tmp_path / "cache"),
                 "--quiet",
@@ -111,7 +116,9 @@ def test_train_evaluate_index_recommend(capsys, clips, tmp_path):
     ids = [r["video_id"] for r in rec["results"]]
     assert len(ids) == 4 and "video3" not in ids
     assert rec["results"][0]["score"] >= rec["results"][1]["score"]
-    assert "category" in rec["results"][0]
+    # indexed without --annotations: the training run's own give captions and category names
+    assert rec["results"][0]["category"] in ("music", "people", "gaming")
+    assert rec["results"][0]["caption"]
 
     new = write_test_clip(tmp_path / "new.mp4", seconds=1.5, fps=8, size=(96, 72), tone_hz=333)
     assert main(["recommend", "--index", str(index), "--video", str(new), "--k", "3"]) == 0

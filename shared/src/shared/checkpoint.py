@@ -258,3 +258,28 @@ def check_resume_settings(
                 f"{path} was trained with {flag} {saved[key]}, not {now}: resume with the same "
                 f"settings{f' ({why})' if why else ''}"
             )
+
+
+def run_data_settings(cfg: Any, saved: Any, fields: Iterable[str], *, quiet: bool = False) -> Any:
+    """``cfg`` with the data settings of the run that wrote a checkpoint (``saved``: its
+    config) where the command gives none: ``evaluate`` scores the data the run trained on, not a
+    download of the default data set. Fields the user gave win; a saved folder that is gone is
+    left out (the command's default then applies)."""
+    import dataclasses
+
+    saved = saved if isinstance(saved, dict) else {}
+    given = {f: getattr(cfg, f) for f in fields}
+    if any(v not in (None, [], ()) for v in given.values()):
+        return cfg  # the user chose the data: use exactly that
+    taken = {}
+    for name in fields:
+        value = saved.get(name)
+        if isinstance(value, str) and Path(value).exists():
+            taken[name] = Path(value)
+        elif isinstance(value, list) and value and all(Path(str(v)).exists() for v in value):
+            taken[name] = [Path(str(v)) for v in value]
+    if taken:
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
+        info(f"using the run's own data ({shown}); give the flags to choose other data", quiet)
+        return dataclasses.replace(cfg, **taken)
+    return cfg

@@ -30,6 +30,7 @@ def train(cfg: TrainConfig) -> int:
 def evaluate(cfg: EvaluateConfig) -> int:
     from austen_net.corpus import decode_bytes, load_corpus, split_corpus, strip_gutenberg
     from austen_net.inference import PROJECT, bpc_of_texts, load_model
+    from shared.checkpoint import run_data_settings
     from shared.device import select_device
     from shared.runs import Run
 
@@ -44,6 +45,7 @@ def evaluate(cfg: EvaluateConfig) -> int:
         source = [str(p) for p in cfg.text]
     else:
         trained = state.get("config", {})
+        cfg = run_data_settings(cfg, trained, ("corpus_dir", "data_dir"), quiet=cfg.quiet)
         works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
         split = split_corpus(
             works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))

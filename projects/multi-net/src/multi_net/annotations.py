@@ -50,6 +50,7 @@ class Annotations:
     splits: dict[str, list[str]] = field(default_factory=dict)  # split name -> video ids
     test_pairs: list[tuple[str, str]] = field(default_factory=list)  # 1k-A (video_id, sentence)
     attributes: dict[str, dict] = field(default_factory=dict)  # video_id -> known attributes
+    category_names: dict[int, str] = field(default_factory=dict)  # from records' category_name
 
     def merge(self, other: Annotations) -> Annotations:
         for vid, caps in other.captions.items():
@@ -60,7 +61,20 @@ class Annotations:
             self.splits[name] = list(dict.fromkeys(self.splits.get(name, []) + ids))
         self.test_pairs = self.test_pairs or other.test_pairs
         self.attributes.update(other.attributes)
+        self.category_names.update(other.category_names)
         return self
+
+
+def category_name(category: int | None, ann: Annotations) -> str | None:
+    """A category as people read it: the annotations' own name for it (``category_name`` in
+    records, e.g. the synthetic benchmark's shapes), else MSR-VTT's 20 names, else the number."""
+    if category is None:
+        return None
+    if category in ann.category_names:
+        return ann.category_names[category]
+    if not ann.category_names and 0 <= category < len(CATEGORIES):
+        return CATEGORIES[category]
+    return str(category)
 
 
 def _parse_official(data: dict) -> Annotations:
@@ -88,6 +102,8 @@ def _parse_records(records: list) -> Annotations:
             ann.captions.setdefault(vid, []).append(str(cap).strip())
         if "category" in r:
             ann.categories[vid] = int(r["category"])
+            if isinstance(r.get("category_name"), str):
+                ann.category_names[ann.categories[vid]] = r["category_name"]
         if "split" in r:
             name = {"validate": "val", "valid": "val"}.get(r["split"], r["split"])
             if name not in ("train", "val", "test"):

@@ -34,13 +34,16 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from multi_net.evaluation import evaluate_pairs
     from multi_net.inference import PROJECT, TrainedModel
     from multi_net.train import cache_dir
+    from shared.checkpoint import run_data_settings
     from shared.device import select_device
     from shared.runs import Run
 
     device = select_device(cfg.device)
     trained = TrainedModel(cfg.checkpoint, device)
-    data = locate(cfg.videos, cfg.annotations, cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
     trained_with = trained.state["config"]
+    fields = ("videos", "annotations", "data_dir")
+    cfg = run_data_settings(cfg, trained_with, fields, quiet=cfg.quiet)
+    data = locate(cfg.videos, cfg.annotations, cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
     splits = standard_split(
         data,
         trained_with.get("train_split", "9k"),
@@ -68,24 +71,27 @@ def evaluate(cfg: EvaluateConfig) -> int:
 
 
 def index(cfg: IndexConfig) -> int:
-    from multi_net.annotations import load_annotations
+    from multi_net.annotations import category_name, load_annotations
     from multi_net.inference import TrainedModel
     from multi_net.search import build_index
     from multi_net.train import cache_dir
+    from shared.checkpoint import run_data_settings
     from shared.device import select_device
     from shared.runs import check_writable_file
 
     check_writable_file(cfg.out, "--out")  # before any clip is embedded
+    trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
+    # no --annotations: the training run's own, so that hits show captions and categories
+    cfg = run_data_settings(cfg, trained.state["config"], ("annotations",), quiet=cfg.quiet)
     metadata: dict[str, dict] = {}
     if cfg.annotations:
         ann = load_annotations(cfg.annotations)
         for vid in set(ann.captions) | set(ann.categories):
             metadata[vid] = {
-                "category": ann.categories.get(vid),
+                "category": category_name(ann.categories.get(vid), ann),
                 "caption": (ann.captions.get(vid) or [None])[0],
                 **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
             }
-    trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
     print(
         json.dumps(build_index(trained, cfg.videos, cfg.out, cache_dir(cfg), metadata, cfg.quiet))
     )

@@ -241,6 +241,7 @@ def _write(out: Path, clips: list, seed: int, quiet: bool, small: bool) -> dict:
                 "video_id": vid,
                 "captions": [a.caption(p) for p in phrasings],
                 "category": SHAPES.index(a.shape),
+                "category_name": a.shape,
                 "split": split,
                 "attributes": {
                     "shape": a.shape,
