@@ -81,7 +81,10 @@ def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
         assert printed.getvalue() == text + "\n"
         assert len(updates) >= 10, len(updates)
         passage = austen_like(10, 5)
-        assert client.predict(passage, api_name="/score") == writer.score(passage)
+        sentence, bpc = client.predict(passage, api_name="/score")
+        expected_score = writer.score(passage)
+        assert bpc == expected_score["bpc"]
+        assert sentence.startswith(f"**{expected_score['bpc']:.3f} bits per character** over")
 
         from gradio_client.exceptions import AppError
 

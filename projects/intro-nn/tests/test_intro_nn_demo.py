@@ -1,16 +1,17 @@
 """`intro-nn demo`: started as a user would, driven over HTTP (gradio_client) and in Chromium."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from intro_nn.cli import main
-from intro_nn.demo import DigitModel, loan_decision, loan_row, to_mnist
+from intro_nn.demo import HUMAN_FIELDS, DigitModel, from_human, loan_decision, loan_row, to_mnist
 from intro_nn.loan import load_loan_model
-from intro_nn.loan_data import NUMERIC
 from shared.testing import (
     ServedDemo,
     browser_page,
@@ -81,17 +82,29 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
         assert all(abs(got[k] - expected[k]) < 1e-4 for k in got)
 
         bundle = load_loan_model(run)
-        values = {"credit.policy": 1, "int.rate": 0.2, "installment": 500.0, "fico": 650}
-        form = {c: values.get(c, d) for c, d in zip(NUMERIC, DEFAULTS, strict=True)}
-        answer = client.predict("small_business", *form.values(), api_name="/loan")
-        expected = loan_decision(bundle, loan_row("small_business", form))
-        assert answer == expected
+        # the page asks in human units: 20% interest, $500 a month, FICO 650
+        human = {"int.rate": 20.0, "installment": 500.0, "fico": 650}
+        form = {f[0]: human.get(f[0], f[2]) for f in HUMAN_FIELDS}
+        text, gauge, numbers = client.predict("small_business", *form.values(), api_name="/loan")
+        expected = loan_decision(
+            bundle, loan_row("small_business", from_human(list(form.values())))
+        )
+        assert numbers == expected
+        p = expected["probability_not_fully_paid"]
+        assert f"a {100 * p:.1f}% chance that this loan is not fully paid" in text
+        assert gauge["label"] in ("not fully paid", "fully paid")
+        column = from_human(list(form.values()))
+        assert column["int.rate"] == 0.2 and abs(column["log.annual.inc"] - 10.93) < 0.01
 
         # bad inputs: a readable message, and the server keeps serving
         from gradio_client.exceptions import AppError
 
         with pytest.raises(AppError, match="between 300 and 850"):
             client.predict("small_business", *{**form, "fico": 2000}.values(), api_name="/loan")
+        with pytest.raises(AppError, match="annual income"):
+            client.predict(
+                "small_business", *{**form, "log.annual.inc": -5}.values(), api_name="/loan"
+            )
         blank = tmp_path / "blank.png"
         Image.fromarray(np.full((280, 280, 3), 255, np.uint8)).save(blank)
         with pytest.raises(AppError, match="canvas is empty"):
@@ -99,14 +112,11 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
                 {"background": None, "layers": [], "composite": handle_file(str(blank))},
                 api_name="/digit",
             )
-        assert client.predict("credit_card", *form.values(), api_name="/loan")["threshold"] > 0
+        assert client.predict("credit_card", *form.values(), api_name="/loan")[2]["threshold"] > 0
     # uploads landed in a folder of this server's own in the project's cache folder
     # (DL_DATA_DIR/cache/intro-nn/demo-uploads/server-*), removed when the server stopped
     uploads = tmp_path / "data" / "cache" / "intro-nn" / "demo-uploads"
     assert uploads.is_dir() and not list(uploads.iterdir())
-
-
-DEFAULTS = [1, 0.1221, 268.95, 10.93, 12.67, 707, 4140, 8596, 46.3, 1, 0, 0]
 
 
 def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
@@ -126,7 +136,11 @@ def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
         ServedDemo("intro_nn.cli", ["--run", run], cwd=tmp_path) as demo,
         browser_page(demo.url) as page,
     ):
-        page.get_by_label("Brush", exact=True).first.click()
+        # no tool to pick: the page opens with the brush selected
+        # (Gradio highlights the chosen tool; that the stroke below draws at all proves it)
+        expect(page.get_by_label("Brush", exact=True).first).to_have_class(
+            re.compile(r"\bhighlight\b")
+        )
         canvas = page.locator("canvas").first
         box = canvas.bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.25)
@@ -135,8 +149,7 @@ def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
             page.mouse.move(
                 box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.25 + 0.05 * i)
             )
-        page.mouse.up()
-        page.get_by_role("button", name="Guess", exact=True).click()
+        page.mouse.up()  # no button: the guess comes as the user draws
         probs = page.locator("#probs")
         probs.get_by_text("%").first.wait_for()  # the ten bars are drawn
         text = probs.inner_text()

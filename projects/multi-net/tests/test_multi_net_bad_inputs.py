@@ -48,7 +48,6 @@ def test_bad_inputs(capsys, tmp_path):
             ["index", "--checkpoint", partial, "--videos", videos, "--out", "/proc/i.pt"],
             "cannot write in /proc",
         ),
-        (["data", "synth"], "needs --out DIR"),
         (["data", "synth", "--out", tmp_path / "s", "--videos", "20"], "at least 432 clips"),
         (["train", *data, *tiny, "--out", ann], "is a file, not a folder"),
     ]

@@ -375,3 +375,10 @@ def test_test_pairs_never_reach_the_choice_of_best(capsys, clips, tmp_path, monk
     val_ids = seen[0]
     assert len(val_ids) == 2 and all(ids == val_ids for ids in seen[:-1])
     assert len(seen) == 3 + 1 + 1  # one per epoch, the chosen model's validation, the test
+
+
+def test_synth_without_out_writes_under_the_data_root(capsys, tmp_path):
+    """Nothing lands in the current folder (a checkout): the data root holds the benchmark."""
+    assert main(["data", "synth", "--small", "--videos", "48", "--quiet"]) == 0
+    assert len(json.loads((tmp_path / "data" / "synth" / "annotations.json").read_text())) == 48
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

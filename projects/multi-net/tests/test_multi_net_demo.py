@@ -1,5 +1,7 @@
 """`multi-net demo`: started as a user would, driven over HTTP (gradio_client) and in Chromium."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -30,9 +32,14 @@ def indexed(tmp_path_factory):
     argv = ["train", "--videos", str(videos), "--annotations", str(ann), str(pairs), *cache]
     argv += [*TINY, "--num-frames", "4", "--epochs", "1", "--batch-size", "4", "--out", str(run)]
     assert main([*argv, "--train-split", "all"]) == 0
-    index = run / "index.pt"
     argv = ["index", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--videos", str(videos)]
-    assert main([*argv, "--out", str(index), "--annotations", str(ann), *cache, "--quiet"]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # no --out: the index goes under the runs root
+        mp.setenv("DL_RUNS_DIR", str(root / "runs"))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main([*argv, "--annotations", str(ann), *cache, "--quiet"]) == 0
+    index = Path(json.loads(printed.getvalue().strip().splitlines()[-1])["index"])
+    assert index.parent == root / "runs" / "multi-net" / "indexes"
     return root, run, index
 
 

@@ -121,6 +121,19 @@ class RunConfig:
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
 
 
+def apply_defaults(cfg: Any, values: dict[str, Any]) -> None:
+    """Give ``cfg``'s fields that are still at their declared defaults the ``values`` of a preset:
+    the one way a default that depends on another flag is expressed (explicit flags win; a flag
+    given at its default value counts as not given)."""
+    defaults = {
+        f.name: f.default if f.default is not dataclasses.MISSING else None
+        for f in dataclasses.fields(cfg)
+    }
+    for name, value in values.items():
+        if getattr(cfg, name) == defaults[name]:
+            setattr(cfg, name, value)
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

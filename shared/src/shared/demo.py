@@ -211,12 +211,14 @@ def serve(
     *,
     allowed_paths: Iterable[Path] = (),
     max_file_size: int | str = "1kb",
+    js: str | None = None,
 ) -> int:
     """Serve ``app`` until Ctrl-C or SIGTERM; print its URL first.
 
     ``allowed_paths``: files (or folders) the page may fetch beside its own outputs; a demo
     passes files. ``max_file_size``: the largest upload accepted (Gradio refuses larger ones
-    before they are stored); a page without an upload field keeps the tiny default.
+    before they are stored); a page without an upload field keeps the tiny default. ``js``: a
+    script the page runs when it loads (e.g. to pick a drawing tool).
     """
     port = opts.port or free_port(opts.host)
     check_port(opts.host, port)
@@ -232,6 +234,7 @@ def serve(
         allowed_paths=[str(p) for p in allowed_paths],
         max_file_size=max_file_size,
         footer_links=[],
+        js=js,
     )
     shown = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
     print(f"serving on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)

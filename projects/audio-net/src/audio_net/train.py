@@ -31,7 +31,12 @@ from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import FeatureParams, Features, load_features
 from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.batching import EpochBatches
-from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
+from shared.checkpoint import (
+    CheckpointManager,
+    check_resume_settings,
+    load_checkpoint,
+    resolve_resume,
+)
 from shared.config import to_jsonable
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import is_main, world_size
@@ -262,6 +267,13 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         if resume_path
         else None
     )
+    if resumed is not None:  # the model a run started with is the one it goes on with
+        check_resume_settings(
+            resume_path,
+            resumed["config"],
+            cfg,
+            ("model", "window_seconds", "hop_seconds", "n_mels"),
+        )
     clips, feats = load_clip_features(cfg, device)
     split = resumed["split"] if resumed is not None else make_split(cfg, clips)
     overlap = set(split["train"]) & (set(split["val"]) | set(split["test"]))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, RunConfig, arg
+from shared.config import SEED_RANGE, RunConfig, apply_defaults, arg
 from shared.demo import DemoOptions
 from shared.errors import UserError
 
@@ -19,9 +19,27 @@ class CorpusOptions:
     download: bool = arg(True, "download missing works from Project Gutenberg")
 
 
+# training settings that come with a model preset (the model's shape is in model.PRESETS)
+TRAIN_PRESETS = {
+    "cpu": dict(
+        vocab_size=4096,
+        batch_size=32,
+        max_steps=600,
+        max_minutes=10.0,
+        warmup_steps=30,
+        eval_every=100,
+    ),
+}
+
+
 @dataclass
 class TrainConfig(RunConfig, CorpusOptions):
-    preset: Literal["default", "seed", "tiny"] = arg("default", "model size preset")
+    preset: Literal["default", "seed", "cpu", "tiny"] = arg(
+        "default",
+        "model size preset; cpu: 4 layers x 256, context 128, and the training settings that give "
+        "readable text on a laptop CPU in about 10 minutes (BPE 4096, batch 32, 600 steps, "
+        "--max-minutes 10; flags you give win)",
+    )
     tokenizer: Literal["bpe", "char"] = arg("bpe", "sentencepiece BPE or characters")
     vocab_size: int = arg(8192, "BPE vocabulary size")
     holdout_works: tuple[int, ...] = arg(
@@ -51,6 +69,7 @@ class TrainConfig(RunConfig, CorpusOptions):
     mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
 
     def __post_init__(self) -> None:
+        apply_defaults(self, TRAIN_PRESETS.get(self.preset, {}))
         positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:

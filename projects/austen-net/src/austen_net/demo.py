@@ -103,6 +103,18 @@ class Writer:
         return bpc_of_texts(self.model, self.tok, [text], 8, self.device, "auto")
 
 
+def score_sentence(result: dict, val_bpc: float | None) -> str:
+    """A score as a reader takes it in: the number, what it means, what to compare it with."""
+    text = (
+        f"**{result['bpc']:.3f} bits per character** over {result['chars']:,} characters "
+        f"({result['tokens']:,} tokens). Lower means the text is more like what the model "
+        "learned from"
+    )
+    if val_bpc is not None:
+        text += f"; the model's own validation text scores {val_bpc:.3f}"
+    return text + "."
+
+
 def build_app(opts: DemoOptions):
     from shared.demo import import_gradio
 
@@ -137,9 +149,10 @@ def build_app(opts: DemoOptions):
         try:
             if not isinstance(text, (str, type(None))):
                 raise UserError("paste text to score")
-            return writer.score(text or "")
+            result = writer.score(text or "")
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
+        return score_sentence(result, served.summary.get("val_bpc")), result["bpc"]
 
     cfg = writer.model.cfg
     with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
@@ -172,8 +185,11 @@ def build_app(opts: DemoOptions):
             )
         with gr.Tab("Score"):
             pasted = gr.Textbox(label="text to score", lines=8)
-            scored = gr.JSON(label="bits per character", elem_id="scored")
-            gr.Button("Score", variant="primary").click(score, pasted, scored, api_name="score")
+            sentence = gr.Markdown(elem_id="scored")
+            bpc = gr.Number(label="bits per character", elem_id="bpc", interactive=False)
+            gr.Button("Score", variant="primary").click(
+                score, pasted, [sentence, bpc], api_name="score"
+            )
     return app
 
 

@@ -8,6 +8,7 @@ page shows that 28x28 image beside the ten probabilities.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,46 @@ LOAN_FIELDS: dict[str, tuple[str, float, float, float]] = {
     "pub.rec": ("derogatory public records", 0, 0, 10),
 }
 assert tuple(LOAN_FIELDS) == NUMERIC
+
+DAYS_PER_YEAR = 365.25
+# The form asks in the units people know; each field is converted to its column behind the scenes.
+# (column, label, default, lowest, highest, to the column's unit): defaults and bounds are
+# LOAN_FIELDS' in these units.
+HUMAN_FIELDS: list[tuple[str, str, float, float, float, Any]] = [
+    ("credit.policy", "meets LendingClub's credit policy (1 yes, 0 no)", 1, 0, 1, float),
+    ("int.rate", "interest rate (%)", 12.21, 0.0, 35.0, lambda v: v / 100),
+    ("installment", "monthly installment ($)", 268.95, 0.0, 2000.0, float),
+    ("log.annual.inc", "annual income ($)", 55_850, 150, 8_800_000, math.log),
+    ("dti", "debt-to-income ratio (%)", 12.67, 0.0, 60.0, float),
+    ("fico", "FICO score", 707, 300, 850, float),
+    (
+        "days.with.cr.line",
+        "years with a credit line",
+        11.3,
+        0.0,
+        82.0,
+        lambda v: v * DAYS_PER_YEAR,
+    ),
+    ("revol.bal", "revolving balance ($)", 8596, 0, 2_000_000, float),
+    ("revol.util", "revolving line utilisation (%)", 46.3, 0.0, 150.0, float),
+    ("inq.last.6mths", "credit inquiries, last 6 months", 1, 0, 50, float),
+    ("delinq.2yrs", "delinquencies, last 2 years", 0, 0, 20, float),
+    ("pub.rec", "derogatory public records", 0, 0, 10, float),
+]
+assert tuple(f[0] for f in HUMAN_FIELDS) == NUMERIC
+
+
+def from_human(values: list[Any]) -> dict[str, float]:
+    """The form's values (human units, in HUMAN_FIELDS' order) as the table's columns."""
+    out = {}
+    for (col, label, _, lo, hi, convert), value in zip(HUMAN_FIELDS, values, strict=True):
+        if value is None or value == "":
+            raise UserError(f"{label} needs a number")
+        value = checked_number(value, label, float)
+        if not lo <= value <= hi:
+            raise UserError(f"{label} must lie between {lo:,g} and {hi:,g}, not {value:,g}")
+        out[col] = float(convert(value))
+    return out
 
 
 def ink(image: np.ndarray) -> np.ndarray:
@@ -165,6 +206,48 @@ def loan_decision(bundle: dict, row: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def what_would_change(bundle: dict, row: pd.DataFrame) -> str | None:
+    """The smallest change of the FICO score (steps of 5) or the interest rate (steps of 0.25
+    points) that flips the decision, as a sentence; None if neither does within its range."""
+    threshold = float(bundle["threshold"])
+    flagged = float(bundle["pipeline"].predict_proba(row)[0, 1]) >= threshold
+    found = []
+    for col, step, lo, hi, show in (
+        ("fico", 5.0, 300.0, 850.0, lambda v: f"a FICO score of {v:.0f}"),
+        ("int.rate", 0.0025, 0.0, 0.35, lambda v: f"an interest rate of {100 * v:.2f}%"),
+    ):
+        now = float(row[col].iloc[0])
+        candidates = sorted(
+            (v for v in np.arange(lo, hi + step / 2, step) if abs(v - now) > 1e-9),
+            key=lambda v: abs(v - now),
+        )
+        trial = pd.concat([row] * len(candidates), ignore_index=True)
+        trial[col] = candidates
+        probs = bundle["pipeline"].predict_proba(trial)[:, 1]
+        flips = [v for v, q in zip(candidates, probs, strict=True) if (q >= threshold) != flagged]
+        if flips:
+            found.append(show(flips[0]))
+    if not found:
+        return None
+    return " or ".join(found) + " (the rest unchanged) would change the decision"
+
+
+def loan_answer(bundle: dict, row: pd.DataFrame) -> tuple[str, dict[str, float], dict]:
+    """The page's answer: a sentence, a gauge (the two outcomes' probabilities), the numbers."""
+    d = loan_decision(bundle, row)
+    p, t = d["probability_not_fully_paid"], d["threshold"]
+    verdict = "**Flag for review**" if p >= t else "**Looks fine**"
+    side = "at or above" if p >= t else "below"
+    text = (
+        f"{verdict}: a {100 * p:.1f}% chance that this loan is not fully paid, {side} the "
+        f"{100 * t:.1f}% threshold chosen on the training folds."
+    )
+    change = what_would_change(bundle, row)
+    if change:
+        text += f" {change[0].upper()}{change[1:]}."
+    return text, {"not fully paid": p, "fully paid": round(1 - p, 4)}, d
+
+
 def has_mnist(run: Path) -> bool:
     return checkpoint_in(run) is not None
 
@@ -174,6 +257,18 @@ def has_loan(run: Path) -> bool:
 
 
 MAX_DRAWING_BYTES = 5 << 20  # a sketchpad drawing is a PNG of tens of KB
+
+# The sketchpad opens with no tool chosen ("select the draw tool to start"): pick the brush as soon
+# as the page has drawn it, so that the first stroke draws.
+PICK_BRUSH = """() => {
+  const started = Date.now();
+  const pick = () => {
+    const brush = document.querySelector('#pad [aria-label="Brush"], #pad [title="Brush"]');
+    if (brush) { brush.click(); return; }
+    if (Date.now() - started < 60000) setTimeout(pick, 100);
+  };
+  pick();
+}"""
 
 
 def find_models(opts: DemoOptions) -> tuple[ServedModel | None, ServedModel | None]:
@@ -227,14 +322,21 @@ def build_app(opts: DemoOptions):
             raise refuse(gr, str(exc), opts.debug) from exc
         return digits.probabilities(digit), np.kron(digit, np.ones((8, 8), np.uint8))
 
+    def live_guess(drawing):
+        """Guess while the user draws: a canvas with too little ink yet keeps the last answer."""
+        image = (drawing or {}).get("composite") if isinstance(drawing, dict) else drawing
+        if digits is None or image is None or (ink(image) > 0.1).sum() < 4:
+            return gr.skip(), gr.skip()
+        return guess(drawing)
+
     def assess(purpose, *values):
         if bundle is None:
             raise refuse(gr, "no loan model: run 'intro-nn train loan' first", opts.debug)
         try:
-            row = loan_row(purpose, dict(zip(NUMERIC, values, strict=True)))
+            row = loan_row(purpose, from_human(list(values)))
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
-        return loan_decision(bundle, row)
+        return loan_answer(bundle, row)
 
     with gr.Blocks(title="intro-nn demo", analytics_enabled=False) as app:
         with gr.Tab("Draw a digit"):
@@ -250,11 +352,21 @@ def build_app(opts: DemoOptions):
             else:
                 gr.Markdown("No MNIST model yet: run `intro-nn train mnist`.")
             with gr.Row():
-                pad = gr.Sketchpad(label="draw here", type="numpy", canvas_size=(280, 280))
+                pad = gr.Sketchpad(
+                    label="draw here", type="numpy", canvas_size=(280, 280), elem_id="pad"
+                )
                 with gr.Column():
                     probs = gr.Label(num_top_classes=10, label="probabilities", elem_id="probs")
                     seen = gr.Image(label="what the network saw (28x28, enlarged)", image_mode="L")
             gr.Button("Guess", variant="primary").click(guess, pad, [probs, seen], api_name="digit")
+            pad.change(  # and as the user draws, the newest stroke only
+                live_guess,
+                pad,
+                [probs, seen],
+                show_progress="hidden",
+                trigger_mode="always_last",
+                api_name=False,
+            )
         with gr.Tab("Loan risk"):
             if loan:
                 model_card(
@@ -269,13 +381,18 @@ def build_app(opts: DemoOptions):
             else:
                 gr.Markdown("No loan model yet: run `intro-nn train loan`.")
             purpose = gr.Dropdown(list(PURPOSES), value="debt_consolidation", label="purpose")
-            fields = [
-                gr.Number(value=default, label=f"{col}: {label} [{lo:g} to {hi:g}]")
-                for col, (label, default, lo, hi) in LOAN_FIELDS.items()
-            ]
-            verdict = gr.JSON(label="result", elem_id="verdict")
+            with gr.Row():
+                with gr.Column():
+                    fields = [
+                        gr.Number(value=default, label=f"{label} [{lo:,g} to {hi:,g}]")
+                        for _, label, default, lo, hi, _ in HUMAN_FIELDS
+                    ]
+                with gr.Column():
+                    verdict = gr.Markdown(elem_id="verdict")
+                    gauge = gr.Label(label="outcome", elem_id="gauge")
+                    details = gr.JSON(label="numbers", elem_id="details")
             gr.Button("Assess", variant="primary").click(
-                assess, [purpose, *fields], verdict, api_name="loan"
+                assess, [purpose, *fields], [verdict, gauge, details], api_name="loan"
             )
             if loan and (loan.run / "figures" / "loan_roc_pr.png").is_file():
                 gr.Image(str(loan.run / "figures" / "loan_roc_pr.png"), label="ROC and PR")
@@ -284,4 +401,4 @@ def build_app(opts: DemoOptions):
 
 def run_demo(opts: DemoOptions) -> int:
     app = build_app(opts)
-    return serve(app, opts, max_file_size=MAX_DRAWING_BYTES)
+    return serve(app, opts, max_file_size=MAX_DRAWING_BYTES, js=PICK_BRUSH)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from multi_net.config import (
     BenchConfig,
@@ -72,13 +74,17 @@ def evaluate(cfg: EvaluateConfig) -> int:
 
 def index(cfg: IndexConfig) -> int:
     from multi_net.annotations import category_name, load_annotations
-    from multi_net.inference import TrainedModel
+    from multi_net.inference import PROJECT, TrainedModel
     from multi_net.search import build_index
     from multi_net.train import cache_dir
     from shared.checkpoint import run_data_settings
     from shared.device import select_device
+    from shared.paths import runs_root
     from shared.runs import check_writable_file
 
+    if cfg.out is None:  # under the runs root, where `demo` finds the newest index
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg.out = runs_root(PROJECT) / "indexes" / f"{Path(cfg.videos).name}-{stamp}.pt"
     check_writable_file(cfg.out, "--out")  # before any clip is embedded
     trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
     # no --annotations: the training run's own, so that hits show captions and categories
@@ -117,10 +123,12 @@ def data(cfg: DataConfig) -> int:
 
     if cfg.action == "synth":
         from multi_net.synth import DEFAULT_SMALL_VIDEOS, DEFAULT_VIDEOS, generate
+        from shared.paths import data_root
         from shared.runs import check_writable_dir
 
-        if cfg.out is None:
-            raise UserError("data synth needs --out DIR (where videos/ and annotations.json go)")
+        if cfg.out is None:  # under the data root, never in the current folder or the checkout
+            cfg.out = data_root(cfg.data_dir) / "synth"
+            info(f"writing the benchmark into {cfg.out} (--out DIR for another folder)", cfg.quiet)
         check_writable_dir(cfg.out, "--out")
         print(
             json.dumps(

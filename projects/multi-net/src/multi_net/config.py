@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, RunConfig, arg
+from shared.config import SEED_RANGE, RunConfig, apply_defaults, arg
 from shared.demo import DemoOptions
 from shared.errors import UserError
 
@@ -131,12 +130,8 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
 def apply_preset(cfg) -> None:
     """Set the preset's values on fields still at their defaults (so explicit flags win; a flag
     given at its default value counts as not given)."""
-    if cfg.preset == "none":
-        return
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    for name, value in PRESETS[cfg.preset].items():
-        if getattr(cfg, name) == defaults[name]:
-            setattr(cfg, name, value)
+    if cfg.preset != "none":
+        apply_defaults(cfg, PRESETS[cfg.preset])
 
 
 @dataclass
@@ -149,7 +144,9 @@ class EvaluateConfig(RunConfig, DataOptions):
 class IndexConfig:
     checkpoint: Path | None = arg(None, "checkpoint written by 'multi-net train'", required=True)
     videos: Path | None = arg(None, "folder of videos to index", required=True)
-    out: Path | None = arg(None, "index file to write (e.g. index.pt)", required=True)
+    out: Path | None = arg(
+        None, "index file to write (default: <runs root>/multi-net/indexes/<videos>-<time>.pt)"
+    )
     annotations: list[Path] = arg(
         default_factory=list, help="annotation files for metadata (categories, captions)"
     )
@@ -186,7 +183,10 @@ class DataConfig:
         positional=True,
     )
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
-    out: Path | None = arg(None, "synth: folder to write videos/ and annotations.json into")
+    out: Path | None = arg(
+        None,
+        "synth: folder to write videos/ and annotations.json into (default: <data root>/synth)",
+    )
     videos: int | None = arg(
         None,
         "synth: clips in all, one per combination for test and for validation, the rest to train "

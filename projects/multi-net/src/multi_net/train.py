@@ -24,7 +24,12 @@ from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, clip_identit
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.batching import EpochBatches
-from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume
+from shared.checkpoint import (
+    CheckpointManager,
+    check_resume_settings,
+    load_checkpoint,
+    resolve_resume,
+)
 from shared.config import to_jsonable
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import gather_with_grad, is_main, world_size
@@ -277,6 +282,20 @@ def features_now(cfg, trained: nn.Module, feats: VideoFeatures, ids, cache: Deco
 # --- the run ---------------------------------------------------------------------------------
 
 
+MODEL_SETTINGS = (
+    "preset",
+    "clip_model",
+    "num_frames",
+    "temporal",
+    "motion",
+    "fusion_dim",
+    "fusion_layers",
+    "audio_width",
+    "audio_encoder",
+    "freeze_encoders",
+)
+
+
 def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -286,6 +305,8 @@ def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
         if resume_path
         else None
     )
+    if resumed is not None:  # the model a run started with is the one it goes on with
+        check_resume_settings(resume_path, resumed["config"], cfg, MODEL_SETTINGS)
     data, splits = load_data(cfg)
     clip, tokenizer, size, model = build_models(cfg, device, resumed)
     params = decode_params(cfg, size)
