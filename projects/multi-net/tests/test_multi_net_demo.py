@@ -154,3 +154,22 @@ def test_crafted_indexes_are_refused(indexed, tmp_path, capsys):
     for name in ("short", "nan", "ids"):
         argv = ["recommend", "--index", tmp_path / f"{name}.pt", "--text", "x"]
         assert_clean_failure(main, argv, capsys, cases[name][1])
+
+
+def test_crafted_checkpoints_are_refused_before_building(indexed, tmp_path, capsys):
+    """Model settings in a checkpoint are bounded and checked against its weights first."""
+    root, run, index = indexed
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    fusion = state["fusion_config"]
+    cases = {
+        "layers": ({**state, "fusion_config": {**fusion, "fusion_layers": 100000}}, "outside"),
+        "width": ({**state, "fusion_config": {**fusion, "fusion_dim": 1024}}, "do not fit"),
+        "keys": ({**state, "fusion_config": {**fusion, "evil": 1}}, "not a multi-net model"),
+        "frames": ({**state, "decode": {**state["decode"], "size": 10**6}}, "size=1000000"),
+        "config": ({**state, "config": "x"}, "damaged checkpoint"),
+    }
+    for name, (payload, message) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(payload, path)
+        argv = ["recommend", "--index", index, "--text", "a red square", "--checkpoint", path]
+        assert_clean_failure(main, argv, capsys, message)
