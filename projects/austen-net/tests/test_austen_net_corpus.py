@@ -133,14 +133,16 @@ def test_a_download_of_another_edition_is_refused(real_data, tmp_path, monkeypat
 
     sample = find_local(real_data / "austen")[105]
 
-    def fake_fetch(urls, dest, sha256=None, quiet=False):  # what a mirror would serve
+    def fake_fetch(urls, dest, sha256=None, quiet=False, hint=None):  # what a mirror would serve
+        dest.parent.mkdir(parents=True, exist_ok=True)  # as fetch does
         shutil.copy(sample, dest)
         return dest
 
     monkeypatch.setattr(corpus, "fetch", fake_fetch)
     assert corpus.download_works(tmp_path / "good", [105], quiet=True)[105].is_file()
 
-    def edited_fetch(urls, dest, sha256=None, quiet=False):
+    def edited_fetch(urls, dest, sha256=None, quiet=False, hint=None):
+        dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(sample.read_bytes().replace(b"Kellynch", b"Kellinch"))
         return dest
 
