@@ -174,7 +174,7 @@ def test_hostile_audio_and_checkpoints(checkpoint, capsys, tmp_path):
         "one.pt": "2 or more distinct names",
         "rate.pt": "sample_rate=1000000000000 is outside",
         "fft.pt": "n_fft=1099511627776 is outside",
-        "keys.pt": "feature settings are not audio-net's",
+        "keys.pt": "its feature_params is not one this code writes",
         "backbone.pt": "unknown model",
         "weights.pt": "do not fit",
         "types.pt": "2 or more distinct names",

@@ -92,7 +92,10 @@ def crafted_checkpoints(state: dict) -> dict[str, tuple[dict, str]]:
         "layers": ({**state, "model_config": {**cfg, "n_layer": 100000}}, "n_layer=100000"),
         "context": ({**state, "model_config": {**cfg, "block_size": 10**10}}, "block_size="),
         "width": ({**state, "model_config": {**cfg, "n_embd": 4096}}, "do not fit"),
-        "unknown": ({**state, "model_config": {**cfg, "evil": 1}}, "not an austen-net model"),
+        "unknown": (
+            {**state, "model_config": {**cfg, "evil": 1}},
+            "its model_config is not one this code writes",
+        ),
         "layer_count": ({**state, "model_config": {**cfg, "n_layer": 3}}, "say 3 layers"),
         "no_kind": ({**state, "tokenizer": {"chars": "abc"}}, "tokenizer is damaged"),
         "bad_kind": ({**state, "tokenizer": {"kind": "pickle"}}, "tokenizer is damaged"),
@@ -114,7 +117,10 @@ def crafted_checkpoints(state: dict) -> dict[str, tuple[dict, str]]:
             "tokenizer is damaged",
         ),
         "not_dict": ({**state, "tokenizer": [1, 2]}, "tokenizer is damaged"),
-        "config_type": ({**state, "model_config": "tiny"}, "not an austen-net model"),
+        "config_type": (
+            {**state, "model_config": "tiny"},
+            "its model_config is not one this code writes",
+        ),
     }
 
 

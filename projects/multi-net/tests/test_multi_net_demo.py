@@ -164,7 +164,10 @@ def test_crafted_checkpoints_are_refused_before_building(indexed, tmp_path, caps
     cases = {
         "layers": ({**state, "fusion_config": {**fusion, "fusion_layers": 100000}}, "outside"),
         "width": ({**state, "fusion_config": {**fusion, "fusion_dim": 1024}}, "do not fit"),
-        "keys": ({**state, "fusion_config": {**fusion, "evil": 1}}, "not a multi-net model"),
+        "keys": (
+            {**state, "fusion_config": {**fusion, "evil": 1}},
+            "its fusion_config is not one this code writes",
+        ),
         "frames": ({**state, "decode": {**state["decode"], "size": 10**6}}, "size=1000000"),
         "config": ({**state, "config": "x"}, "damaged checkpoint"),
     }

@@ -178,10 +178,6 @@ def model_from_checkpoint(
     for real and loaded. A project checks its own sanity bounds (e.g. a layer count against the
     weights' keys) before calling this, so that the meta build itself stays cheap.
     """
-    if not isinstance(weights, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
-    ):
-        raise UserError(f"{path}: its model weights are not a mapping of names to tensors")
     try:
         with torch.device("meta"):
             probe = build()
@@ -240,6 +236,21 @@ def check_bounds(path: str | Path, settings: dict[str, Any], bounds: dict[str, t
                 f"{path}: its setting {name}={value!r} is outside {low}..{high}: "
                 "not a checkpoint this code wrote"
             )
+
+
+def settings_from_checkpoint(
+    cls: type, raw: Any, bounds: dict[str, tuple], path: str | Path, what: str
+) -> Any:
+    """Dataclass ``cls`` from a checkpoint's ``raw`` settings: a dict of ``cls``'s fields only,
+    within ``bounds`` (missing fields take ``cls``'s defaults), else one ``UserError`` saying that
+    ``what`` (e.g. "its fusion_config") is not what this code writes."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(raw, dict) or not set(raw) <= fields:
+        raise UserError(f"{path}: {what} is not one this code writes")
+    check_bounds(path, {**dataclasses.asdict(cls()), **raw}, bounds)
+    return cls(**raw)
 
 
 def check_resume_settings(

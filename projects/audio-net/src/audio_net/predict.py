@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +11,12 @@ from audio_net.audio import MAX_RATE, MIN_RATE, AudioError, read_audio
 from audio_net.config import PredictConfig
 from audio_net.features import FeatureParams, LogMel, featurize_waves
 from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
-from shared.checkpoint import check_bounds, load_checkpoint, model_from_checkpoint, reading
+from shared.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    reading,
+    settings_from_checkpoint,
+)
 from shared.device import select_device
 from shared.errors import UserError
 
@@ -48,12 +52,9 @@ def checked_labels(state: dict, path: Path) -> list[str]:
 
 
 def checked_feature_params(state: dict, path: Path) -> FeatureParams:
-    raw = state["feature_params"]
-    fields = {f.name for f in dataclasses.fields(FeatureParams)}
-    if not isinstance(raw, dict) or not set(raw) <= fields:
-        raise UserError(f"{path}: its feature settings are not audio-net's")
-    check_bounds(path, {**dataclasses.asdict(FeatureParams()), **raw}, FEATURE_BOUNDS)
-    return FeatureParams(**raw)
+    return settings_from_checkpoint(
+        FeatureParams, state["feature_params"], FEATURE_BOUNDS, path, "its feature_params"
+    )
 
 
 def load_classifier(

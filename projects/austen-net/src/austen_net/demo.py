@@ -16,7 +16,7 @@ import torch
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
-from shared.config import checked_number
+from shared.config import SEED_RANGE, checked_number
 from shared.demo import DemoOptions, find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
@@ -68,13 +68,19 @@ class Writer:
         top_p: float | None,
         seed: int | None = None,
     ) -> Iterator[tuple[str, float]]:
-        """(text so far, tokens per second) after every generated token."""
+        """(text so far, tokens per second) after every generated token. Every value is checked
+        with the CLI's rules: the page's sliders do not bind a client that calls the API."""
+        if not isinstance(prompt, str):
+            raise UserError("the prompt must be text")
         prompt = newlines(prompt)
         check_text(self.tok, prompt, "prompt", MAX_PROMPT_CHARS)
-        if not 1 <= tokens <= 5000:
-            raise UserError("length must be between 1 and 5000 tokens")
-        if temperature < 0 or top_k < 0 or (top_p is not None and not 0 < top_p <= 1):
-            raise UserError("temperature and top-k must be >= 0, top-p in (0, 1]")
+        tokens = checked_number(tokens, "length", int, low=1, high=5000)
+        temperature = checked_number(temperature, "temperature", float, low=0, high=100)
+        top_k = checked_number(top_k, "top-k", int, low=0, high=1 << 20)
+        if top_p is not None:
+            top_p = checked_number(top_p, "top-p", float, above=0, high=1)
+        if seed is not None:
+            seed = checked_number(seed, "seed", int, **SEED_RANGE)
         generator = torch.Generator()
         generator.manual_seed(seed) if seed is not None else generator.seed()
         ids = self.tok.encode(prompt) or self.tok.encode("\n")
@@ -124,18 +130,10 @@ def build_app(opts: DemoOptions):
     writer = Writer(served.checkpoint, device)
 
     def write(prompt, tokens, temperature, top_k, top_p, seed):
-        try:  # the page's limits do not bind a client that calls the API: the same rules as the CLI
-            tokens = checked_number(tokens, "length", int, low=1, high=5000)
-            temperature = checked_number(temperature, "temperature", float, low=0, high=100)
-            top_k = checked_number(top_k, "top-k", int, low=0, high=1 << 20)
-            top_p = None if top_p is None else checked_number(top_p, "top-p", float, above=0)
-            top_p = None if top_p is None or top_p >= 1 else top_p
-            seed = (
-                None if seed is None else checked_number(seed, "seed", int, low=-1, high=2**32 - 1)
-            )
-            seed = None if seed is None or seed < 0 else seed
-            if not isinstance(prompt, (str, type(None))):
-                raise UserError("the prompt must be text")
+        # the page's "off" values: top-p 1 and seed -1 (anything else is checked by stream)
+        top_p = None if isinstance(top_p, (int, float)) and top_p == 1 else top_p
+        seed = None if isinstance(seed, (int, float)) and seed == -1 else seed
+        try:
             text, speed, n = prompt or "", 0.0, 0
             stream = writer.stream(prompt or "", tokens, temperature, top_k, top_p, seed)
             for text, speed in stream:

@@ -7,7 +7,6 @@ checked before sentencepiece reads it; anything wrong is one ``UserError``.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -15,7 +14,12 @@ import torch
 from austen_net.data import bits_per_char, predicted_chars, total_nll
 from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
-from shared.checkpoint import check_bounds, load_checkpoint, model_from_checkpoint, reading
+from shared.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    reading,
+    settings_from_checkpoint,
+)
 from shared.errors import UserError
 
 PROJECT = "austen-net"
@@ -36,15 +40,9 @@ MAX_TOKENIZER_BYTES = 64 << 20
 
 def checked_config(state: dict, path: Path | str) -> GPTConfig:
     """The checkpoint's ``GPTConfig``, refused if it is not one this code could have written."""
-    raw = state["model_config"]
-    fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    if not isinstance(raw, dict) or not set(raw) <= fields:
-        raise UserError(f"{path}: its model_config is not an austen-net model configuration")
-    check_bounds(path, {**GPTConfig().as_dict(), **raw}, CONFIG_BOUNDS)
-    try:
-        cfg = GPTConfig(**raw)
-    except TypeError as exc:
-        raise UserError(f"{path}: its model_config is invalid ({exc})") from exc
+    cfg = settings_from_checkpoint(
+        GPTConfig, state["model_config"], CONFIG_BOUNDS, path, "its model_config"
+    )
     if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
         raise UserError(f"{path}: n_embd {cfg.n_embd} does not split into {cfg.n_head} heads")
     weights = state["model"]

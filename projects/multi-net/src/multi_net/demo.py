@@ -29,7 +29,6 @@ from shared.paths import cache_root, runs_root
 
 COLUMNS = ["rank", "video_id", "score", "caption", "category"]
 MAX_QUERY_CHARS = 500
-NO_UPLOADS = 1024  # bytes: the page has no upload field
 
 
 def newest_index() -> Path:
@@ -165,4 +164,4 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
 def run_demo(opts: DemoOptions, index: Path | None, videos: Path | None = None) -> int:
     # the player may serve the indexed files themselves, nothing else (no folder is allowed)
     app, files = build_app(opts, index, videos)
-    return serve(app, opts, allowed_paths=files, max_file_size=NO_UPLOADS)
+    return serve(app, opts, allowed_paths=files)  # no upload field: serve's 1 KB upload limit

@@ -7,7 +7,6 @@ apart from its training scripts.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from shared.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     reading,
+    settings_from_checkpoint,
 )
-from shared.errors import UserError
 
 PROJECT = "multi-net"
 CHECKPOINT_KEYS = ("model", "config", "fusion_config", "decode", "end_to_end")
@@ -113,12 +112,9 @@ FUSION_BOUNDS = {  # far around every preset; checked before anything is built
 
 
 def checked_fusion_config(state: dict, path: Path) -> FusionConfig:
-    raw = state["fusion_config"]
-    fields = {f.name for f in dataclasses.fields(FusionConfig)}
-    if not isinstance(raw, dict) or not set(raw) <= fields:
-        raise UserError(f"{path}: its fusion_config is not a multi-net model configuration")
-    check_bounds(path, {**FusionConfig().as_dict(), **raw}, FUSION_BOUNDS)
-    return FusionConfig(**raw)
+    return settings_from_checkpoint(
+        FusionConfig, state["fusion_config"], FUSION_BOUNDS, path, "its fusion_config"
+    )
 
 
 class TrainedModel:
