@@ -27,9 +27,9 @@ def test_bad_inputs(capsys, tmp_path):
         (["train", "--epochs", "0"], "at least 1"),
         (["train", "--cv", "1"], "--cv takes K >= 2"),
         (["train", "--data-dir", tmp_path, "--no-download"], "data download"),
-        (["train", "--data-dir", one_genre, "--no-pretrained"], "at least 2 genres"),
-        (["train", "--data-dir", two_each, "--no-pretrained"], "val split is empty"),
-        (["train", "--data-dir", two_each, "--cv", "3"], "needs at least 3 clips of every genre"),
+        (["train", "--data-dir", one_genre, "--no-pretrained"], "one label folder (disco)"),
+        (["train", "--data-dir", two_each, "--no-pretrained"], "too few clips of blues, classical"),
+        (["train", "--data-dir", two_each, "--cv", "3"], "needs at least 3 clips of every label"),
         # weights that cannot be had: refused before the run folder exists (no orphan folder)
         (["train", "--data-dir", three_each, "--weights", tmp_path / "no.pth"], "no such file"),
         (

@@ -110,9 +110,9 @@ def test_small_sets_get_a_validation_and_a_test_clip_per_genre(tmp_path):
         assert [sum(c.genre == g for c in split[part]) for g in range(10)] == [n] * 10
     check_split(split)
     two = [c for c in clips if c.genre == 0][:2]
-    with pytest.raises(UserError, match="at least 2 genres"):
+    with pytest.raises(UserError, match="at least 2 labels"):
         check_split(split_clips([c for c in clips if c.genre == 0], seed=0))
-    with pytest.raises(UserError, match="val split is empty"):
+    with pytest.raises(UserError, match="too few clips of blues, classical for a train/vali"):
         check_split(split_clips(two + [c for c in clips if c.genre == 1][:2], seed=0))
 
 
@@ -123,7 +123,9 @@ def test_cv_folds_cover_every_clip_once(tmp_path):
     assert sorted(names) == sorted(c.name for c in clips)
     assert all(sorted(c.genre for c in fold) == list(range(10)) for fold in folds)
     assert folds == cv_folds(clips, 5, seed=3) and folds != cv_folds(clips, 5, seed=4)
-    with pytest.raises(UserError, match="needs at least 6 clips of every genre"):
+    with pytest.raises(
+        UserError, match="needs at least 6 clips of every label; too few of blues, classical"
+    ):
         cv_folds(clips, 6, seed=0)
 
 

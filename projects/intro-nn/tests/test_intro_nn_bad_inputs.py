@@ -95,10 +95,8 @@ def test_bad_flags_and_outputs(capsys, tmp_path):
         assert_clean_failure(main, argv, capsys, message, root=tmp_path)
 
 
-def test_predict_without_required_flags_is_refused(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["predict", "loan"])
-    assert exc.value.code == 2 and "--run, --csv" in capsys.readouterr().err
+def test_predict_without_required_flags_is_refused(capsys, tmp_path):
+    assert_clean_failure(main, ["predict", "loan"], capsys, "needs --run", root=tmp_path)
 
 
 def test_malicious_model_files_are_refused_and_never_run(capsys, tmp_path, loan_csv):

@@ -21,6 +21,20 @@ from shared.progress import info
 FORMAT_VERSION = 1
 
 
+def run_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/best.pt`` -> ``<run>``)."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def checkpoint_in(run: Path, names: Iterable[str] = ("best.pt", "last.pt")) -> Path | None:
+    for name in names:
+        for candidate in (run / "checkpoints" / name, run / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any], *, project: str) -> Path:
     """Write ``payload`` (plus the project tag) to ``path`` atomically."""
     path = Path(path)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from shared.checkpoint import checkpoint_in, run_of  # noqa: F401  (demos import them here)
 from shared.config import arg
 from shared.errors import UserError
 from shared.paths import runs_root
@@ -76,20 +77,6 @@ def read_summary(run: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
-
-
-def run_of(checkpoint: Path) -> Path:
-    """The run folder a checkpoint belongs to (``<run>/checkpoints/best.pt`` -> ``<run>``)."""
-    parent = checkpoint.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
-def checkpoint_in(run: Path, names: Iterable[str] = ("best.pt", "last.pt")) -> Path | None:
-    for name in names:
-        for candidate in (run / "checkpoints" / name, run / name):
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def find_run(

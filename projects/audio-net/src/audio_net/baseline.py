@@ -19,7 +19,6 @@ from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from audio_net.dataset import GENRES
 from audio_net.features import Features
 from shared.plots import confusion_matrix_figure
 
@@ -60,8 +59,8 @@ def baseline_report(
     pred = model.predict(x[te])
     if figure is not None:
         confusion_matrix_figure(
-            confusion_matrix(y[te], pred, labels=range(len(GENRES))),
-            GENRES,
+            confusion_matrix(y[te], pred, labels=range(len(feats.label_names))),
+            feats.label_names,
             figure,
             title=f"{title}: MFCC + log-mel statistics, logistic regression",
         )

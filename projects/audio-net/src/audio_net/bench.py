@@ -8,7 +8,7 @@ import torch
 
 from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
-from audio_net.dataset import GENRES, find_gtzan
+from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import compute_features
 from audio_net.model import SpectrogramClassifier, build_backbone
 from audio_net.train import WindowBatches, feature_params, loss_fn
@@ -27,6 +27,7 @@ def run_bench(cfg: BenchConfig) -> int:
     device = select_device(cfg.device)
     run = Run("audio-net", cfg.out, cfg)
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=True)
+    classes = len(labels_of(clips))
     clips = (clips * (cfg.clips // len(clips) + 1))[: cfg.clips]
     p = feature_params(cfg)
     compute_features(clips[:4], p, device, quiet=True)  # warm-up
@@ -39,9 +40,9 @@ def run_bench(cfg: BenchConfig) -> int:
     x = feats.windows.to(device)
     reps = max(1, (cfg.batch_size * 4) // len(x) + 1)
     x = x.repeat(reps, 1, 1)
-    y = torch.randint(0, len(GENRES), (len(x),), device=device)
+    y = torch.randint(0, classes, (len(x),), device=device)
     model = SpectrogramClassifier(
-        build_backbone(cfg.model, len(GENRES)),
+        build_backbone(cfg.model, classes),
         float(x.float().mean()),
         float(x.float().std()),
     )

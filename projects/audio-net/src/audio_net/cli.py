@@ -29,7 +29,7 @@ def train(cfg: TrainConfig) -> int:
 
 def evaluate(cfg: EvaluateConfig) -> int:
     from audio_net.baseline import baseline_report
-    from audio_net.dataset import find_gtzan
+    from audio_net.dataset import find_gtzan, labels_of
     from audio_net.evaluate import report
     from audio_net.features import load_features
     from audio_net.predict import load_classifier
@@ -39,8 +39,13 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from shared.runs import Run
 
     device = select_device(cfg.device)
-    model, params, _, state = load_classifier(cfg.checkpoint, device)
+    model, params, labels, state = load_classifier(cfg.checkpoint, device)
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
+    if labels_of(clips) != list(labels):
+        raise UserError(
+            f"the data folder's labels ({', '.join(labels_of(clips))}) are not the checkpoint's "
+            f"({', '.join(labels)}): point --data-dir at the data the model was trained on"
+        )
     feats, _ = load_features(clips, params, cache_dir(cfg), device, quiet=cfg.quiet)
     names = [n for n in state["split"][cfg.split] if n in set(feats.names)]
     if not names:

@@ -18,7 +18,9 @@ class DataOptions:
     cache_dir: Path | None = arg(
         None, "feature cache (default: <data root>/cache/audio-net; --data-dir moves it too)"
     )
-    window_seconds: float = arg(3.0, "window length")
+    window_seconds: float = arg(
+        3.0, "window length in seconds (music: 3; spoken words and short sounds: about 1)"
+    )
     hop_seconds: float = arg(1.5, "hop between windows")
     n_mels: int = arg(128, "mel bands")
 
@@ -38,8 +40,8 @@ class TrainConfig(RunConfig, DataOptions):
         "K-fold cross-validation by clip (K >= 2): a network and the baseline per fold, then a "
         "final network on every clip (for small sets; 0: one train/val/test split)",
     )
-    val_fraction: float = arg(0.1, "share of clips for validation (at least 1 per genre)")
-    test_fraction: float = arg(0.1, "share of clips for the held-out test (at least 1 per genre)")
+    val_fraction: float = arg(0.1, "share of clips for validation (at least 1 per label)")
+    test_fraction: float = arg(0.1, "share of clips for the held-out test (at least 1 per label)")
     epochs: int = arg(30, "training epochs")
     batch_size: int = arg(64, "windows per batch")
     lr: float | None = arg(

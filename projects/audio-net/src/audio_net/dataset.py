@@ -1,8 +1,11 @@
-"""GTZAN on disk: find clips in either layout, download the archive, split by clip.
+"""Labelled audio on disk: a folder of label folders (GTZAN or your own), split by clip.
 
-Layouts: Kaggle's ``genres_original/<genre>/<genre>.000NN.wav`` and the original
-``genres/<genre>/<genre>.000NN.au``. The split is by CLIP (stratified by genre, seeded), so the
-windows of one clip never straddle train/val/test and augmentation never reaches evaluation data.
+Any ``DIR/<label>/*.{wav,flac,ogg,mp3,au}`` is a data set: the labels are the subfolder names,
+sorted (as torchvision's ImageFolder does), and travel inside the checkpoint. GTZAN is the default
+and is one such folder; its two layouts are found from their parents too: Kaggle's
+``Data/genres_original/<genre>/<genre>.000NN.wav`` and the original ``genres/<genre>/*.au``.
+The split is by CLIP (stratified by label, seeded), so the windows of one clip never straddle
+train/val/test and augmentation never reaches evaluation data.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 
 from shared.download import data_root, extract, fetch
 from shared.errors import UserError
+from shared.progress import info
 
 GENRES = (
     "blues",
@@ -41,15 +45,35 @@ ARCHIVE_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2
 @dataclass(frozen=True)
 class Clip:
     path: Path
-    genre: int
+    genre: int  # the label's index among the data set's sorted labels
+    label: str = ""  # the label folder's name
+    key: str = ""  # the clip's name where file names repeat across labels ("dog/001")
 
     @property
     def name(self) -> str:
-        return self.path.stem  # e.g. "blues.00042"
+        return self.key or self.path.stem  # e.g. "blues.00042"
+
+
+def labels_of(clips: list[Clip]) -> list[str]:
+    """The data set's labels, in index order."""
+    return sorted({c.label for c in clips})
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def label_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def is_label_root(folder: Path) -> bool:
+    """A folder of label folders: some subfolder holds audio files directly."""
+    return folder.is_dir() and any(audio_files(f) for f in label_folders(folder))
 
 
 def genre_root(folder: Path) -> Path | None:
-    """The folder holding one subfolder per genre, at or just below ``folder``."""
+    """The folder of label folders at ``folder``, or GTZAN's just below it."""
     for candidate in (
         folder,
         folder / "genres_original",
@@ -58,22 +82,33 @@ def genre_root(folder: Path) -> Path | None:
         folder / "gtzan" / "genres",
         folder / "Data" / "genres_original",
     ):
-        if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):
+        if is_label_root(candidate):
             return candidate
     return None
 
 
 def list_clips(root: Path) -> list[Clip]:
-    clips = []
-    for index, genre in enumerate(GENRES):
-        folder = root / genre
-        if folder.is_dir():
-            clips += [
-                Clip(p, index)
-                for p in sorted(folder.iterdir())
-                if p.suffix.lower() in AUDIO_SUFFIXES
-            ]
-    return clips
+    """Every clip under ``root/<label>/``: labels are the sorted subfolder names; a label folder
+    without audio is refused (a typo or a copy that failed), as is a single label."""
+    folders = label_folders(root)
+    empty = [f.name for f in folders if not audio_files(f)]
+    if empty:
+        raise UserError(
+            f"label folder(s) {', '.join(empty)} in {root} hold no audio files "
+            f"({', '.join(sorted(AUDIO_SUFFIXES))}): add clips or remove the folder(s)"
+        )
+    if len(folders) < 2:
+        raise UserError(
+            f"{root} has one label folder ({folders[0].name}); a classifier needs at least 2: "
+            "DIR/<label>/<clip>.wav, one folder per label"
+        )
+    files = [(i, f.name, p) for i, f in enumerate(folders) for p in audio_files(f)]
+    stems = [p.stem for _, _, p in files]
+    repeated = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
+    return [
+        Clip(p, i, label, f"{label}/{p.stem}" if p.stem in repeated else "")
+        for i, label, p in files
+    ]
 
 
 def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = False) -> list[Clip]:
@@ -81,7 +116,10 @@ def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = Fa
     if data_dir is not None:
         root = genre_root(Path(data_dir))
         if root is not None:
-            return _checked(list_clips(root), root)
+            return _checked(list_clips(root), root, quiet)
+        folders = label_folders(Path(data_dir))
+        if folders and not any(any(p.is_dir() for p in f.iterdir()) for f in folders):
+            return list_clips(Path(data_dir))  # your own label folders, none holding audio: say so
     base = data_root(data_dir) / "gtzan"
     root = genre_root(base)
     if root is None:
@@ -102,14 +140,12 @@ def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = Fa
             raise UserError(
                 f"{archive} did not hold genre folders; delete it and {base / 'extracted'}"
             )
-    return _checked(list_clips(root), root)
+    return _checked(list_clips(root), root, quiet)
 
 
-def _checked(clips: list[Clip], root: Path) -> list[Clip]:
-    if not clips:
-        raise UserError(
-            f"{root} has genre folders but no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})"
-        )
+def _checked(clips: list[Clip], root: Path, quiet: bool = False) -> list[Clip]:
+    counts = ", ".join(f"{lab} {sum(c.label == lab for c in clips)}" for lab in labels_of(clips))
+    info(f"{len(clips)} clips in {root}: {counts}", quiet)
     return clips
 
 
@@ -139,34 +175,49 @@ def split_clips(
 
 def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None:
     """Refuse a split that cannot train a classifier or measure it, naming what is missing."""
-    genres = {c.genre for c in split["train"]}
-    if len(genres) < 2:
-        found = ", ".join(GENRES[g] for g in sorted(genres)) or "none"
+    every = [c for part in split.values() for c in part]
+    names = {c.genre: c.label or str(c.genre) for c in every}
+    if len({c.genre for c in split["train"]}) < 2:
+        found = ", ".join(sorted({names[c.genre] for c in split["train"]})) or "none"
         raise UserError(
-            f"training needs clips of at least 2 genres; the training split has {found}"
+            f"training needs clips of at least 2 labels; the training split has {found}"
+        )
+    thin = sorted(
+        names[g] for g in names if sum(c.genre == g for c in every) < (3 if need_test else 2)
+    )
+    if thin and not all(split[n] for n in (("val", "test") if need_test else ("val",))):
+        raise UserError(
+            f"too few clips of {', '.join(thin)} for a train/validation/test split: give each "
+            "label at least 3 clips, or use --cv K on a small set"
         )
     for name in ("val", "test") if need_test else ("val",):
         if not split[name]:
             raise UserError(
-                f"the {name} split is empty: give each genre at least 3 clips (one each for "
+                f"the {name} split is empty: give each label at least 3 clips (one each for "
                 "training, validation and test), or use --cv K on a small set"
             )
+    missing = sorted(names[g] for g in names if not any(c.genre == g for c in split["val"]))
+    if thin and missing:
+        raise UserError(
+            f"too few clips of {', '.join(thin)} to validate on every label: give each label at "
+            "least 3 clips, or use --cv K on a small set"
+        )
 
 
 def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
     """``k`` stratified, seeded folds of whole clips (each clip in exactly one fold)."""
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.bincount([c.genre for c in clips], minlength=len(GENRES))
-    present = counts[counts > 0]
-    if len(present) < 2:
-        raise UserError("cross-validation needs clips of at least 2 genres")
-    if present.min() < k:
-        thin = [GENRES[g] for g in np.flatnonzero((counts > 0) & (counts < k))]
-        raise UserError(
-            f"--cv {k} needs at least {k} clips of every genre; too few of {', '.join(thin)}"
-        )
     labels = np.array([c.genre for c in clips])
+    names = {c.genre: c.label or str(c.genre) for c in clips}
+    present = sorted(names)
+    if len(present) < 2:
+        raise UserError("cross-validation needs clips of at least 2 labels")
+    thin = [names[g] for g in present if (labels == g).sum() < k]
+    if thin:
+        raise UserError(
+            f"--cv {k} needs at least {k} clips of every label; too few of {', '.join(thin)}"
+        )
     folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(labels, labels)
     return [[clips[i] for i in sorted(test)] for _, test in folds]
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score
 
-from audio_net.dataset import GENRES
 from audio_net.features import Features
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
 from shared.runs import Run
@@ -61,19 +60,19 @@ def report(
     clip_pred = per_clip.argmax(1)
     yt, yp = clip_true.cpu().numpy(), clip_pred.cpu().numpy()
     confusion_matrix_figure(
-        confusion_matrix(yt, yp, labels=range(len(GENRES))),
-        GENRES,
+        confusion_matrix(yt, yp, labels=range(len(feats.label_names))),
+        feats.label_names,
         run.figure("confusion_matrix.png"),
         title=f"{title}: clip predictions",
     )
-    # the original's figure, done right: held-out windows with true and predicted genres
+    # the original's figure, done right: held-out windows with true and predicted labels
     pick = np.linspace(0, len(y) - 1, num=min(16, len(y))).astype(int)
     wp = logits.argmax(1).cpu().numpy()
     wt = y.cpu().numpy()
     spectrogram_grid(
         x[pick].float().cpu().numpy(),
         run.figure("spectrograms.png"),
-        titles=true_pred_titles(wt[pick], wp[pick], GENRES),
+        titles=true_pred_titles(wt[pick], wp[pick], feats.label_names),
         colors=label_colors(wt[pick], wp[pick]),
         suptitle=f"{title}: log-mel windows",
     )

@@ -12,14 +12,14 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torchaudio
 
 from audio_net.audio import AudioError, read_audio
-from audio_net.dataset import Clip
+from audio_net.dataset import Clip, labels_of
 from shared.atomic import atomic_path
 from shared.progress import info, progress, warn
 
@@ -125,8 +125,9 @@ class Features:
     windows: torch.Tensor  # (N, n_mels, frames) float16
     clip_of_window: torch.Tensor  # (N,) index into ``names``
     names: list[str]  # clip names, in clip-index order
-    labels: torch.Tensor  # (clips,) genre per clip
+    labels: torch.Tensor  # (clips,) label index per clip
     skipped: list[str]  # "path: reason" for each unusable file
+    label_names: list[str] = field(default_factory=list)  # the data set's labels, index order
 
     def select(self, names: set[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows, window labels and window->clip ids of the clips in ``names``."""
@@ -176,6 +177,7 @@ def compute_features(
             labels.append(clip.genre)
         pending.clear()
 
+    padded = 0
     bar = progress(total=len(clips), quiet=quiet, desc="featurize", unit="clip")
     for i, result in decode_all([c.path for c in clips], p):
         bar.update(1)
@@ -183,6 +185,7 @@ def compute_features(
             skipped.append(str(result))
             continue
         pending.append((clips[i], result))
+        padded += len(result) < p.window_seconds * p.sample_rate
         if len(pending) == batch:
             flush()
     if pending:
@@ -193,6 +196,11 @@ def compute_features(
             f"skipped {len(skipped)} unusable audio file(s): "
             + "; ".join(skipped[:5])
             + (" ..." if len(skipped) > 5 else "")
+        )
+    if padded:
+        info(
+            f"{padded} clip(s) shorter than a window ({p.window_seconds:g} s): padded with silence",
+            quiet,
         )
     if not names:
         from shared.errors import UserError
@@ -231,11 +239,12 @@ def load_features(
     if path is not None and path.is_file():
         try:
             data = torch.load(path, weights_only=True)
-            return Features(**data), True
+            return Features(**{**data, "label_names": labels_of(clips)}), True
         except (RuntimeError, EOFError, OSError, TypeError, KeyError):
             warn(f"feature cache {path} is unreadable: computing it again")
     t0 = time.perf_counter()
     feats = compute_features(clips, p, device, quiet=quiet)
+    feats.label_names = labels_of(clips)
     info(
         f"featurized {len(feats.names)} clips into {len(feats.windows)} windows in "
         f"{time.perf_counter() - t0:.1f} s",
@@ -243,5 +252,6 @@ def load_features(
     )
     if path is not None:
         with atomic_path(path) as tmp:
-            torch.save({f: getattr(feats, f) for f in feats.__dataclass_fields__}, tmp)
+            fields = [f for f in feats.__dataclass_fields__ if f != "label_names"]
+            torch.save({f: getattr(feats, f) for f in fields}, tmp)
     return feats, False

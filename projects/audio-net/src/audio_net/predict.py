@@ -1,4 +1,4 @@
-"""``audio-net predict``: top genres for audio files of any length, one JSON entry per file."""
+"""``audio-net predict``: top labels (genres) for audio files of any length, one JSON entry per file."""
 
 from __future__ import annotations
 
@@ -100,7 +100,11 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
                 "seconds": round(len(wave) / params.sample_rate, 2),
                 "windows": len(windows),
                 "top": [
-                    {"genre": genres[int(i)], "probability": round(float(p), 4)}
+                    {
+                        "label": genres[int(i)],
+                        "genre": genres[int(i)],  # the older key, the same value
+                        "probability": round(float(p), 4),
+                    }
                     for p, i in zip(top.values, top.indices, strict=True)
                 ],
             }

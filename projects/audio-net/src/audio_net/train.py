@@ -19,11 +19,11 @@ from audio_net.augment import AugmentConfig, augment
 from audio_net.baseline import baseline_report
 from audio_net.config import DataOptions, TrainConfig
 from audio_net.dataset import (
-    GENRES,
     Clip,
     check_split,
     cv_folds,
     find_gtzan,
+    is_label_root,
     split_clips,
     split_from_files,
 )
@@ -53,12 +53,22 @@ CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "back
 
 
 def feature_params(opts: DataOptions) -> FeatureParams:
+    # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
+    # a shorter one is padded with silence
     return FeatureParams(
-        window_seconds=opts.window_seconds, hop_seconds=opts.hop_seconds, n_mels=opts.n_mels
+        window_seconds=opts.window_seconds,
+        hop_seconds=opts.hop_seconds,
+        n_mels=opts.n_mels,
+        min_seconds=min(1.0, opts.window_seconds / 3),
     )
 
 
 def cache_dir(opts: DataOptions):
+    """``--cache-dir``, else ``<data root>/cache/audio-net``; when ``--data-dir`` is itself a
+    folder of label folders (your own sounds), the default data root's: a cache folder inside it
+    would be read as one more label, and nothing is written into the data a user points at."""
+    if opts.cache_dir is None and opts.data_dir is not None and is_label_root(opts.data_dir):
+        return cache_root(PROJECT, None, None)
     return cache_root(PROJECT, opts.cache_dir, opts.data_dir)
 
 
@@ -90,8 +100,11 @@ def make_split(cfg: TrainConfig, clips: list[Clip]) -> dict[str, list[str]]:
 class WindowBatches:
     """Step -> one augmented batch, sliced from the on-device training windows."""
 
-    def __init__(self, x, y, batch_size: int, seed: int, aug: AugmentConfig | None, model) -> None:
+    def __init__(
+        self, x, y, batch_size: int, seed: int, aug: AugmentConfig | None, model, classes: int
+    ) -> None:
         self.x, self.y, self.seed, self.aug, self.model = x, y, seed, aug, model
+        self.classes = classes
         self.order = EpochBatches(len(y), batch_size, seed, x.device)
         self.steps_per_epoch = self.order.steps_per_epoch
 
@@ -100,8 +113,8 @@ class WindowBatches:
         x = self.model.normalise(self.x[idx])
         y = self.y[idx]
         if self.aug is None:
-            return [(x, F.one_hot(y, len(GENRES)).float())]
-        return [augment(x, y, self.aug, make_generator(self.seed, 10_000_000 + step), len(GENRES))]
+            return [(x, F.one_hot(y, self.classes).float())]
+        return [augment(x, y, self.aug, make_generator(self.seed, 10_000_000 + step), self.classes)]
 
 
 class FreezeBody(Callback):
@@ -152,12 +165,12 @@ class Trained:
     chosen_epoch: int
 
 
-def initial_backbone(cfg: TrainConfig, fresh: bool = True) -> torch.nn.Module:
+def initial_backbone(cfg: TrainConfig, classes: int, fresh: bool = True) -> torch.nn.Module:
     """The backbone a run starts from: ImageNet weights (a fresh resnet18 run) or random ones.
     Built before the run folder exists, so that missing weights offline leave no folder behind."""
     return build_backbone(
         cfg.model,
-        len(GENRES),
+        classes,
         cfg.pretrained and fresh and cfg.model == "resnet18",
         cfg.weights if fresh else None,
     )
@@ -189,9 +202,13 @@ def train_network(
     val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
     fresh = resumed is None
     model = SpectrogramClassifier(
-        backbone if backbone is not None else initial_backbone(cfg, fresh), mean, std
+        backbone if backbone is not None else initial_backbone(cfg, len(feats.label_names), fresh),
+        mean,
+        std,
     )
-    batches = WindowBatches(xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model)
+    batches = WindowBatches(
+        xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, len(feats.label_names)
+    )
     spe = batches.steps_per_epoch
     total, warmup, freeze = epochs * spe, int(cfg.warmup_epochs * spe), cfg.freeze_epochs * spe
     freeze = min(freeze, max(total - spe, 0))
@@ -230,7 +247,7 @@ def train_network(
         "config": to_jsonable(cfg),
         "backbone": cfg.model,
         "split": split,
-        "genres": list(GENRES),
+        "genres": list(feats.label_names),
         "feature_params": dataclasses.asdict(feature_params(cfg)),
     }
     result = fit(
@@ -284,7 +301,9 @@ def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
         f"{len(split['test'])} test clips on {device}",
         cfg.quiet,
     )
-    backbone = initial_backbone(cfg, fresh=resumed is None)  # before the folder: may fail
+    backbone = initial_backbone(
+        cfg, len(feats.label_names), fresh=resumed is None
+    )  # before the folder: may fail
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
     trained = train_network(
         cfg,
@@ -359,7 +378,9 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
     device = select_device(cfg.device)
     clips, feats = load_clip_features(cfg, device)
     folds = cv_folds(clips, cfg.cv, cfg.seed)
-    initial_backbone(cfg)  # the weights load (or fail, offline) before the run folder exists
+    initial_backbone(
+        cfg, len(feats.label_names)
+    )  # the weights load (or fail, offline) before the run folder exists
     run = Run(PROJECT, cfg.out, cfg)
     names = [c.name for c in clips]
     rows, fold_runs = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from austen_net.config import (
     BenchConfig,
@@ -16,7 +17,10 @@ from shared.config import Command, run_cli
 from shared.errors import UserError
 
 PROG = "austen-net"
-DESCRIPTION = "A decoder-only transformer trained on Jane Austen's eight works."
+DESCRIPTION = (
+    "A decoder-only transformer trained on Jane Austen's eight works (the default) or on your own "
+    "text (train --text)."
+)
 
 
 def train(cfg: TrainConfig) -> int:
@@ -28,25 +32,45 @@ def train(cfg: TrainConfig) -> int:
 
 
 def evaluate(cfg: EvaluateConfig) -> int:
-    from austen_net.corpus import decode_bytes, load_corpus, split_corpus, strip_gutenberg
+    from austen_net.corpus import (
+        decode_bytes,
+        describe_text,
+        split_corpus,
+        strip_gutenberg,
+        text_files,
+        training_works,
+    )
     from austen_net.inference import PROJECT, bpc_of_texts, load_model
     from shared.checkpoint import run_data_settings
     from shared.device import select_device
+    from shared.progress import warn
     from shared.runs import Run
 
     device = select_device(cfg.device)
     model, tok, state = load_model(cfg.checkpoint, device)
     if cfg.text:
-        texts = []
-        for path in cfg.text:
-            if not path.is_file():
-                raise UserError(f"--text {path}: no such file")
-            texts.append(strip_gutenberg(decode_bytes(path.read_bytes(), str(path))))
-        source = [str(p) for p in cfg.text]
-    else:
+        files = text_files(cfg.text)
+        texts = [strip_gutenberg(decode_bytes(p.read_bytes(), str(p))) for p in files]
+        source = [str(p) for p in files]
+    else:  # the validation split of what the run trained on
         trained = state.get("config", {})
-        cfg = run_data_settings(cfg, trained, ("corpus_dir", "data_dir"), quiet=cfg.quiet)
-        works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
+        own = [Path(p) for p in trained.get("text") or []]
+        if own:
+            missing = [str(p) for p in own if not p.exists()]
+            if missing:
+                raise UserError(
+                    f"the run trained on text that is gone ({', '.join(missing)}): "
+                    "give --text FILE to score other text"
+                )
+            works = training_works(own, None, None, quiet=cfg.quiet)
+            recorded = (state.get("text") or {}).get("sha256")
+            if recorded and recorded != describe_text(own, works)["sha256"]:
+                warn("the run's text files changed since training: its validation split moved")
+        else:
+            cfg = run_data_settings(cfg, trained, ("corpus_dir", "data_dir"), quiet=cfg.quiet)
+            works = training_works(
+                [], cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
+            )
         split = split_corpus(
             works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))
         )
@@ -85,7 +109,9 @@ def demo(cfg: DemoConfig) -> int:
 
 
 COMMANDS = {
-    "train": Command(TrainConfig, train, "train the transformer on the Austen corpus"),
+    "train": Command(
+        TrainConfig, train, "train the transformer on the Austen corpus or on --text FILES"
+    ),
     "evaluate": Command(
         EvaluateConfig, evaluate, "bits per character on the validation split or given texts"
     ),

@@ -40,8 +40,13 @@ class TrainConfig(RunConfig, CorpusOptions):
         "readable text on a laptop CPU in about 10 minutes (BPE 4096, batch 32, 600 steps, "
         "--max-minutes 10; flags you give win)",
     )
+    text: list[Path] = arg(
+        default_factory=list,
+        help="train on your own text instead of the Austen works: UTF-8 files, or folders whose "
+        ".txt files are read (recursively); the end of each file is validation",
+    )
     tokenizer: Literal["bpe", "char"] = arg("bpe", "sentencepiece BPE or characters")
-    vocab_size: int = arg(8192, "BPE vocabulary size")
+    vocab_size: int = arg(8192, "BPE vocabulary size (at most: a small text supports fewer)")
     holdout_works: tuple[int, ...] = arg(
         (), "Gutenberg ids moved whole out of training into validation"
     )
@@ -56,6 +61,10 @@ class TrainConfig(RunConfig, CorpusOptions):
     min_lr_ratio: float = arg(0.1, "final learning rate as a share of the peak (cosine)")
     warmup_steps: int = arg(100, "linear warmup steps")
     weight_decay: float = arg(0.1, "AdamW weight decay on matrices")
+    beta1: float = arg(0.9, "AdamW beta1", low=0, high=0.9999)
+    beta2: float = arg(
+        0.95, "AdamW beta2 (nanoGPT's character recipes use 0.99)", low=0, high=0.9999
+    )
     clip_grad: float = arg(1.0, "gradient-norm clip (0: off)")
     eval_every: int = arg(250, "evaluate on the whole validation split every N steps")
     log_every: int = arg(20, "log training loss every N steps")
@@ -80,13 +89,17 @@ class TrainConfig(RunConfig, CorpusOptions):
             raise UserError("--val-fraction must be between 0 and 0.5")
         if self.lr <= 0:
             raise UserError("--lr must be positive")
+        if self.text and self.holdout_works:
+            raise UserError("--holdout-works names Austen works: it does not apply to --text")
 
 
 @dataclass
 class EvaluateConfig(RunConfig, CorpusOptions):
     checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
     text: list[Path] = arg(
-        default_factory=list, help="text files to score instead of the validation split"
+        default_factory=list,
+        help="text files (or folders of .txt) to score whole, instead of the validation split of "
+        "the run's own text",
     )
     batch_size: int = arg(32, "windows per forward pass")
 

@@ -7,6 +7,8 @@ boundary, so every work is represented and no validation text is seen in trainin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +47,6 @@ BODY_SHA256: dict[int, str] = {
 
 
 def body_sha256(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -101,19 +101,20 @@ def decode_bytes(raw: bytes, name: str = "text") -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def strip_gutenberg(text: str) -> str:
-    """The body between the START and END markers (old and new headers, licence footer removed)."""
+def strip_gutenberg(text: str, markers_only: bool = False) -> str:
+    """The body between the START and END markers (old and new headers, licence footer removed).
+    ``markers_only``: touch nothing but what the markers delimit (a user's own text)."""
     start = START.search(text) or OLD_START.search(text)
     if start:
         text = text[start.end() :]
-    elif text.lstrip().startswith("Title:"):
+    elif text.lstrip().startswith("Title:") and not markers_only:
         # New-style header without a marker: metadata lines up to the first blank-line gap.
         parts = text.split("\n\n\n", 1)
         text = parts[1] if len(parts) == 2 else text
     end = END.search(text)
     if end:
         text = text[: end.start()]
-    old_end = OLD_END.search(text)
+    old_end = None if markers_only and not start else OLD_END.search(text)
     if old_end:
         text = text[: old_end.start()]
     return text.strip("\n") + "\n"
@@ -151,8 +152,6 @@ def download_works(root: Path, ids: list[int], quiet: bool = False) -> dict[int,
     file's sha256 is also recorded on first download and checked after."""
     folder = root / "austen"  # made by the first download that succeeds, not before
     sums_path = folder / "checksums.json"
-    import json
-
     sums = json.loads(sums_path.read_text()) if sums_path.is_file() else {}
     paths = {}
     for work_id in ids:
@@ -199,14 +198,87 @@ def load_corpus(
     return works
 
 
+# --- a user's own text -----------------------------------------------------------------------
+
+TEXT_SUFFIXES = (".txt",)
+
+
+def text_files(paths: list[Path]) -> list[Path]:
+    """The files named, and the ``.txt`` files under the folders named (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
+            found = [p for p in found if p.is_file()]
+            if not found:
+                raise UserError(f"--text {path}: the folder holds no .txt files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"--text {path}: no such file or folder")
+    return list(dict.fromkeys(files))  # a file named twice is read once
+
+
+def load_text(paths: list[Path], quiet: bool = False) -> list[Work]:
+    """A user's own text, one ``Work`` per file (numbered from 0, titled by file name). UTF-8, or
+    cp1252 with a warning; Gutenberg headers stripped only where their markers are present."""
+    works = []
+    for i, path in enumerate(text_files(paths)):
+        text = strip_gutenberg(decode_bytes(path.read_bytes(), str(path)), markers_only=True)
+        if not text.strip():
+            raise UserError(f"--text {path} holds no text")
+        works.append(Work(i, path.name, text))
+    info(
+        f"text: {len(works)} file{'s' * (len(works) != 1)}, "
+        f"{sum(len(w.text) for w in works):,} characters",
+        quiet,
+    )
+    return works
+
+
+def describe_text(paths: list[Path], works: list[Work]) -> dict:
+    """What a run trained on, for its summary: the files, their characters and one sha256."""
+    h = hashlib.sha256()
+    for work in works:
+        h.update(work.text.encode("utf-8"))
+        h.update(b"\x00")
+    return {
+        "files": [str(p) for p in text_files(paths)],
+        "characters": sum(len(w.text) for w in works),
+        "sha256": h.hexdigest(),
+    }
+
+
+def training_works(
+    text: list[Path],
+    corpus_dir: Path | None,
+    data_dir: Path | None,
+    *,
+    quiet: bool = False,
+    download: bool = True,
+) -> list[Work]:
+    """The works a run trains on: the user's ``--text``, else the Austen corpus."""
+    if text:
+        if corpus_dir is not None:
+            raise UserError("give --text or --corpus-dir, not both")
+        return load_text(text, quiet)
+    return load_corpus(corpus_dir, data_dir, quiet=quiet, download=download)
+
+
 # --- splitting -------------------------------------------------------------------------------
 
 
 def paragraph_cut(text: str, fraction: float) -> int:
-    """The first paragraph boundary at or after ``fraction`` of the text."""
+    """The first paragraph boundary at or after ``fraction`` of the text; in a text whose end has
+    none (one long paragraph), the first line break; in one line, the first space."""
     target = int(len(text) * fraction)
-    cut = text.find("\n\n", target)
-    return len(text) if cut < 0 else cut + 2
+    for sep in ("\n\n", "\n", " "):
+        cut = text.find(sep, target, len(text) - 1)
+        if cut >= 0:
+            return cut + len(sep)
+    return len(text)
 
 
 @dataclass
@@ -241,4 +313,9 @@ def split_corpus(
             val.append(work.text[cut:])
     if not train:
         raise UserError("every work is held out: nothing is left to train on")
+    if not val:
+        raise UserError(
+            f"the validation split holds no text (too little text to keep its last "
+            f"{val_fraction:.0%} apart): give more text or raise --val-fraction"
+        )
     return Split(train, val)

@@ -115,7 +115,26 @@ def paragraphs(texts: list[str]):
                 yield para + "\n\n"
 
 
-def train_bpe(texts: list[str], vocab_size: int) -> BPETokenizer:
+def train_bpe(texts: list[str], vocab_size: int, quiet: bool = False) -> BPETokenizer:
+    """A BPE of ``vocab_size`` pieces; on a text too small for that many, the most it supports
+    (sentencepiece's soft limit), with a message."""
+    try:
+        return BPETokenizer(_sentencepiece(texts, vocab_size, hard_limit=True))
+    except RuntimeError as exc:
+        if "Vocabulary size too high" not in str(exc):
+            raise UserError(
+                f"sentencepiece could not train a {vocab_size}-token vocabulary: {exc}"
+            ) from exc
+    tok = BPETokenizer(_sentencepiece(texts, vocab_size, hard_limit=False))
+    info(
+        f"the text supports a vocabulary of {tok.vocab_size} BPE pieces, not {vocab_size}: "
+        f"using {tok.vocab_size} (--vocab-size sets the most)",
+        quiet,
+    )
+    return tok
+
+
+def _sentencepiece(texts: list[str], vocab_size: int, hard_limit: bool) -> bytes:
     buf = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -123,13 +142,14 @@ def train_bpe(texts: list[str], vocab_size: int) -> BPETokenizer:
             model_writer=buf,
             minloglevel=2,
             num_threads=2,
+            hard_vocab_limit=hard_limit,
             **bpe_options(vocab_size),
         )
-    except RuntimeError as exc:
-        raise UserError(
-            f"sentencepiece could not train a {vocab_size}-token vocabulary: {exc}"
-        ) from exc
-    return BPETokenizer(buf.getvalue())
+    except RuntimeError:
+        if hard_limit:
+            raise
+        raise UserError("sentencepiece could not train a vocabulary on this text") from None
+    return buf.getvalue()
 
 
 def cache_key(texts: list[str], kind: str, vocab_size: int) -> str:
@@ -152,7 +172,7 @@ def build_tokenizer(
         if path.is_file():
             return BPETokenizer(path.read_bytes())
     info(f"training a {vocab_size}-token sentencepiece BPE on the training split", quiet)
-    tok = train_bpe(texts, vocab_size)
+    tok = train_bpe(texts, vocab_size, quiet)
     if path is not None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(tok.proto)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from austen_net.config import TrainConfig
-from austen_net.corpus import load_corpus, split_corpus
+from austen_net.corpus import describe_text, split_corpus, training_works
 from austen_net.data import (
     RandomWindows,
     bits_per_char,
@@ -29,6 +29,7 @@ from shared.checkpoint import (
     check_resume_settings,
     load_checkpoint,
     resolve_resume,
+    run_data_settings,
 )
 from shared.config import to_jsonable
 from shared.device import seed_everything, select_device
@@ -72,13 +73,18 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
-    works = load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download)
-    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
     resumed = (
         load_checkpoint(resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
         if resume_path
         else None
     )
+    if resumed is not None:  # a resumed run reads the text it started on unless told otherwise
+        data_flags = ("text", "corpus_dir", "data_dir")
+        cfg = run_data_settings(cfg, resumed["config"], data_flags, quiet=cfg.quiet)
+    works = training_works(
+        cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
+    )
+    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
     if resumed is not None:
         check_resume_settings(resume_path, resumed["config"], cfg, MODEL_SETTINGS)
         gpt_cfg = checked_config(resumed, resume_path)
@@ -112,7 +118,9 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         cfg.quiet,
     )
     run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    optimizer = model.configure_optimizers(cfg.lr, cfg.weight_decay, device=device)
+    optimizer = model.configure_optimizers(
+        cfg.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=device
+    )
     trainer = Trainer(
         model,
         optimizer,
@@ -136,11 +144,13 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
         )
         return {"val_loss": nll / max(count, 1), "val_bpc": bits_per_char(nll, val_chars)}
 
+    source = describe_text(cfg.text, works) if cfg.text else None
     plot = LivePlot(run.figure("loss.png"), every=5, title=f"austen-net {cfg.preset} ({tok.kind})")
     extra = {
         "config": to_jsonable(cfg),
         "model_config": dataclasses.asdict(gpt_cfg),
         "tokenizer": tok.state(),
+        "text": source,
     }
     result = fit(
         trainer,
@@ -169,6 +179,7 @@ def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
     )
     return run, {
         "preset": cfg.preset,
+        "text": source or "the Austen corpus",
         "tokenizer": tok.kind,
         "vocab_size": tok.vocab_size,
         "params_m": round(model.num_params() / 1e6, 2),

@@ -46,6 +46,10 @@ def train(cfg: TrainConfig) -> int:
 
 
 def predict(cfg: PredictConfig) -> int:
+    if cfg.target == "mnist":
+        from intro_nn.inference import predict_digits
+
+        return predict_digits(cfg)
     from intro_nn.loan import predict_loan
 
     return predict_loan(cfg)
@@ -81,7 +85,11 @@ COMMANDS = {
     "train": Command(
         TrainConfig, train, "train the loan MLP (loan), the MNIST MLP/CNN (mnist), or both"
     ),
-    "predict": Command(PredictConfig, predict, "default probabilities for loan rows"),
+    "predict": Command(
+        PredictConfig,
+        predict,
+        "default probabilities for loan rows, or the digits in images (predict mnist --image)",
+    ),
     "bench": Command(
         BenchConfig, bench, "MNIST epoch time (on-device vs DataLoader) and loan CV time as JSON"
     ),

@@ -108,17 +108,28 @@ class TrainConfig(RunConfig):
 
 @dataclass
 class PredictConfig:
-    target: Literal["loan"] = arg("loan", "what to predict (loan)", positional=True)
+    target: Literal["loan", "mnist"] = arg(
+        "loan",
+        "what to predict: loan (rows of a CSV) or mnist (images of handwritten digits)",
+        positional=True,
+    )
     run: Path | None = arg(
         None,
-        "a run folder of 'intro-nn train loan', or its loan_model.skops",
-        required=True,
+        "a run folder of 'intro-nn train' (loan: or its loan_model.skops; mnist: default the "
+        "newest run with an MNIST checkpoint)",
         aliases=("--model",),
     )
     csv: Path | None = arg(
-        None, "CSV of loan rows (same columns as loan_data.csv, target optional)", required=True
+        None, "loan: CSV of loan rows (same columns as loan_data.csv, target optional)"
     )
-    format: Literal["csv", "json"] = arg("csv", "output format")
+    format: Literal["csv", "json"] = arg("csv", "loan: output format (mnist always prints JSON)")
+    image: list[Path] = arg(
+        default_factory=list,
+        help="mnist: image files of one digit each (PNG, JPEG, ...; any size; dark ink on light "
+        "paper or the reverse)",
+    )
+    checkpoint: Path | None = arg(None, "mnist: a checkpoint of 'intro-nn train mnist'")
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "mnist: where to run")
 
 
 @dataclass

@@ -14,15 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from intro_nn.inference import PROJECT, DigitModel, has_mnist, ink, to_mnist  # noqa: F401
 from intro_nn.loan import MODEL_FILE, load_loan_model
 from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
-from intro_nn.mnist_models import build_model
-from intro_nn.mnist_train import CHECKPOINT_KEYS, DIGITS, PROJECT, normalize
-from shared.checkpoint import load_checkpoint, model_from_checkpoint, reading
 from shared.config import checked_number
-from shared.demo import DemoOptions, ServedModel, checkpoint_in, find_run, model_card, refuse, serve
+from shared.demo import DemoOptions, ServedModel, find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -84,101 +81,6 @@ def from_human(values: list[Any]) -> dict[str, float]:
             raise UserError(f"{label} must lie between {lo:,g} and {hi:,g}, not {value:,g}")
         out[col] = float(convert(value))
     return out
-
-
-def ink(image: np.ndarray) -> np.ndarray:
-    """Ink in [0, 1] from a drawing: alpha where the canvas is transparent, else dark on light."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        gray = image
-    elif image.shape[-1] == 4 and image[..., 3].min() < 255:
-        return image[..., 3] / 255.0
-    else:
-        gray = image[..., :3].mean(-1)
-    return 1.0 - gray / 255.0 if gray.mean() > 127 else gray / 255.0
-
-
-def to_mnist(image: np.ndarray) -> np.ndarray:
-    """A drawing as an MNIST digit: (28, 28) uint8, white ink on black, centred like the data set."""
-    from PIL import Image
-
-    amount = ink(image)
-    mask = amount > 0.1
-    if mask.sum() < 4:
-        raise UserError("the canvas is empty: draw a digit first")
-    rows, cols = np.nonzero(mask)
-    crop = amount[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    scale = 20.0 / max(crop.shape)
-    h, w = (max(1, round(s * scale)) for s in crop.shape)
-    small = np.asarray(
-        Image.fromarray((crop * 255).astype(np.uint8)).resize((w, h), Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    )
-    total = small.sum()
-    cy, cx = ((np.indices(small.shape) * small).reshape(2, -1).sum(1) / total).tolist()
-    top, left = round(14 - cy), round(14 - cx)
-    top, left = min(max(top, 0), 28 - h), min(max(left, 0), 28 - w)
-    out = np.zeros((28, 28), dtype=np.float32)
-    out[top : top + h, left : left + w] = small
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def checked_mnist_config(state: dict, path: Path) -> dict:
-    """The model settings of an MNIST checkpoint, refused unless they are ones we could write."""
-    cfg = state["config"]
-
-    def widths(value) -> bool:
-        return (
-            isinstance(value, (list, tuple))
-            and len(value) <= 64
-            and all(isinstance(w, int) and 1 <= w <= 1 << 16 for w in value)
-        )
-
-    if (
-        not isinstance(cfg, dict)
-        or cfg.get("model") not in ("mlp", "cnn")
-        or not widths(cfg.get("mlp_widths"))
-        or not widths(cfg.get("cnn_channels"))
-        or not isinstance(cfg.get("dropout", 0.0), (int, float))
-        or not 0 <= cfg.get("dropout", 0.0) < 1
-    ):
-        raise UserError(f"{path}: its model settings are not an intro-nn MNIST model's")
-    return cfg
-
-
-class DigitModel:
-    """An MNIST network from an `intro-nn train mnist` checkpoint."""
-
-    def __init__(self, checkpoint: Path, device: torch.device) -> None:
-        state = load_checkpoint(
-            checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
-        )
-        with reading(checkpoint):
-            cfg = checked_mnist_config(state, checkpoint)
-            self.model = self._build(cfg, state, checkpoint)
-        self.name = cfg["model"]
-        self.model.to(device).eval()
-        self.device = device
-
-    @staticmethod
-    def _build(cfg: dict, state: dict, checkpoint: Path):
-        return model_from_checkpoint(
-            lambda: build_model(
-                cfg["model"],
-                cfg["mlp_widths"],
-                cfg["cnn_channels"],
-                cfg.get("dropout", 0.0),
-                cfg.get("batch_norm", True),
-            ),
-            state["model"],
-            checkpoint,
-        )
-
-    @torch.no_grad()
-    def probabilities(self, digit: np.ndarray) -> dict[str, float]:
-        x = torch.from_numpy(digit).float().div(255).view(1, 1, 28, 28).to(self.device)
-        p = self.model(normalize(x)).float().softmax(-1)[0].cpu()
-        return {d: float(v) for d, v in zip(DIGITS, p, strict=True)}
 
 
 def loan_row(purpose: str, values: dict[str, float]) -> pd.DataFrame:
@@ -246,10 +148,6 @@ def loan_answer(bundle: dict, row: pd.DataFrame) -> tuple[str, dict[str, float],
     if change:
         text += f" {change[0].upper()}{change[1:]}."
     return text, {"not fully paid": p, "fully paid": round(1 - p, 4)}, d
-
-
-def has_mnist(run: Path) -> bool:
-    return checkpoint_in(run) is not None
 
 
 def has_loan(run: Path) -> bool:

@@ -19,6 +19,12 @@ from sklearn.neural_network import MLPClassifier
 
 from intro_nn.augment import random_affine
 from intro_nn.config import TrainConfig
+from intro_nn.inference import (  # noqa: E402  (older imports of these names from here)
+    CHECKPOINT_KEYS,
+    DIGITS,
+    PROJECT,
+    normalize,
+)
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
 from shared.batching import EpochBatches
@@ -44,10 +50,6 @@ from shared.runs import Run
 from shared.schedules import one_cycle
 from shared.training import Cadence, Trainer, adamw, fit, resume_run
 
-PROJECT = "intro-nn"
-MEAN, STD = 0.1307, 0.3081
-DIGITS = [str(d) for d in range(10)]
-
 
 @dataclass
 class DeviceSplit:
@@ -63,10 +65,6 @@ class DeviceSplit:
 
     def __len__(self) -> int:
         return len(self.y)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    return (x - MEAN) / STD
 
 
 def validation_split(digits: Digits, fraction: float, seed: int):
@@ -181,9 +179,6 @@ def load_mnist(cfg: TrainConfig) -> MnistData:
             "lower --batch-size or give more digits"
         )
     return MnistData(digits, xtr, ytr, xval, yval)
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step", "config")
 
 
 def train_mnist(cfg: TrainConfig, run: Run, data: MnistData) -> dict:

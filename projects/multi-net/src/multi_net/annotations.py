@@ -114,11 +114,49 @@ def _parse_records(records: list) -> Annotations:
     return ann
 
 
+VIDEO_COLUMNS = ("video", "video_id", "videoid", "path", "file")
+CAPTION_COLUMNS = ("caption", "name", "text", "description")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
+
+
+def video_id(value: str) -> str:
+    """A CSV's video cell as an id: ``clips/cat 01.mp4`` -> ``clips/cat 01`` (the folder is kept
+    here; ``locate`` matches it to a file by its name where the folder differs)."""
+    value = value.strip().replace("\\", "/")
+    return value[: -len(Path(value).suffix)] if value.lower().endswith(VIDEO_EXTENSIONS) else value
+
+
+def _parse_caption_csv(rows: list[dict], video: str, caption: str) -> Annotations:
+    """A video-caption CSV (``video,caption``; WebVid's ``videoid,name``): several rows per video
+    allowed, empty captions skipped."""
+    ann = Annotations()
+    for row in rows:
+        vid, text = video_id(row[video] or ""), (row[caption] or "").strip()
+        if not vid:
+            raise ValueError(f"a row without a {video}")
+        if text and text not in ann.captions.setdefault(vid, []):
+            ann.captions[vid].append(text)
+    return ann
+
+
 def _parse_csv(path: Path) -> Annotations:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or "video_id" not in rows[0]:
-        raise ValueError("a CSV needs a video_id column")
+    if not rows:
+        raise ValueError(
+            "no rows below the header: a CSV needs a header with a video column and a caption "
+            "column (video,caption)"
+        )
+    columns = {c.strip().lower(): c for c in rows[0] if c}
+    video = next((columns[c] for c in VIDEO_COLUMNS if c in columns), None)
+    caption = next((columns[c] for c in CAPTION_COLUMNS if c in columns), None)
+    if video is not None and caption is not None:
+        return _parse_caption_csv(rows, video, caption)
+    if "video_id" not in rows[0]:
+        raise ValueError(
+            "a CSV needs a header with a video column and a caption column (video,caption), "
+            "or MSR-VTT's video_id"
+        )
     ann = Annotations()
     name = path.name.lower()
     if "sentence" in rows[0]:  # JSFusion 1k-A test pairs
@@ -155,7 +193,7 @@ def parse_annotations(path: str | Path) -> Annotations:
             return _parse_records(data)
         raise ValueError("unknown JSON layout")
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not an MSR-VTT annotation file I know ({exc})") from exc
+        raise UserError(f"{path} is not an annotation file this program reads ({exc})") from exc
 
 
 def load_annotations(paths: list[Path]) -> Annotations:

@@ -52,10 +52,14 @@ def evaluate(cfg: EvaluateConfig) -> int:
         trained_with.get("seed", 0),
         trained_with.get("val_videos", 500),
     )
-    check_splits(splits)
-    pairs = splits.test if cfg.split == "test" else splits.val
+    if cfg.split == "all":
+        pairs = [(v, data.ann.captions[v][0]) for v in data.videos if data.ann.captions.get(v)]
+    else:
+        check_splits(splits)
+        pairs = splits.test if cfg.split == "test" else splits.val
     if len({v for v, _ in pairs}) < 2:
-        raise UserError(f"fewer than 2 {cfg.split} videos on disk: nothing to score")
+        hint = "" if cfg.split == "all" else ": --split all scores every captioned video"
+        raise UserError(f"fewer than 2 {cfg.split} videos with captions on disk{hint}")
     feats = trained.features({v: data.videos[v] for v, _ in pairs}, cache_dir(cfg), cfg.quiet)
     metrics = evaluate_pairs(
         trained.model,
@@ -68,7 +72,8 @@ def evaluate(cfg: EvaluateConfig) -> int:
         attributes=data.ann.attributes,
     )
     run = Run(PROJECT, cfg.out, cfg)
-    run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **metrics})
+    held_out = {} if cfg.split != "all" else {"held_out": False}  # training videos are scored too
+    run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **held_out, **metrics})
     return 0
 
 

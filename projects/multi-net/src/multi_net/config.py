@@ -137,7 +137,11 @@ def apply_preset(cfg) -> None:
 @dataclass
 class EvaluateConfig(RunConfig, DataOptions):
     checkpoint: Path | None = arg(None, "checkpoint written by 'multi-net train'", required=True)
-    split: Literal["test", "val"] = arg("test", "which pairs to score")
+    split: Literal["test", "val", "all"] = arg(
+        "test",
+        "which pairs to score: the test or validation split, or all (every captioned video on "
+        "disk, with its first caption; training videos included, so not a held-out figure)",
+    )
 
 
 @dataclass

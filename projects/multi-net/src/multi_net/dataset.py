@@ -12,7 +12,7 @@ from multi_net.features import video_files
 from shared.atomic import write_json
 from shared.download import data_root, extract, fetch, file_sha256
 from shared.errors import UserError
-from shared.progress import warn
+from shared.progress import info, warn
 
 # Frozen-in-Time's copy (videos/all/*.mp4 + annotation/MSR_VTT.json) and CLIP4Clip's split files.
 VIDEO_ARCHIVE_URLS = ["https://www.robots.ox.ac.uk/~maxbain/frozen-in-time/data/MSRVTT.zip"]
@@ -84,7 +84,37 @@ def locate(
     ]
     if not files:
         raise UserError(f"no MSR-VTT annotation files under {root}: pass --annotations FILE ...")
-    return MsrVtt(video_files(Path(videos)), load_annotations(list(dict.fromkeys(files))))
+    found = video_files(Path(videos))
+    return MsrVtt(found, matched(load_annotations(list(dict.fromkeys(files))), found))
+
+
+def matched(ann: Annotations, videos: dict[str, Path]) -> Annotations:
+    """Captions named by a path (``clips/cat01``) moved to the id of the video on disk with that
+    name (``cat01``), where the path itself is not an id."""
+    for vid in [v for v in ann.captions if v not in videos and "/" in v]:
+        name = vid.rsplit("/", 1)[1]
+        if name in videos:
+            ann.captions.setdefault(name, []).extend(ann.captions.pop(vid))
+    return ann
+
+
+def coverage(data: MsrVtt, quiet: bool = False) -> None:
+    """Say which captioned videos are missing from disk and which videos on disk have no captions
+    (indexed, never trained on); refuse annotations that name none of the videos on disk."""
+    captioned = {v for v, caps in data.ann.captions.items() if caps}
+    missing = captioned - set(data.videos)
+    if captioned and missing == captioned:
+        shown = ", ".join(sorted(missing)[:3])
+        raise UserError(
+            f"none of the {len(captioned)} captioned videos ({shown}, ...) is in the video "
+            "folder: check --videos and the CSV's video column (file names, with or without "
+            "their extension)"
+        )
+    if missing:
+        warn(f"{len(missing)} captioned video(s) are not in the video folder: left out")
+    silent = len(set(data.videos) - captioned)
+    if silent:
+        info(f"{silent} video(s) have no captions: indexed, not trained on", quiet)
 
 
 @dataclass

@@ -23,9 +23,24 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov"}
 
 
 def video_files(folder: Path) -> dict[str, Path]:
+    """Video id -> file for every video under ``folder`` (recursively, hidden folders skipped).
+    The id is the file name without its extension; where two folders hold the same name, it is
+    the path below ``folder`` (``cats/001``), so no video hides another."""
     if not folder.is_dir():
         raise UserError(f"video folder {folder} does not exist")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+    found = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in VIDEO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+    stems = [p.stem for p in found]
+    repeated = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
+    return {
+        (p.relative_to(folder).with_suffix("").as_posix() if p.stem in repeated else p.stem): p
+        for p in found
+    }
 
 
 @dataclass

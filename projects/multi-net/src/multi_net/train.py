@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from multi_net.config import TrainConfig
-from multi_net.dataset import MsrVtt, Splits, check_splits, locate, standard_split
+from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, standard_split
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.evaluation import evaluate_pairs
 from multi_net.features import VideoFeatures, load_video_features
@@ -62,6 +62,7 @@ def load_data(cfg: TrainConfig) -> tuple[MsrVtt, Splits]:
         quiet=cfg.quiet,
         train_split=cfg.train_split,
     )
+    coverage(data, cfg.quiet)
     splits = standard_split(data, cfg.train_split, cfg.seed, cfg.val_videos)
     check_splits(splits)
     info(
