@@ -60,7 +60,7 @@ def test_official_and_generated_formats(tmp_path):
         )
     assert parse_annotations(tmp_path / "pairs.csv").test_pairs == [("video1", "a cat")]
     (tmp_path / "bad.json").write_text('{"something": 1}')
-    with pytest.raises(UserError, match="not an MSR-VTT annotation"):
+    with pytest.raises(UserError, match="not an annotation file this program reads"):
         parse_annotations(tmp_path / "bad.json")
     with pytest.raises(UserError, match="does not exist"):
         parse_annotations(tmp_path / "nope.json")

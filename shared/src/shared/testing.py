@@ -11,6 +11,7 @@ the tests imports it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -320,3 +321,90 @@ def assert_numeric_flags_checked(main: Callable, commands: dict, capsys) -> int:
                 assert f"argument {flag}" in err and "Traceback" not in err, err
             tried += 1
     return tried
+
+
+# --- README checks: the commands and links a reader copies must work -----------------------------
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def shell_blocks(text: str) -> list[list[str]]:
+    """The lines of each fenced bash/sh block, backslash continuations joined."""
+    blocks = []
+    for lang, body in FENCE.findall(text):
+        if lang in ("bash", "sh", "shell"):
+            blocks.append([line for line in body.replace("\\\n", " ").splitlines() if line.strip()])
+    return blocks
+
+
+def package_argv(line: str, prog: str) -> list[str] | None:
+    """The arguments after ``uv run --package PROG PROG`` on a command line, else None."""
+    import shlex
+
+    tokens = shlex.split(line, comments=True)
+    if tokens[:5] == ["uv", "run", "--package", prog, prog]:
+        return tokens[5:]
+    return None
+
+
+def readme_commands(text: str, prog: str) -> list[list[str]]:
+    found = []
+    for block in shell_blocks(text):
+        found += [a for a in (package_argv(line, prog) for line in block) if a is not None]
+    return found
+
+
+def check_readme_commands(text: str, prog: str, description: str, commands: dict) -> int:
+    """Every ``uv run --package PROG PROG ...`` command in ``text`` parses with PROG's CLI (flags,
+    choices, required flags); an AssertionError names each one that does not. Returns how many."""
+    import contextlib
+    import io
+
+    from shared.config import build_parser, check_required
+
+    parser = build_parser(prog, description, commands)
+    bad = []
+    found = readme_commands(text, prog)
+    for argv in found:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                ns = parser.parse_args(argv)
+                cmd = commands[ns._command]
+                if cmd.config is not None:
+                    check_required(parser.command_parsers[ns._command], cmd.config, ns)
+        except SystemExit:
+            lines = err.getvalue().strip().splitlines() or ["?"]
+            bad.append(f"{prog} {' '.join(argv)}: {lines[-1]}")
+    assert not bad, "README commands that do not parse:\n" + "\n".join(bad)
+    return len(found)
+
+
+def check_readme_links(readme: Path) -> int:
+    """Every relative link and image path in ``readme`` exists. Returns how many were checked."""
+    missing, checked = [], 0
+    for target in LINK.findall(readme.read_text()):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        checked += 1
+        if not (readme.parent / target.split("#")[0]).exists():
+            missing.append(target)
+    assert not missing, f"{readme}: links to missing files: {missing}"
+    return checked
+
+
+def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:
+    """Run the README's first shell block as written (each ``PROG ...`` line through ``main``, in
+    the current folder, ``$DATA`` set to ``data``); every command must exit 0."""
+    block = shell_blocks(readme.read_text())[0]
+    ran = 0
+    for line in block:
+        if line.startswith("DATA="):
+            assert data is not None, "the block needs the sample data"
+            continue
+        argv = package_argv(line.replace("$DATA", str(data)), prog)
+        assert argv is not None, f"not a {prog} command: {line}"
+        assert main(argv) == 0, f"failed as written: {line}"
+        ran += 1
+    return ran

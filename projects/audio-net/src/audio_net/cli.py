@@ -16,7 +16,10 @@ from shared.config import Command, run_cli
 from shared.errors import UserError
 
 PROG = "audio-net"
-DESCRIPTION = "GTZAN music-genre classification: log-mel spectrograms and a fine-tuned ResNet18."
+DESCRIPTION = (
+    "Sound classification (GTZAN genres by default, or your own label folders): log-mel "
+    "spectrograms and a fine-tuned ResNet18."
+)
 
 
 def train(cfg: TrainConfig) -> int:

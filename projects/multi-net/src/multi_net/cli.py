@@ -20,7 +20,10 @@ from shared.config import Command, run_cli
 from shared.errors import UserError
 
 PROG = "multi-net"
-DESCRIPTION = "Multi-modal video search and recommendation on MSR-VTT."
+DESCRIPTION = (
+    "Multi-modal video search and recommendation (MSR-VTT by default, or your own videos with a "
+    "video,caption CSV)."
+)
 
 
 def train(cfg: TrainConfig) -> int:

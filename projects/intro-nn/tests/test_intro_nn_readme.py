@@ -1,0 +1,35 @@
+"""The README as a reader uses it: its commands parse with this CLI, its links exist, its offline
+block runs as written, and a flag that does not exist fails the check."""
+
+from pathlib import Path
+
+import pytest
+
+from intro_nn.cli import COMMANDS, DESCRIPTION, PROG, main
+from shared.testing import check_readme_commands, check_readme_links, run_offline_block
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_commands_parse_and_links_exist():
+    text = README.read_text()
+    assert len(text.encode()) <= 8 * 1024, "a project README stays under 8 KB: move depth to NOTES"
+    assert check_readme_commands(text, PROG, DESCRIPTION, COMMANDS) >= 5
+    assert check_readme_links(README) >= 3
+    assert check_readme_links(README.parent / "NOTES.md") >= 1
+
+
+def test_a_flag_the_cli_does_not_have_fails_the_check():
+    made_up = f"```bash\nuv run --package {PROG} {PROG} train --no-such-flag 3\n```\n"
+    with pytest.raises(AssertionError, match="--no-such-flag"):
+        check_readme_commands(made_up, PROG, DESCRIPTION, COMMANDS)
+
+
+def test_the_offline_block_runs_as_written(real_data, capsys):
+    """The README's first block, pasted: every command exits 0 on the real samples."""
+    assert run_offline_block(README, PROG, main, real_data) >= 3
+
+
+def test_the_front_page_commands_parse():
+    front = README.parents[2] / "README.md"
+    assert check_readme_commands(front.read_text(), PROG, DESCRIPTION, COMMANDS) >= 1
