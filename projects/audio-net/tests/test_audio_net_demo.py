@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audio_net_data import SR, genre_clip, make_learnable_gtzan
+from playwright.sync_api import expect
 
 from audio_net.cli import main
 from audio_net.config import PredictConfig
@@ -134,3 +135,27 @@ def test_browser_uploads_a_song_and_reads_the_genre(trained, tmp_path):
         assert "Error" not in text and text.count("%") == 3, text
         page.screenshot(path=str(screenshot_dir(tmp_path) / "audio-net-demo.png"), full_page=True)
         assert offsite_requests(page, demo.url) == []
+
+
+def test_browser_shows_one_error_for_a_bad_file(trained, tmp_path):
+    """A text file renamed .wav: the message once, one error badge (on the answer), not three."""
+    root, run = trained
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio")
+    with (
+        ServedDemo("audio_net.cli", ["--run", run], cwd=tmp_path) as demo,
+        browser_page(demo.url) as page,
+    ):
+        page.locator("input[type=file]").first.set_input_files(str(bad))
+        page.get_by_role("button", name="Classify", exact=True).click()
+        page.get_by_text("notes.wav", exact=False).last.wait_for()
+        badges = page.locator(".error:not([class*=toast])").filter(has_text="Error")
+        expect(badges.first).to_be_visible()
+        where = [
+            badges.nth(i).evaluate("e => (e.closest('[id]') || {}).id")
+            for i in range(badges.count())
+        ]
+        assert badges.count() == 1 and where[0] == "genres", where  # not on the two figures
+        toast = page.locator(".toast-body")
+        assert toast.count() == 1 and "notes.wav: cannot decode" in toast.inner_text()
+        assert "/" not in toast.inner_text()  # the user's file name, never a server path

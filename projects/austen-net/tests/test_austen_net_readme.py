@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from austen_net.cli import COMMANDS, DESCRIPTION, PROG, main
-from shared.testing import check_readme_commands, check_readme_links, run_offline_block
+from shared.testing import (
+    check_readme_commands,
+    check_readme_links,
+    python_blocks,
+    run_offline_block,
+    run_shell_block,
+    section,
+    shell_blocks,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -28,3 +36,19 @@ def test_a_flag_the_cli_does_not_have_fails_the_check():
 def test_the_offline_block_runs_as_written(real_data, capsys):
     """The README's first block, pasted: every command exits 0 on the real samples."""
     assert run_offline_block(README, PROG, main, real_data) >= 3
+
+
+def test_the_export_section_runs_as_written(capsys):
+    """A tiny model where the README's export command reads it; then the commands and the
+    transformers snippet exactly as the README shows them."""
+    from austen_net_data import write_corpus
+
+    corpus = write_corpus(Path("corpus"), paragraphs=60)
+    argv = ["train", "--corpus-dir", str(corpus), "--preset", "tiny", "--tokenizer", "char"]
+    argv += ["--max-steps", "4", "--eval-every", "2", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--out", "runs/offline/austen-net"]) == 0
+    text = section(README.read_text(), "Export to Hugging Face transformers")
+    assert run_shell_block(shell_blocks(text)[0], PROG, main) == 1
+    capsys.readouterr()
+    exec(python_blocks(text)[0], {})
+    assert "t is a truth" in capsys.readouterr().out  # ("I" may be unseen by a char model)

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from intro_nn.cli import COMMANDS, DESCRIPTION, PROG, main
-from shared.testing import check_readme_commands, check_readme_links, run_offline_block
+from shared.testing import (
+    check_readme_commands,
+    check_readme_links,
+    python_blocks,
+    run_offline_block,
+    run_shell_block,
+    section,
+    shell_blocks,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -33,3 +41,23 @@ def test_the_offline_block_runs_as_written(real_data, capsys):
 def test_the_front_page_commands_parse():
     front = README.parents[2] / "README.md"
     assert check_readme_commands(front.read_text(), PROG, DESCRIPTION, COMMANDS) >= 1
+
+
+def test_the_export_section_runs_as_written(capsys):
+    """A small MLP where the README's export command reads it; then the command and the
+    onnxruntime snippet exactly as the README shows them."""
+    from intro_nn_data import make_digits
+
+    from intro_nn.idx import write_idx
+
+    images, labels = make_digits(300)
+    Path("idx").mkdir()
+    write_idx(Path("idx/t10k-images-idx3-ubyte.gz"), images)
+    write_idx(Path("idx/t10k-labels-idx1-ubyte.gz"), labels)
+    argv = ["train", "mnist", "--data-dir", "idx", "--epochs", "1", "--no-sklearn", "--quiet"]
+    assert main([*argv, "--device", "cpu", "--out", "runs/offline/intro-nn-mnist"]) == 0
+    text = section(README.read_text(), "Export to ONNX")
+    assert run_shell_block(shell_blocks(text)[0], PROG, main) == 1
+    capsys.readouterr()
+    exec(python_blocks(text)[0], {})
+    assert capsys.readouterr().out.strip() in [str(d) for d in range(10)]

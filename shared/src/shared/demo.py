@@ -151,6 +151,25 @@ def refuse(gr, message: str, debug: bool = False):
     return gr.Error(message, print_exception=debug)
 
 
+def quiet_bounds(debug: bool = False) -> None:
+    """Gradio's own range check of a number or slider (an API client sending a value past the
+    slider's end) raises an error whose traceback Gradio prints; make it a refusal like ours: the
+    message in the page, ONE warning line in the terminal (the traceback only with ``--debug``)."""
+    import gradio as gr
+
+    number = gr.components.Number
+    original = getattr(number.raise_if_out_of_bounds, "__wrapped__", number.raise_if_out_of_bounds)
+
+    def checked(num, minimum, maximum) -> None:
+        try:
+            original(num, minimum, maximum)
+        except gr.Error as exc:
+            raise refuse(gr, exc.message, debug) from None
+
+    checked.__wrapped__ = original
+    number.raise_if_out_of_bounds = staticmethod(checked)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -209,6 +228,7 @@ def serve(
     """
     port = opts.port or free_port(opts.host)
     check_port(opts.host, port)
+    quiet_bounds(opts.debug)
     app.queue(default_concurrency_limit=2)
     app.launch(
         server_name=opts.host,

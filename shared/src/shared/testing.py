@@ -339,12 +339,22 @@ def shell_blocks(text: str) -> list[list[str]]:
 
 
 def package_argv(line: str, prog: str) -> list[str] | None:
-    """The arguments after ``uv run --package PROG PROG`` on a command line, else None."""
+    """The arguments after ``uv run [--package PROG] [--extra E] ... PROG`` on a command line,
+    else None (any other command)."""
     import shlex
 
     tokens = shlex.split(line, comments=True)
-    if tokens[:5] == ["uv", "run", "--package", prog, prog]:
-        return tokens[5:]
+    if tokens[:2] != ["uv", "run"]:
+        return None
+    i, package = 2, None
+    while i < len(tokens) and tokens[i].startswith("--"):
+        if tokens[i] in ("--package", "--extra", "--with", "--group") and i + 1 < len(tokens):
+            package = tokens[i + 1] if tokens[i] == "--package" else package
+            i += 2
+        else:
+            i += 1
+    if package == prog and i < len(tokens) and tokens[i] == prog:
+        return tokens[i + 1 :]
     return None
 
 
@@ -394,10 +404,20 @@ def check_readme_links(readme: Path) -> int:
     return checked
 
 
-def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:
-    """Run the README's first shell block as written (each ``PROG ...`` line through ``main``, in
-    the current folder, ``$DATA`` set to ``data``); every command must exit 0."""
-    block = shell_blocks(readme.read_text())[0]
+def section(text: str, heading: str) -> str:
+    """The text of the ``## heading`` section (up to the next heading of that level or higher)."""
+    m = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |^# |\Z)", text, re.S | re.M)
+    assert m, f"no section '## {heading}'"
+    return m.group(1)
+
+
+def python_blocks(text: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(text) if lang == "python"]
+
+
+def run_shell_block(block: list[str], prog: str, main: Callable, data: Path | None = None) -> int:
+    """Run a README's shell block as written: each ``PROG ...`` line through ``main`` in the
+    current folder, ``$DATA`` set to ``data``; every command must exit 0. Returns how many ran."""
     ran = 0
     for line in block:
         if line.startswith("DATA="):
@@ -408,3 +428,8 @@ def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None
         assert main(argv) == 0, f"failed as written: {line}"
         ran += 1
     return ran
+
+
+def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:
+    """Run the README's first shell block (its offline quick start) as written."""
+    return run_shell_block(shell_blocks(readme.read_text())[0], prog, main, data)

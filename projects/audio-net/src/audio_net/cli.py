@@ -9,6 +9,7 @@ from audio_net.config import (
     DataConfig,
     DemoConfig,
     EvaluateConfig,
+    ExportConfig,
     PredictConfig,
     TrainConfig,
 )
@@ -92,6 +93,15 @@ def predict(cfg: PredictConfig) -> int:
     return run_predict(cfg)
 
 
+def export(cfg: ExportConfig) -> int:
+    import json
+
+    from audio_net.export import export_onnx
+
+    print(json.dumps(export_onnx(cfg.checkpoint, cfg.out, cfg.quiet)))
+    return 0
+
+
 def bench(cfg: BenchConfig) -> int:
     from audio_net.bench import run_bench
 
@@ -115,10 +125,13 @@ def demo(cfg: DemoConfig) -> int:
 
 COMMANDS = {
     "train": Command(
-        TrainConfig, train, "train a genre classifier on GTZAN log-mel windows, beside a baseline"
+        TrainConfig, train, "train a classifier on log-mel windows (GTZAN or your label folders)"
     ),
     "evaluate": Command(EvaluateConfig, evaluate, "window and clip accuracy, macro-F1, figures"),
-    "predict": Command(PredictConfig, predict, "top-3 genres for audio files, as JSON"),
+    "predict": Command(PredictConfig, predict, "top-3 labels for audio files, as JSON"),
+    "export": Command(
+        ExportConfig, export, "the classifier as ONNX, with its labels and preprocessing"
+    ),
     "bench": Command(BenchConfig, bench, "featurization and training throughput as JSON"),
     "data": Command(DataConfig, data, "download or check GTZAN"),
     "demo": Command(DemoConfig, demo, "upload or record music, see its genre: a local web page"),

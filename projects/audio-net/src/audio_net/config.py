@@ -115,9 +115,22 @@ class PredictConfig:
     files: list[Path] = arg(
         default_factory=list, help="audio files (wav, au, flac, ogg, mp3)", positional=True
     )
-    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'", required=True)
-    top: int = arg(3, "genres to list per file")
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'")
+    onnx: Path | None = arg(
+        None,
+        "instead of --checkpoint: a model.onnx written by 'audio-net export' (its "
+        "model.json beside it; needs the export extra)",
+    )
+    top: int = arg(3, "labels to list per file")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: Path | None = arg(None, "checkpoint written by 'audio-net train'", required=True)
+    out: Path | None = arg(None, "folder to write model.onnx and model.json into", required=True)
+    format: Literal["onnx"] = arg("onnx", "export format")
+    quiet: bool = arg(False, "no progress messages")
 
 
 @dataclass

@@ -153,8 +153,9 @@ def build_app(opts: DemoOptions, max_seconds: float):
             genres = gr.Label(num_top_classes=3, label="top genres", elem_id="genres")
         spec = gr.Plot(label="log-mel spectrogram")
         timeline = gr.Plot(label="per-window predictions")
+        # a refused file is one message: the error badge shows on the answer, not on all three
         gr.Button("Classify", variant="primary").click(
-            classify, audio, [genres, spec, timeline], api_name="classify"
+            classify, audio, [genres, spec, timeline], api_name="classify", show_progress_on=genres
         )
     return app
 

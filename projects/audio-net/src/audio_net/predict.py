@@ -77,12 +77,27 @@ def load_classifier(
 
 @torch.no_grad()
 def predict_files(cfg: PredictConfig) -> list[dict]:
+    """Top labels per file, from a checkpoint or (``--onnx``) an exported model and its sidecar."""
     if not cfg.files:
         raise UserError("predict needs at least one audio file")
     if cfg.top < 1:
         raise UserError("--top must be at least 1")
-    device = select_device(cfg.device)
-    model, params, genres, _ = load_classifier(cfg.checkpoint, device)
+    if (cfg.checkpoint is None) == (cfg.onnx is None):
+        raise UserError("predict needs --checkpoint C (a trained run) or --onnx MODEL (an export)")
+    if cfg.onnx is not None:
+        from audio_net.export import OnnxClassifier
+
+        device = torch.device("cpu")
+        exported = OnnxClassifier(cfg.onnx)
+        params, genres = exported.params, exported.labels
+        window_probabilities = exported.probabilities
+    else:
+        device = select_device(cfg.device)
+        model, params, genres, _ = load_classifier(cfg.checkpoint, device)
+
+        def window_probabilities(windows: torch.Tensor) -> torch.Tensor:
+            return model(model.normalise(windows)).float().softmax(-1)
+
     logmel = LogMel(params).to(device)
     results = []
     for path in cfg.files:
@@ -92,7 +107,7 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
             results.append({"file": str(path), "error": str(exc)})
             continue
         windows = featurize_waves([wave], logmel, device)[0]
-        probs = model(model.normalise(windows)).float().softmax(-1).mean(0)
+        probs = window_probabilities(windows).mean(0)
         top = torch.topk(probs, min(cfg.top, len(genres)))
         results.append(
             {

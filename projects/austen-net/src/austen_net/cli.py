@@ -10,6 +10,7 @@ from austen_net.config import (
     DataConfig,
     DemoConfig,
     EvaluateConfig,
+    ExportConfig,
     GenerateConfig,
     TrainConfig,
 )
@@ -89,6 +90,15 @@ def generate(cfg: GenerateConfig) -> int:
     return run_generate(cfg)
 
 
+def export(cfg: ExportConfig) -> int:
+    import json
+
+    from austen_net.export import export_hf
+
+    print(json.dumps(export_hf(cfg.checkpoint, cfg.out)))
+    return 0
+
+
 def bench(cfg: BenchConfig) -> int:
     from austen_net.bench import run_bench
 
@@ -116,6 +126,9 @@ COMMANDS = {
         EvaluateConfig, evaluate, "bits per character on the validation split or given texts"
     ),
     "generate": Command(GenerateConfig, generate, "stream text in Austen's style"),
+    "export": Command(
+        ExportConfig, export, "the model and tokenizer for Hugging Face transformers"
+    ),
     "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
     "data": Command(DataConfig, data, "download or check the corpus"),
     "demo": Command(DemoConfig, demo, "stream Austen-style text, score text: a local web page"),

@@ -124,6 +124,15 @@ class GenerateConfig:
 
 
 @dataclass
+class ExportConfig:
+    checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
+    out: Path | None = arg(None, "new folder for the exported model", required=True)
+    format: Literal["hf"] = arg(
+        "hf", "hf: Hugging Face transformers (Llama or GPT-2 layout, safetensors, tokenizer)"
+    )
+
+
+@dataclass
 class BenchConfig(RunConfig):
     preset: Literal["seed", "default", "tiny"] = arg("seed", "model preset to time")
     vocab_size: int = arg(8192, "vocabulary size of the timed model")

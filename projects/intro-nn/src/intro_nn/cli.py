@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from intro_nn.config import BenchConfig, DataConfig, DemoConfig, PredictConfig, TrainConfig
+from intro_nn.config import (
+    BenchConfig,
+    DataConfig,
+    DemoConfig,
+    ExportConfig,
+    PredictConfig,
+    TrainConfig,
+)
 from shared.config import Command, run_cli
 from shared.runs import Run
 
@@ -55,6 +62,19 @@ def predict(cfg: PredictConfig) -> int:
     return predict_loan(cfg)
 
 
+def export(cfg: ExportConfig) -> int:
+    import json
+
+    from intro_nn.export import export_mnist
+    from intro_nn.inference import has_mnist
+    from shared.checkpoint import checkpoint_in
+    from shared.demo import find_run
+
+    served = find_run(PROJECT, cfg, train_command="intro-nn train mnist", has=has_mnist)
+    print(json.dumps(export_mnist(served.checkpoint or checkpoint_in(served.run), cfg.out)))
+    return 0
+
+
 def bench(cfg: BenchConfig) -> int:
     from intro_nn.bench import run_bench
 
@@ -90,6 +110,7 @@ COMMANDS = {
         predict,
         "default probabilities for loan rows, or the digits in images (predict mnist --image)",
     ),
+    "export": Command(ExportConfig, export, "the MNIST network as ONNX, with its preprocessing"),
     "bench": Command(
         BenchConfig, bench, "MNIST epoch time (on-device vs DataLoader) and loan CV time as JSON"
     ),

@@ -133,6 +133,15 @@ class PredictConfig:
 
 
 @dataclass
+class ExportConfig:
+    target: Literal["mnist"] = arg("mnist", "what to export (mnist)", positional=True)
+    checkpoint: Path | None = arg(None, "a checkpoint of 'intro-nn train mnist'")
+    run: Path | None = arg(None, "a run folder (default: the newest run with an MNIST model)")
+    out: Path | None = arg(None, "folder to write model.onnx and model.json into", required=True)
+    format: Literal["onnx"] = arg("onnx", "export format")
+
+
+@dataclass
 class BenchConfig(RunConfig):
     epochs: int = arg(2, "MNIST epochs to time per path")
     batch_size: int = arg(128, "MNIST batch size")

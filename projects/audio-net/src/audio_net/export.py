@@ -1,0 +1,146 @@
+"""``audio-net export``: the classifier as ONNX, with a JSON sidecar holding everything else a
+runtime needs to use it: the labels and the exact preprocessing (audio -> log-mel windows).
+
+The graph takes log-mel windows in dB, ``(batch, n_mels, frames)`` float32 (the batch axis is
+dynamic), normalises them with the training set's statistics inside the graph, and returns the
+logits and the softmax probabilities per window; a clip's answer is the mean of its windows'
+probabilities. ``audio-net predict --onnx model.onnx`` runs the graph with nothing but the sidecar,
+so the sidecar's preprocessing is proven complete by the tests (same top-3 as the checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from audio_net.features import FeatureParams
+from audio_net.predict import FEATURE_BOUNDS, checked_labels, load_classifier
+from shared.atomic import atomic_path, write_json
+from shared.checkpoint import settings_from_checkpoint
+from shared.errors import UserError
+
+MODEL_FILE = "model.onnx"
+SIDECAR_FILE = "model.json"
+FORMAT = "audio-net-onnx-1"
+
+
+def require_onnx(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"ONNX needs {', '.join(missing)}: install the export extra "
+            "(uv sync --package audio-net --extra export)"
+        )
+
+
+class WindowClassifier(torch.nn.Module):
+    """Log-mel windows (N, n_mels, frames) in dB -> (logits, probabilities)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(self.model.normalise(logmel))
+        return logits, logits.softmax(-1)
+
+
+def preprocessing(p: FeatureParams) -> dict:
+    """The exact steps from a sound file to the graph's input, with every number they use."""
+    return {
+        **dataclasses.asdict(p),
+        "window_frames": p.window_frames,
+        "hop_frames": p.hop_frames,
+        "steps": [
+            "decode; mix to mono as the mean of the channels",
+            f"resample to sample_rate ({p.sample_rate} Hz); refuse a clip shorter than min_seconds",
+            f"STFT: n_fft {p.n_fft}, hop_length {p.hop_length}, periodic Hann window of n_fft, "
+            "centred frames (reflect padding), power = re^2 + im^2",
+            f"mel: n_mels {p.n_mels} HTK-scale triangular filters from 0 Hz to sample_rate/2, "
+            "no normalisation (torchaudio.functional.melscale_fbanks)",
+            "dB: 10*log10(max(mel, 1e-10)), then floored at (the clip's maximum - top_db)",
+            "windows: window_frames frames every hop_frames frames; the clip is padded with "
+            "its own minimum (the floor) to fill the last window",
+            "the graph: input logmel (windows, n_mels, window_frames); it normalises inside",
+            "the clip's answer: the mean of its windows' probabilities",
+        ],
+    }
+
+
+def export_onnx(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
+    require_onnx("onnx", "onnxscript", "onnxruntime")
+    model, params, labels, state = load_classifier(checkpoint, torch.device("cpu"))
+    wrapper = WindowClassifier(model).eval()
+    example = torch.randn(2, params.n_mels, params.window_frames)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / MODEL_FILE) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            input_names=["logmel"],
+            output_names=["logits", "probabilities"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+        program.save(str(tmp))
+    sidecar = {
+        "format": FORMAT,
+        "labels": labels,
+        "input": {"name": "logmel", "shape": ["batch", params.n_mels, params.window_frames]},
+        "outputs": ["logits", "probabilities"],
+        "preprocessing": preprocessing(params),
+        "backbone": state["backbone"],
+        "checkpoint": str(checkpoint),
+    }
+    write_json(out / SIDECAR_FILE, sidecar)
+    return {
+        "onnx": str(out / MODEL_FILE),
+        "sidecar": str(out / SIDECAR_FILE),
+        "labels": len(labels),
+        "bytes": (out / MODEL_FILE).stat().st_size,
+    }
+
+
+class OnnxClassifier:
+    """An exported classifier run by onnxruntime, with the sidecar's labels and preprocessing."""
+
+    def __init__(self, path: Path) -> None:
+        require_onnx("onnxruntime")
+        import onnxruntime as ort
+
+        path = Path(path)
+        sidecar_path = path.with_name(SIDECAR_FILE) if path.suffix == ".onnx" else path
+        if not path.is_file():
+            raise UserError(f"--onnx {path}: no such file")
+        if not sidecar_path.is_file():
+            raise UserError(f"--onnx {path}: its sidecar {sidecar_path.name} is not beside it")
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{sidecar_path} is not a readable sidecar ({exc})") from None
+        if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
+            raise UserError(f"{sidecar_path} is not an audio-net ONNX sidecar")
+        self.labels = checked_labels({"genres": sidecar.get("labels")}, sidecar_path)
+        raw = sidecar.get("preprocessing", {})
+        fields = {f.name for f in dataclasses.fields(FeatureParams)}
+        raw = {k: v for k, v in raw.items() if k in fields} if isinstance(raw, dict) else raw
+        self.params = settings_from_checkpoint(
+            FeatureParams, raw, FEATURE_BOUNDS, sidecar_path, "its preprocessing"
+        )
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a bad file
+            raise UserError(f"--onnx {path} is not a model onnxruntime can load ({exc})") from None
+
+    def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
+        (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})
+        return torch.from_numpy(probs)
