@@ -10,7 +10,8 @@ import torch
 from test_audio_net_own_labels import LABELS, write_sounds
 
 from audio_net.cli import main as cli_main
-from audio_net.export import OnnxClassifier, require_onnx
+from audio_net.export import require_onnx
+from audio_net.inference import OnnxClassifier
 from audio_net.predict import load_classifier
 from shared.errors import UserError
 from shared.testing import assert_clean_failure

@@ -120,3 +120,20 @@ def test_bad_label_folders_are_one_message(capsys, tmp_path, trained):
     (other / "door_knock").rename(other / "doorbell")
     argv = ["evaluate", "--checkpoint", run / "checkpoints" / "best.pt", "--data-dir", other]
     assert_clean_failure(cli_main, argv, capsys, "are not the checkpoint's", root=tmp_path)
+
+
+def test_predict_loads_no_training_code(trained, tmp_path):
+    """`predict` in a fresh interpreter: the classifier and the features, not the trainer."""
+    from shared.testing import TRAINING_ONLY, modules_loaded
+
+    root, data, run = trained
+    argv = [
+        "predict",
+        data / LABELS[0] / "000.wav",
+        "--checkpoint",
+        run / "checkpoints" / "best.pt",
+    ]
+    loaded = modules_loaded("audio_net.cli", argv, tmp_path)
+    assert "audio_net.predict" in loaded
+    banned = {"audio_net.train", "audio_net.baseline", *TRAINING_ONLY}
+    assert not loaded & banned, loaded & banned

@@ -226,3 +226,17 @@ def test_evaluate_scores_the_runs_own_corpus(capsys, tmp_path, trained):
     assert f"using the run's own data (--corpus-dir {corpus})" in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["source"] == "validation split" and summary["bpc"] > 0
+
+
+def test_generate_loads_no_training_code(trained, tmp_path):
+    """`generate` in a fresh interpreter: the model and tokenizer, not the trainer or pyplot."""
+    from shared.testing import TRAINING_ONLY, modules_loaded
+
+    ckpt = trained[1]
+    argv = ["generate", "--checkpoint", ckpt, "--max-new-tokens", "5", "--seed", "0"]
+    loaded = modules_loaded("austen_net.cli", argv, tmp_path)
+    assert "austen_net.inference" in loaded
+    assert not loaded & {"austen_net.train", *TRAINING_ONLY}, loaded & {
+        "austen_net.train",
+        *TRAINING_ONLY,
+    }

@@ -94,3 +94,16 @@ def test_bad_images_are_one_message(capsys, trained, tmp_path):
     ]
     for argv, message in cases:
         assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)
+
+
+def test_predict_mnist_loads_no_training_code(trained, tmp_path):
+    """`predict mnist` in a fresh interpreter: the network and the image code, not the trainer."""
+    from shared.testing import TRAINING_ONLY, modules_loaded
+
+    image = photo(3, tmp_path / "3.png", True, 0)
+    loaded = modules_loaded(
+        "intro_nn.cli", ["predict", "mnist", "--run", trained, "--image", image], tmp_path
+    )
+    assert "intro_nn.inference" in loaded
+    banned = {"intro_nn.mnist_train", "intro_nn.loan", *TRAINING_ONLY}
+    assert not loaded & banned, loaded & banned

@@ -9,7 +9,7 @@ import shutil
 from multi_net_data import small_synth
 
 from multi_net.cli import main as cli_main
-from shared.testing import assert_clean_failure
+from shared.testing import TRAINING_ONLY, assert_clean_failure, modules_loaded
 
 
 def main(argv) -> int:
@@ -71,6 +71,13 @@ def test_your_own_videos_and_a_caption_csv(capsys, tmp_path):
     assert built["videos"] == 98  # the uncaptioned clip and the repeated name included
     assert main(["recommend", "--index", index, "--text", "red circle", "--k", "3"]) == 0
     assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+
+    # recommend in a fresh interpreter loads the model and the search, not the trainer
+    argv = ["recommend", "--index", index, "--text", "red circle", "--k", "3"]
+    loaded = modules_loaded("multi_net.cli", argv, tmp_path)
+    assert "multi_net.search" in loaded
+    banned = {"multi_net.train", *TRAINING_ONLY}
+    assert not loaded & banned, loaded & banned
 
 
 def test_a_csv_that_names_no_video_on_disk(capsys, tmp_path):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from shared.config import to_jsonable
+from shared.jsonable import to_jsonable
 
 
 def umask() -> int:

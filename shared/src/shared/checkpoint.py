@@ -16,6 +16,7 @@ import torch
 
 from shared.atomic import atomic_path, stale_temporaries
 from shared.errors import UserError
+from shared.jsonable import to_jsonable
 from shared.progress import info
 
 FORMAT_VERSION = 1
@@ -272,8 +273,6 @@ def check_resume_settings(
 ) -> None:
     """Refuse to resume ``path`` (whose run had config ``saved``) with a command whose ``keys``
     differ: the run would go on with one model and record another in its config and summary."""
-    from shared.config import to_jsonable
-
     saved = saved if isinstance(saved, dict) else {}
     for key in keys:
         now = to_jsonable(getattr(cfg, key))

@@ -25,6 +25,7 @@ from shared.errors import (
     Terminated,
     UserError,
 )
+from shared.jsonable import to_jsonable  # noqa: F401  (imported from here before)
 
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
@@ -221,24 +222,6 @@ def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
         if isinstance(value, list) and typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
             values[name] = tuple(value)
     return cls(**values)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, paths and tuples as plain JSON values; NaN and infinities as None (null).
-
-    Strict JSON has no NaN: ``json.dumps(float("nan"))`` writes ``NaN``, which other parsers reject.
-    """
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 @dataclasses.dataclass

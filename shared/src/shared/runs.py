@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import write_json, write_text
-from shared.config import to_jsonable
 from shared.distributed import broadcast_object, is_main
 from shared.errors import UserError
+from shared.jsonable import to_jsonable
 from shared.paths import runs_root
 
 

@@ -433,3 +433,27 @@ def run_shell_block(block: list[str], prog: str, main: Callable, data: Path | No
 def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:
     """Run the README's first shell block (its offline quick start) as written."""
     return run_shell_block(shell_blocks(readme.read_text())[0], prog, main, data)
+
+
+# --- inference apart from training ------------------------------------------------------------
+
+TRAINING_ONLY = ("shared.training", "matplotlib.pyplot")
+
+
+def modules_loaded(module: str, argv: list, cwd: Path) -> set[str]:
+    """The modules a fresh interpreter has imported after running ``module.main(argv)`` (which
+    must succeed): an inference command must not load the training machinery."""
+    import json
+
+    code = (
+        "import json, sys\n"
+        f"from {module} import main\n"
+        f"code = main({[str(a) for a in argv]!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=1800
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -36,7 +36,7 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from audio_net.dataset import find_gtzan, labels_of
     from audio_net.evaluate import report
     from audio_net.features import load_features
-    from audio_net.predict import load_classifier
+    from audio_net.inference import load_classifier
     from audio_net.train import PROJECT, cache_dir
     from shared.device import select_device
     from shared.precision import autocast, resolve_precision

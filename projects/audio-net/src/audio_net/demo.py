@@ -17,7 +17,7 @@ import torch
 
 from audio_net.audio import AudioError, read_audio
 from audio_net.features import LogMel, featurize_waves
-from audio_net.predict import PROJECT, load_classifier
+from audio_net.inference import PROJECT, load_classifier
 from shared.demo import DemoOptions, find_run, model_card, refuse, remove_upload, serve
 from shared.device import select_device
 from shared.errors import UserError

@@ -11,31 +11,21 @@ so the sidecar's preprocessing is proven complete by the tests (same top-3 as th
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import warnings
 from pathlib import Path
 
 import torch
 
 from audio_net.features import FeatureParams
-from audio_net.predict import FEATURE_BOUNDS, checked_labels, load_classifier
+from audio_net.inference import (  # noqa: F401  (require_onnx: imported from here too)
+    ONNX_FORMAT,
+    SIDECAR_FILE,
+    load_classifier,
+    require_onnx,
+)
 from shared.atomic import atomic_path, write_json
-from shared.checkpoint import settings_from_checkpoint
-from shared.errors import UserError
 
 MODEL_FILE = "model.onnx"
-SIDECAR_FILE = "model.json"
-FORMAT = "audio-net-onnx-1"
-
-
-def require_onnx(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(
-            f"ONNX needs {', '.join(missing)}: install the export extra "
-            "(uv sync --package audio-net --extra export)"
-        )
 
 
 class WindowClassifier(torch.nn.Module):
@@ -93,7 +83,7 @@ def export_onnx(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
         )
         program.save(str(tmp))
     sidecar = {
-        "format": FORMAT,
+        "format": ONNX_FORMAT,
         "labels": labels,
         "input": {"name": "logmel", "shape": ["batch", params.n_mels, params.window_frames]},
         "outputs": ["logits", "probabilities"],
@@ -108,39 +98,3 @@ def export_onnx(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
         "labels": len(labels),
         "bytes": (out / MODEL_FILE).stat().st_size,
     }
-
-
-class OnnxClassifier:
-    """An exported classifier run by onnxruntime, with the sidecar's labels and preprocessing."""
-
-    def __init__(self, path: Path) -> None:
-        require_onnx("onnxruntime")
-        import onnxruntime as ort
-
-        path = Path(path)
-        sidecar_path = path.with_name(SIDECAR_FILE) if path.suffix == ".onnx" else path
-        if not path.is_file():
-            raise UserError(f"--onnx {path}: no such file")
-        if not sidecar_path.is_file():
-            raise UserError(f"--onnx {path}: its sidecar {sidecar_path.name} is not beside it")
-        try:
-            sidecar = json.loads(sidecar_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{sidecar_path} is not a readable sidecar ({exc})") from None
-        if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
-            raise UserError(f"{sidecar_path} is not an audio-net ONNX sidecar")
-        self.labels = checked_labels({"genres": sidecar.get("labels")}, sidecar_path)
-        raw = sidecar.get("preprocessing", {})
-        fields = {f.name for f in dataclasses.fields(FeatureParams)}
-        raw = {k: v for k, v in raw.items() if k in fields} if isinstance(raw, dict) else raw
-        self.params = settings_from_checkpoint(
-            FeatureParams, raw, FEATURE_BOUNDS, sidecar_path, "its preprocessing"
-        )
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for a bad file
-            raise UserError(f"--onnx {path} is not a model onnxruntime can load ({exc})") from None
-
-    def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
-        (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})
-        return torch.from_numpy(probs)

@@ -1,0 +1,125 @@
+"""Inference, apart from training: a checkpoint (or an ONNX export) loaded and checked, with its
+labels and feature settings. ``predict``, ``evaluate``, ``export`` and ``demo`` go through here."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from audio_net.audio import MAX_RATE, MIN_RATE
+from audio_net.features import FeatureParams
+from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
+from shared.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    reading,
+    settings_from_checkpoint,
+)
+from shared.errors import UserError
+
+PROJECT = "audio-net"
+CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "backbone")
+
+
+# a checkpoint's feature settings, bounded before anything is built from them (far around what
+# any audio model uses: the defaults are 22,050 Hz, n_fft 2048, hop 512, 128 mels, 3 s windows)
+FEATURE_BOUNDS = {
+    "sample_rate": (MIN_RATE, MAX_RATE),
+    "n_fft": (16, 1 << 16),
+    "hop_length": (1, 1 << 16),
+    "n_mels": (1, 1024),
+    "window_seconds": (0.05, 600.0),
+    "hop_seconds": (0.01, 600.0),
+    "top_db": (1.0, 400.0),
+    "min_seconds": (0.0, 600.0),
+}
+MAX_LABELS = 100_000
+
+
+def checked_labels(state: dict, path: Path) -> list[str]:
+    labels = state["genres"]
+    if (
+        not isinstance(labels, (list, tuple))
+        or not 2 <= len(labels) <= MAX_LABELS
+        or not all(isinstance(g, str) and g for g in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise UserError(f"{path}: its labels are not a list of 2 or more distinct names")
+    return list(labels)
+
+
+def checked_feature_params(state: dict, path: Path) -> FeatureParams:
+    return settings_from_checkpoint(
+        FeatureParams, state["feature_params"], FEATURE_BOUNDS, path, "its feature_params"
+    )
+
+
+def load_classifier(
+    path: Path, device
+) -> tuple[SpectrogramClassifier, FeatureParams, list[str], dict]:
+    """The classifier of a checkpoint, its feature settings and labels, all checked first."""
+    state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
+    with reading(path):
+        genres = checked_labels(state, path)
+        params = checked_feature_params(state, path)
+        if state["backbone"] not in BACKBONES:
+            raise UserError(f"{path}: unknown model {state['backbone']!r}")
+        model = model_from_checkpoint(
+            lambda: SpectrogramClassifier(build_backbone(state["backbone"], len(genres))),
+            state["model"],
+            path,
+        )
+    return model.to(device).eval(), params, genres, state
+
+
+SIDECAR_FILE = "model.json"
+ONNX_FORMAT = "audio-net-onnx-1"
+
+
+def require_onnx(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"ONNX needs {', '.join(missing)}: install the export extra "
+            "(uv sync --package audio-net --extra export)"
+        )
+
+
+class OnnxClassifier:
+    """An exported classifier run by onnxruntime, with the sidecar's labels and preprocessing."""
+
+    def __init__(self, path: Path) -> None:
+        require_onnx("onnxruntime")
+        import onnxruntime as ort
+
+        path = Path(path)
+        sidecar_path = path.with_name(SIDECAR_FILE) if path.suffix == ".onnx" else path
+        if not path.is_file():
+            raise UserError(f"--onnx {path}: no such file")
+        if not sidecar_path.is_file():
+            raise UserError(f"--onnx {path}: its sidecar {sidecar_path.name} is not beside it")
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{sidecar_path} is not a readable sidecar ({exc})") from None
+        if not isinstance(sidecar, dict) or sidecar.get("format") != ONNX_FORMAT:
+            raise UserError(f"{sidecar_path} is not an audio-net ONNX sidecar")
+        self.labels = checked_labels({"genres": sidecar.get("labels")}, sidecar_path)
+        raw = sidecar.get("preprocessing", {})
+        fields = {f.name for f in dataclasses.fields(FeatureParams)}
+        raw = {k: v for k, v in raw.items() if k in fields} if isinstance(raw, dict) else raw
+        self.params = settings_from_checkpoint(
+            FeatureParams, raw, FEATURE_BOUNDS, sidecar_path, "its preprocessing"
+        )
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a bad file
+            raise UserError(f"--onnx {path} is not a model onnxruntime can load ({exc})") from None
+
+    def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
+        (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})
+        return torch.from_numpy(probs)
