@@ -63,3 +63,14 @@ def make_digits(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         top, left = 4 + rng.integers(-3, 4), 8 + rng.integers(-3, 4)
         images[i, top : top + 20, left : left + 12] += big * rng.uniform(150, 205)
     return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_digit_idx(folder, n: int = 1000):
+    """``make_digits(n)`` as MNIST's IDX test pair in ``folder``; returns (folder, images)."""
+    from intro_nn.idx import write_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels = make_digits(n)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    return folder, images

@@ -7,11 +7,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from intro_nn_data import make_digits
+from intro_nn_data import write_digit_idx
 
 from intro_nn.cli import main as cli_main
 from intro_nn.export import require_onnx
-from intro_nn.idx import write_idx
 from intro_nn.inference import DigitModel, normalize
 from shared.errors import UserError
 from shared.testing import assert_clean_failure
@@ -24,10 +23,7 @@ def main(argv) -> int:
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    images, labels = make_digits(400)
-    (root / "idx").mkdir()
-    write_idx(root / "idx" / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(root / "idx" / "t10k-labels-idx1-ubyte.gz", labels)
+    _, images = write_digit_idx(root / "idx", 400)
     return root, images
 
 

@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from intro_nn_data import FONT, make_digits
+from intro_nn_data import FONT, write_digit_idx
 from PIL import Image, ImageFilter
 
 from intro_nn.cli import main as cli_main
-from intro_nn.idx import write_idx
 from intro_nn.inference import read_digit_image
 from shared.testing import assert_clean_failure
 
@@ -21,11 +20,7 @@ def main(argv) -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
-    folder = root / "idx"
-    folder.mkdir()
-    images, labels = make_digits()
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    folder, _ = write_digit_idx(root / "idx")
     run = root / "run"
     argv = ["train", "mnist", "--model", "cnn", "--data-dir", folder, "--epochs", "8"]
     assert main([*argv, "--no-sklearn", "--device", "cpu", "--out", run, "--quiet"]) == 0

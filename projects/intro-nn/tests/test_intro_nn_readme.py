@@ -3,12 +3,10 @@ block runs as written, and a flag that does not exist fails the check."""
 
 from pathlib import Path
 
-import pytest
-
 from intro_nn.cli import COMMANDS, DESCRIPTION, PROG, main
 from shared.testing import (
+    check_project_readme,
     check_readme_commands,
-    check_readme_links,
     python_blocks,
     run_offline_block,
     run_shell_block,
@@ -19,18 +17,8 @@ from shared.testing import (
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_commands_parse_and_links_exist():
-    text = README.read_text()
-    assert len(text.encode()) <= 8 * 1024, "a project README stays under 8 KB: move depth to NOTES"
-    assert check_readme_commands(text, PROG, DESCRIPTION, COMMANDS) >= 5
-    assert check_readme_links(README) >= 3
-    assert check_readme_links(README.parent / "NOTES.md") >= 1
-
-
-def test_a_flag_the_cli_does_not_have_fails_the_check():
-    made_up = f"```bash\nuv run --package {PROG} {PROG} train --no-such-flag 3\n```\n"
-    with pytest.raises(AssertionError, match="--no-such-flag"):
-        check_readme_commands(made_up, PROG, DESCRIPTION, COMMANDS)
+def test_readme_commands_parse_links_exist_and_a_made_up_flag_fails():
+    check_project_readme(README, PROG, DESCRIPTION, COMMANDS)
 
 
 def test_the_offline_block_runs_as_written(real_data, capsys):
@@ -46,14 +34,9 @@ def test_the_front_page_commands_parse():
 def test_the_export_section_runs_as_written(capsys):
     """A small MLP where the README's export command reads it; then the command and the
     onnxruntime snippet exactly as the README shows them."""
-    from intro_nn_data import make_digits
+    from intro_nn_data import write_digit_idx
 
-    from intro_nn.idx import write_idx
-
-    images, labels = make_digits(300)
-    Path("idx").mkdir()
-    write_idx(Path("idx/t10k-images-idx3-ubyte.gz"), images)
-    write_idx(Path("idx/t10k-labels-idx1-ubyte.gz"), labels)
+    write_digit_idx(Path("idx"), 300)
     argv = ["train", "mnist", "--data-dir", "idx", "--epochs", "1", "--no-sklearn", "--quiet"]
     assert main([*argv, "--device", "cpu", "--out", "runs/offline/intro-nn-mnist"]) == 0
     text = section(README.read_text(), "Export to ONNX")

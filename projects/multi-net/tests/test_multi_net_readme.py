@@ -3,26 +3,14 @@ block runs as written, and a flag that does not exist fails the check."""
 
 from pathlib import Path
 
-import pytest
-
 from multi_net.cli import COMMANDS, DESCRIPTION, PROG, main
-from shared.testing import check_readme_commands, check_readme_links, run_offline_block
+from shared.testing import check_project_readme, run_offline_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_commands_parse_and_links_exist():
-    text = README.read_text()
-    assert len(text.encode()) <= 8 * 1024, "a project README stays under 8 KB: move depth to NOTES"
-    assert check_readme_commands(text, PROG, DESCRIPTION, COMMANDS) >= 5
-    assert check_readme_links(README) >= 3
-    assert check_readme_links(README.parent / "NOTES.md") >= 1
-
-
-def test_a_flag_the_cli_does_not_have_fails_the_check():
-    made_up = f"```bash\nuv run --package {PROG} {PROG} train --no-such-flag 3\n```\n"
-    with pytest.raises(AssertionError, match="--no-such-flag"):
-        check_readme_commands(made_up, PROG, DESCRIPTION, COMMANDS)
+def test_readme_commands_parse_links_exist_and_a_made_up_flag_fails():
+    check_project_readme(README, PROG, DESCRIPTION, COMMANDS)
 
 
 def test_the_offline_block_runs_as_written(capsys):

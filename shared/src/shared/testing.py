@@ -457,3 +457,16 @@ def modules_loaded(module: str, argv: list, cwd: Path) -> set[str]:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def check_project_readme(readme: Path, prog: str, description: str, commands: dict) -> None:
+    """A project's README: at most 8 KB, every ``uv run --package PROG PROG`` command parses, its
+    links and its NOTES.md's exist; and the check itself fails on a flag the CLI does not have."""
+    text = readme.read_text()
+    assert len(text.encode()) <= 8 * 1024, "a project README stays under 8 KB: move depth to NOTES"
+    assert check_readme_commands(text, prog, description, commands) >= 5
+    assert check_readme_links(readme) >= 3
+    assert check_readme_links(readme.parent / "NOTES.md") >= 1
+    made_up = f"```bash\nuv run --package {prog} {prog} train --no-such-flag 3\n```\n"
+    with pytest.raises(AssertionError, match="--no-such-flag"):
+        check_readme_commands(made_up, prog, description, commands)

@@ -96,9 +96,9 @@ def predict(cfg: PredictConfig) -> int:
 def export(cfg: ExportConfig) -> int:
     import json
 
-    from audio_net.export import export_onnx
+    from audio_net.export import export_classifier
 
-    print(json.dumps(export_onnx(cfg.checkpoint, cfg.out, cfg.quiet)))
+    print(json.dumps(export_classifier(cfg.checkpoint, cfg.out, cfg.quiet)))
     return 0
 
 

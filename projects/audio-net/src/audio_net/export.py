@@ -11,7 +11,6 @@ so the sidecar's preprocessing is proven complete by the tests (same top-3 as th
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 import torch
@@ -23,7 +22,8 @@ from audio_net.inference import (  # noqa: F401  (require_onnx: imported from he
     load_classifier,
     require_onnx,
 )
-from shared.atomic import atomic_path, write_json
+from shared.atomic import write_json
+from shared.onnx_export import export_onnx
 
 MODEL_FILE = "model.onnx"
 
@@ -62,26 +62,12 @@ def preprocessing(p: FeatureParams) -> dict:
     }
 
 
-def export_onnx(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
+def export_classifier(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
     require_onnx("onnx", "onnxscript", "onnxruntime")
     model, params, labels, state = load_classifier(checkpoint, torch.device("cpu"))
     wrapper = WindowClassifier(model).eval()
     example = torch.randn(2, params.n_mels, params.window_frames)
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / MODEL_FILE) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            dynamo=True,
-            input_names=["logmel"],
-            output_names=["logits", "probabilities"],
-            dynamic_shapes=({0: batch},),
-            verbose=False,
-        )
-        program.save(str(tmp))
+    export_onnx(wrapper, example, out / MODEL_FILE, "logmel", ["logits", "probabilities"])
     sidecar = {
         "format": ONNX_FORMAT,
         "labels": labels,

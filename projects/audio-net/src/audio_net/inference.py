@@ -4,7 +4,6 @@ labels and feature settings. ``predict``, ``evaluate``, ``export`` and ``demo`` 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from shared.checkpoint import (
     settings_from_checkpoint,
 )
 from shared.errors import UserError
+from shared.extras import require
 
 PROJECT = "audio-net"
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "backbone")
@@ -81,12 +81,7 @@ ONNX_FORMAT = "audio-net-onnx-1"
 
 
 def require_onnx(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(
-            f"ONNX needs {', '.join(missing)}: install the export extra "
-            "(uv sync --package audio-net --extra export)"
-        )
+    require(modules, "audio-net", "export", "ONNX")
 
 
 class OnnxClassifier:

@@ -19,7 +19,6 @@ character never seen). The tests check both against ours.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -32,18 +31,14 @@ from austen_net.inference import load_model
 from austen_net.model import GPT
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, Tokenizer
 from shared.errors import UserError
+from shared.extras import require
 
 LLAMA = ("rope", "rmsnorm", "swiglu")
 GPT2 = ("learned", "layernorm", "gelu")
 
 
 def require_transformers() -> None:
-    missing = [m for m in ("transformers", "safetensors") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(
-            f"export needs {', '.join(missing)}: install the export extra "
-            "(uv sync --package austen-net --extra export)"
-        )
+    require(("transformers", "safetensors"), "austen-net", "export", "export")
 
 
 def layout_of(model: GPT) -> str:

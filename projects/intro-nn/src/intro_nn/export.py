@@ -9,15 +9,14 @@ the sidecar (and in ``inference.read_digit_image``).
 
 from __future__ import annotations
 
-import importlib.util
-import warnings
 from pathlib import Path
 
 import torch
 
 from intro_nn.inference import DIGITS, MEAN, STD, DigitModel, normalize
-from shared.atomic import atomic_path, write_json
-from shared.errors import UserError
+from shared.atomic import write_json
+from shared.extras import require
+from shared.onnx_export import export_onnx
 
 MODEL_FILE = "model.onnx"
 SIDECAR_FILE = "model.json"
@@ -25,12 +24,7 @@ FORMAT = "intro-nn-mnist-onnx-1"
 
 
 def require_onnx(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(
-            f"ONNX needs {', '.join(missing)}: install the export extra "
-            "(uv sync --package intro-nn --extra export)"
-        )
+    require(modules, "intro-nn", "export", "ONNX")
 
 
 class NormalizedDigits(torch.nn.Module):
@@ -68,21 +62,7 @@ def export_mnist(checkpoint: Path, out: Path) -> dict:
     digits = DigitModel(checkpoint, torch.device("cpu"))
     wrapper = NormalizedDigits(digits.model).eval()
     example = torch.rand(2, 1, 28, 28)
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / MODEL_FILE) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            dynamo=True,
-            input_names=["image"],
-            output_names=["logits", "probabilities"],
-            dynamic_shapes=({0: batch},),
-            verbose=False,
-        )
-        program.save(str(tmp))
+    export_onnx(wrapper, example, out / MODEL_FILE, "image", ["logits", "probabilities"])
     write_json(
         out / SIDECAR_FILE,
         {
