@@ -120,6 +120,11 @@ class RunConfig:
     resume: str | None = arg(None, "checkpoint path, or 'latest' for the newest run's last.pt")
     quiet: bool = arg(False, "no progress bars or per-step logging")
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
+    tensorboard: bool = arg(
+        False,
+        "also write the metrics as TensorBoard event files into <run>/tensorboard (needs the "
+        "tensorboard package: uv run --with tensorboard ...)",
+    )
 
 
 def apply_defaults(cfg: Any, values: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ def require(modules: tuple[str, ...], package: str, extra: str, what: str) -> No
     """Refuse ``what`` unless every module in ``modules`` can be imported."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(
-            f"{what} needs {', '.join(missing)}: install the {extra} extra "
-            f"(uv sync --package {package} --extra {extra})"
+        how = (
+            f"uv sync --package {package} --extra {extra}"
+            if package != "shared"
+            else f"uv run --with {' --with '.join(missing)} ..., or pip install {' '.join(missing)}"
         )
+        raise UserError(f"{what} needs {', '.join(missing)}: install the {extra} extra ({how})")

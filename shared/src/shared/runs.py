@@ -20,6 +20,7 @@ from typing import Any
 from shared.atomic import write_json, write_text
 from shared.distributed import broadcast_object, is_main
 from shared.errors import UserError
+from shared.extras import require
 from shared.jsonable import to_jsonable
 from shared.paths import runs_root
 
@@ -135,6 +136,9 @@ class Run:
         *,
         resume_from: Path | None = None,
     ) -> None:
+        self.tensorboard = bool(getattr(config, "tensorboard", False))
+        if self.tensorboard:  # checked before any folder exists
+            require(("tensorboard",), "shared", "tensorboard", "--tensorboard")
         if out is not None:
             path = Path(out)
         elif resume_from is not None and resume_from.parent.name == "checkpoints":
@@ -153,6 +157,8 @@ class Run:
             for d in (self.path, self.checkpoints, self.figures):
                 d.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(path / "metrics.csv", enabled=self.enabled)
+        self._writer = None
+        self._purge_step: int | None = None
         if config is not None and self.enabled:
             write_json(path / "config.json", to_jsonable(config))
 
@@ -160,11 +166,37 @@ class Run:
         return self.figures / name
 
     def log(self, **row: Any) -> None:
+        """One row of metrics: into metrics.csv, and with ``--tensorboard`` into event files under
+        ``<run>/tensorboard`` (scalars by name, at the row's ``step``)."""
         self.metrics.append(row)
+        if self.tensorboard and self.enabled and "step" in row:
+            writer = self._tensorboard_writer()
+            for key, value in row.items():
+                numeric = isinstance(value, (int, float)) and math.isfinite(value)
+                if numeric and key not in ("step", "epoch"):
+                    writer.add_scalar(key, value, int(row["step"]))
+            writer.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """A resumed run drops its rows (and TensorBoard events) past the step it resumes at."""
+        self.metrics.truncate_after("step", step)
+        self._purge_step = step + 1
+
+    def _tensorboard_writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # optional: --tensorboard only
+
+            self._writer = SummaryWriter(
+                log_dir=str(self.path / "tensorboard"), purge_step=self._purge_step
+            )
+        return self._writer
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write summary.json, print the folder and then the summary as the last stdout line."""
         summary = to_jsonable(summary)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if not self.enabled:
             return summary
         write_json(self.path / "summary.json", summary)

@@ -176,7 +176,7 @@ def resume_run(
 
     trainer.load_state_dict(state)
     checkpoints.best = state.get("best_metric")
-    run.metrics.truncate_after("step", trainer.step)
+    run.truncate_after(trainer.step)
     info(f"resumed from {source} at step {trainer.step}", quiet)
 
 
