@@ -98,7 +98,7 @@ def find_run(
             raise UserError(f"--run {opts.run}: no such folder")
         if not has(opts.run):
             raise UserError(
-                f"--run {opts.run} holds no model this demo can serve; make one with "
+                f"--run {opts.run} holds no model for this command; make one with "
                 f"'{train_command}'"
             )
         return ServedModel(opts.run, checkpoint_in(opts.run), read_summary(opts.run))
