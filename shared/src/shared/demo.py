@@ -98,8 +98,7 @@ def find_run(
             raise UserError(f"--run {opts.run}: no such folder")
         if not has(opts.run):
             raise UserError(
-                f"--run {opts.run} holds no model for this command; make one with "
-                f"'{train_command}'"
+                f"--run {opts.run} holds no model for this command; make one with '{train_command}'"
             )
         return ServedModel(opts.run, checkpoint_in(opts.run), read_summary(opts.run))
     root = runs_root(project)

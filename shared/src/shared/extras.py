@@ -7,9 +7,16 @@ import importlib.util
 from shared.errors import UserError
 
 
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
 def require(modules: tuple[str, ...], package: str, extra: str, what: str) -> None:
     """Refuse ``what`` unless every module in ``modules`` can be imported."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not importable(m)]
     if missing:
         how = (
             f"uv sync --package {package} --extra {extra}"

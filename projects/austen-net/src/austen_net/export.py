@@ -38,7 +38,8 @@ GPT2 = ("learned", "layernorm", "gelu")
 
 
 def require_transformers() -> None:
-    require(("transformers", "safetensors"), "austen-net", "export", "export")
+    # protobuf: transformers reads the sentencepiece model through it
+    require(("transformers", "safetensors", "google.protobuf"), "austen-net", "export", "export")
 
 
 def layout_of(model: GPT) -> str:
