@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +17,7 @@ from pathlib import Path
 import pooch
 import requests
 
-from shared.atomic import default_mode
+from shared.atomic import atomic_dir
 from shared.errors import UserError
 from shared.paths import data_root  # noqa: F401  (the data root, re-exported for the projects)
 from shared.progress import bars_enabled, info
@@ -155,20 +152,12 @@ def extract(archive: str | Path, into: str | Path, *, quiet: bool = False) -> Pa
     archive, into = Path(archive), Path(into)
     if into.is_dir() and any(into.iterdir()):
         return into
-    into.parent.mkdir(parents=True, exist_ok=True)
     info(f"extracting {archive.name} -> {into}", quiet)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.", dir=into.parent))
     try:
-        unpack(archive, tmp)
-        os.chmod(tmp, default_mode(directory=True))
-        if into.exists():
-            into.rmdir()
-        os.replace(tmp, into)
+        with atomic_dir(into) as tmp:
+            unpack(archive, tmp)
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise UserError(
             f"could not extract {archive}: {exc}; delete it and download again"
         ) from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return into

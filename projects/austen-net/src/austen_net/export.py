@@ -20,9 +20,6 @@ character never seen). The tests check both against ours.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,6 +27,7 @@ import torch
 from austen_net.inference import load_model
 from austen_net.model import GPT
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, Tokenizer
+from shared.atomic import atomic_dir
 from shared.errors import UserError
 from shared.extras import require
 
@@ -267,9 +265,7 @@ def export_hf(checkpoint: Path, out: Path) -> dict:
         raise RuntimeError(f"weight mapping incomplete: missing {missing}, unexpected {unexpected}")
     hf.tie_weights()
     hf.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as staging:  # a failed export leaves no half-written folder
         hf.save_pretrained(staging, safe_serialization=True)
         hf_tokenizer(tok).save_pretrained(staging)
         GenerationConfig(
@@ -277,12 +273,6 @@ def export_hf(checkpoint: Path, out: Path) -> dict:
         ).save_pretrained(staging)
         summary = run_summary(Path(checkpoint))
         (staging / "README.md").write_text(model_card(state, checkpoint, layout, summary))
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {
         "out": str(out),
         "format": "hf",
