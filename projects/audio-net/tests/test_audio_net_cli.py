@@ -170,7 +170,8 @@ def test_cross_validation_reports_network_and_baseline(capsys, genres, tmp_path)
 
 def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
     from audio_net.config import TrainConfig
-    from audio_net.train import load_clip_features, make_split, train_network
+    from audio_net.train import AudioTask, load_clip_features, make_split
+    from shared.lifecycle import run_training
     from shared.runs import Run
     from shared.training import Callback
 
@@ -186,7 +187,7 @@ def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
     )
     clips, feats = load_clip_features(cfg, torch.device("cpu"))
     split = make_split(cfg, clips)
-    snapshots = {}
+    snapshots, first = {}, {}
 
     class Spy(Callback):
         def on_epoch_end(self, trainer):
@@ -196,23 +197,15 @@ def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
                 [p.detach().clone() for p in m.head_parameters()],
             )
 
-    import audio_net.train as train_module
+    class Spied(AudioTask):
+        def plan(self, cfg, run, device):
+            plan = super().plan(cfg, run, device)
+            first["body"] = [p.detach().clone() for p in plan.model.body_parameters()]
+            first["head"] = [p.detach().clone() for p in plan.model.head_parameters()]
+            plan.callbacks = [*plan.callbacks, Spy()]
+            return plan
 
-    real_fit = train_module.fit
-    first = {}
-
-    def spying_fit(trainer, *args, callbacks=(), **kwargs):
-        first["body"] = [p.detach().clone() for p in trainer.model.body_parameters()]
-        first["head"] = [p.detach().clone() for p in trainer.model.head_parameters()]
-        return real_fit(trainer, *args, callbacks=[*callbacks, Spy()], **kwargs)
-
-    train_module.fit = spying_fit
-    try:
-        train_network(
-            cfg, feats, split, Run("audio-net", tmp_path / "r"), torch.device("cpu"), epochs=3
-        )
-    finally:
-        train_module.fit = real_fit
+    run_training(Spied(feats, split), cfg, run=Run("audio-net", tmp_path / "r"))
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # noqa: E731
     assert same(snapshots[2][0], first["body"])  # two frozen epochs: the body never moved
     assert not same(snapshots[1][1], first["head"])  # while the head trained

@@ -259,7 +259,9 @@ def fit(
 
     def do_eval() -> None:
         nonlocal last_eval
-        last_eval = evaluate(trainer)
+        trainer.model.eval()
+        with torch.no_grad():
+            last_eval = evaluate(trainer)
         if run is not None:
             run.log(step=trainer.step, epoch=trainer.epoch, **last_eval)
         if plot is not None and main:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,22 +30,16 @@ from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import FeatureParams, Features, load_features
 from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.batching import EpochBatches
-from shared.checkpoint import (
-    CheckpointManager,
-    check_resume_settings,
-    load_checkpoint,
-    resolve_resume,
-)
-from shared.config import to_jsonable
 from shared.device import make_generator, seed_everything, select_device
-from shared.distributed import is_main, world_size
+from shared.distributed import broadcast_object, is_main, world_size
 from shared.errors import UserError
-from shared.paths import cache_root, runs_root
+from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import warmup_cosine_factor
-from shared.training import Cadence, Callback, Trainer, adamw, fit, resume_run
+from shared.training import Cadence, Callback, Trainer, adamw
 
 PROJECT = "audio-net"
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")
@@ -156,15 +149,6 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig | None:
     )
 
 
-@dataclass
-class Trained:
-    model: SpectrogramClassifier
-    trainer: Trainer
-    result: dict
-    checkpoint: str
-    chosen_epoch: int
-
-
 def initial_backbone(cfg: TrainConfig, classes: int, fresh: bool = True) -> torch.nn.Module:
     """The backbone a run starts from: ImageNet weights (a fresh resnet18 run) or random ones.
     Built before the run folder exists, so that missing weights offline leave no folder behind."""
@@ -176,40 +160,123 @@ def initial_backbone(cfg: TrainConfig, classes: int, fresh: bool = True) -> torc
     )
 
 
-def train_network(
-    cfg: TrainConfig,
-    feats: Features,
-    split: dict[str, list[str]],
-    run: Run,
-    device,
-    *,
-    epochs: int,
-    keep: str = "best",
-    resumed: dict | None = None,
-    resume_path=None,
-    title: str = "audio-net",
-    backbone: torch.nn.Module | None = None,
-) -> Trained:
-    """Train one network on ``split["train"]``, evaluating on ``split["val"]`` every epoch (if any).
+class AudioTask(TrainingTask):
+    """One network on ``split["train"]``, evaluated on ``split["val"]`` every epoch (if any),
+    ``best.pt`` chosen there; the summary scores the test clips once, beside the baseline.
 
-    ``keep="best"``: the model of the epoch with the lowest validation loss (``best.pt``);
-    ``keep="last"``: the model at the end of the schedule (cross-validation, where the evaluated
-    clips are the scored ones and must not choose anything).
-    """
-    xtr, ytr, _ = feats.select(set(split["train"]))
-    xtr, ytr = xtr.to(device), ytr.to(device)
-    mean, std = float(xtr.float().mean()), float(xtr.float().std())
-    val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
-    fresh = resumed is None
-    model = SpectrogramClassifier(
-        backbone if backbone is not None else initial_backbone(cfg, len(feats.label_names), fresh),
-        mean,
-        std,
-    )
-    batches = WindowBatches(
-        xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, len(feats.label_names)
-    )
-    spe = batches.steps_per_epoch
+    Subclasses train a cross-validation fold or the final model on clips already loaded."""
+
+    project = PROJECT
+    checkpoint_keys = CHECKPOINT_KEYS
+    resume_keeps = ("model", "window_seconds", "hop_seconds", "n_mels")
+
+    def __init__(self, feats: Features | None = None, split=None, epochs: int | None = None):
+        self.feats, self.split, self.epochs = feats, split, epochs
+        self.title = "audio-net"
+
+    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+        if self.feats is None:
+            clips, self.feats = load_clip_features(cfg, device)
+            self.split = resumed["split"] if resumed is not None else make_split(cfg, clips)
+            self.title = f"audio-net {cfg.model} on GTZAN"
+            split = self.split
+            overlap = set(split["train"]) & (set(split["val"]) | set(split["test"]))
+            if overlap:
+                raise UserError(
+                    f"clips in both training and evaluation splits: {sorted(overlap)[:5]}"
+                )
+            info(
+                f"split by clip: {len(split['train'])} train / {len(split['val'])} val / "
+                f"{len(split['test'])} test clips on {device}",
+                cfg.quiet,
+            )
+        self.epochs = self.epochs or cfg.epochs
+        self.backbone = initial_backbone(cfg, len(self.feats.label_names), resumed is None)
+
+    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
+        feats, split = self.feats, self.split
+        xtr, ytr, _ = feats.select(set(split["train"]))
+        xtr, ytr = xtr.to(device), ytr.to(device)
+        mean, std = float(xtr.float().mean()), float(xtr.float().std())
+        val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
+        model = SpectrogramClassifier(self.backbone, mean, std)
+        classes = len(feats.label_names)
+        batches = WindowBatches(
+            xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, classes
+        )
+        spe = batches.steps_per_epoch
+        optimizer, schedule, freeze = optimizer_and_schedule(cfg, model, device, self.epochs, spe)
+
+        def evaluate(tr: Trainer) -> dict[str, float]:
+            with tr.autocast():
+                m = evaluate_windows(tr.eval_model, model.normalise, *val, batch_size=256)
+            return {
+                "val_loss": m["loss"],
+                "val_acc": m["window_accuracy"],
+                "val_clip_acc": m["clip_accuracy"],
+            }
+
+        return Plan(
+            model=model,
+            optimizer=optimizer,
+            scheduler=schedule,
+            batches=batches,
+            loss_fn=loss_fn,
+            cadence=Cadence.by_epoch(self.epochs, spe, cfg.max_minutes),
+            evaluate=evaluate if len(val[1]) else None,
+            extra_state={
+                "backbone": cfg.model,
+                "split": split,
+                "genres": list(feats.label_names),
+                "feature_params": dataclasses.asdict(feature_params(cfg)),
+            },
+            plot=LivePlot(run.figure("curves.png"), every=2, title=self.title),
+            callbacks=[FreezeBody(model, freeze)] if freeze else [],
+        )
+
+    def scores(self, outcome: Outcome, held: list[str], title: str) -> tuple[dict, dict]:
+        """The network's and the baseline's scores on the ``held`` clips (with their figures)."""
+        run, feats = outcome.run, self.feats
+        net = report(
+            outcome.model, feats, held, run, outcome.device, outcome.trainer.autocast, title=title
+        )
+        base = baseline_report(
+            feats, self.split["train"], held, run.figure("baseline_confusion_matrix.png")
+        )
+        return net, base
+
+    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+        split, result = self.split, outcome.result
+        test, base = self.scores(outcome, split["test"], "held-out test clips")
+        return {
+            **about(cfg, outcome, self.feats),
+            "clips": {k: len(v) for k, v in split.items()},
+            "train_windows": int(self.feats.select(set(split["train"]))[1].numel()),
+            "epochs": outcome.trainer.epoch,
+            "train_seconds": result["train_seconds"],
+            "best_epoch": outcome.chosen_epoch,
+            "val_loss": round(result.get("val_loss", float("nan")), 4),
+            "val_clip_accuracy": round(result.get("val_clip_acc", float("nan")), 4),
+            **{f"test_{k}": v for k, v in test.items()},
+            "baseline_clip_accuracy": base["clip_accuracy"],
+            "baseline_macro_f1": base["macro_f1"],
+            "checkpoint": str(outcome.checkpoint),
+        }
+
+
+def about(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
+    return {
+        "device": str(outcome.device),
+        "world_size": world_size(),
+        "model": cfg.model,
+        "pretrained": bool(cfg.model == "resnet18" and (cfg.pretrained or cfg.weights)),
+        "skipped_files": len(feats.skipped),
+    }
+
+
+def optimizer_and_schedule(cfg: TrainConfig, model: SpectrogramClassifier, device, epochs, spe):
+    """AdamW with a lower learning rate for the pretrained body, warmup + cosine per group; the
+    body's schedule starts after the ``--freeze-epochs`` steps in which only the head trains."""
     total, warmup, freeze = epochs * spe, int(cfg.warmup_epochs * spe), cfg.freeze_epochs * spe
     freeze = min(freeze, max(total - spe, 0))
     optimizer = adamw(
@@ -227,128 +294,63 @@ def train_network(
             lambda s: warmup_cosine_factor(s, warmup, total, 0.01),
         ],
     )
-    trainer = Trainer(
-        model, optimizer, schedule, device=device, precision=cfg.precision, compile=cfg.compile
-    )
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_loss", mode="min")
-    if resumed is not None:
-        resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
-
-    def evaluate(tr: Trainer) -> dict[str, float]:
-        with tr.autocast():
-            m = evaluate_windows(tr.eval_model, model.normalise, *val, batch_size=256)
-        return {
-            "val_loss": m["loss"],
-            "val_acc": m["window_accuracy"],
-            "val_clip_acc": m["clip_accuracy"],
-        }
-
-    extra = {
-        "config": to_jsonable(cfg),
-        "backbone": cfg.model,
-        "split": split,
-        "genres": list(feats.label_names),
-        "feature_params": dataclasses.asdict(feature_params(cfg)),
-    }
-    result = fit(
-        trainer,
-        batches,
-        loss_fn,
-        Cadence.by_epoch(epochs, spe, cfg.max_minutes),
-        evaluate=evaluate if len(val[1]) else None,
-        run=run,
-        checkpoints=ckpt,
-        extra_state=extra,
-        plot=LivePlot(run.figure("curves.png"), every=2, title=title),
-        callbacks=[FreezeBody(model, freeze)] if freeze else [],
-        quiet=cfg.quiet,
-    )
-    for p in model.parameters():
-        p.requires_grad_(True)
-    path = ckpt.best_path if keep == "best" and ckpt.best_path.is_file() else ckpt.last_path
-    chosen = trainer.epoch
-    if is_main() and path == ckpt.best_path:
-        best = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
-        model.load_state_dict(best["model"])
-        chosen = int(best["epoch"])
-    return Trained(model, trainer, result, str(path), chosen)
+    return optimizer, schedule, freeze
 
 
 def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
     """One split: train, choose ``best.pt`` on validation, then test and baseline once."""
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
-    resumed = (
-        load_checkpoint(resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
-        if resume_path
-        else None
-    )
-    if resumed is not None:  # the model a run started with is the one it goes on with
-        check_resume_settings(
-            resume_path,
-            resumed["config"],
-            cfg,
-            ("model", "window_seconds", "hop_seconds", "n_mels"),
+    return run_training(AudioTask(), cfg)
+
+
+class FoldTask(AudioTask):
+    """A cross-validation fold: the model at the end of the schedule (the held-out clips are the
+    scored ones and choose nothing), scored once on them beside the baseline."""
+
+    keep = "last"
+
+    def __init__(self, feats: Features, split, k: int, folds: int) -> None:
+        super().__init__(feats, split)
+        self.k, self.folds = k, folds
+
+    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+        super().prepare(cfg, device, resumed)
+        self.title = f"audio-net {cfg.model}, fold {self.k}/{self.folds}"
+
+    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+        held = self.split["test"]
+        net, base = self.scores(outcome, held, f"fold {self.k} held-out clips")
+        info(
+            f"fold {self.k}: network {net['clip_accuracy']:.2f}, baseline "
+            f"{base['clip_accuracy']:.2f} clip accuracy",
+            cfg.quiet,
         )
-    clips, feats = load_clip_features(cfg, device)
-    split = resumed["split"] if resumed is not None else make_split(cfg, clips)
-    overlap = set(split["train"]) & (set(split["val"]) | set(split["test"]))
-    if overlap:
-        raise UserError(f"clips in both training and evaluation splits: {sorted(overlap)[:5]}")
-    info(
-        f"split by clip: {len(split['train'])} train / {len(split['val'])} val / "
-        f"{len(split['test'])} test clips on {device}",
-        cfg.quiet,
-    )
-    backbone = initial_backbone(
-        cfg, len(feats.label_names), fresh=resumed is None
-    )  # before the folder: may fail
-    run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    trained = train_network(
-        cfg,
-        feats,
-        split,
-        run,
-        device,
-        epochs=cfg.epochs,
-        resumed=resumed,
-        resume_path=resume_path,
-        title=f"audio-net {cfg.model} on GTZAN",
-        backbone=backbone,
-    )
-    if not is_main():
-        return run, {}
-    test = report(
-        trained.model,
-        feats,
-        split["test"],
-        run,
-        device,
-        trained.trainer.autocast,
-        title="held-out test clips",
-    )
-    base = baseline_report(
-        feats, split["train"], split["test"], run.figure("baseline_confusion_matrix.png")
-    )
-    return run, {
-        "device": str(device),
-        "world_size": world_size(),
-        "model": cfg.model,
-        "pretrained": bool(cfg.model == "resnet18" and (cfg.pretrained or cfg.weights)),
-        "clips": {k: len(v) for k, v in split.items()},
-        "train_windows": int(feats.select(set(split["train"]))[1].numel()),
-        "skipped_files": len(feats.skipped),
-        "epochs": trained.trainer.epoch,
-        "train_seconds": trained.result["train_seconds"],
-        "best_epoch": trained.chosen_epoch,
-        "val_loss": round(trained.result.get("val_loss", float("nan")), 4),
-        "val_clip_accuracy": round(trained.result.get("val_clip_acc", float("nan")), 4),
-        **{f"test_{k}": v for k, v in test.items()},
-        "baseline_clip_accuracy": base["clip_accuracy"],
-        "baseline_macro_f1": base["macro_f1"],
-        "checkpoint": trained.checkpoint,
-    }
+        return {
+            "fold": self.k,
+            "clips": len(held),
+            "test_clip_accuracy": net["clip_accuracy"],
+            "test_window_accuracy": net["window_accuracy"],
+            "test_macro_f1": net["macro_f1"],
+            "baseline_clip_accuracy": base["clip_accuracy"],
+            "baseline_macro_f1": base["macro_f1"],
+            "train_seconds": outcome.result["train_seconds"],
+        }
+
+
+class FinalTask(AudioTask):
+    """After cross-validation: one network on every clip, for the epochs the folds chose."""
+
+    keep = "last"
+
+    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+        super().prepare(cfg, device, resumed)
+        self.title = f"audio-net {cfg.model}, all {len(self.split['train'])} clips"
+
+    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+        return {
+            **about(cfg, outcome, self.feats),
+            "train_seconds": outcome.result["train_seconds"],
+            "checkpoint": str(outcome.checkpoint),
+        }
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -371,95 +373,44 @@ def chosen_epochs(fold_runs: list[Run], epochs: int) -> int:
 
 
 def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``--cv K``: one network and one baseline per fold, then the final network on every clip."""
+    """``--cv K``: one network and one baseline per fold, then the final network on every clip;
+    each through the shared lifecycle, into ``<run>/folds/foldK`` and the run folder itself."""
     if cfg.resume is not None:
         raise UserError("--resume continues a single-split run; --cv runs are not resumable")
     seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    clips, feats = load_clip_features(cfg, device)
+    clips, feats = load_clip_features(cfg, select_device(cfg.device))
     folds = cv_folds(clips, cfg.cv, cfg.seed)
-    initial_backbone(
-        cfg, len(feats.label_names)
-    )  # the weights load (or fail, offline) before the run folder exists
+    initial_backbone(cfg, len(feats.label_names))  # loads (or fails, offline) before the folder
     run = Run(PROJECT, cfg.out, cfg)
     names = [c.name for c in clips]
     rows, fold_runs = [], []
-    for k, fold in enumerate(folds):
+    for k, fold in enumerate(folds, start=1):
         held = [c.name for c in fold]
         split = {"train": [n for n in names if n not in set(held)], "val": held, "test": held}
         info(
-            f"fold {k + 1}/{cfg.cv}: {len(split['train'])} training clips, {len(held)} held out",
+            f"fold {k}/{cfg.cv}: {len(split['train'])} training clips, {len(held)} held out",
             cfg.quiet,
         )
-        fold_run = Run(PROJECT, run.path / "folds" / f"fold{k + 1}", cfg)
-        fold_runs.append(fold_run)
-        trained = train_network(
+        fold_run, row = run_training(
+            FoldTask(feats, split, k, cfg.cv),
             cfg,
-            feats,
-            split,
-            fold_run,
-            device,
-            epochs=cfg.epochs,
-            keep="last",
-            title=f"audio-net {cfg.model}, fold {k + 1}/{cfg.cv}",
+            run=Run(PROJECT, run.path / "folds" / f"fold{k}", cfg),
         )
-        if not is_main():
-            continue
-        net = report(
-            trained.model,
-            feats,
-            held,
-            fold_run,
-            device,
-            trained.trainer.autocast,
-            title=f"fold {k + 1} held-out clips",
-        )
-        base = baseline_report(
-            feats, split["train"], held, fold_run.figure("baseline_confusion_matrix.png")
-        )
-        rows.append(
-            {
-                "fold": k + 1,
-                "clips": len(held),
-                "test_clip_accuracy": net["clip_accuracy"],
-                "test_window_accuracy": net["window_accuracy"],
-                "test_macro_f1": net["macro_f1"],
-                "baseline_clip_accuracy": base["clip_accuracy"],
-                "baseline_macro_f1": base["macro_f1"],
-                "train_seconds": trained.result["train_seconds"],
-            }
-        )
-        info(
-            f"fold {k + 1}: network {net['clip_accuracy']:.2f}, baseline "
-            f"{base['clip_accuracy']:.2f} clip accuracy",
-            cfg.quiet,
-        )
-    epochs = chosen_epochs(fold_runs, cfg.epochs) if is_main() else cfg.epochs
-    from shared.distributed import broadcast_object
-
-    epochs = int(broadcast_object(epochs))
-    info(f"final model: every clip, {epochs} epochs (chosen by the folds)", cfg.quiet)
-    final = train_network(
-        cfg,
-        feats,
-        {"train": names, "val": [], "test": []},
-        run,
-        device,
-        epochs=epochs,
-        keep="last",
-        title=f"audio-net {cfg.model}, all {len(names)} clips",
+        fold_runs.append(fold_run)
+        rows.append(row)
+    epochs = int(
+        broadcast_object(chosen_epochs(fold_runs, cfg.epochs) if is_main() else cfg.epochs)
     )
+    info(f"final model: every clip, {epochs} epochs (chosen by the folds)", cfg.quiet)
+    everything = {"train": names, "val": [], "test": []}
+    _, final = run_training(FinalTask(feats, everything, epochs), cfg, run=run)
     if not is_main():
         return run, {}
-    summary: dict = {
-        "device": str(device),
-        "world_size": world_size(),
-        "model": cfg.model,
-        "pretrained": bool(cfg.model == "resnet18" and (cfg.pretrained or cfg.weights)),
-        "cv_folds": cfg.cv,
-        "clips": len(names),
-        "skipped_files": len(feats.skipped),
-    }
+    return run, cv_summary(cfg, rows, final, epochs, len(names))
+
+
+def cv_summary(cfg: TrainConfig, rows: list[dict], final: dict, epochs: int, clips: int) -> dict:
+    summary: dict = {**final, "cv_folds": cfg.cv, "clips": clips}
     for key in (
         "test_clip_accuracy",
         "test_window_accuracy",
@@ -477,9 +428,9 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
             "epochs": cfg.epochs,
             "final_epochs": epochs,
             "train_seconds": round(
-                sum(r["train_seconds"] for r in rows) + final.result["train_seconds"], 1
+                sum(r["train_seconds"] for r in rows) + final["train_seconds"], 1
             ),
-            "checkpoint": final.checkpoint,
+            "checkpoint": final["checkpoint"],
         }
     )
-    return run, summary
+    return summary

@@ -13,6 +13,7 @@ from intro_nn.config import (
     TrainConfig,
 )
 from shared.config import Command, run_cli
+from shared.errors import UserError
 from shared.runs import Run
 
 PROG = "intro-nn"
@@ -21,33 +22,21 @@ PROJECT = "intro-nn"
 
 
 def train(cfg: TrainConfig) -> int:
-    from shared.checkpoint import resolve_resume
-    from shared.distributed import is_main
-    from shared.paths import runs_root
+    if cfg.target == "loan":  # scikit-learn only: no training loop, no checkpoint to resume
+        from intro_nn.loan import load_loan_table, train_loan
 
-    resume = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
-    # every input is found and validated before the run folder exists: a refusal leaves nothing
-    loan = mnist = None
-    if cfg.target in ("loan", "all") and is_main():
-        from intro_nn.loan import load_loan_table
+        if cfg.resume is not None:
+            raise UserError(
+                "--resume continues MNIST training; the loan model is refit from scratch "
+                "(drop --resume, or use --target mnist)"
+            )
+        table = load_loan_table(cfg)  # before the run folder exists: a refusal leaves nothing
+        run = Run(PROJECT, cfg.out, cfg)
+        run.finish(train_loan(cfg, run, table))
+        return 0
+    from intro_nn.mnist_train import train_mnist
 
-        loan = load_loan_table(cfg)
-    if cfg.target in ("mnist", "all"):
-        from intro_nn.mnist_train import load_mnist
-
-        mnist = load_mnist(cfg)
-    run = Run(PROJECT, cfg.out, cfg, resume_from=resume)
-    summary: dict = {}
-    if loan is not None:
-        from intro_nn.loan import train_loan
-
-        summary["loan"] = train_loan(cfg, run, loan)
-    if mnist is not None:
-        from intro_nn.mnist_train import train_mnist
-
-        summary["mnist"] = train_mnist(cfg, run, mnist)
-    if cfg.target != "all":
-        summary = summary.get(cfg.target, {})
+    run, summary = train_mnist(cfg)
     run.finish(summary)
     return 0
 

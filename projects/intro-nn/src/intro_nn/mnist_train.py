@@ -28,16 +28,10 @@ from intro_nn.inference import (  # noqa: E402  (older imports of these names fr
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
 from shared.batching import EpochBatches
-from shared.checkpoint import (
-    CheckpointManager,
-    check_resume_settings,
-    load_checkpoint,
-    resolve_resume,
-)
-from shared.device import make_generator, seed_everything, select_device
+from shared.device import make_generator
 from shared.distributed import is_main, world_size
 from shared.errors import UserError
-from shared.paths import runs_root
+from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.plots import (
     LivePlot,
     confusion_matrix_figure,
@@ -48,7 +42,7 @@ from shared.plots import (
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import one_cycle
-from shared.training import Cadence, Trainer, adamw, fit, resume_run
+from shared.training import Cadence, Trainer, adamw
 
 
 @dataclass
@@ -181,90 +175,105 @@ def load_mnist(cfg: TrainConfig) -> MnistData:
     return MnistData(digits, xtr, ytr, xval, yval)
 
 
-def train_mnist(cfg: TrainConfig, run: Run, data: MnistData) -> dict:
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
-    digits, xtr, ytr = data.digits, data.xtr, data.ytr
-    train, val = DeviceSplit.of(xtr, ytr, device), DeviceSplit.of(data.xval, data.yval, device)
-    test = DeviceSplit.of(digits.test_images, digits.test_labels, device)
-    info(
-        f"mnist: {len(train)} train / {len(val)} validation / {len(test)} test digits on {device}",
-        cfg.quiet,
-    )
+class MnistTask(TrainingTask):
+    """MNIST through the shared lifecycle; with ``--target all`` the loan model is trained first,
+    into the same run folder (its table is read before the folder exists, like the digits)."""
 
-    model = build_model(cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm)
-    batches = OnDeviceBatches(train, cfg.batch_size, cfg.seed, cfg.augment)
-    total_steps = cfg.epochs * batches.steps_per_epoch
-    optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    trainer = Trainer(
-        model,
-        optimizer,
-        one_cycle(optimizer, cfg.lr, total_steps),
-        device=device,
-        precision=cfg.precision,
-        compile=cfg.compile,
-    )
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_loss", mode="min")
-    if resume_path is not None:
-        state = load_checkpoint(
-            resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device
+    project = PROJECT
+    checkpoint_keys = CHECKPOINT_KEYS
+    resume_keeps = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
+    resume_why = "the OneCycle schedule is laid out for the whole run"
+
+    def __init__(self) -> None:
+        self.loan_table = None
+        self.loan_summary: dict | None = None
+
+    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+        if cfg.target == "all" and is_main():
+            from intro_nn.loan import load_loan_table
+
+            self.loan_table = load_loan_table(cfg)
+        self.data = load_mnist(cfg)
+        data = self.data
+        self.train = DeviceSplit.of(data.xtr, data.ytr, device)
+        self.val = DeviceSplit.of(data.xval, data.yval, device)
+        self.test = DeviceSplit.of(data.digits.test_images, data.digits.test_labels, device)
+        info(
+            f"mnist: {len(self.train)} train / {len(self.val)} validation / {len(self.test)} "
+            f"test digits on {device}",
+            cfg.quiet,
         )
-        check_resume_settings(
-            resume_path,
-            state["config"],
-            cfg,
-            ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels"),
-            "the OneCycle schedule is laid out for the whole run",
+
+    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
+        if self.loan_table is not None:
+            from intro_nn.loan import train_loan
+
+            self.loan_summary = train_loan(cfg, run, self.loan_table)
+        model = build_model(
+            cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm
         )
-        resume_run(trainer, state, ckpt, run, resume_path, cfg.quiet)
+        batches = OnDeviceBatches(self.train, cfg.batch_size, cfg.seed, cfg.augment)
+        spe = batches.steps_per_epoch
+        optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def evaluate(tr: Trainer) -> dict[str, float]:
-        with tr.autocast():
-            m = evaluate_split(tr.eval_model, val)
-        return {"val_loss": m["loss"], "val_acc": m["acc"]}
+        def evaluate(tr: Trainer) -> dict[str, float]:
+            with tr.autocast():
+                m = evaluate_split(tr.eval_model, self.val)
+            return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
-    plot = LivePlot(run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}")
-    spe = batches.steps_per_epoch
-    result = fit(
-        trainer,
-        batches,
-        loss_fn,
-        Cadence(
-            total_steps,
-            steps_per_epoch=spe,
-            eval_every=spe,
-            log_every=max(1, spe // 5),
-            max_minutes=cfg.max_minutes,
-        ),
-        evaluate=evaluate,
-        run=run,
-        checkpoints=ckpt,
-        extra_state={"config": cfg.as_checkpoint_dict()},
-        plot=plot,
-        quiet=cfg.quiet,
-    )
-    if not is_main():  # under torchrun, rank 0 alone reports, draws and compares
-        return {}
-    with trainer.autocast():
-        logits = predict_logits(trainer.eval_model, test).float()
-    test_acc = float((logits.argmax(1) == test.y).float().mean())
-    draw_figures(run, model, digits, test, logits)
-    sk_acc, sk_seconds = (
-        sklearn_mlp_accuracy(xtr, ytr, digits, cfg.seed) if cfg.sklearn else (None, None)
-    )
-    return {
-        "model": cfg.model,
-        "data": digits.source,
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_test": len(test),
-        "device": str(device),
-        "world_size": world_size(),
-        "test_accuracy": round(test_acc, 4),
-        "val_accuracy": round(result.get("val_acc", float("nan")), 4),
-        "epochs": trainer.epoch,
-        "train_seconds": result["train_seconds"],
-        "sklearn_mlp_test_accuracy": None if sk_acc is None else round(sk_acc, 4),
-        "sklearn_mlp_seconds": None if sk_seconds is None else round(sk_seconds, 2),
-    }
+        return Plan(
+            model=model,
+            optimizer=optimizer,
+            scheduler=one_cycle(optimizer, cfg.lr, cfg.epochs * spe),
+            batches=batches,
+            loss_fn=loss_fn,
+            cadence=Cadence(
+                cfg.epochs * spe,
+                steps_per_epoch=spe,
+                eval_every=spe,
+                log_every=max(1, spe // 5),
+                max_minutes=cfg.max_minutes,
+            ),
+            evaluate=evaluate,
+            extra_state={"config": cfg.as_checkpoint_dict()},
+            plot=LivePlot(
+                run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}"
+            ),
+        )
+
+    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+        """Test accuracy of the chosen (best validation loss) model, figures, scikit-learn's MLP."""
+        digits, test, trainer = self.data.digits, self.test, outcome.trainer
+        with trainer.autocast():
+            logits = predict_logits(trainer.eval_model, test).float()
+        draw_figures(outcome.run, outcome.model, digits, test, logits)
+        sk_acc, sk_seconds = (
+            sklearn_mlp_accuracy(self.data.xtr, self.data.ytr, digits, cfg.seed)
+            if cfg.sklearn
+            else (None, None)
+        )
+        return {
+            "model": cfg.model,
+            "data": digits.source,
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(test),
+            "device": str(outcome.device),
+            "world_size": world_size(),
+            "test_accuracy": round(float((logits.argmax(1) == test.y).float().mean()), 4),
+            "val_accuracy": round(outcome.result.get("val_acc", float("nan")), 4),
+            "best_epoch": outcome.chosen_epoch,
+            "epochs": trainer.epoch,
+            "train_seconds": outcome.result["train_seconds"],
+            "sklearn_mlp_test_accuracy": None if sk_acc is None else round(sk_acc, 4),
+            "sklearn_mlp_seconds": None if sk_seconds is None else round(sk_seconds, 2),
+        }
+
+
+def train_mnist(cfg: TrainConfig) -> tuple[Run, dict]:
+    """``intro-nn train --target mnist|all``: the summary is MNIST's, or ``{"loan", "mnist"}``."""
+    task = MnistTask()
+    run, summary = run_training(task, cfg)
+    if cfg.target == "all" and is_main():
+        summary = {"loan": task.loan_summary, "mnist": summary}
+    return run, summary

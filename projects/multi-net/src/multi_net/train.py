@@ -24,22 +24,16 @@ from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, clip_identit
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.batching import EpochBatches
-from shared.checkpoint import (
-    CheckpointManager,
-    check_resume_settings,
-    load_checkpoint,
-    resolve_resume,
-)
-from shared.config import to_jsonable
-from shared.device import make_generator, seed_everything, select_device
-from shared.distributed import gather_with_grad, is_main, world_size
+from shared.device import make_generator
+from shared.distributed import gather_with_grad, world_size
 from shared.errors import UserError
-from shared.paths import cache_root, runs_root
+from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import warmup_cosine
-from shared.training import Cadence, Trainer, adamw, decay_groups, fit, resume_run
+from shared.training import Cadence, Trainer, adamw, decay_groups
 
 
 def cache_dir(cfg) -> Path:
@@ -297,120 +291,118 @@ MODEL_SETTINGS = (
 )
 
 
-def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(PROJECT))
-    resumed = (
-        load_checkpoint(resume_path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
-        if resume_path
-        else None
-    )
-    if resumed is not None:  # the model a run started with is the one it goes on with
-        check_resume_settings(resume_path, resumed["config"], cfg, MODEL_SETTINGS)
-    data, splits = load_data(cfg)
-    clip, tokenizer, size, model = build_models(cfg, device, resumed)
-    params = decode_params(cfg, size)
-    wanted = splits.train + [v for v, _ in splits.val + splits.test]
-    feats = load_video_features(
-        {v: data.videos[v] for v in dict.fromkeys(wanted)},
-        params,
-        clip,
-        clip_identity(cfg, cfg.seed),
-        device,
-        cache_dir(cfg),
-        quiet=cfg.quiet,
-    )
-    train_set = set(splits.train)  # only training captions are encoded for training
-    captions = {v: data.ann.captions.get(v, []) for v in feats.ids if v in train_set}
-    enc = EncodedData(feats, captions, clip, tokenizer, device)
-    rows = enc.rows_with_captions(splits.train)
-    if len(rows) < 2:
-        raise UserError("fewer than two decodable training videos with captions")
-    decode_cache = DecodeCache(cache_dir(cfg), params)
-    trained, groups, batches = trainable(
-        cfg, model, clip, tokenizer, enc, rows, decode_cache, device
-    )
-    spe = batches.steps_per_epoch
-    total = cfg.epochs * spe
-    optimizer = adamw(groups, device, lr=cfg.lr)
-    trainer = Trainer(
-        trained,
-        optimizer,
-        warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
-        device=device,
-        precision=cfg.precision,
-        clip_grad=1.0,
-        compile=cfg.compile,
-    )
-    run = Run(PROJECT, cfg.out, cfg, resume_from=resume_path)
-    ckpt = CheckpointManager(run.checkpoints, project=PROJECT, monitor="val_t2v_r1", mode="max")
-    if resumed is not None:
-        resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
+class MultiTask(TrainingTask):
+    """Contrastive training of the fusion model (and CLIP's towers when they are fine-tuned);
+    ``best.pt`` chosen by validation R@1, the test pairs scored once with it."""
 
-    def score(pairs) -> dict:
-        trained.eval()
-        f = features_now(cfg, trained, feats, [v for v, _ in pairs], decode_cache, device)
-        return evaluate_pairs(
-            model,
-            f,
-            pairs,
-            clip,
-            tokenizer,
+    project = PROJECT
+    checkpoint_keys = CHECKPOINT_KEYS
+    resume_keeps = MODEL_SETTINGS
+
+    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+        self.data, self.splits = data, splits = load_data(cfg)
+        self.clip, self.tokenizer, self.size, self.model = build_models(cfg, device, resumed)
+        params = decode_params(cfg, self.size)
+        wanted = splits.train + [v for v, _ in splits.val + splits.test]
+        self.feats = load_video_features(
+            {v: data.videos[v] for v in dict.fromkeys(wanted)},
+            params,
+            self.clip,
+            clip_identity(cfg, cfg.seed),
             device,
-            categories=data.ann.categories,
-            attributes=data.ann.attributes,
+            cache_dir(cfg),
+            quiet=cfg.quiet,
+        )
+        train_set = set(splits.train)  # only training captions are encoded for training
+        captions = {v: data.ann.captions.get(v, []) for v in self.feats.ids if v in train_set}
+        enc = EncodedData(self.feats, captions, self.clip, self.tokenizer, device)
+        self.rows = enc.rows_with_captions(splits.train)
+        if len(self.rows) < 2:
+            raise UserError("fewer than two decodable training videos with captions")
+        self.decode_cache = DecodeCache(cache_dir(cfg), params)
+        self.trained, self.groups, self.batches = trainable(
+            cfg, self.model, self.clip, self.tokenizer, enc, self.rows, self.decode_cache, device
         )
 
-    def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
-        return {f"val_{k}": v for k, v in score(splits.val).items() if k != "videos"}
+    def score(self, cfg: TrainConfig, pairs, device) -> dict:
+        self.trained.eval()
+        ids = [v for v, _ in pairs]
+        f = features_now(cfg, self.trained, self.feats, ids, self.decode_cache, device)
+        ann = self.data.ann
+        return evaluate_pairs(
+            self.model,
+            f,
+            pairs,
+            self.clip,
+            self.tokenizer,
+            device,
+            categories=ann.categories,
+            attributes=ann.attributes,
+        )
 
-    random_clip = clip.state_dict() if not cfg.pretrained and cfg.clip_weights is None else None
-    extra = {
-        "config": to_jsonable(cfg),
-        "fusion_config": model.cfg.as_dict(),
-        "end_to_end": not cfg.freeze_encoders,
-        "clip_state": random_clip if cfg.freeze_encoders else None,  # fine-tuned: inside "model"
-        "decode": {"num_frames": cfg.num_frames, "size": size, "audio_seconds": cfg.audio_seconds},
-    }
-    has_val = len({v for v, _ in splits.val}) >= 2
-    result = fit(
-        trainer,
-        batches,
-        make_loss(cfg.vv_weight),
-        Cadence.by_epoch(cfg.epochs, spe, cfg.max_minutes),
-        evaluate=evaluate if has_val else None,
-        run=run,
-        checkpoints=ckpt,
-        extra_state=extra,
-        plot=LivePlot(
-            run.figure("loss.png"),
-            title="multi-net contrastive training",
-            metrics=("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
-        ),
-        quiet=cfg.quiet,
-    )
-    if not is_main():
-        return run, {}
-    chosen = ckpt.best_path if ckpt.best_path.is_file() else ckpt.last_path
-    best = load_checkpoint(chosen, project=PROJECT, required=CHECKPOINT_KEYS, map_location=device)
-    trained.load_state_dict(best["model"])
-    val = score(splits.val)  # the chosen model's validation scores
-    test = score(splits.test)  # the one and only look at the test pairs
-    return run, {
-        "device": str(device),
-        "world_size": world_size(),
-        "clip": clip_identity(cfg, cfg.seed),
-        "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
-        "preset": cfg.preset,
-        "train_videos": len(rows),
-        "val_videos": len({v for v, _ in splits.val}),
-        "skipped_videos": len(feats.skipped),
-        "with_audio": int(feats.has_audio.sum()),
-        "epochs": trainer.epoch,
-        "train_seconds": result["train_seconds"],
-        "best_epoch": int(best["epoch"]),
-        **{f"val_{k}": v for k, v in val.items()},
-        **{f"test_{k}": v for k, v in test.items()},
-        "checkpoint": str(chosen),
-    }
+    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
+        spe = self.batches.steps_per_epoch
+        total = cfg.epochs * spe
+        optimizer = adamw(self.groups, device, lr=cfg.lr)
+
+        def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
+            return {
+                f"val_{k}": v
+                for k, v in self.score(cfg, self.splits.val, device).items()
+                if k != "videos"
+            }
+
+        random_clip = cfg.freeze_encoders and not cfg.pretrained and cfg.clip_weights is None
+        return Plan(
+            model=self.trained,
+            optimizer=optimizer,
+            scheduler=warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
+            batches=self.batches,
+            loss_fn=make_loss(cfg.vv_weight),
+            cadence=Cadence.by_epoch(cfg.epochs, spe, cfg.max_minutes),
+            evaluate=evaluate if len({v for v, _ in self.splits.val}) >= 2 else None,
+            extra_state={
+                "fusion_config": self.model.cfg.as_dict(),
+                "end_to_end": not cfg.freeze_encoders,
+                # fine-tuned towers are inside "model"; random frozen ones are kept here
+                "clip_state": self.clip.state_dict() if random_clip else None,
+                "decode": {
+                    "num_frames": cfg.num_frames,
+                    "size": self.size,
+                    "audio_seconds": cfg.audio_seconds,
+                },
+            },
+            plot=LivePlot(
+                run.figure("loss.png"),
+                title="multi-net contrastive training",
+                metrics=("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
+            ),
+            clip_grad=1.0,
+            monitor="val_t2v_r1",
+            mode="max",
+        )
+
+    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+        val = self.score(cfg, self.splits.val, outcome.device)  # the chosen model's validation
+        test = self.score(cfg, self.splits.test, outcome.device)  # the one look at the test pairs
+        return {
+            "device": str(outcome.device),
+            "world_size": world_size(),
+            "clip": clip_identity(cfg, cfg.seed),
+            "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
+            "preset": cfg.preset,
+            "train_videos": len(self.rows),
+            "val_videos": len({v for v, _ in self.splits.val}),
+            "skipped_videos": len(self.feats.skipped),
+            "with_audio": int(self.feats.has_audio.sum()),
+            "epochs": outcome.trainer.epoch,
+            "train_seconds": outcome.result["train_seconds"],
+            "best_epoch": outcome.chosen_epoch,
+            **{f"val_{k}": v for k, v in val.items()},
+            **{f"test_{k}": v for k, v in test.items()},
+            "checkpoint": str(outcome.checkpoint),
+        }
+
+
+def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
+    return run_training(MultiTask(), cfg)
