@@ -7,7 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from shared.testing import check_readme_links, shell_blocks
+from testkit import check_readme_links, shell_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = ("intro-nn", "audio-net", "austen-net", "multi-net")

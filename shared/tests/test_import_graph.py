@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"shared": ROOT / "shared" / "src"} | {
+PACKAGES = {"shared": ROOT / "shared" / "src", "testkit": ROOT / "testkit" / "src"} | {
     p.name.replace("-", "_"): p / "src" for p in sorted((ROOT / "projects").iterdir()) if p.is_dir()
 }
 
@@ -90,3 +90,43 @@ def test_shared_imports_no_project_and_projects_not_each_other():
         for target in targets:
             other = target.split(".")[0]
             assert other in (package, "shared"), f"{name} imports {target}"
+            assert package == "testkit" or other != "testkit", f"{name} imports {target}"
+
+
+# shared's runtime dependencies (pyproject.toml) and what each extra adds, per module
+RUNTIME = {"torch", "numpy", "tqdm", "pooch", "requests", "shared"}
+EXTRAS = {"shared.plots": {"matplotlib"}, "shared.demo": {"gradio"}}
+
+
+def test_shared_modules_import_only_its_runtime_dependencies_at_the_top():
+    import sys
+
+    for name, path in modules().items():
+        if not name.startswith("shared"):
+            continue
+        allowed = RUNTIME | EXTRAS.get(name, set()) | set(sys.stdlib_module_names)
+        for node in ast.parse(path.read_text()).body:  # module level: what importing it needs
+            if isinstance(node, ast.Import):
+                tops = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                tops = {node.module.split(".")[0]}
+            else:
+                continue
+            assert tops <= allowed, f"{name} needs {tops - allowed} at import time"
+            for target in (getattr(node, "module", None), *(a.name for a in node.names)):
+                extra = EXTRAS.get(str(target))
+                assert extra is None or name in EXTRAS or name == target, f"{name} -> {target}"
+
+
+def test_training_through_shared_loads_no_plotting_demo_or_pytest(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, shared.lifecycle, shared.training, shared.runs, shared.config;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'gradio', 'pytest'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.strip() == "[]"

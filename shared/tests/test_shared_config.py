@@ -4,16 +4,10 @@ from typing import Literal
 
 import pytest
 
-from shared.config import (
-    Command,
-    RunConfig,
-    arg,
-    build_parser,
-    from_namespace,
-    run_cli,
-    to_jsonable,
-)
+from shared.cli import Command, build_parser, from_namespace, run_cli
+from shared.config import RunConfig, apply_defaults, arg
 from shared.errors import Terminated, UserError
+from shared.jsonable import to_jsonable
 
 
 @dataclasses.dataclass
@@ -145,3 +139,29 @@ def test_alias_is_accepted_but_not_advertised(capsys):
         parser.parse_args(["predict", "--help"])
     out = capsys.readouterr().out
     assert "--run" in out and "--model" not in out and "input:" in out
+
+
+@dataclasses.dataclass
+class PresetConfig(RunConfig):
+    preset: Literal["none", "small"] = arg("none", "preset")
+    width: int = arg(64, "width (32 with --preset small)")
+    epochs: int | None = arg(None, "epochs (default: 10 for the MLP, 5 for the CNN)")
+    model: Literal["mlp", "cnn"] = arg("mlp", "which model")
+
+    def __post_init__(self):
+        apply_defaults(self, {"width": 32} if self.preset == "small" else {})
+        apply_defaults(self, {"epochs": 10 if self.model == "mlp" else 5})
+
+
+def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_its_value():
+    parser = build_parser("p", "d", {"t": Command(PresetConfig, lambda c: c, "t")})
+
+    def parse(*argv):
+        return from_namespace(PresetConfig, parser.parse_args(["t", *argv]))
+
+    assert parse("--preset", "small").width == 32
+    assert parse("--preset", "small", "--width", "64").width == 64  # typed at the default: kept
+    assert parse().width == 64 and parse("--model", "cnn").epochs == 5
+    assert parse("--model", "cnn", "--epochs", "10").epochs == 10
+    assert PresetConfig(preset="small").width == 32  # built in code: a default counts as unset
+    assert PresetConfig(preset="small", width=48).width == 48

@@ -16,7 +16,8 @@ from shared.checkpoint import (
     reading,
     save_checkpoint,
 )
-from shared.config import SEED_RANGE, checked_number, number_parser
+from shared.cli import number_parser
+from shared.config import SEED_RANGE, checked_number
 from shared.errors import UserError
 
 

@@ -6,7 +6,7 @@ from audio_net_data import make_gtzan, make_learnable_gtzan
 
 from audio_net.cli import main
 from shared.checkpoint import save_checkpoint
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def test_bad_inputs(capsys, tmp_path):
@@ -93,7 +93,7 @@ def checkpoint(tmp_path_factory):
 
 def test_every_numeric_flag_is_checked_when_parsed(capsys):
     from audio_net.cli import COMMANDS
-    from shared.testing import assert_numeric_flags_checked
+    from testkit import assert_numeric_flags_checked
 
     assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 10
 

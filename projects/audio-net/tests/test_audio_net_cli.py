@@ -9,7 +9,7 @@ from audio_net_data import make_learnable_gtzan
 from audio_net.augment import AugmentConfig, augment
 from audio_net.cli import COMMANDS, main
 from shared.checkpoint import load_checkpoint
-from shared.testing import check_cli_help
+from testkit import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from audio_net.cli import main
 from audio_net.config import PredictConfig
 from audio_net.predict import predict_files
-from shared.testing import (
+from testkit import (
     ServedDemo,
     browser_page,
     demo_client,

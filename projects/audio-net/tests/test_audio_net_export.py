@@ -14,7 +14,7 @@ from audio_net.export import require_onnx
 from audio_net.inference import OnnxClassifier
 from audio_net.predict import load_classifier
 from shared.errors import UserError
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def main(argv) -> int:

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from audio_net.cli import main as cli_main
 from shared.checkpoint import load_checkpoint
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 LABELS = ("bird_call", "door_knock", "engine_hum")
 
@@ -124,7 +124,7 @@ def test_bad_label_folders_are_one_message(capsys, tmp_path, trained):
 
 def test_predict_loads_no_training_code(trained, tmp_path):
     """`predict` in a fresh interpreter: the classifier and the features, not the trainer."""
-    from shared.testing import TRAINING_ONLY, modules_loaded
+    from testkit import TRAINING_ONLY, modules_loaded
 
     root, data, run = trained
     argv = [

@@ -4,7 +4,7 @@ import pytest
 
 from austen_net.cli import main
 from shared.checkpoint import save_checkpoint
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def test_bad_inputs(capsys, corpus, tmp_path):
@@ -64,7 +64,7 @@ def trained(tmp_path_factory):
 
 def test_every_numeric_flag_is_checked_when_parsed(capsys):
     from austen_net.cli import COMMANDS
-    from shared.testing import assert_numeric_flags_checked
+    from testkit import assert_numeric_flags_checked
 
     assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
 
@@ -230,7 +230,7 @@ def test_evaluate_scores_the_runs_own_corpus(capsys, tmp_path, trained):
 
 def test_generate_loads_no_training_code(trained, tmp_path):
     """`generate` in a fresh interpreter: the model and tokenizer, not the trainer or pyplot."""
-    from shared.testing import TRAINING_ONLY, modules_loaded
+    from testkit import TRAINING_ONLY, modules_loaded
 
     ckpt = trained[1]
     argv = ["generate", "--checkpoint", ckpt, "--max-new-tokens", "5", "--seed", "0"]

@@ -4,7 +4,7 @@ import torch
 
 from austen_net.cli import COMMANDS, main
 from shared.checkpoint import load_checkpoint
-from shared.testing import check_cli_help
+from testkit import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from austen_net.cli import main
 from austen_net.demo import Writer, unknown_characters
 from shared.errors import UserError
-from shared.testing import (
+from testkit import (
     ServedDemo,
     browser_page,
     demo_client,

@@ -13,7 +13,7 @@ from austen_net.cli import main as cli_main
 from austen_net.export import require_transformers
 from austen_net.inference import load_model
 from shared.errors import UserError
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 TINY = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "6", "--eval-every", "3"]
 TINY += ["--warmup-steps", "2", "--device", "cpu", "--quiet"]

@@ -8,7 +8,7 @@ import pytest
 
 from austen_net.cli import main as cli_main
 from austen_net.corpus import load_text, paragraph_cut
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 SPEAKERS = ["HAMLET", "OPHELIA", "POLONIUS", "HORATIO"]
 LINES = [

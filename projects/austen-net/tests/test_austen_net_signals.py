@@ -1,7 +1,7 @@
 """SIGTERM during training saves last.pt; --resume latest continues from that step."""
 
 from austen_net.cli import main
-from shared.testing import sigterm_then_resume
+from testkit import sigterm_then_resume
 
 ARGS = [
     "train",

@@ -11,7 +11,7 @@ from intro_nn_data import make_digits, make_loans
 
 from intro_nn.cli import main
 from intro_nn.idx import write_idx
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 class RunsCommand:
@@ -170,7 +170,7 @@ def test_bad_rows_at_predict_time(capsys, tmp_path, loan_csv):
 
 def test_every_numeric_flag_is_checked_when_parsed(capsys):
     from intro_nn.cli import COMMANDS
-    from shared.testing import assert_numeric_flags_checked
+    from testkit import assert_numeric_flags_checked
 
     assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
     for argv in (["train", "--max-minutes", "0"], ["train", "--cv-seed", "-1"]):

@@ -1,5 +1,5 @@
 from intro_nn.cli import COMMANDS, main
-from shared.testing import check_cli_help
+from testkit import check_cli_help
 
 
 def test_help_lists_the_subcommands(capsys):

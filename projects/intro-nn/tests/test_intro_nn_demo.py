@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from intro_nn.cli import main
 from intro_nn.demo import HUMAN_FIELDS, DigitModel, from_human, loan_decision, loan_row, to_mnist
 from intro_nn.loan import load_loan_model
-from shared.testing import (
+from testkit import (
     ServedDemo,
     browser_page,
     demo_client,

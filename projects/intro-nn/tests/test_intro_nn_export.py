@@ -13,7 +13,7 @@ from intro_nn.cli import main as cli_main
 from intro_nn.export import require_onnx
 from intro_nn.inference import DigitModel, normalize
 from shared.errors import UserError
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def main(argv) -> int:

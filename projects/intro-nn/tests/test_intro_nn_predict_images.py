@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from intro_nn.cli import main as cli_main
 from intro_nn.inference import read_digit_image
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def main(argv) -> int:
@@ -93,7 +93,7 @@ def test_bad_images_are_one_message(capsys, trained, tmp_path):
 
 def test_predict_mnist_loads_no_training_code(trained, tmp_path):
     """`predict mnist` in a fresh interpreter: the network and the image code, not the trainer."""
-    from shared.testing import TRAINING_ONLY, modules_loaded
+    from testkit import TRAINING_ONLY, modules_loaded
 
     image = photo(3, tmp_path / "3.png", True, 0)
     loaded = modules_loaded(

@@ -4,7 +4,7 @@ block runs as written, and a flag that does not exist fails the check."""
 from pathlib import Path
 
 from intro_nn.cli import COMMANDS, DESCRIPTION, PROG, main
-from shared.testing import (
+from testkit import (
     check_project_readme,
     check_readme_commands,
     python_blocks,

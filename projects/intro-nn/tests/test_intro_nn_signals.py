@@ -1,7 +1,7 @@
 """SIGTERM during MNIST training saves last.pt; --resume latest continues from that step."""
 
 from intro_nn.cli import main
-from shared.testing import sigterm_then_resume
+from testkit import sigterm_then_resume
 
 
 def test_sigterm_saves_and_resume_continues(tmp_path, digit_folder, capsys):

@@ -1,1 +1,1 @@
-from shared.testing import isolated, real_data  # noqa: F401  (fixtures)
+from testkit import isolated, real_data  # noqa: F401  (fixtures)

@@ -7,7 +7,7 @@ from multi_net_data import plain_clips
 
 from multi_net.cli import main
 from shared.checkpoint import save_checkpoint
-from shared.testing import assert_clean_failure
+from testkit import assert_clean_failure
 
 
 def test_bad_inputs(capsys, tmp_path):
@@ -68,7 +68,7 @@ def test_required_flags(capsys):
 
 def test_every_numeric_flag_is_checked_when_parsed(capsys):
     from multi_net.cli import COMMANDS
-    from shared.testing import assert_numeric_flags_checked
+    from testkit import assert_numeric_flags_checked
 
     assert assert_numeric_flags_checked(main, COMMANDS, capsys) > 15
 

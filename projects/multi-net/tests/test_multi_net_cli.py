@@ -8,7 +8,7 @@ from multi_net_data import plain_clips
 from multi_net.bench import write_test_clip
 from multi_net.cli import COMMANDS, main
 from shared.checkpoint import load_checkpoint
-from shared.testing import check_cli_help
+from testkit import check_cli_help
 
 TINY = ["--clip-model", "mn-tiny", "--no-pretrained", "--device", "cpu", "--quiet"]
 

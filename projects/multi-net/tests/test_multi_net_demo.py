@@ -10,7 +10,7 @@ import torch
 from multi_net_data import plain_clips
 
 from multi_net.cli import main
-from shared.testing import (
+from testkit import (
     ServedDemo,
     assert_clean_failure,
     browser_page,

@@ -9,7 +9,7 @@ import shutil
 from multi_net_data import small_synth
 
 from multi_net.cli import main as cli_main
-from shared.testing import TRAINING_ONLY, assert_clean_failure, modules_loaded
+from testkit import TRAINING_ONLY, assert_clean_failure, modules_loaded
 
 
 def main(argv) -> int:

@@ -4,7 +4,7 @@ block runs as written, and a flag that does not exist fails the check."""
 from pathlib import Path
 
 from multi_net.cli import COMMANDS, DESCRIPTION, PROG, main
-from shared.testing import check_project_readme, run_offline_block
+from testkit import check_project_readme, run_offline_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

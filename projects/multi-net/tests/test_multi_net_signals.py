@@ -3,7 +3,7 @@
 from multi_net_data import plain_clips
 
 from multi_net.cli import main
-from shared.testing import sigterm_then_resume
+from testkit import sigterm_then_resume
 
 
 def test_sigterm_saves_and_resume_continues(tmp_path, capsys):

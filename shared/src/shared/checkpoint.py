@@ -276,7 +276,7 @@ def check_resume_settings(
     saved = saved if isinstance(saved, dict) else {}
     for key in keys:
         now = to_jsonable(getattr(cfg, key))
-        if key in saved and saved[key] != now:
+        if saved.get(key) is not None and saved[key] != now:  # None: left to a preset
             flag = "--" + key.replace("_", "-")
             raise UserError(
                 f"{path} was trained with {flag} {saved[key]}, not {now}: resume with the same "

@@ -1,31 +1,21 @@
-"""Dataclass configs turned into argparse subcommands, and ``run_cli``, which runs one.
+"""Command options declared as dataclasses: :func:`arg` fields with their help and bounds, the
+number rules every flag and demo field obeys, ``RunConfig`` (the flags every training-like
+command shares) and :func:`apply_defaults`, the one way a default depends on another flag.
 
-A command's options are one dataclass; every field becomes a ``--flag`` with its default and the
-``help`` given through :func:`arg`. ``RunConfig`` holds the flags every training-like command shares.
-``run_cli`` turns what a user can cause (``UserError``, ``OSError`` such as a full disk or a
-read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit status, never a traceback.
+``shared.cli`` turns these dataclasses into argparse subcommands and runs them.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import contextvars
 import dataclasses
 import math
-import sys
-import types
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from shared.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USER_ERROR,
-    Terminated,
-    UserError,
-)
-from shared.jsonable import to_jsonable  # noqa: F401  (imported from here before)
+from shared.errors import UserError
 
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
@@ -85,24 +75,6 @@ def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> An
     return tp(value)
 
 
-def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None) -> Callable:
-    """An argparse ``type`` for ``int`` or ``float`` that applies :func:`number_problem`."""
-
-    def parse(text: str):
-        try:
-            value = tp(text)
-        except ValueError:
-            kind = "an integer" if tp is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        problem = number_problem(value, tp, low, high, above)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-        return value
-
-    parse.__name__ = tp.__name__
-    return parse
-
-
 @dataclasses.dataclass
 class RunConfig:
     """Flags shared by every command that runs a model and writes a run folder."""
@@ -127,198 +99,60 @@ class RunConfig:
     )
 
 
+@dataclasses.dataclass
+class DemoOptions:
+    checkpoint: Path | None = arg(
+        None, "checkpoint to serve (default: the newest run of this project)", group="demo"
+    )
+    run: Path | None = arg(
+        None, "run folder to serve (default: the newest under the runs folder)", group="demo"
+    )
+    host: str = arg(
+        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="demo"
+    )
+    port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+    debug: bool = arg(
+        False,
+        "print the traceback of every refused input (default: one warning line)",
+        group="demo",
+    )
+
+    def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port {self.port}: use 0..65535")
+        if self.checkpoint is not None and self.run is not None:
+            raise UserError("give --checkpoint or --run, not both")
+
+
+# the flags typed on the command line while ``shared.cli`` builds a config (None: built in code)
+_GIVEN: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "given", default=None
+)
+
+
+@contextlib.contextmanager
+def given_flags(names: Iterable[str]) -> Iterator[None]:
+    """While building a config from a command line: the fields the user gave (``shared.cli``)."""
+    token = _GIVEN.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _GIVEN.reset(token)
+
+
 def apply_defaults(cfg: Any, values: dict[str, Any]) -> None:
-    """Give ``cfg``'s fields that are still at their declared defaults the ``values`` of a preset:
-    the one way a default that depends on another flag is expressed (explicit flags win; a flag
-    given at its default value counts as not given)."""
+    """Give ``cfg``'s fields that the user did not give the ``values`` that depend on another
+    flag (a preset's settings, the epochs of the chosen model): the one way such a default is
+    expressed, called from the config's ``__post_init__``. A flag the user typed wins, even at
+    the value it would have had; a config built in code counts a field at its declared default
+    as not given."""
+    given = _GIVEN.get()
     defaults = {
         f.name: f.default if f.default is not dataclasses.MISSING else None
         for f in dataclasses.fields(cfg)
     }
     for name, value in values.items():
-        if getattr(cfg, name) == defaults[name]:
+        unset = name not in given if given is not None else getattr(cfg, name) == defaults[name]
+        if unset:
             setattr(cfg, name, value)
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per field of dataclass ``cls`` (``foo_bar`` -> ``--foo-bar``)."""
-    hints = typing.get_type_hints(cls)
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        tp, optional = _unwrap_optional(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        positional = f.metadata.get("positional", False)
-        names = [f.name] if positional else ["--" + f.name.replace("_", "-")]
-        kwargs: dict[str, Any] = {"help": help_text}
-        if not positional:
-            kwargs["dest"] = f.name
-            kwargs["default"] = default
-        elif default is not None and not isinstance(default, list):
-            kwargs["nargs"] = "?"
-            kwargs["default"] = default
-        if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(tp) is Literal:
-            choices = typing.get_args(tp)
-            kwargs["choices"] = choices
-            kwargs["type"] = type(choices[0])
-        elif typing.get_origin(tp) in (list, tuple):
-            (inner,) = typing.get_args(tp)[:1]
-            kwargs["type"] = _typed(inner, f.metadata)
-            kwargs["nargs"] = "+" if positional else "*"
-        else:
-            kwargs["type"] = _typed(tp, f.metadata)
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-        if help_text and not positional and default is not None and tp is not bool:
-            kwargs["help"] = f"{help_text} (default: {default})"
-        if f.metadata.get("required") and not positional:
-            kwargs["help"] = f"{help_text} (required)"
-        title = f.metadata.get("group")
-        target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
-        target.add_argument(*names, **kwargs)
-        aliases = f.metadata.get("aliases", ())
-        if aliases:
-            hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
-            parser.add_argument(*aliases, **hidden)
-
-
-def _typed(tp: Any, metadata: Any) -> Any:
-    """``tp`` itself, or a checked parser for ``int`` and ``float``."""
-    if tp in (int, float):
-        bounds = {k: metadata[k] for k in ("low", "high", "above") if k in metadata}
-        return number_parser(tp, **bounds)
-    return tp
-
-
-def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Namespace) -> None:
-    """Refuse, as argparse does, a command run without a flag marked ``required`` (checked after
-    parsing so that an alias counts as the flag)."""
-    missing = [
-        "--" + f.name.replace("_", "-")
-        for f in dataclasses.fields(cls)
-        if f.metadata.get("required") and getattr(ns, f.name, None) is None
-    ]
-    if missing:
-        parser.error(f"the following arguments are required: {', '.join(missing)}")
-
-
-def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
-    """Build dataclass ``cls`` from the parsed options."""
-    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.init}
-    for name, value in values.items():
-        if isinstance(value, list) and typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
-            values[name] = tuple(value)
-    return cls(**values)
-
-
-@dataclasses.dataclass
-class Command:
-    """One subcommand: its config dataclass, the function that runs it, and its help."""
-
-    config: type | None
-    run: Callable[[Any], Any]
-    help: str
-    # Extra positional/flag setup beyond the dataclass (rarely needed).
-    setup: Callable[[argparse.ArgumentParser], None] | None = None
-
-
-def build_parser(
-    prog: str, description: str, commands: dict[str, Command]
-) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    parser.command_parsers = {}
-    for name, cmd in commands.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        if cmd.config is not None:
-            add_dataclass_args(p, cmd.config)
-        if cmd.setup is not None:
-            cmd.setup(p)
-        p.set_defaults(_command=name)
-        parser.command_parsers[name] = p
-    return parser
-
-
-def run_cli(
-    prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
-) -> int:
-    """Parse ``argv``, run the chosen command; what a user can cause ends in one line and a status.
-
-    Exit statuses: 2 for a user error or an I/O error (a full disk, a read-only or missing folder),
-    130 for Ctrl-C, 143 for SIGTERM (a training loop has saved ``last.pt`` by then).
-    """
-    from shared import signals
-    from shared.distributed import cleanup, launched_by_torchrun
-
-    parser = build_parser(prog, description, commands)
-    ns = parser.parse_args(argv)
-    cmd = commands[ns._command]
-    if cmd.config is not None:
-        check_required(parser.command_parsers[ns._command], cmd.config, ns)
-    signals.install()
-    finished = False
-    try:
-        cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
-        if isinstance(cfg, RunConfig) and cfg.out is not None:
-            from shared.runs import check_writable_dir
-
-            check_writable_dir(cfg.out, "--out")  # before any work, not after it
-        if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
-            from shared.device import select_device
-
-            select_device(cfg.device)  # join the group before anything picks a run folder
-        result = cmd.run(cfg)
-        finished = True
-    except UserError as exc:
-        return _fail(prog, str(exc), EXIT_USER_ERROR)
-    except OSError as exc:
-        return _fail(prog, describe_os_error(exc), EXIT_USER_ERROR)
-    except Terminated as exc:
-        return _fail(prog, f"stopped by SIGTERM{_detail(exc)}", EXIT_TERMINATED)
-    except KeyboardInterrupt as exc:
-        return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
-    finally:
-        cleanup(finished)
-    return int(result) if isinstance(result, int) else 0
-
-
-def _detail(exc: BaseException) -> str:
-    text = str(exc)
-    return f": {text}" if text and text != "SIGTERM" else ""
-
-
-def _fail(prog: str, message: str, code: int) -> int:
-    print(
-        f"{prog}: error: {message}" if code == EXIT_USER_ERROR else f"{prog}: {message}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return code
-
-
-def describe_os_error(exc: OSError) -> str:
-    """``[Errno 28] No space left on device: 'x'`` -> ``cannot write x: no space left on device``."""
-    reason = (exc.strerror or exc.__class__.__name__).lower()
-    target = exc.filename or ""
-    if exc.filename2:
-        target = f"{target} -> {exc.filename2}"
-    return f"{target}: {reason}" if target else f"{reason} ({exc})"

@@ -2,7 +2,8 @@
 
 Each project builds its own page (`<project>/demo.py`); this module holds what they share:
 
-- ``DemoOptions``: ``--checkpoint PATH | --run DIR``, ``--host`` (127.0.0.1 unless told), ``--port``.
+- ``DemoOptions`` (declared in ``shared.config``): ``--checkpoint PATH | --run DIR``, ``--host``
+  (127.0.0.1 unless told), ``--port``.
 - ``find_run``: the run to serve, by default the newest run of the project that holds what the demo
   needs; none at all is one message naming the ``train`` command that makes one.
 - ``import_gradio``: Gradio with its analytics and version check off (they phone home unless
@@ -25,40 +26,14 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from shared.checkpoint import checkpoint_in, run_of  # noqa: F401  (demos import them here)
-from shared.config import arg
+from shared.config import DemoOptions
 from shared.errors import UserError
 from shared.paths import runs_root
 
 SUMMARY_FILE = "summary.json"
-
-
-@dataclass
-class DemoOptions:
-    checkpoint: Path | None = arg(
-        None, "checkpoint to serve (default: the newest run of this project)", group="demo"
-    )
-    run: Path | None = arg(
-        None, "run folder to serve (default: the newest under the runs folder)", group="demo"
-    )
-    host: str = arg(
-        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="demo"
-    )
-    port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
-    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
-    debug: bool = arg(
-        False,
-        "print the traceback of every refused input (default: one warning line)",
-        group="demo",
-    )
-
-    def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
-        if not 0 <= self.port <= 65535:
-            raise UserError(f"--port {self.port}: use 0..65535")
-        if self.checkpoint is not None and self.run is not None:
-            raise UserError("give --checkpoint or --run, not both")
 
 
 @dataclass

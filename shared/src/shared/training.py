@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,10 +31,12 @@ from shared.checkpoint import CheckpointManager
 from shared.device import rng_state, set_rng_state
 from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
 from shared.errors import Terminated
-from shared.plots import LivePlot
 from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import progress
 from shared.runs import Run
+
+if TYPE_CHECKING:  # only for the annotation: plotting (matplotlib) is the caller's extra
+    from shared.plots import LivePlot
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

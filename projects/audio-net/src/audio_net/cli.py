@@ -13,7 +13,7 @@ from audio_net.config import (
     PredictConfig,
     TrainConfig,
 )
-from shared.config import Command, run_cli
+from shared.cli import Command, run_cli
 from shared.errors import UserError
 
 PROG = "audio-net"

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import RunConfig, arg
-from shared.demo import DemoOptions
+from shared.config import DemoOptions, RunConfig, arg
 from shared.errors import UserError
 
 

@@ -18,7 +18,8 @@ import torch
 from audio_net.audio import AudioError, read_audio
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
-from shared.demo import DemoOptions, find_run, model_card, refuse, remove_upload, serve
+from shared.config import DemoOptions
+from shared.demo import find_run, model_card, refuse, remove_upload, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root

@@ -15,7 +15,8 @@ import torch
 
 from austen_net.config import BenchConfig
 from austen_net.data import lm_loss
-from austen_net.model import GPT, PRESETS, GPTConfig
+from austen_net.model import GPT, GPTConfig
+from austen_net.presets import PRESETS
 from shared.device import device_name, seed_everything, select_device
 from shared.runs import Run
 from shared.training import Trainer

@@ -14,7 +14,7 @@ from austen_net.config import (
     GenerateConfig,
     TrainConfig,
 )
-from shared.config import Command, run_cli
+from shared.cli import Command, run_cli
 from shared.errors import UserError
 
 PROG = "austen-net"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, RunConfig, apply_defaults, arg
-from shared.demo import DemoOptions
+from austen_net.presets import PRESETS, TRAIN_PRESETS
+from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
 
 
@@ -17,19 +17,6 @@ class CorpusOptions:
         None, "folder of local Gutenberg files (pg<id>.txt or <id>-<slug>.txt)"
     )
     download: bool = arg(True, "download missing works from Project Gutenberg")
-
-
-# training settings that come with a model preset (the model's shape is in model.PRESETS)
-TRAIN_PRESETS = {
-    "cpu": dict(
-        vocab_size=4096,
-        batch_size=32,
-        max_steps=600,
-        max_minutes=10.0,
-        warmup_steps=30,
-        eval_every=100,
-    ),
-}
 
 
 @dataclass
@@ -78,7 +65,8 @@ class TrainConfig(RunConfig, CorpusOptions):
     mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
 
     def __post_init__(self) -> None:
-        apply_defaults(self, TRAIN_PRESETS.get(self.preset, {}))
+        # the preset's shape and training settings, where no flag gives them
+        apply_defaults(self, {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})})
         positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:

@@ -16,8 +16,8 @@ import torch
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
-from shared.config import SEED_RANGE, checked_number
-from shared.demo import DemoOptions, find_run, model_card, refuse, serve
+from shared.config import SEED_RANGE, DemoOptions, checked_number
+from shared.demo import find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root

@@ -22,7 +22,7 @@ from austen_net.inference import (  # noqa: F401  (load_model, bpc_of_texts: old
     checked_tokenizer,
     load_model,
 )
-from austen_net.model import GPT, PRESETS, GPTConfig
+from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import build_tokenizer
 from shared.checkpoint import run_data_settings
 from shared.distributed import world_size
@@ -52,11 +52,9 @@ MODEL_SETTINGS = (
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    values = dict(PRESETS[cfg.preset])
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout"):
-        if getattr(cfg, key) is not None:
-            values[key] = getattr(cfg, key)
-    gpt = GPTConfig(vocab_size=vocab_size, pos=cfg.pos, norm=cfg.norm, mlp=cfg.mlp, **values)
+    """The GPT's shape: the preset's, with the flags given (``TrainConfig`` has filled them)."""
+    shape = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")}
+    gpt = GPTConfig(vocab_size=vocab_size, pos=cfg.pos, norm=cfg.norm, mlp=cfg.mlp, **shape)
     if gpt.n_embd % gpt.n_head or (gpt.n_embd // gpt.n_head) % 2:
         raise UserError(f"--n-embd {gpt.n_embd} must split into {gpt.n_head} heads of even width")
     return gpt

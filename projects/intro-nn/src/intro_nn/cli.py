@@ -12,9 +12,8 @@ from intro_nn.config import (
     PredictConfig,
     TrainConfig,
 )
-from shared.config import Command, run_cli
+from shared.cli import Command, run_cli
 from shared.errors import UserError
-from shared.runs import Run
 
 PROG = "intro-nn"
 DESCRIPTION = "Neural networks from scikit-learn to PyTorch: LendingClub loans and MNIST."
@@ -24,6 +23,7 @@ PROJECT = "intro-nn"
 def train(cfg: TrainConfig) -> int:
     if cfg.target == "loan":  # scikit-learn only: no training loop, no checkpoint to resume
         from intro_nn.loan import load_loan_table, train_loan
+        from shared.runs import Run
 
         if cfg.resume is not None:
             raise UserError(

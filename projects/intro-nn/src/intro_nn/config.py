@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, RunConfig, arg, to_jsonable
-from shared.demo import DemoOptions
+from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
+from shared.jsonable import to_jsonable
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
 
@@ -83,8 +83,7 @@ class TrainConfig(RunConfig):
     eda: bool = arg(True, "draw the loan EDA figures", group=LOAN)
 
     def __post_init__(self) -> None:
-        if self.epochs is None:
-            self.epochs = 30 if self.model == "mlp" else 20
+        apply_defaults(self, {"epochs": 30 if self.model == "mlp" else 20})
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be positive integers")
         if not 0 < self.val_fraction < 0.5:

@@ -18,8 +18,8 @@ import pandas as pd
 from intro_nn.inference import PROJECT, DigitModel, has_mnist, ink, to_mnist  # noqa: F401
 from intro_nn.loan import MODEL_FILE, load_loan_model
 from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
-from shared.config import checked_number
-from shared.demo import DemoOptions, ServedModel, find_run, model_card, refuse, serve
+from shared.config import DemoOptions, checked_number
+from shared.demo import ServedModel, find_run, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root

@@ -16,7 +16,7 @@ from multi_net.config import (
     RecommendConfig,
     TrainConfig,
 )
-from shared.config import Command, run_cli
+from shared.cli import Command, run_cli
 from shared.errors import UserError
 
 PROG = "multi-net"

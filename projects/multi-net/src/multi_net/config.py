@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, RunConfig, apply_defaults, arg
-from shared.demo import DemoOptions
+from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from

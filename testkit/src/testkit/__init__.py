@@ -1,11 +1,10 @@
-"""Test helpers the projects share: the real-sample fixture, test isolation, CLI checks.
+"""Test helpers the packages share: the real-sample fixture, test isolation, CLI, README and
+browser checks. A package of its own (a member of the workspace, in every package's ``dev`` group)
+so that the runtime ``shared`` package ships no pytest code.
 
 Import the fixtures into a project's ``conftest.py``::
 
-    from shared.testing import isolated, real_data  # noqa: F401
-
-This module needs pytest (``shared[testing]``, and every package's ``dev`` group); nothing outside
-the tests imports it.
+    from testkit import isolated, real_data  # noqa: F401
 """
 
 from __future__ import annotations
@@ -19,12 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from shared.paths import repo_root
+
 
 def real_data_root() -> Path | None:
     """``$DL_TEST_DATA``, else ``../shared/data`` beside the checkout (read-only real samples)."""
     env = os.environ.get("DL_TEST_DATA")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / ".." / "shared" / "data")
+    checkout = repo_root(Path(__file__).resolve().parent)  # the workspace this package sits in
+    if checkout is not None:
+        candidates.append(checkout.parent / "shared" / "data")
     for c in candidates:
         if c.is_dir():
             return c.resolve()
@@ -51,7 +54,8 @@ def isolated(tmp_path, monkeypatch):
 
 
 def check_cli_help(main: Callable, commands: dict, module: str, prog: str, capsys) -> None:
-    """``--help`` lists every subcommand, and ``python -m <module> --help`` runs."""
+    """``--help`` lists every subcommand, ``python -m <module> --help`` runs, and no ``--help``
+    imports torch, matplotlib or gradio."""
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
@@ -60,6 +64,7 @@ def check_cli_help(main: Callable, commands: dict, module: str, prog: str, capsy
         assert name in out
     proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and f"usage: {prog}" in proc.stdout
+    check_help_loads_no_torch(module, commands, Path.cwd())
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -296,7 +301,7 @@ def assert_numeric_flags_checked(main: Callable, commands: dict, capsys) -> int:
     import dataclasses
     import typing
 
-    from shared.config import _unwrap_optional
+    from shared.cli import _unwrap_optional
 
     tried = 0
     for name, cmd in commands.items():
@@ -371,7 +376,7 @@ def check_readme_commands(text: str, prog: str, description: str, commands: dict
     import contextlib
     import io
 
-    from shared.config import build_parser, check_required
+    from shared.cli import build_parser, check_required
 
     parser = build_parser(prog, description, commands)
     bad = []
@@ -457,6 +462,34 @@ def modules_loaded(module: str, argv: list, cwd: Path) -> set[str]:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def help_modules(module: str, argv: list, cwd: Path) -> set[str]:
+    """The modules a fresh interpreter has imported after ``module.main(argv)`` printed its help
+    (argparse exits 0): ``P --help`` and ``P COMMAND --help`` must not import torch."""
+    import json
+
+    code = (
+        "import contextlib, io, json, sys\n"
+        f"from {module} import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({[str(a) for a in argv]!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def check_help_loads_no_torch(module: str, commands: dict, cwd: Path) -> None:
+    """``--help`` of the program and of every command answers without importing torch (whose
+    import alone takes seconds), matplotlib or gradio."""
+    heavy = {"torch", "matplotlib", "gradio"}
+    for argv in (["--help"], *([name, "--help"] for name in commands)):
+        loaded = {m.split(".")[0] for m in help_modules(module, argv, cwd)}
+        assert not loaded & heavy, f"{argv} imported {sorted(loaded & heavy)}"
 
 
 def check_project_readme(readme: Path, prog: str, description: str, commands: dict) -> None:

@@ -1,0 +1,234 @@
+"""The command line: config dataclasses (``shared.config``) turned into argparse subcommands, and
+``run_cli``, the process around one command.
+
+Every field of a command's dataclass becomes a ``--flag`` with its default and its :func:`arg`
+help. ``run_cli`` refuses an unwritable ``--out`` before any work, joins a torchrun group before
+anything picks a run folder, and turns what a user can cause (``UserError``, ``OSError`` such as a
+full disk or a read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit status,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from shared import signals
+from shared.config import RunConfig, given_flags, number_problem
+from shared.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    Terminated,
+    UserError,
+)
+
+
+def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None) -> Callable:
+    """An argparse ``type`` for ``int`` or ``float`` that applies :func:`number_problem`."""
+
+    def parse(text: str):
+        try:
+            value = tp(text)
+        except ValueError:
+            kind = "an integer" if tp is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        problem = number_problem(value, tp, low, high, above)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    parse.__name__ = tp.__name__
+    return parse
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one option per field of dataclass ``cls`` (``foo_bar`` -> ``--foo-bar``)."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp, optional = _unwrap_optional(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        positional = f.metadata.get("positional", False)
+        names = [f.name] if positional else ["--" + f.name.replace("_", "-")]
+        kwargs: dict[str, Any] = {"help": help_text}
+        if not positional:  # absent from the namespace unless typed: from_namespace fills it
+            kwargs["dest"] = f.name
+            kwargs["default"] = argparse.SUPPRESS
+        elif default is not None and not isinstance(default, list):
+            kwargs["nargs"] = "?"
+            kwargs["default"] = default
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is Literal:
+            choices = typing.get_args(tp)
+            kwargs["choices"] = choices
+            kwargs["type"] = type(choices[0])
+        elif typing.get_origin(tp) in (list, tuple):
+            (inner,) = typing.get_args(tp)[:1]
+            kwargs["type"] = _typed(inner, f.metadata)
+            kwargs["nargs"] = "+" if positional else "*"
+        else:
+            kwargs["type"] = _typed(tp, f.metadata)
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+        if help_text and not positional and default is not None:
+            kwargs["help"] = f"{help_text} (default: {default})"
+        if f.metadata.get("required") and not positional:
+            kwargs["help"] = f"{help_text} (required)"
+        title = f.metadata.get("group")
+        target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
+        target.add_argument(*names, **kwargs)
+        aliases = f.metadata.get("aliases", ())
+        if aliases:
+            hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+            parser.add_argument(*aliases, **hidden)
+
+
+def _typed(tp: Any, metadata: Any) -> Any:
+    """``tp`` itself, or a checked parser for ``int`` and ``float``."""
+    if tp in (int, float):
+        bounds = {k: metadata[k] for k in ("low", "high", "above") if k in metadata}
+        return number_parser(tp, **bounds)
+    return tp
+
+
+def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Namespace) -> None:
+    """Refuse, as argparse does, a command run without a flag marked ``required`` (checked after
+    parsing so that an alias counts as the flag)."""
+    missing = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("required") and getattr(ns, f.name, None) is None
+    ]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+
+
+def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
+    """Build dataclass ``cls`` from the parsed options; the flags the user typed are known to its
+    ``__post_init__`` (``shared.config.apply_defaults``), the others take their declared default."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    given = {f.name for f in fields if hasattr(ns, f.name)}
+    values = {f.name: getattr(ns, f.name) for f in fields if f.name in given}
+    for name, value in values.items():
+        if isinstance(value, list) and typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
+            values[name] = tuple(value)
+    with given_flags(given):
+        return cls(**values)
+
+
+@dataclasses.dataclass
+class Command:
+    """One subcommand: its config dataclass, the function that runs it, and its help."""
+
+    config: type | None
+    run: Callable[[Any], Any]
+    help: str
+    # Extra positional/flag setup beyond the dataclass (rarely needed).
+    setup: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def build_parser(
+    prog: str, description: str, commands: dict[str, Command]
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    parser.command_parsers = {}
+    for name, cmd in commands.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if cmd.config is not None:
+            add_dataclass_args(p, cmd.config)
+        if cmd.setup is not None:
+            cmd.setup(p)
+        p.set_defaults(_command=name)
+        parser.command_parsers[name] = p
+    return parser
+
+
+def run_cli(
+    prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
+) -> int:
+    """Parse ``argv``, run the chosen command; what a user can cause ends in one line and a status.
+
+    Exit statuses: 2 for a user error or an I/O error (a full disk, a read-only or missing folder),
+    130 for Ctrl-C, 143 for SIGTERM (a training loop has saved ``last.pt`` by then).
+    """
+    parser = build_parser(prog, description, commands)
+    ns = parser.parse_args(argv)
+    cmd = commands[ns._command]
+    if cmd.config is not None:
+        check_required(parser.command_parsers[ns._command], cmd.config, ns)
+    # imported here, not at the top: they import torch (about 2.5 s), which --help and a refused
+    # flag never need
+    from shared.device import select_device
+    from shared.distributed import cleanup, launched_by_torchrun
+    from shared.runs import check_writable_dir
+
+    signals.install()
+    finished = False
+    try:
+        cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
+        if isinstance(cfg, RunConfig) and cfg.out is not None:
+            check_writable_dir(cfg.out, "--out")  # before any work, not after it
+        if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
+            select_device(cfg.device)  # join the group before anything picks a run folder
+        result = cmd.run(cfg)
+        finished = True
+    except UserError as exc:
+        return _fail(prog, str(exc), EXIT_USER_ERROR)
+    except OSError as exc:
+        return _fail(prog, describe_os_error(exc), EXIT_USER_ERROR)
+    except Terminated as exc:
+        return _fail(prog, f"stopped by SIGTERM{_detail(exc)}", EXIT_TERMINATED)
+    except KeyboardInterrupt as exc:
+        return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
+    finally:
+        cleanup(finished)
+    return int(result) if isinstance(result, int) else 0
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc)
+    return f": {text}" if text and text != "SIGTERM" else ""
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    print(
+        f"{prog}: error: {message}" if code == EXIT_USER_ERROR else f"{prog}: {message}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return code
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 28] No space left on device: 'x'`` -> ``cannot write x: no space left on device``."""
+    reason = (exc.strerror or exc.__class__.__name__).lower()
+    target = exc.filename or ""
+    if exc.filename2:
+        target = f"{target} -> {exc.filename2}"
+    return f"{target}: {reason}" if target else f"{reason} ({exc})"
