@@ -3,27 +3,30 @@
 Modules, each named for what it holds:
 
 - ``errors``: ``UserError``, ``Terminated`` and the exit statuses the CLI gives them.
-- ``config``: dataclass configs turned into argparse subcommands; ``run_cli``.
+- ``lifecycle``: ``run_training(task, cfg)``, the one run lifecycle every trainer goes through.
+- ``config``: command options as dataclasses (``arg``, ``RunConfig``, ``apply_defaults``).
+- ``cli``: those dataclasses as argparse subcommands; ``run_cli``.
+- ``optim``: AdamW (fused where it can be) and its weight-decay groups.
 - ``paths``: the data root, the runs root and the cache folders (one rule for all three).
 - ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture.
 - ``precision``: autocast contexts and the fp16 GradScaler.
 - ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
 - ``batching``: epoch-permuted batches of rows, a pure function of (seed, step).
-- ``training``: the ``Trainer`` (one optimizer step at a time), ``fit`` with its ``Callback`` hooks,
-  AdamW and its decay groups.
+- ``training``: the ``Trainer`` (one optimizer step at a time), ``fit`` with its ``Callback`` hooks.
 - ``signals``: SIGTERM handled like Ctrl-C (save ``last.pt``, then stop).
 - ``checkpoint``: atomic, tagged, strictly loaded checkpoints; ``last``/``best``; ``--resume latest``.
 - ``runs``: run folders with config.json, metrics.csv, summary.json, figures and checkpoints.
 - ``atomic``: write-then-rename file writes that follow the umask.
-- ``plots``: live curves, labelled image/spectrogram grids, confusion matrices.
+- ``plots``: live curves, labelled image/spectrogram grids, confusion matrices (``plots`` extra).
 - ``download``: downloads with sha256 verification, safe archive extraction.
 - ``distributed``: torchrun / DistributedDataParallel, rank-0 side effects, global negatives.
 - ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
 - ``layers``: a dropout that is cheap on the CPU (same distribution as ``nn.Dropout``).
-- ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving.
+- ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving
+  (``demo`` extra).
 - ``progress``: tqdm bars that go quiet when asked or when stdout is not a terminal.
-- ``testing``: pytest fixtures, CLI checks and demo drivers (HTTP client, headless Chromium) the
-  packages' tests share (needs pytest).
+
+The pytest helpers the packages' tests share are the workspace's ``testkit`` package.
 """
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ needs must be present, or the user gets one message naming what is wrong.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -259,8 +260,6 @@ def settings_from_checkpoint(
     """Dataclass ``cls`` from a checkpoint's ``raw`` settings: a dict of ``cls``'s fields only,
     within ``bounds`` (missing fields take ``cls``'s defaults), else one ``UserError`` saying that
     ``what`` (e.g. "its fusion_config") is not what this code writes."""
-    import dataclasses
-
     fields = {f.name for f in dataclasses.fields(cls)}
     if not isinstance(raw, dict) or not set(raw) <= fields:
         raise UserError(f"{path}: {what} is not one this code writes")
@@ -289,8 +288,6 @@ def run_data_settings(cfg: Any, saved: Any, fields: Iterable[str], *, quiet: boo
     config) where the command gives none: ``evaluate`` scores the data the run trained on, not a
     download of the default data set. Fields the user gave win; a saved folder that is gone is
     left out (the command's default then applies)."""
-    import dataclasses
-
     saved = saved if isinstance(saved, dict) else {}
     given = {f: getattr(cfg, f) for f in fields}
     if any(v not in (None, [], ()) for v in given.values()):

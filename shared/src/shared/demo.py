@@ -104,7 +104,7 @@ def import_gradio(upload_dir: Path):
         mine = Path(tempfile.mkdtemp(prefix=f"server-{os.getpid()}-", dir=upload_dir))
         _server_uploads.append(mine)
         os.environ["GRADIO_TEMP_DIR"] = str(mine)
-    import gradio as gr
+    import gradio as gr  # optional: shared's demo extra (and slow: about 3 s)
 
     return gr
 
@@ -129,7 +129,7 @@ def quiet_bounds(debug: bool = False) -> None:
     """Gradio's own range check of a number or slider (an API client sending a value past the
     slider's end) raises an error whose traceback Gradio prints; make it a refusal like ours: the
     message in the page, ONE warning line in the terminal (the traceback only with ``--debug``)."""
-    import gradio as gr
+    import gradio as gr  # optional: shared's demo extra (and slow: about 3 s)
 
     number = gr.components.Number
     original = getattr(number.raise_if_out_of_bounds, "__wrapped__", number.raise_if_out_of_bounds)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 import random
 from typing import Any
 
 import numpy as np
 import torch
 
+from shared.distributed import init_distributed
 from shared.errors import UserError
 
 
@@ -16,8 +18,6 @@ def select_device(name: str = "auto") -> torch.device:
 
     Under torchrun this also joins the process group and returns this rank's device.
     """
-    from shared.distributed import init_distributed
-
     return init_distributed(_select_device(name))
 
 
@@ -94,7 +94,5 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    import platform
-
     cpu = platform.processor() or platform.machine()
     return f"CPU {cpu} ({torch.get_num_threads()} threads)"

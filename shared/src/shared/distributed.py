@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dnf
+from torch.nn.parallel import DistributedDataParallel
 
 
 def is_distributed() -> bool:
@@ -122,8 +124,6 @@ def shard(batch: Any, batch_size: int | None = None) -> Any:
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if not is_distributed():
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     if device.type == "cuda":
         # batch statistics over the GLOBAL batch, so N ranks train like one process (in place:
         # the caller's module keeps its identity and state_dict keys). SyncBatchNorm has no CPU
@@ -137,6 +137,4 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank in rank order; gradients flow back to each rank's part."""
     if not is_distributed():
         return x
-    import torch.distributed.nn.functional as dnf
-
     return torch.cat(dnf.all_gather(x), dim=0)

@@ -16,7 +16,7 @@ from shared.errors import UserError
 
 def imagenet_state_dict(weights_path: Path | None) -> dict:
     """ImageNet ResNet18 weights: a local state_dict file, else torchvision's (cached) download."""
-    from torchvision.models import ResNet18_Weights
+    from torchvision.models import ResNet18_Weights  # optional: a dependency of the projects
 
     if weights_path is not None:
         weights_path = Path(weights_path)
@@ -57,7 +57,7 @@ def resnet18_one_channel(
     ``pretrained`` (or a ``weights_path``) loads ImageNet weights into everything but the head,
     conv1's RGB filters averaged; otherwise the weights are random.
     """
-    from torchvision.models import resnet18
+    from torchvision.models import resnet18  # optional: a dependency of the projects
 
     model = resnet18(weights=None)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)

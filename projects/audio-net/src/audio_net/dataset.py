@@ -206,7 +206,7 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
 
 def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
     """``k`` stratified, seeded folds of whole clips (each clip in exactly one fold)."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # slow (scikit-learn): --cv only
 
     labels = np.array([c.genre for c in clips])
     names = {c.genre: c.label or str(c.genre) for c in clips}

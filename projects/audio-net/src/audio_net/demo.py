@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import soundfile as sf
 import torch
@@ -19,7 +20,7 @@ from audio_net.audio import AudioError, read_audio
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
 from shared.config import DemoOptions
-from shared.demo import find_run, model_card, refuse, remove_upload, serve
+from shared.demo import find_run, import_gradio, model_card, refuse, remove_upload, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -70,8 +71,6 @@ class GenreModel:
 
 
 def spectrogram_figure(a: Analysis, hop_seconds: float):
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.imshow(
         a.spectrogram,
@@ -86,8 +85,6 @@ def spectrogram_figure(a: Analysis, hop_seconds: float):
 
 
 def timeline_figure(a: Analysis, genres: list[str], window_seconds: float):
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 2.8))
     top = np.argsort(-a.windows.mean(0))[:4]
     centres = a.window_starts + window_seconds / 2
@@ -102,8 +99,6 @@ def timeline_figure(a: Analysis, genres: list[str], window_seconds: float):
 
 
 def build_app(opts: DemoOptions, max_seconds: float):
-    from shared.demo import import_gradio
-
     served = find_run(PROJECT, opts, train_command="audio-net train")
     gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
     device = select_device(opts.device)
@@ -123,8 +118,6 @@ def build_app(opts: DemoOptions, max_seconds: float):
             raise refuse(gr, message, opts.debug) from exc
         finally:
             remove_upload(path)  # an upload is read once, then deleted
-        import matplotlib.pyplot as plt
-
         spec = spectrogram_figure(a, p.hop_length / p.sample_rate)
         timeline = timeline_figure(a, model.genres, p.window_seconds)
         plt.close("all")

@@ -21,6 +21,7 @@ import torchaudio
 from audio_net.audio import AudioError, read_audio
 from audio_net.dataset import Clip, labels_of
 from shared.atomic import atomic_path
+from shared.errors import UserError
 from shared.progress import info, progress, warn
 
 
@@ -191,6 +192,19 @@ def compute_features(
     if pending:
         flush()
     bar.close()
+    report_skips(skipped, padded, len(names), p, quiet)
+    return Features(
+        windows=torch.cat(out_windows),
+        clip_of_window=torch.cat(out_clip).long(),
+        names=names,
+        labels=torch.tensor(labels, dtype=torch.long),
+        skipped=skipped,
+    )
+
+
+def report_skips(skipped: list[str], padded: int, usable: int, p: FeatureParams, quiet: bool):
+    """One counted warning for the files that could not be used, one line for the padded ones;
+    no usable file at all is the user's error."""
     if skipped:
         warn(
             f"skipped {len(skipped)} unusable audio file(s): "
@@ -202,17 +216,8 @@ def compute_features(
             f"{padded} clip(s) shorter than a window ({p.window_seconds:g} s): padded with silence",
             quiet,
         )
-    if not names:
-        from shared.errors import UserError
-
+    if not usable:
         raise UserError("no usable audio: every file was skipped")
-    return Features(
-        windows=torch.cat(out_windows),
-        clip_of_window=torch.cat(out_clip).long(),
-        names=names,
-        labels=torch.tensor(labels, dtype=torch.long),
-        skipped=skipped,
-    )
 
 
 def cache_key(clips: list[Clip], p: FeatureParams) -> str:

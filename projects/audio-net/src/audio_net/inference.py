@@ -89,7 +89,7 @@ class OnnxClassifier:
 
     def __init__(self, path: Path) -> None:
         require_onnx("onnxruntime")
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: the export extra
 
         path = Path(path)
         sidecar_path = path.with_name(SIDECAR_FILE) if path.suffix == ".onnx" else path

@@ -18,6 +18,7 @@ from austen_net.data import lm_loss
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
 from shared.device import device_name, seed_everything, select_device
+from shared.precision import autocast, resolve_precision
 from shared.runs import Run
 from shared.training import Trainer
 
@@ -67,8 +68,6 @@ def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
 def time_generation(
     model: GPT, device, prompt: int, new_tokens: int, use_cache: bool, precision: str
 ) -> float:
-    from shared.precision import autocast, resolve_precision
-
     g = torch.Generator().manual_seed(1)
     idx = torch.randint(0, model.cfg.vocab_size, (1, prompt), generator=g).to(device)
     ctx = autocast(device, resolve_precision(precision, device))

@@ -17,7 +17,7 @@ from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
 from shared.config import SEED_RANGE, DemoOptions, checked_number
-from shared.demo import find_run, model_card, refuse, serve
+from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -122,13 +122,31 @@ def score_sentence(result: dict, val_bpc: float | None) -> str:
 
 
 def build_app(opts: DemoOptions):
-    from shared.demo import import_gradio
-
+    """Two tabs: write from a prompt (streamed), score a pasted text in bits per character."""
     served = find_run(PROJECT, opts, train_command="austen-net train")
     gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
     device = select_device(opts.device)
     writer = Writer(served.checkpoint, device)
+    cfg = writer.model.cfg
+    with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
+        model_card(
+            gr,
+            "austen-net: write like Jane Austen",
+            f"A {cfg.n_layer}-layer decoder-only transformer ({cfg.n_embd} wide, "
+            f"{writer.tok.kind} tokenizer of {writer.tok.vocab_size} tokens, context "
+            f"{cfg.block_size}) trained on her novels.",
+            served,
+            str(device),
+            ["preset", "params_m", "val_bpc", "best_step", "steps", "train_seconds"],
+        )
+        with gr.Tab("Write"):
+            write_tab(gr, opts, writer)
+        with gr.Tab("Score"):
+            score_tab(gr, opts, writer, served.summary.get("val_bpc"))
+    return app
 
+
+def write_tab(gr, opts: DemoOptions, writer: Writer) -> None:
     def write(prompt, tokens, temperature, top_k, top_p, seed):
         # the page's "off" values: top-p 1 and seed -1 (anything else is checked by stream)
         top_p = None if isinstance(top_p, (int, float)) and top_p == 1 else top_p
@@ -143,6 +161,22 @@ def build_app(opts: DemoOptions):
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
 
+    prompt = gr.Textbox("It is a truth universally acknowledged", label="prompt", lines=2)
+    with gr.Row():
+        tokens = gr.Slider(1, 1000, value=200, step=1, label="length (tokens)")
+        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
+        top_k = gr.Slider(0, 500, value=200, step=1, label="top-k (0: off)")
+        top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p (1: off)")
+        seed = gr.Number(-1, label="seed (-1: random)", precision=0)
+    button = gr.Button("Write", variant="primary")
+    text = gr.Textbox(label="text", lines=14, elem_id="story")
+    speed = gr.Textbox(label="speed", elem_id="speed")
+    button.click(
+        write, [prompt, tokens, temperature, top_k, top_p, seed], [text, speed], api_name="write"
+    )
+
+
+def score_tab(gr, opts: DemoOptions, writer: Writer, val_bpc: float | None) -> None:
     def score(text):
         try:
             if not isinstance(text, (str, type(None))):
@@ -150,45 +184,12 @@ def build_app(opts: DemoOptions):
             result = writer.score(text or "")
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
-        return score_sentence(result, served.summary.get("val_bpc")), result["bpc"]
+        return score_sentence(result, val_bpc), result["bpc"]
 
-    cfg = writer.model.cfg
-    with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
-        model_card(
-            gr,
-            "austen-net: write like Jane Austen",
-            f"A {cfg.n_layer}-layer decoder-only transformer ({cfg.n_embd} wide, "
-            f"{writer.tok.kind} tokenizer of {writer.tok.vocab_size} tokens, context "
-            f"{cfg.block_size}) trained on her novels.",
-            served,
-            str(device),
-            ["preset", "params_m", "val_bpc", "best_step", "steps", "train_seconds"],
-        )
-        with gr.Tab("Write"):
-            prompt = gr.Textbox("It is a truth universally acknowledged", label="prompt", lines=2)
-            with gr.Row():
-                tokens = gr.Slider(1, 1000, value=200, step=1, label="length (tokens)")
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
-                top_k = gr.Slider(0, 500, value=200, step=1, label="top-k (0: off)")
-                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top-p (1: off)")
-                seed = gr.Number(-1, label="seed (-1: random)", precision=0)
-            button = gr.Button("Write", variant="primary")
-            text = gr.Textbox(label="text", lines=14, elem_id="story")
-            speed = gr.Textbox(label="speed", elem_id="speed")
-            button.click(
-                write,
-                [prompt, tokens, temperature, top_k, top_p, seed],
-                [text, speed],
-                api_name="write",
-            )
-        with gr.Tab("Score"):
-            pasted = gr.Textbox(label="text to score", lines=8)
-            sentence = gr.Markdown(elem_id="scored")
-            bpc = gr.Number(label="bits per character", elem_id="bpc", interactive=False)
-            gr.Button("Score", variant="primary").click(
-                score, pasted, [sentence, bpc], api_name="score"
-            )
-    return app
+    pasted = gr.Textbox(label="text to score", lines=8)
+    sentence = gr.Markdown(elem_id="scored")
+    bpc = gr.Number(label="bits per character", elem_id="bpc", interactive=False)
+    gr.Button("Score", variant="primary").click(score, pasted, [sentence, bpc], api_name="score")
 
 
 def run_demo(opts: DemoOptions) -> int:

@@ -60,7 +60,7 @@ def rope_rows(w: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def llama_model(model: GPT):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM  # optional: the export extra
 
     c = model.cfg
     hidden = model.blocks[0].mlp.down.in_features
@@ -104,7 +104,7 @@ def llama_model(model: GPT):
 
 
 def gpt2_model(model: GPT):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel  # optional: the export extra
 
     c = model.cfg
     config = GPT2Config(
@@ -155,7 +155,7 @@ def gpt2_model(model: GPT):
 
 def hf_tokenizer(tok: Tokenizer):
     """Our tokenizer as a ``transformers`` fast tokenizer that encodes and decodes the same."""
-    from tokenizers import Regex, decoders, pre_tokenizers
+    from tokenizers import Regex, decoders, pre_tokenizers  # optional: the export extra
     from tokenizers import Tokenizer as RustTokenizer
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
@@ -246,7 +246,7 @@ def run_summary(checkpoint: Path) -> dict:
 
 def export_hf(checkpoint: Path, out: Path) -> dict:
     require_transformers()
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # optional: the export extra
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one JSON line is the command's output

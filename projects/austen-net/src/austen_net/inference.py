@@ -21,6 +21,7 @@ from shared.checkpoint import (
     settings_from_checkpoint,
 )
 from shared.errors import UserError
+from shared.precision import autocast, resolve_precision
 
 PROJECT = "austen-net"
 CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
@@ -103,8 +104,6 @@ def bpc_of_texts(
     model: GPT, tok: Tokenizer, texts: list[str], batch: int, device, precision: str
 ) -> dict:
     """Bits per character (and loss per token) of ``texts`` under ``model``."""
-    from shared.precision import autocast, resolve_precision
-
     streams = [torch.tensor(tok.encode(t), dtype=torch.long, device=device) for t in texts]
     streams = [s for s in streams if len(s) > 1]
     if not streams:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.layers import Dropout
+from shared.optim import adamw, decay_groups
 
 
 @dataclass
@@ -221,8 +222,6 @@ class GPT(nn.Module):
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device=None):
         """AdamW with weight decay on matrices only (not on norms, biases), through the portfolio's
         one AdamW rule (fused where PyTorch has the kernel)."""
-        from shared.training import adamw, decay_groups
-
         device = torch.device(device) if device is not None else self.head.weight.device
         return adamw(
             decay_groups(self.named_parameters(), weight_decay), device, lr=lr, betas=betas

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
+import torch
 
 from shared.atomic import atomic_path
 from shared.errors import UserError
@@ -62,8 +63,6 @@ class BPETokenizer(Tokenizer):
         return self.sp.decode([int(i) for i in ids])
 
     def state(self) -> dict:
-        import torch
-
         return {"kind": "bpe", "model": torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)}
 
 

@@ -8,14 +8,19 @@ import warnings
 import numpy as np
 import torch
 from PIL import Image
+from sklearn.exceptions import ConvergenceWarning
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from intro_nn.config import BenchConfig
+from intro_nn.loan import cross_validate
+from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
+from intro_nn.loan_model import make_models
 from intro_nn.mnist_data import load_digits
 from intro_nn.mnist_models import MLP
 from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, loss_fn
 from shared.device import device_name, seed_everything, seed_worker, select_device
+from shared.errors import UserError
 from shared.runs import Run
 from shared.training import Trainer, adamw
 
@@ -84,13 +89,6 @@ def time_dataloader(images, labels, device, epochs: int, batch_size: int, worker
 
 
 def loan_cv_seconds(cfg: BenchConfig) -> float | None:
-    from sklearn.exceptions import ConvergenceWarning
-
-    from intro_nn.loan import cross_validate
-    from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
-    from intro_nn.loan_model import make_models
-    from shared.errors import UserError
-
     try:
         df = read_loans(fetch_loan_csv(None, cfg.data_dir, quiet=True))
     except UserError:

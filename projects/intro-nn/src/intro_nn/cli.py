@@ -1,4 +1,8 @@
-"""Command line of intro-nn: one console script, subcommands."""
+"""Command line of intro-nn: one console script, subcommands.
+
+Each command imports its own modules inside its function: ``--help``, and a flag refused while
+parsing, answer in a fraction of a second without importing torch (about 2.5 s on its own).
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from intro_nn.inference import PROJECT, DigitModel, has_mnist, ink, to_mnist  # 
 from intro_nn.loan import MODEL_FILE, load_loan_model
 from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
 from shared.config import DemoOptions, checked_number
-from shared.demo import ServedModel, find_run, model_card, refuse, serve
+from shared.demo import ServedModel, find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -190,10 +190,25 @@ def find_models(opts: DemoOptions) -> tuple[ServedModel | None, ServedModel | No
 
 
 def build_app(opts: DemoOptions):
-    from shared.demo import import_gradio
-
+    """Two tabs: draw a digit for the MNIST network, describe a loan for the loan MLP."""
     mnist, loan = find_models(opts)
-    if mnist:  # `intro-nn train` (both parts) nests each part's summary under its name
+    tidy_summaries(mnist, loan)
+    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    device = select_device(opts.device)
+    digits = DigitModel(mnist.checkpoint, device) if mnist else None
+    bundle = load_loan_model(loan.run) if loan else None
+    with gr.Blocks(title="intro-nn demo", analytics_enabled=False) as app:
+        with gr.Tab("Draw a digit"):
+            digit_tab(gr, opts, mnist, digits, str(device))
+        with gr.Tab("Loan risk"):
+            loan_tab(gr, opts, loan, bundle)
+    return app
+
+
+def tidy_summaries(mnist: ServedModel | None, loan: ServedModel | None) -> None:
+    """`intro-nn train` (both parts) nests each part's summary under its name; the loan card
+    shows the three models' ranking scores."""
+    if mnist:
         mnist.summary = mnist.summary.get("mnist", mnist.summary)
     if loan:
         part = loan.summary.get("loan", loan.summary)
@@ -203,11 +218,9 @@ def build_app(opts: DemoOptions):
             for key, value in (part.get(model) or {}).items()
             if key in ("roc_auc", "pr_auc", "balanced_accuracy")
         }
-    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
-    device = select_device(opts.device)
-    digits = DigitModel(mnist.checkpoint, device) if mnist else None
-    bundle = load_loan_model(loan.run) if loan else None
 
+
+def digit_tab(gr, opts: DemoOptions, mnist, digits: DigitModel | None, device: str) -> None:
     def guess(drawing):
         if digits is None:
             raise refuse(gr, "no MNIST model: run 'intro-nn train mnist' first", opts.debug)
@@ -227,6 +240,34 @@ def build_app(opts: DemoOptions):
             return gr.skip(), gr.skip()
         return guess(drawing)
 
+    if mnist:
+        model_card(
+            gr,
+            f"MNIST {digits.name.upper()}",
+            "Draw a digit; the network sees the 28x28 image on the right.",
+            mnist,
+            device,
+            ["test_accuracy", "val_accuracy", "epochs", "n_train"],
+        )
+    else:
+        gr.Markdown("No MNIST model yet: run `intro-nn train mnist`.")
+    with gr.Row():
+        pad = gr.Sketchpad(label="draw here", type="numpy", canvas_size=(280, 280), elem_id="pad")
+        with gr.Column():
+            probs = gr.Label(num_top_classes=10, label="probabilities", elem_id="probs")
+            seen = gr.Image(label="what the network saw (28x28, enlarged)", image_mode="L")
+    gr.Button("Guess", variant="primary").click(guess, pad, [probs, seen], api_name="digit")
+    pad.change(  # and as the user draws, the newest stroke only
+        live_guess,
+        pad,
+        [probs, seen],
+        show_progress="hidden",
+        trigger_mode="always_last",
+        api_name=False,
+    )
+
+
+def loan_tab(gr, opts: DemoOptions, loan, bundle) -> None:
     def assess(purpose, *values):
         if bundle is None:
             raise refuse(gr, "no loan model: run 'intro-nn train loan' first", opts.debug)
@@ -236,65 +277,34 @@ def build_app(opts: DemoOptions):
             raise refuse(gr, str(exc), opts.debug) from exc
         return loan_answer(bundle, row)
 
-    with gr.Blocks(title="intro-nn demo", analytics_enabled=False) as app:
-        with gr.Tab("Draw a digit"):
-            if mnist:
-                model_card(
-                    gr,
-                    f"MNIST {digits.name.upper()}",
-                    "Draw a digit; the network sees the 28x28 image on the right.",
-                    mnist,
-                    str(device),
-                    ["test_accuracy", "val_accuracy", "epochs", "n_train"],
-                )
-            else:
-                gr.Markdown("No MNIST model yet: run `intro-nn train mnist`.")
-            with gr.Row():
-                pad = gr.Sketchpad(
-                    label="draw here", type="numpy", canvas_size=(280, 280), elem_id="pad"
-                )
-                with gr.Column():
-                    probs = gr.Label(num_top_classes=10, label="probabilities", elem_id="probs")
-                    seen = gr.Image(label="what the network saw (28x28, enlarged)", image_mode="L")
-            gr.Button("Guess", variant="primary").click(guess, pad, [probs, seen], api_name="digit")
-            pad.change(  # and as the user draws, the newest stroke only
-                live_guess,
-                pad,
-                [probs, seen],
-                show_progress="hidden",
-                trigger_mode="always_last",
-                api_name=False,
-            )
-        with gr.Tab("Loan risk"):
-            if loan:
-                model_card(
-                    gr,
-                    "LendingClub loan MLP",
-                    "Probability that a loan is not fully paid, and the decision at the "
-                    "threshold chosen on the training folds.",
-                    loan,
-                    "cpu",
-                    list(loan.summary),
-                )
-            else:
-                gr.Markdown("No loan model yet: run `intro-nn train loan`.")
-            purpose = gr.Dropdown(list(PURPOSES), value="debt_consolidation", label="purpose")
-            with gr.Row():
-                with gr.Column():
-                    fields = [
-                        gr.Number(value=default, label=f"{label} [{lo:,g} to {hi:,g}]")
-                        for _, label, default, lo, hi, _ in HUMAN_FIELDS
-                    ]
-                with gr.Column():
-                    verdict = gr.Markdown(elem_id="verdict")
-                    gauge = gr.Label(label="outcome", elem_id="gauge")
-                    details = gr.JSON(label="numbers", elem_id="details")
-            gr.Button("Assess", variant="primary").click(
-                assess, [purpose, *fields], [verdict, gauge, details], api_name="loan"
-            )
-            if loan and (loan.run / "figures" / "loan_roc_pr.png").is_file():
-                gr.Image(str(loan.run / "figures" / "loan_roc_pr.png"), label="ROC and PR")
-    return app
+    if loan:
+        model_card(
+            gr,
+            "LendingClub loan MLP",
+            "Probability that a loan is not fully paid, and the decision at the "
+            "threshold chosen on the training folds.",
+            loan,
+            "cpu",
+            list(loan.summary),
+        )
+    else:
+        gr.Markdown("No loan model yet: run `intro-nn train loan`.")
+    purpose = gr.Dropdown(list(PURPOSES), value="debt_consolidation", label="purpose")
+    with gr.Row():
+        with gr.Column():
+            fields = [
+                gr.Number(value=default, label=f"{label} [{lo:,g} to {hi:,g}]")
+                for _, label, default, lo, hi, _ in HUMAN_FIELDS
+            ]
+        with gr.Column():
+            verdict = gr.Markdown(elem_id="verdict")
+            gauge = gr.Label(label="outcome", elem_id="gauge")
+            details = gr.JSON(label="numbers", elem_id="details")
+    gr.Button("Assess", variant="primary").click(
+        assess, [purpose, *fields], [verdict, gauge, details], api_name="loan"
+    )
+    if loan and (loan.run / "figures" / "loan_roc_pr.png").is_file():
+        gr.Image(str(loan.run / "figures" / "loan_roc_pr.png"), label="ROC and PR")
 
 
 def run_demo(opts: DemoOptions) -> int:

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from intro_nn.mnist_models import build_model
 from shared.checkpoint import checkpoint_in, load_checkpoint, model_from_checkpoint, reading
+from shared.demo import find_run
+from shared.device import select_device
 from shared.errors import UserError
 
 PROJECT = "intro-nn"
@@ -66,8 +69,6 @@ def photo_ink(image: np.ndarray) -> np.ndarray:
 def digit_from_ink(amount: np.ndarray, empty: str) -> np.ndarray:
     """Ink amounts as an MNIST digit (crop, fit 20x20, centre by mass in 28x28); ``empty``: the
     message when there is no ink."""
-    from PIL import Image
-
     mask = amount > 0.1
     if mask.sum() < 4:
         raise UserError(empty)
@@ -153,8 +154,6 @@ def has_mnist(run: Path) -> bool:
 def read_digit_image(path: Path) -> np.ndarray:
     """An image file (PNG, JPEG, ...: any size, any mode) as an MNIST digit; one message for a
     file that is not an image, one too large, or one without ink."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         raise UserError(f"--image {path}: no such file")
     try:
@@ -198,9 +197,6 @@ def predict_images(checkpoint: Path, images: list[Path], device: torch.device) -
 
 def predict_digits(cfg) -> int:
     """``intro-nn predict mnist --image FILE ...``: the top-3 digits of each image as JSON."""
-    from shared.demo import find_run
-    from shared.device import select_device
-
     if not cfg.image:
         raise UserError("predict mnist needs --image FILE [FILE ...]")
     served = find_run(PROJECT, cfg, train_command="intro-nn train mnist", has=has_mnist)

@@ -105,7 +105,7 @@ def cross_validate(
 
 
 def draw_curves(run: Run, y: np.ndarray, oof: dict[str, np.ndarray]) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow: only training draws (predict loads the model)
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name, proba in oof.items():
@@ -185,7 +185,7 @@ def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
 
 
 def save_loan_model(path: Path, pipeline, threshold: float) -> Path:
-    import skops.io as sio
+    import skops.io as sio  # slow (about 1 s): saving and loading the model only
 
     bundle = {"pipeline": pipeline, "threshold": float(threshold), "features": list(FEATURES)}
     with atomic_path(path) as tmp:
@@ -195,7 +195,7 @@ def save_loan_model(path: Path, pipeline, threshold: float) -> Path:
 
 def load_loan_model(path: Path) -> dict:
     """A saved loan model, built from trusted types only; anything else is refused unloaded."""
-    import skops.io as sio
+    import skops.io as sio  # slow (about 1 s): saving and loading the model only
 
     path = Path(path)
     if path.is_dir():

@@ -55,6 +55,12 @@ def draw_eda(df: pd.DataFrame, folder: Path) -> list[Path]:
     ax.tick_params(axis="x", rotation=30)
     paths.append(save_figure(fig, folder / "loan_purpose.png"))
 
+    paths.append(correlation_figure(df, folder / "loan_correlations.png"))
+    return [p for p in paths if np.all(p.exists())]
+
+
+def correlation_figure(df: pd.DataFrame, path: Path) -> Path:
+    """Pearson correlations of the numeric columns and the target, each cell labelled."""
     corr = df[[*NUMERIC, TARGET]].corr().to_numpy()
     labels = [*NUMERIC, TARGET]
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -74,5 +80,4 @@ def draw_eda(df: pd.DataFrame, folder: Path) -> list[Path]:
             )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("correlations (numeric columns and target)")
-    paths.append(save_figure(fig, folder / "loan_correlations.png"))
-    return [p for p in paths if np.all(p.exists())]
+    return save_figure(fig, path)

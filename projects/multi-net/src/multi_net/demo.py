@@ -17,6 +17,7 @@ from shared.demo import (
     DemoOptions,
     ServedModel,
     find_run,
+    import_gradio,
     model_card,
     read_summary,
     refuse,
@@ -99,8 +100,6 @@ def table(results: list[dict]) -> list[list]:
 
 
 def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None):
-    from shared.demo import import_gradio
-
     index = index or newest_index()
     device = select_device(opts.device)
     checkpoint = opts.checkpoint
@@ -112,6 +111,22 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
         run_of(engine.checkpoint), engine.checkpoint, read_summary(run_of(engine.checkpoint))
     )
     ids = engine.index["ids"]
+    with gr.Blocks(title="multi-net demo", analytics_enabled=False) as app:
+        model_card(
+            gr,
+            "multi-net: find videos by what they show and sound like",
+            f"Index `{index}`: {len(ids)} videos. Text and videos share one embedding space "
+            "(frames, motion and audio fused into one video vector).",
+            served,
+            str(device),
+            ["test_t2v_r1", "test_t2v_r5", "test_v2t_r1", "test_t2v_r1_no_audio", "val_t2v_r1"],
+        )
+        search_page(gr, opts, engine, ids)
+    return app, sorted(engine.files.values())
+
+
+def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> None:
+    """A text search, its hits, a player, and the videos nearest the one chosen."""
 
     def search(query, k):
         try:
@@ -134,31 +149,20 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
             raise refuse(gr, str(exc), opts.debug) from exc
         return engine.file_of(video_id), table(hits)
 
-    with gr.Blocks(title="multi-net demo", analytics_enabled=False) as app:
-        model_card(
-            gr,
-            "multi-net: find videos by what they show and sound like",
-            f"Index `{index}`: {len(ids)} videos. Text and videos share one embedding space "
-            "(frames, motion and audio fused into one video vector).",
-            served,
-            str(device),
-            ["test_t2v_r1", "test_t2v_r5", "test_v2t_r1", "test_t2v_r1_no_audio", "val_t2v_r1"],
-        )
-        with gr.Row():
-            query = gr.Textbox(label="search", placeholder="a red square moves left", scale=4)
-            k = gr.Slider(1, min(50, len(ids)), value=min(5, len(ids)), step=1, label="k")
-        find = gr.Button("Search", variant="primary")
-        hits = gr.Dataframe(headers=COLUMNS, label="results", elem_id="hits", interactive=False)
-        with gr.Row():
-            chosen = gr.Dropdown(ids, label="video", value=None, allow_custom_value=False)
-            player = gr.Video(label="playing", autoplay=True, elem_id="player", height=320)
-        neighbours = gr.Dataframe(
-            headers=COLUMNS, label="nearest videos", elem_id="neighbours", interactive=False
-        )
-        find.click(search, [query, k], [hits, chosen, player], api_name="search")
-        query.submit(search, [query, k], [hits, chosen, player])
-        chosen.input(similar, [chosen, k], [player, neighbours], api_name="similar")
-    return app, sorted(engine.files.values())
+    with gr.Row():
+        query = gr.Textbox(label="search", placeholder="a red square moves left", scale=4)
+        k = gr.Slider(1, min(50, len(ids)), value=min(5, len(ids)), step=1, label="k")
+    find = gr.Button("Search", variant="primary")
+    hits = gr.Dataframe(headers=COLUMNS, label="results", elem_id="hits", interactive=False)
+    with gr.Row():
+        chosen = gr.Dropdown(ids, label="video", value=None, allow_custom_value=False)
+        player = gr.Video(label="playing", autoplay=True, elem_id="player", height=320)
+    neighbours = gr.Dataframe(
+        headers=COLUMNS, label="nearest videos", elem_id="neighbours", interactive=False
+    )
+    find.click(search, [query, k], [hits, chosen, player], api_name="search")
+    query.submit(search, [query, k], [hits, chosen, player])
+    chosen.input(similar, [chosen, k], [player, neighbours], api_name="similar")
 
 
 def run_demo(opts: DemoOptions, index: Path | None, videos: Path | None = None) -> int:

@@ -12,6 +12,7 @@ from multi_net.features import VideoFeatures
 from multi_net.inference import embed_videos
 from multi_net.metrics import category_precision_at_k, text_video_metrics
 from multi_net.model import FusionModel
+from multi_net.search import ExactSearch
 
 
 @torch.no_grad()
@@ -56,8 +57,6 @@ def evaluate_pairs(
 def attribute_match_at_1(text, video, kept, vids, attributes) -> float:
     """Share of captions whose first hit, searched as ``recommend --text`` searches (exact top-k
     over the video embeddings), has every attribute of the caption's own clip."""
-    from multi_net.search import ExactSearch
-
     index = ExactSearch(video.float().cpu())
     hits = 0
     for (vid, _), query in zip(kept, text.float().cpu(), strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from multi_net.features import video_files
 from multi_net.inference import TrainedModel
 from shared.atomic import atomic_path
+from shared.device import select_device
 from shared.errors import UserError
 
 INDEX_FORMAT = "multi-net-index-v1"
@@ -159,8 +161,6 @@ class _Int8Scan:
     block = 131_072  # fbgemm's prepack is super-linear in the row count: pack blocks, in threads
 
     def __init__(self, fp32: torch.Tensor) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         scale = (fp32.abs().amax(1) / 127).clamp_min(1e-12).double()
         blocks = list(range(0, len(fp32), self.block))
 
@@ -298,8 +298,6 @@ def recommend(cfg) -> dict:
         raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
     if cfg.k < 1:
         raise UserError("--k must be at least 1")
-    from shared.device import select_device
-
     idx = load_index(cfg.index)
     ids = idx["ids"]
     exclude, query = None, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -145,8 +146,6 @@ def decode_many(paths: list[Path], p: DecodeParams, workers: int | None = None):
         for path in paths:
             yield path, _decode_or_error((path, p))
         return
-    import multiprocessing
-
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         yield from zip(
