@@ -174,3 +174,18 @@ def test_imports_inside_functions_say_why():
                 if not block_ok:
                     unexplained.append(f"{name}:{node.lineno} {line.strip()}")
     assert unexplained == []
+
+
+def test_every_project_trains_through_the_shared_lifecycle():
+    """Each project's training module hands its task to ``shared.lifecycle.run_training``; no
+    module builds a ``CheckpointManager``, calls ``fit`` or resumes by itself (a ``bench`` may
+    time ``Trainer`` steps: it trains no run)."""
+    for project in (ROOT / "projects").iterdir():
+        if not project.is_dir():
+            continue
+        sources = {p.name: p.read_text() for p in (project / "src").rglob("*.py")}
+        trainers = [n for n, text in sources.items() if "run_training(" in text]
+        assert trainers, f"{project.name}: no module calls run_training"
+        for name, text in sources.items():
+            for own in ("CheckpointManager(", " fit(", "resume_run("):
+                assert own not in text, f"{project.name}/{name} writes its own lifecycle ({own})"
