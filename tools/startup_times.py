@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--after", type=Path, default=Path("."))
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--skip", nargs="*", default=[], help="leave out commands whose name contains this"
+    )
     args = ap.parse_args()
     before, after, data = args.before.resolve(), args.after.resolve(), args.data.resolve()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +99,11 @@ def main() -> None:
         subprocess.run(
             [exe(after, "python"), "-c", DRAW_DIGIT, str(digit)], check=True, capture_output=True
         )
-        cmds = commands(ckpt, data, digit)
+        cmds = {
+            k: v
+            for k, v in commands(ckpt, data, digit).items()
+            if not any(s in k for s in args.skip)
+        }
         times: dict[str, dict[str, list[float]]] = {k: {"before": [], "after": []} for k in cmds}
         for round_ in range(args.rounds + 1):  # round 0 writes the bytecode caches
             for name, argv in cmds.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from shared.atomic import atomic_path, stale_temporaries
 from shared.errors import UserError
@@ -182,6 +183,23 @@ def reading(path: str | Path):
         ) from exc
 
 
+class _SkipInit(TorchFunctionMode):
+    """Parameter initialisers do nothing (the probe's values are never read). On the meta device
+    they would run through torch's reference implementations, whose first use imports the compiler
+    stack: about a second of every ``predict``'s and ``generate``'s startup."""
+
+    INIT = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        initialiser = func in self.INIT or (
+            getattr(func, "__module__", "") == "torch.nn.init" and func.__name__.endswith("_")
+        )
+        if initialiser and (args or "tensor" in kwargs):
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
 def model_from_checkpoint(
     build: Callable[[], torch.nn.Module], weights: Any, path: str | Path
 ) -> torch.nn.Module:
@@ -195,7 +213,7 @@ def model_from_checkpoint(
     weights' keys) before calling this, so that the meta build itself stays cheap.
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInit():
             probe = build()
     except (TypeError, ValueError, RuntimeError, KeyError, OverflowError, ZeroDivisionError) as exc:
         raise UserError(f"{path}: its model settings are invalid ({_first_line(exc)})") from exc

@@ -64,8 +64,11 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
         super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
-        angles = torch.outer(torch.arange(max_len).float(), inv_freq)
+        # computed on the CPU even while a model is probed on the meta device (shared.checkpoint):
+        # these meta ops would import torch's compiler stack, a second of startup for generate
+        cpu = torch.device("cpu")
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=cpu).float() / head_dim)
+        angles = torch.outer(torch.arange(max_len, device=cpu).float(), inv_freq)
         # (cos, sin) pairs as a REAL buffer: a complex one would lose its imaginary part when the
         # model is cast with ``model.to(torch.bfloat16)``
         rotation = torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
