@@ -194,3 +194,33 @@ def test_real_novels_train_and_score(capsys, real_corpus, tmp_path):
     )
     summary = last_json(capsys)
     assert summary["steps"] == 10 and 0 < summary["val_bpc"] < 9 and summary["val_chars"] > 1000
+
+
+def test_generate_and_evaluate_with_bf16_and_int8_weights(capsys, corpus, tmp_path):
+    """``--weights``: the same model scored and sampled with bf16 and int8 (torchao, weight-only)
+    weights; their bits per character stay within 0.05 of fp32's on the validation split."""
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--corpus-dir", str(corpus), "--max-steps", "30", "--out", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = str(out / "checkpoints" / "best.pt")
+    bpc = {}
+    for weights in ("fp32", "bf16", "int8"):
+        argv = ["evaluate", "--checkpoint", ckpt, "--corpus-dir", str(corpus), "--quiet"]
+        assert main([*argv, "--weights", weights, "--out", str(tmp_path / weights)]) == 0
+        result = last_json(capsys)
+        assert result["weights"] == weights
+        bpc[weights] = result["bpc"]
+        argv = ["generate", "--checkpoint", ckpt, "--weights", weights, "--max-new-tokens", "12"]
+        assert main([*argv, "--prompt", "Anne", "--seed", "0"]) == 0
+        assert capsys.readouterr().out.startswith("Anne")
+    assert abs(bpc["bf16"] - bpc["fp32"]) < 0.05 and abs(bpc["int8"] - bpc["fp32"]) < 0.05, bpc
+
+
+def test_bench_reports_generation_against_the_memory_roofline(capsys, tmp_path):
+    argv = ["bench", "--preset", "tiny", "--batch-size", "4", "--train-steps", "1"]
+    assert main([*argv, "--new-tokens", "16", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    b = last_json(capsys)
+    assert b["memory_read_gb_per_s"] > 0 and b["weight_bytes"] > 0
+    assert 0 < b["generate_roofline_fraction"] < 2  # tokens/s x bytes cannot far exceed the limit
+    assert b["weight_bytes_int8"] < b["weight_bytes_bf16"] < b["weight_bytes"]
+    assert b["generate_int8_speedup"] > 0 and b["generate_tokens_per_s_bf16"] > 0

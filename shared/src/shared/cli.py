@@ -80,6 +80,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         elif default is not None and not isinstance(default, list):
             kwargs["nargs"] = "?"
             kwargs["default"] = default
+        if "const" in f.metadata:  # a flag that may stand alone (``--compile`` = ``--compile on``)
+            kwargs["nargs"], kwargs["const"] = "?", f.metadata["const"]
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:
@@ -101,6 +103,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         title = f.metadata.get("group")
         target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
         target.add_argument(*names, **kwargs)
+        negative = f.metadata.get("negative")  # ("--no-compile", "off"): the old spelling
+        if negative:
+            flag, value = negative
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action="store_const",
+                const=value,
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
         aliases = f.metadata.get("aliases", ())
         if aliases:
             hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}

@@ -26,9 +26,12 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
     left out of ``--help``). Numbers are checked when parsed: a float must be finite, an int must
     fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
+    ``const`` lets the flag stand alone, meaning that value; ``negative=("--no-x", value)`` keeps a
+    ``--no-x`` spelling (hidden) that sets ``value``.
     """
     metadata = {"help": help}
-    for key in ("choices", "positional", "required", "group", "aliases", "low", "high", "above"):
+    keys = ("choices", "positional", "required", "group", "aliases", "low", "high", "above")
+    for key in (*keys, "const", "negative"):
         if key in kwargs:
             metadata[key] = kwargs.pop(key)
     if "default_factory" in kwargs:

@@ -109,6 +109,21 @@ class TrainingTask:
     def summary(self, cfg: Any, outcome: Outcome) -> dict[str, Any]:
         return {"steps": outcome.trainer.step, **outcome.result}
 
+    def compile_pays_off(self, cfg: Any, device: torch.device) -> bool:
+        """``--compile auto`` away from CUDA: whether this run is long enough to repay compiling."""
+        return False
+
+
+def compile_wanted(task: TrainingTask, cfg: Any, device: torch.device) -> bool:
+    """``--compile``/``--no-compile`` (a bool), or ``on``/``off``/``auto``: auto compiles on CUDA
+    always, elsewhere where the task says the run repays it."""
+    setting = cfg.compile
+    if isinstance(setting, bool):
+        return setting
+    if setting == "auto":
+        return device.type == "cuda" or task.compile_pays_off(cfg, device)
+    return setting == "on"
+
 
 def run_training(task: TrainingTask, cfg: Any, *, run: Run | None = None) -> tuple[Run, Any]:
     """Train ``task`` with ``cfg``; returns the run folder and the summary (``{}`` on ranks other
@@ -138,7 +153,7 @@ def run_training(task: TrainingTask, cfg: Any, *, run: Run | None = None) -> tup
         device=device,
         precision=cfg.precision,
         clip_grad=plan.clip_grad,
-        compile=cfg.compile,
+        compile=compile_wanted(task, cfg, device),
     )
     ckpt = CheckpointManager(
         run.checkpoints, project=task.project, monitor=plan.monitor, mode=plan.mode

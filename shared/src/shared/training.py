@@ -191,6 +191,14 @@ class Cadence:
         )
 
 
+def compile_seconds(step_seconds: list[float]) -> float | None:
+    """Compile time: how much longer the first step took than the second (the same work, compiled
+    once). None when fewer than two steps ran."""
+    if len(step_seconds) < 2:
+        return None
+    return round(max(step_seconds[0] - step_seconds[1], 0.0), 2)
+
+
 class Callback:
     """Hooks ``fit`` calls; a project overrides the ones it needs."""
 
@@ -232,6 +240,7 @@ def fit(
     count = 0
     last_eval: dict[str, float] = {}
     stopped_early = False
+    step_seconds: list[float] = []  # the first two steps: with --compile, the compile time
     main = is_main()
 
     def save(metrics: dict[str, float] | None = None) -> None:
@@ -270,7 +279,12 @@ def fit(
             while trainer.step < cadence.max_steps:
                 for cb in callbacks:
                     cb.on_step_start(trainer)
+                t_step = time.perf_counter()
                 metrics = trainer.train_step([shard(b) for b in batches(trainer.step)], loss_fn)
+                if trainer.compile and len(step_seconds) < 2:
+                    step_seconds.append(time.perf_counter() - t_step)
+                    if len(step_seconds) == 2:
+                        info(f"torch.compile: {compile_seconds(step_seconds):.1f} s", quiet)
                 for key, value in metrics.items():
                     sums[key] = sums[key] + value if key in sums else value
                 count += 1
@@ -310,6 +324,7 @@ def fit(
     elapsed = time.perf_counter() - t0
     return {
         "steps": trainer.step,
+        "compile_seconds": compile_seconds(step_seconds) if trainer.compile else None,
         "steps_this_run": trainer.step - start_step,
         "train_seconds": round(elapsed, 3),
         "stopped_by_time_budget": stopped_early,

@@ -5,16 +5,25 @@ the classic GPT-2 layout of the same model (learned positions, LayerNorm, GELU: 
 architecture), so the cost of each choice is visible. Generation is timed at batch 1 after a
 16-token prompt, for 128 and for 512 new tokens, with the KV cache and without it (the uncached
 path runs the head on the last position only, as nanoGPT does, so the speed-up is the cache's own).
+
+A cached token reads every weight once, so batch-1 generation is bound by memory bandwidth: the
+bench measures the machine's read bandwidth (summing a 256 MB tensor) and reports
+``generate_roofline_fraction`` = tokens/s x weight bytes / bandwidth for the cached fp32 path (1.0
+is the limit), then the same cached generation with bf16 and with int8 weights
+(``--weights``; int8 on the CPU only) and ``generate_int8_speedup`` over fp32.
 """
 
 from __future__ import annotations
 
+import copy
+import statistics
 import time
 
 import torch
 
 from austen_net.config import BenchConfig
 from austen_net.data import lm_loss
+from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
 from shared.device import device_name, seed_everything, select_device
@@ -82,6 +91,45 @@ def time_generation(
     return new_tokens / (time.perf_counter() - t0)
 
 
+def read_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 7) -> float:
+    """Memory read bandwidth in bytes/s: the median time to sum a tensor far larger than caches."""
+    x = torch.ones(megabytes * 2**20 // 4, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        x.sum()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return x.numel() * 4 / statistics.median(times[1:])
+
+
+def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
+    """Cached batch-1 generation (128 tokens, no autocast) with fp32, bf16 and int8 weights,
+    against the memory-bandwidth limit."""
+    bandwidth = read_bandwidth(device)
+    fp32_tps = time_generation(model, device, cfg.prompt_tokens, 128, True, "fp32")
+    out = {
+        "memory_read_gb_per_s": round(bandwidth / 1e9, 2),
+        "weight_bytes": weight_bytes(model),
+        "generate_tokens_per_s_fp32": round(fp32_tps, 1),
+        "generate_roofline_fraction": round(fp32_tps * weight_bytes(model) / bandwidth, 3),
+    }
+    kinds = ["bf16", *(["int8"] if device.type == "cpu" else [])]
+    for kind in kinds:
+        variant = with_weights(copy.deepcopy(model), kind)
+        tps = time_generation(variant, device, cfg.prompt_tokens, 128, True, "fp32")
+        out[f"generate_tokens_per_s_{kind}"] = round(tps, 1)
+        out[f"weight_bytes_{kind}"] = weight_bytes(variant)
+        out[f"generate_roofline_fraction_{kind}"] = round(
+            tps * weight_bytes(variant) / bandwidth, 3
+        )
+    out["generate_int8_speedup"] = (
+        round(out["generate_tokens_per_s_int8"] / fp32_tps, 2) if "int8" in kinds else None
+    )
+    return out
+
+
 def run_bench(cfg: BenchConfig) -> int:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -130,6 +178,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "generate_tokens_per_s_kv_cache": round(gen[long, True], 1),
             "generate_tokens_per_s_no_cache": round(gen[long, False], 1),
             "kv_cache_speedup": round(gen[long, True] / gen[long, False], 2),
+            **weights_generation(gen_model, cfg, device),
         }
     )
     return 0

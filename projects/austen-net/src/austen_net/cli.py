@@ -52,7 +52,7 @@ def evaluate(cfg: EvaluateConfig) -> int:
     from shared.runs import Run
 
     device = select_device(cfg.device)
-    model, tok, state = load_model(cfg.checkpoint, device)
+    model, tok, state = load_model(cfg.checkpoint, device, cfg.weights)
     if cfg.text:
         files = text_files(cfg.text)
         texts = [strip_gutenberg(decode_bytes(p.read_bytes(), str(p))) for p in files]
@@ -83,7 +83,13 @@ def evaluate(cfg: EvaluateConfig) -> int:
     result = bpc_of_texts(model, tok, texts, cfg.batch_size, device, cfg.precision)
     run = Run(PROJECT, cfg.out, cfg)
     run.finish(
-        {"checkpoint": str(cfg.checkpoint), "source": source, "step": int(state["step"]), **result}
+        {
+            "checkpoint": str(cfg.checkpoint),
+            "source": source,
+            "step": int(state["step"]),
+            "weights": cfg.weights,
+            **result,
+        }
     )
     return 0
 

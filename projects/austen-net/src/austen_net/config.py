@@ -19,8 +19,20 @@ class CorpusOptions:
     download: bool = arg(True, "download missing works from Project Gutenberg")
 
 
+# --compile auto on a CPU: the shortest run that repays compiling (NOTES.md, "Compiling")
+CPU_COMPILE_MIN_STEPS = 1000
+
+
 @dataclass
 class TrainConfig(RunConfig, CorpusOptions):
+    compile: Literal["auto", "on", "off"] = arg(
+        "auto",
+        "torch.compile the model: on (also plain --compile), off (also --no-compile), or auto: "
+        f"always on CUDA; on a CPU from {CPU_COMPILE_MIN_STEPS} --max-steps up, where the compile "
+        "time (tens of seconds on a 2-core CPU) is repaid by faster steps (see NOTES.md)",
+        const="on",
+        negative=("--no-compile", "off"),
+    )
     preset: Literal["default", "seed", "cpu", "tiny"] = arg(
         "default",
         "model size preset; cpu: 4 layers x 256, context 128, and the training settings that give "
@@ -90,11 +102,19 @@ class EvaluateConfig(RunConfig, CorpusOptions):
         "the run's own text",
     )
     batch_size: int = arg(32, "windows per forward pass")
+    weights: Literal["fp32", "bf16", "int8"] = arg(
+        "fp32", "weights to score with (what 'generate --weights' would use): fp32, bf16 or int8"
+    )
 
 
 @dataclass
 class GenerateConfig:
     checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
+    weights: Literal["fp32", "bf16", "int8"] = arg(
+        "fp32",
+        "weights to generate with: as trained (fp32), bf16, or int8 (PyTorch's dynamic int8 "
+        "quantization of the Linear layers, CPU only): fewer bytes read per token",
+    )
     prompt: str = arg("", "text to continue (empty: start a new paragraph)")
     max_new_tokens: int = arg(500, "tokens to generate per sample")
     temperature: float = arg(0.8, "sampling temperature; 0 is greedy")

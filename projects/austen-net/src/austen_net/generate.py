@@ -47,7 +47,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
     if cfg.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
     device = select_device(cfg.device)
-    model, tok, _ = load_model(cfg.checkpoint, device)
+    model, tok, _ = load_model(cfg.checkpoint, device, cfg.weights)
     generator = torch.Generator(device="cpu")
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from austen_net.data import bits_per_char, predicted_chars, total_nll
 from austen_net.model import GPT, GPTConfig
@@ -90,14 +92,58 @@ def checked_tokenizer(state: dict, path: Path | str, vocab_size: int) -> Tokeniz
     return tok
 
 
-def load_model(path, device) -> tuple[GPT, Tokenizer, dict]:
-    """A trained model and its tokenizer (both live in the checkpoint), checked first."""
+WEIGHTS = ("fp32", "bf16", "int8")
+
+
+def load_model(path, device, weights: str = "fp32") -> tuple[GPT, Tokenizer, dict]:
+    """A trained model and its tokenizer (both live in the checkpoint), checked first; its
+    weights as trained (fp32), cast to bf16, or int8 (see :func:`with_weights`)."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
     with reading(path):
         cfg = checked_config(state, path)
         tok = checked_tokenizer(state, path, cfg.vocab_size)
         model = model_from_checkpoint(lambda: GPT(cfg), state["model"], path)
-    return model.to(device), tok, state
+    return with_weights(model.to(device).eval(), weights), tok, state
+
+
+def with_weights(model: GPT, weights: str) -> GPT:
+    """``bf16``: every weight cast to bfloat16 (half the bytes a cached token reads). ``int8``:
+    PyTorch's dynamic int8 quantization (``torch.ao.quantization.quantize_dynamic``) of every
+    Linear layer (attention, MLP, the head): int8 weights with one scale per output channel, the
+    activations quantized on the fly, fbgemm's int8 kernels; a quarter of the matrices' bytes, CPU
+    only. The embedding table stays as it is (a token reads one row of it). torchao's weight-only
+    int8 was measured too: 3x slower per layer than fp32 on a 2-core Xeon (NOTES.md)."""
+    if weights == "bf16":
+        return model.to(torch.bfloat16)
+    if weights == "int8":
+        if model.tok_emb.weight.device.type != "cpu":
+            raise UserError(
+                "--weights int8 runs on the CPU (PyTorch's int8 kernels): add --device cpu"
+            )
+        if model.cfg.tie_weights:  # untie: the head is quantized, the embedding lookup is not
+            model.head.weight = torch.nn.Parameter(model.head.weight.detach().clone())
+        spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
+        return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
+    if weights != "fp32":
+        raise UserError(f"--weights {weights}: use one of {', '.join(WEIGHTS)}")
+    return model
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the weights a cached token reads: every parameter but the embedding table(s), of
+    which a token reads one row (a tied head is counted once, as the head), and the int8 matrices
+    with their per-channel scales and zero points."""
+    tied = isinstance(model.head, torch.nn.Linear) and model.head.weight is model.tok_emb.weight
+    skip = set() if tied else {id(model.tok_emb.weight)}
+    if model.pos_emb is not None:
+        skip.add(id(model.pos_emb.weight))
+    total = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in skip)
+    for module in model.modules():
+        if isinstance(module, QuantizedLinear):
+            w = module.weight()
+            channels = w.q_per_channel_scales().numel()  # float64 scales, int64 zero points
+            total += w.numel() + channels * 16
+    return total
 
 
 def bpc_of_texts(

@@ -77,6 +77,13 @@ class Rotary(nn.Module):
     def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
         # x: (B, H, T, D) -> (B, H, T, D/2) complex pairs, rotated, back to (B, H, T, D)
         t = x.shape[-2]
+        if torch.compiler.is_compiling():
+            # the same product in real arithmetic: Inductor fuses it into one kernel, where it
+            # would leave complex tensors to eager kernels (eager is faster with the complex one)
+            cos, sin = self.rotation[start : start + t].float().unbind(-1)
+            x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+            turned = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+            return turned.flatten(-2).to(x.dtype)
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
         turn = torch.view_as_complex(self.rotation[start : start + t].float())
         return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
@@ -272,7 +279,7 @@ class GPT(nn.Module):
             if not use_cache:
                 logits = self(context, last_only=True)[:, -1]
             elif cache is None:  # prefill: the whole context at once
-                dtype = attention_dtype(idx, self.head.weight.dtype)
+                dtype = attention_dtype(idx, self.tok_emb.weight.dtype)
                 cache = KVCache(self.cfg, idx.shape[0], idx.device, dtype)
                 logits = self(context, cache, 0, last_only=True)[:, -1]
             else:  # one new position, attending to the cached ones

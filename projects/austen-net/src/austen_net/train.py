@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from austen_net.config import TrainConfig
+from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import describe_text, split_corpus, training_works
 from austen_net.data import (
     RandomWindows,
@@ -66,6 +66,9 @@ class AustenTask(TrainingTask):
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
     resume_keeps = MODEL_SETTINGS
+
+    def compile_pays_off(self, cfg: TrainConfig, device) -> bool:
+        return cfg.max_steps >= CPU_COMPILE_MIN_STEPS
 
     def resumed_config(self, cfg: TrainConfig, state: dict) -> TrainConfig:
         # a resumed run reads the text it started on unless told otherwise
@@ -172,6 +175,8 @@ class AustenTask(TrainingTask):
             "val_chars": self.val_chars,
             "train_chars": self.split.train_chars,
             "stopped_by_time_budget": result["stopped_by_time_budget"],
+            "compiled": outcome.trainer.compile,
+            "compile_seconds": result["compile_seconds"],
             "checkpoint": str(ckpt.best_path),
         }
 
