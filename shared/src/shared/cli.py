@@ -103,21 +103,27 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         title = f.metadata.get("group")
         target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
         target.add_argument(*names, **kwargs)
-        negative = f.metadata.get("negative")  # ("--no-compile", "off"): the old spelling
-        if negative:
-            flag, value = negative
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                action="store_const",
-                const=value,
-                default=argparse.SUPPRESS,
-                help=argparse.SUPPRESS,
-            )
-        aliases = f.metadata.get("aliases", ())
-        if aliases:
-            hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
-            parser.add_argument(*aliases, **hidden)
+        add_hidden_spellings(parser, f, kwargs)
+
+
+def add_hidden_spellings(parser: argparse.ArgumentParser, f: Any, kwargs: dict) -> None:
+    """Older spellings of a flag, accepted and left out of ``--help``: ``aliases`` (the same flag
+    under another name) and ``negative`` (``("--no-compile", "off")``: a flag setting one value)."""
+    negative = f.metadata.get("negative")
+    if negative:
+        flag, value = negative
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            action="store_const",
+            const=value,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+    aliases = f.metadata.get("aliases", ())
+    if aliases:
+        hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+        parser.add_argument(*aliases, **hidden)
 
 
 def _typed(tp: Any, metadata: Any) -> Any:
