@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from shared.config import RunConfig
 from shared.lifecycle import Plan, TrainingTask, run_training
-from shared.training import Cadence, adamw
+from shared.optim import adamw
+from shared.training import Cadence
 
 
 class Regression(TrainingTask):

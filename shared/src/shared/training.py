@@ -31,7 +31,6 @@ from shared.checkpoint import CheckpointManager
 from shared.device import rng_state, set_rng_state
 from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
 from shared.errors import Terminated
-from shared.optim import adamw, decay_groups  # noqa: F401  (trainers import them from here too)
 from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import info, progress
 from shared.runs import Run

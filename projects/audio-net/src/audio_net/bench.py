@@ -13,8 +13,9 @@ from audio_net.features import compute_features
 from audio_net.model import SpectrogramClassifier, build_backbone
 from audio_net.train import WindowBatches, feature_params, loss_fn
 from shared.device import device_name, seed_everything, select_device
+from shared.optim import adamw
 from shared.runs import Run
-from shared.training import Trainer, adamw
+from shared.training import Trainer
 
 
 def sync(device) -> None:

@@ -34,12 +34,13 @@ from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import broadcast_object, is_main, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.optim import adamw
 from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import warmup_cosine_factor
-from shared.training import Cadence, Callback, Trainer, adamw
+from shared.training import Cadence, Callback, Trainer
 
 PROJECT = "audio-net"
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")

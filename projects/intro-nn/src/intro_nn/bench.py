@@ -21,8 +21,9 @@ from intro_nn.mnist_models import MLP
 from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, loss_fn
 from shared.device import device_name, seed_everything, seed_worker, select_device
 from shared.errors import UserError
+from shared.optim import adamw
 from shared.runs import Run
-from shared.training import Trainer, adamw
+from shared.training import Trainer
 
 
 class PilDigits(Dataset):

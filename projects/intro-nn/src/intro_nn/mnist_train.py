@@ -33,6 +33,7 @@ from shared.device import make_generator
 from shared.distributed import is_main, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.optim import adamw
 from shared.plots import (
     LivePlot,
     confusion_matrix_figure,
@@ -43,7 +44,7 @@ from shared.plots import (
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import one_cycle
-from shared.training import Cadence, Trainer, adamw
+from shared.training import Cadence, Trainer
 
 
 @dataclass

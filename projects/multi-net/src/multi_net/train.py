@@ -28,12 +28,13 @@ from shared.device import make_generator
 from shared.distributed import gather_with_grad, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.optim import adamw, decay_groups
 from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
 from shared.schedules import warmup_cosine
-from shared.training import Cadence, Trainer, adamw, decay_groups
+from shared.training import Cadence, Trainer
 
 
 def cache_dir(cfg) -> Path:
