@@ -88,7 +88,8 @@ def test_runs_started_together_get_their_own_folders(tmp_path, monkeypatch):
 def test_run_folder_defaults_to_the_runs_root(tmp_path, monkeypatch):
     monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "elsewhere"))
     run = Run("proj")
-    assert run.path.parent == tmp_path / "elsewhere" / "proj" and run.checkpoints.is_dir()
+    assert run.path.parent == tmp_path / "elsewhere" / "proj" and run.figures.is_dir()
+    assert not run.checkpoints.exists()  # made by the first checkpoint: evaluate leaves none
 
 
 def test_summary_never_holds_nan(tmp_path, capsys):

@@ -30,7 +30,8 @@ def test_metrics_go_to_tensorboard_too(tmp_path):
     assert scalars(board, "val_loss") == [(30, 0.5)]
     assert "epoch" not in EventAccumulator(str(board)).Reload().Tags()["scalars"]
 
-    resumed = Run("demo-project", tmp_path / "run", cfg)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
+    resumed = Run("demo-project", tmp_path / "run", cfg, resume_from=checkpoint)
     resumed.truncate_after(20)  # as resume_run does: the steps after 20 are trained again
     resumed.log(step=30, train_loss=0.02)
     resumed.finish({"ok": True})

@@ -106,10 +106,12 @@ class CheckpointManager:
         if mode not in ("min", "max"):
             raise ValueError("mode must be 'min' or 'max'")
         self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.project = project
         self.monitor = monitor
         self.mode = mode
         self.best: float | None = None
+        self.best_step: int | None = None  # the step of best.pt (early stopping counts from it)
         stale = stale_temporaries(self.directory, self.NAMES)
         for tmp in stale:
             tmp.unlink(missing_ok=True)
@@ -137,7 +139,8 @@ class CheckpointManager:
         improved = metric is not None and metric == metric and self.is_better(metric)
         if improved:
             self.best = metric
-        payload = {**payload, "best_metric": self.best}
+            self.best_step = payload.get("step")
+        payload = {**payload, "best_metric": self.best, "best_step": self.best_step}
         save_checkpoint(self.last_path, payload, project=self.project)
         if improved:
             save_checkpoint(self.best_path, payload, project=self.project)

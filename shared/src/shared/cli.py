@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import types
 import typing
@@ -127,7 +128,9 @@ def add_hidden_spellings(parser: argparse.ArgumentParser, f: Any, kwargs: dict) 
 
 
 def _typed(tp: Any, metadata: Any) -> Any:
-    """``tp`` itself, or a checked parser for ``int`` and ``float``."""
+    """``tp`` itself, or a checked parser for ``int`` and ``float`` (or the field's own ``parse``)."""
+    if "parse" in metadata:
+        return metadata["parse"]
     if tp in (int, float):
         bounds = {k: metadata[k] for k in ("low", "high", "above") if k in metadata}
         return number_parser(tp, **bounds)
@@ -170,15 +173,24 @@ class Command:
     setup: Callable[[argparse.ArgumentParser], None] | None = None
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose refusal (unknown or misspelled flag, bad value) is one line naming
+    the flag, not the whole usage text; it exits with status 2 as argparse does."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(
     prog: str, description: str, commands: dict[str, Command]
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    # allow_abbrev=False: a misspelled flag (--epoch for --epochs) is an error, never a guess
+    parser = Parser(prog=prog, description=description, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parser.command_parsers = {}
     for name, cmd in commands.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, allow_abbrev=False)
         if cmd.config is not None:
             add_dataclass_args(p, cmd.config)
         if cmd.setup is not None:
@@ -201,19 +213,19 @@ def run_cli(
     cmd = commands[ns._command]
     if cmd.config is not None:
         check_required(parser.command_parsers[ns._command], cmd.config, ns)
-    # imported here, not at the top: they import torch (about 2.5 s), which --help and a refused
-    # flag never need
-    from shared.device import select_device
-    from shared.distributed import cleanup, launched_by_torchrun
-    from shared.runs import check_writable_dir
-
     signals.install()
     finished = False
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
+        # imported only where needed, not at the top: they import torch (about 2.5 s), which
+        # --help, a refused flag and a missing input file never need
         if isinstance(cfg, RunConfig) and cfg.out is not None:
+            from shared.runs import check_writable_dir
+
             check_writable_dir(cfg.out, "--out")  # before any work, not after it
         if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
+            from shared.device import select_device
+
             select_device(cfg.device)  # join the group before anything picks a run folder
         result = cmd.run(cfg)
         finished = True
@@ -226,8 +238,14 @@ def run_cli(
     except KeyboardInterrupt as exc:
         return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
     finally:
-        cleanup(finished)
+        if "shared.distributed" in sys.modules:  # a command that never loaded torch has no group
+            sys.modules["shared.distributed"].cleanup(finished)
     return int(result) if isinstance(result, int) else 0
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun's environment (``shared.distributed.launched_by_torchrun``, without torch)."""
+    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
 
 
 def _detail(exc: BaseException) -> str:

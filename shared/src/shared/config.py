@@ -26,11 +26,22 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
     left out of ``--help``). Numbers are checked when parsed: a float must be finite, an int must
     fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
+    ``parse`` is the flag's own argparse ``type`` (a value like ``auto`` beside numbers).
     ``const`` lets the flag stand alone, meaning that value; ``negative=("--no-x", value)`` keeps a
     ``--no-x`` spelling (hidden) that sets ``value``.
     """
     metadata = {"help": help}
-    keys = ("choices", "positional", "required", "group", "aliases", "low", "high", "above")
+    keys = (
+        "choices",
+        "positional",
+        "required",
+        "group",
+        "aliases",
+        "low",
+        "high",
+        "above",
+        "parse",
+    )
     for key in (*keys, "const", "negative"):
         if key in kwargs:
             metadata[key] = kwargs.pop(key)
@@ -94,6 +105,11 @@ class RunConfig:
     compile: bool = arg(False, "torch.compile the model")
     resume: str | None = arg(None, "checkpoint path, or 'latest' for the newest run's last.pt")
     quiet: bool = arg(False, "no progress bars or per-step logging")
+    force: bool = arg(
+        False,
+        "replace the run in a used --out folder (without it, a folder that holds a run is "
+        "refused unless --resume continues it)",
+    )
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     tensorboard: bool = arg(
         False,

@@ -61,8 +61,9 @@ def find_run(
     train_command: str,
     has: Callable[[Path], bool] = lambda run: checkpoint_in(run) is not None,
 ) -> ServedModel:
-    """The model to serve: ``--checkpoint``, else ``--run``, else the newest run folder under the
-    project's runs root for which ``has(run)`` holds."""
+    """The model to serve: ``--checkpoint``, else ``--run``, else the newest run folder at any depth
+    under the project's runs root (``runs/<project>/my-sounds/...`` too) for which ``has(run)``
+    holds."""
     if opts.checkpoint is not None:
         if not opts.checkpoint.is_file():
             raise UserError(f"--checkpoint {opts.checkpoint}: no such file")
@@ -77,11 +78,7 @@ def find_run(
             )
         return ServedModel(opts.run, checkpoint_in(opts.run), read_summary(opts.run))
     root = runs_root(project)
-    runs = sorted(
-        (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [],
-        key=lambda p: (p.stat().st_mtime, p.name),
-        reverse=True,
-    )
+    runs = sorted(run_folders(root), key=lambda p: (p.stat().st_mtime, str(p)), reverse=True)
     for run in runs:
         if has(run):
             return ServedModel(run, checkpoint_in(run), read_summary(run))
@@ -89,6 +86,22 @@ def find_run(
         f"no trained {project} model under {root}: make one with '{train_command}' "
         "(or point at one with --checkpoint PATH / --run DIR)"
     )
+
+
+def run_folders(root: Path, depth: int = 4) -> list[Path]:
+    """The run folders (those holding a ``config.json``) under ``root``, down to ``depth`` levels;
+    a run's own subfolders (cross-validation folds) are not listed apart from it."""
+    if depth < 0 or not root.is_dir() or root.is_symlink():
+        return []
+    found: list[Path] = []
+    for child in sorted(root.iterdir()):
+        if not child.is_dir() or child.is_symlink():
+            continue
+        if (child / "config.json").is_file():
+            found.append(child)
+        else:
+            found.extend(run_folders(child, depth - 1))
+    return found
 
 
 _server_uploads: list[Path] = []  # this process's upload folder, removed when the server stops

@@ -17,6 +17,7 @@ in ``shared/tests/test_lifecycle.py``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from shared.atomic import atomic_path
 from shared.checkpoint import (
     CheckpointManager,
     check_resume_settings,
@@ -35,6 +37,7 @@ from shared.device import seed_everything, select_device
 from shared.distributed import is_main
 from shared.jsonable import to_jsonable
 from shared.paths import runs_root
+from shared.progress import info
 from shared.runs import Run
 from shared.training import Cadence, Callback, LossFn, Trainer, fit, resume_run
 
@@ -191,6 +194,12 @@ def chosen(
     for p in trainer.model.parameters():  # a callback may have frozen some
         p.requires_grad_(True)
     step, epoch, path = trainer.step, trainer.epoch, ckpt.last_path
+    if task.keep == "best" and not ckpt.best_path.is_file() and ckpt.last_path.is_file():
+        # no validation chose a best (too few examples to hold some out): best.pt is the last
+        # step's weights, so that the commands that read best.pt work after every run
+        with atomic_path(ckpt.best_path) as tmp:
+            shutil.copyfile(ckpt.last_path, tmp)
+        info("no validation score chose a best model: best.pt holds the last step's weights")
     if task.keep == "best" and ckpt.best_path.is_file():
         path = ckpt.best_path
         best = load_checkpoint(

@@ -5,7 +5,8 @@ directory holding a ``uv.lock``), or the current directory outside a checkout. E
 variables move them: ``DL_DATA_DIR`` (data and caches) and ``DL_RUNS_DIR`` (run folders).
 
 - data:   ``--data-dir`` > ``$DL_DATA_DIR`` > ``<repo>/data``
-- caches: ``--cache-dir`` > ``<data root>/cache/<project>`` (the same ``--data-dir`` moves both)
+- caches: ``--cache-dir`` > ``$DL_DATA_DIR/cache/<project>`` > ``<repo>/data/cache/<project>``
+  (``--data-dir`` does not move them: it may name a user's own, even read-only, folder)
 - runs:   ``--out`` for one run > ``$DL_RUNS_DIR/<project>`` > ``<repo>/runs/<project>``;
   ``--resume latest`` looks in that runs root.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from shared.errors import UserError
 
 
 def repo_root(start: Path | None = None) -> Path | None:
@@ -38,12 +41,25 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     return Path(env) if env else _base() / "data"
 
 
-def cache_root(project: str, cache_dir: str | Path | None, data_dir: str | Path | None) -> Path:
-    """``--cache-dir``, else ``<data root>/cache/<project>``."""
-    return Path(cache_dir) if cache_dir is not None else data_root(data_dir) / "cache" / project
+def cache_root(project: str, cache_dir: str | Path | None = None) -> Path:
+    """``--cache-dir``, else ``<data root>/cache/<project>`` of the DEFAULT data root
+    (``$DL_DATA_DIR`` or ``<repo>/data``): never inside a folder ``--data-dir`` points at, which
+    may be the user's own (read-only, or where a cache folder would read as more data)."""
+    return Path(cache_dir) if cache_dir is not None else data_root(None) / "cache" / project
 
 
 def runs_root(project: str) -> Path:
     """``$DL_RUNS_DIR/<project>``, else ``<repo>/runs/<project>``."""
     env = os.environ.get("DL_RUNS_DIR")
     return (Path(env) if env else _base() / "runs") / project
+
+
+def require_file(path: Path | None, flag: str) -> None:
+    """Refuse a missing input file at once, before a command imports torch and its models (a typo
+    should not take seconds to report). Imports nothing; raises ``shared.errors.UserError``."""
+    if path is None:
+        return
+    if not Path(path).exists():
+        raise UserError(f"{flag} {path}: no such file")
+    if not Path(path).is_file():
+        raise UserError(f"{flag} {path}: not a regular file")

@@ -4,14 +4,21 @@ Every train/evaluate/bench command writes one. The command prints the folder, th
 one JSON object on the LAST line of stdout so scripts can read it with ``tail -n 1``. A new folder
 is created exclusively (two runs started in the same second get two folders), and an ``--out``
 that cannot be written is refused before any work starts.
+
+One run per folder: a run holds a lock on ``<run>/.lock`` while it writes (a second writer, or a
+``--resume`` of a run still training, is one message), and an ``--out`` that already holds a run's
+files is refused unless the run continues it (``--resume``) or ``--force`` replaces those files.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +46,75 @@ def new_run_dir(project: str) -> Path:
         except FileExistsError:
             continue
     raise UserError(f"could not find a free run folder name under {root}")
+
+
+# the names a run writes into its folder: a folder holding any of them is a used run folder
+RUN_FILES = (
+    "config.json",
+    "metrics.csv",
+    "summary.json",
+    "checkpoints",
+    "figures",
+    "tensorboard",
+    "folds",
+)
+LOCK_FILE = ".lock"
+_held_locks: dict[Path, int] = {}  # run folder -> the open file descriptor holding its lock
+
+
+def run_files_in(path: Path) -> list[str]:
+    """The run files (see ``RUN_FILES``) already in ``path``; an empty folder has none."""
+    return [name for name in RUN_FILES if (path / name).exists()]
+
+
+def lock_run_dir(path: Path) -> None:
+    """Take the lock of run folder ``path`` for this process (kept until :func:`unlock_run_dir`
+    or the process ends: the kernel drops an ``flock`` with its holder, so a killed run leaves no
+    stale lock). Another process holding it is a ``UserError``."""
+    key = path.resolve()
+    if key in _held_locks:
+        return
+    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(
+            f"{path} is being written by another run (pid {holder}); wait for it to finish, "
+            "or give this run another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held_locks[key] = fd
+
+
+def unlock_run_dir(path: Path) -> None:
+    fd = _held_locks.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def claim_run_dir(path: Path, *, continuing: bool, force: bool) -> None:
+    """Lock ``path`` and make sure this run does not mix with an earlier one: a folder holding a
+    run's files is refused unless this run continues it (``--resume``) or ``force`` removes them
+    (only those names: anything else a user keeps there stays)."""
+    lock_run_dir(path)
+    used = [] if continuing else run_files_in(path)
+    if not used:
+        return
+    if not force:
+        unlock_run_dir(path)
+        raise UserError(
+            f"--out {path} already holds a run ({', '.join(used)}): continue it with "
+            f"--resume {path}, choose another --out, or pass --force to replace that run"
+        )
+    for name in used:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
 
 
 def check_writable_dir(path: str | Path, flag: str = "--out") -> None:
@@ -135,6 +211,7 @@ class Run:
         config: Any = None,
         *,
         resume_from: Path | None = None,
+        force: bool | None = None,
     ) -> None:
         self.tensorboard = bool(getattr(config, "tensorboard", False))
         if self.tensorboard:  # checked before any folder exists
@@ -154,8 +231,12 @@ class Run:
         if self.enabled:
             if out is not None:
                 check_writable_dir(path)
-            for d in (self.path, self.checkpoints, self.figures):
-                d.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
+            continuing = resume_from is not None and _same_dir(resume_from.parent.parent, path)
+            if force is None:
+                force = bool(getattr(config, "force", False))
+            claim_run_dir(path, continuing=continuing, force=force)
+            self.figures.mkdir(exist_ok=True)  # checkpoints/: made by the first checkpoint
         self.metrics = MetricsLog(path / "metrics.csv", enabled=self.enabled)
         self._writer = None
         self._purge_step: int | None = None
@@ -200,6 +281,14 @@ class Run:
         if not self.enabled:
             return summary
         write_json(self.path / "summary.json", summary)
+        unlock_run_dir(self.path)
         print(f"run folder: {self.path}", flush=True)
         print(json.dumps(summary, allow_nan=False), flush=True)
         return summary
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False

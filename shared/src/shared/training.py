@@ -156,6 +156,7 @@ def resume_run(
     """Continue a run: restore the trainer, the best metric so far, and drop metric rows past the step."""
     trainer.load_state_dict(state)
     checkpoints.best = state.get("best_metric")
+    checkpoints.best_step = state.get("best_step")
     run.truncate_after(trainer.step)
     info(f"resumed from {source} at step {trainer.step}", quiet)
 
@@ -174,20 +175,39 @@ class Cadence:
     log_every: int = 10
     checkpoint_every: int = 0  # without an evaluation: save last.pt every N steps
     max_minutes: float | None = None  # time budget: evaluate, save and stop when it runs out
+    patience: int = 0  # early stopping: stop after this many evaluations without a better best.pt
 
     @classmethod
     def by_epoch(
-        cls, epochs: int, steps_per_epoch: int, max_minutes: float | None = None, logs: int = 4
+        cls,
+        epochs: int,
+        steps_per_epoch: int,
+        max_minutes: float | None = None,
+        logs: int = 4,
+        patience: int = 0,
+        min_eval_steps: int = 1,
     ) -> Cadence:
-        """Evaluate and save once per epoch, log ``logs`` times per epoch."""
+        """Evaluate and save once per epoch, or every few epochs where an epoch is shorter than
+        ``min_eval_steps`` steps (a small data set: evaluating and saving every 2 steps would cost
+        more than training); log ``logs`` times per evaluation. ``patience``: stop after that many
+        epochs without a better validation score (rounded up to whole evaluations)."""
+        every = steps_per_epoch * max(1, math.ceil(min_eval_steps / max(steps_per_epoch, 1)))
+        epochs_per_eval = every // steps_per_epoch
         return cls(
             epochs * steps_per_epoch,
             steps_per_epoch=steps_per_epoch,
-            eval_every=steps_per_epoch,
-            log_every=max(1, steps_per_epoch // logs),
-            checkpoint_every=steps_per_epoch,
+            eval_every=every,
+            log_every=max(1, every // logs),
+            checkpoint_every=every,
             max_minutes=max_minutes,
+            patience=math.ceil(patience / epochs_per_eval),
         )
+
+    def patience_ran_out(self, step: int, best_step: int | None) -> bool:
+        """Whether ``patience`` evaluations have passed since ``best_step`` without a better one."""
+        if not self.patience or not self.eval_every or best_step is None:
+            return False
+        return step - best_step >= self.patience * self.eval_every
 
 
 def compile_seconds(step_seconds: list[float]) -> float | None:
@@ -239,6 +259,7 @@ def fit(
     count = 0
     last_eval: dict[str, float] = {}
     stopped_early = False
+    stop_reason = "max_steps"
     step_seconds: list[float] = []  # the first two steps: with --compile, the compile time
     main = is_main()
 
@@ -301,10 +322,22 @@ def fit(
                     log_train()
                 if evaluate is not None and ((every and trainer.step % every == 0) or at_end):
                     do_eval()
+                    best_step = checkpoints.best_step if checkpoints is not None else None
+                    (patience_out,) = any_rank(  # rank 0 keeps best.pt: all ranks stop with it
+                        main and not at_end and cadence.patience_ran_out(trainer.step, best_step)
+                    )
+                    if patience_out:
+                        stop_reason = (
+                            f"early stopping: no better {checkpoints.monitor} in "
+                            f"{cadence.patience} evaluations since step {best_step}"
+                        )
+                        info(f"{stop_reason}; stopped at step {trainer.step}", quiet)
+                        break
                 elif cadence.checkpoint_every and trainer.step % cadence.checkpoint_every == 0:
                     save()
                 if out_of_time:
                     stopped_early = trainer.step < cadence.max_steps
+                    stop_reason = "time budget" if stopped_early else stop_reason
                     break
             if evaluate is None or not last_eval:
                 if evaluate is not None:
@@ -327,5 +360,6 @@ def fit(
         "steps_this_run": trainer.step - start_step,
         "train_seconds": round(elapsed, 3),
         "stopped_by_time_budget": stopped_early,
+        "stop_reason": stop_reason,
         **last_eval,
     }

@@ -44,6 +44,17 @@ def real_data() -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_roots(tmp_path_factory):
+    """Module- and session-scoped fixtures (a model trained once for several tests) run before
+    ``isolated``: their data, cache and runs roots are a session folder too, never the checkout."""
+    root = tmp_path_factory.mktemp("session-roots")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DL_DATA_DIR", str(root / "data"))
+        mp.setenv("DL_RUNS_DIR", str(root / "runs"))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Every test runs in its own folder with its own data root: nothing lands in the checkout."""
@@ -430,9 +441,23 @@ def run_shell_block(block: list[str], prog: str, main: Callable, data: Path | No
             continue
         argv = package_argv(line.replace("$DATA", str(data)), prog)
         assert argv is not None, f"not a {prog} command: {line}"
-        assert main(argv) == 0, f"failed as written: {line}"
+        if argv[0] == "demo":  # served as a user starts it, its page fetched, then stopped
+            check_demo_serves(main.__module__, argv[1:], line)
+        else:
+            assert main(argv) == 0, f"failed as written: {line}"
         ran += 1
     return ran
+
+
+def check_demo_serves(module: str, args: list[str], line: str) -> None:
+    """``P demo ARGS`` starts, finds its model and serves its page (then it is stopped)."""
+    import urllib.request
+
+    with (
+        ServedDemo(module, args, cwd=Path.cwd()) as demo,
+        urllib.request.urlopen(demo.url, timeout=60) as page,
+    ):
+        assert page.status == 200, f"{line}: the page answered {page.status}"
 
 
 def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:

@@ -1,0 +1,59 @@
+"""How long to train when the data set's size is the user's: ``--epochs auto`` and ``--patience``.
+
+A fixed number of epochs gives a fixed number of passes, but the optimizer steps it gives shrink
+with the data: 10 epochs of 240 one-second clips are 40 steps, far too few to learn anything. So
+``auto`` sets a step budget (at least ``min_steps`` steps and at least ``min_epochs`` epochs) and
+stops early once the validation score has not improved for a while (``--patience``; at least
+``patience_epochs`` epochs and ``patience_steps`` steps by default). An explicit ``--epochs N``
+trains N epochs, without early stopping unless ``--patience`` asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+AUTO = "auto"
+
+
+def epochs_flag(text: str) -> int | str:
+    """argparse type of ``--epochs``: ``auto`` or a whole number >= 1."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class AutoLength:
+    """A project's rule for ``--epochs auto`` (see the module docstring)."""
+
+    min_epochs: int
+    min_steps: int
+    patience_epochs: int
+    patience_steps: int
+
+    def epochs(self, setting: int | str, steps_per_epoch: int) -> int:
+        if setting != AUTO:
+            return int(setting)
+        return max(self.min_epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
+
+    def patience(self, setting: int | None, epochs: int | str, steps_per_epoch: int) -> int:
+        """Epochs without a better validation score before stopping (0: never stop early)."""
+        if setting is not None:
+            return int(setting)
+        if epochs != AUTO:
+            return 0
+        return max(self.patience_epochs, math.ceil(self.patience_steps / max(steps_per_epoch, 1)))
+
+    def describe(self, epochs: int, patience: int, steps_per_epoch: int) -> str:
+        stop = f", stopped early after {patience} epochs without a better score" if patience else ""
+        return (
+            f"{epochs} epochs of {steps_per_epoch} steps ({epochs * steps_per_epoch} steps){stop}"
+        )
