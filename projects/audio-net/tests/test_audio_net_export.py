@@ -14,7 +14,7 @@ from audio_net.export import require_onnx
 from audio_net.inference import OnnxClassifier
 from audio_net.predict import load_classifier
 from shared.errors import UserError
-from testkit import assert_clean_failure
+from testkit import assert_clean_failure, check_export_folder_refusals, leftovers
 
 
 def main(argv) -> int:
@@ -84,3 +84,21 @@ def test_bad_exports_are_one_message(capsys, tmp_path, sounds):
         assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)
     with pytest.raises(UserError, match="--extra export"):
         require_onnx("no_such_module_for_this_test")
+
+
+def test_export_writes_only_a_new_folder_and_all_or_nothing(capsys, tmp_path, sounds, monkeypatch):
+    """A symlinked, used or file --out is refused before any work; a failed export leaves no
+    folder (the files are staged beside it and renamed into place)."""
+    import audio_net.export as export
+
+    root, data = sounds
+    ckpt = train(root, data, "cnn")
+    check_export_folder_refusals(cli_main, ["export", "--checkpoint", ckpt], tmp_path, capsys)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "export_onnx", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export.export_classifier(ckpt, tmp_path / "new")
+    assert not (tmp_path / "new").exists() and leftovers(tmp_path) == []

@@ -13,7 +13,7 @@ from austen_net.cli import main as cli_main
 from austen_net.export import require_transformers
 from austen_net.inference import load_model
 from shared.errors import UserError
-from testkit import assert_clean_failure
+from testkit import assert_clean_failure, check_export_folder_refusals
 
 TINY = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "6", "--eval-every", "3"]
 TINY += ["--warmup-steps", "2", "--device", "cpu", "--quiet"]
@@ -90,6 +90,9 @@ def test_export_refusals(capsys, tmp_path, corpus):
         assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert not (tmp_path / "x").exists()
+    links = tmp_path / "links"  # a symlinked --out is refused before the export runs
+    links.mkdir()
+    check_export_folder_refusals(cli_main, ["export", "--checkpoint", ckpt], links, capsys)
 
 
 def test_export_without_the_extra_names_it(monkeypatch):

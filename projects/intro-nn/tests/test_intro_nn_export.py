@@ -13,7 +13,7 @@ from intro_nn.cli import main as cli_main
 from intro_nn.export import require_onnx
 from intro_nn.inference import DigitModel, normalize
 from shared.errors import UserError
-from testkit import assert_clean_failure
+from testkit import assert_clean_failure, check_export_folder_refusals, leftovers
 
 
 def main(argv) -> int:
@@ -56,3 +56,24 @@ def test_export_refusals(capsys, tmp_path):
     assert_clean_failure(cli_main, argv, capsys, "intro-nn train mnist", root=tmp_path)
     with pytest.raises(UserError, match="--extra export"):
         require_onnx("no_such_module_for_this_test")
+
+
+def test_export_writes_only_a_new_folder_and_all_or_nothing(capsys, tmp_path, digits, monkeypatch):
+    """A symlinked, used or file --out is refused before any work; a failed export leaves no
+    folder (the files are staged beside it and renamed into place)."""
+    import intro_nn.export as export
+
+    root, _ = digits
+    run = root / "run-mlp"
+    if not run.exists():
+        argv = ["train", "mnist", "--model", "mlp", "--data-dir", root / "idx", "--epochs", "1"]
+        assert main([*argv, "--no-sklearn", "--device", "cpu", "--quiet", "--out", run]) == 0
+    check_export_folder_refusals(cli_main, ["export", "mnist", "--run", run], tmp_path, capsys)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "export_onnx", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export.export_mnist(run / "checkpoints" / "best.pt", tmp_path / "new")
+    assert not (tmp_path / "new").exists() and leftovers(tmp_path) == []

@@ -50,6 +50,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def require_new_folder(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder ``atomic_dir`` must not replace: a symbolic link
+    (it may point anywhere, a system folder included), a file, or a folder that holds anything
+    (an export never overwrites files a user has)."""
+    from shared.errors import UserError
+
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"{flag} {path} is a symbolic link: name a new folder")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise UserError(f"{flag} {path} exists and is not an empty folder: name a new one")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Fill a temporary folder beside ``path``; on success it gets the permissions the umask gives

@@ -107,6 +107,30 @@ def assert_clean_failure(
     return errors[0]
 
 
+def check_export_folder_refusals(main: Callable, argv: list, tmp: Path, capsys) -> None:
+    """``main([*argv, "--out", X])`` refuses, before any work and writing nothing, an ``--out``
+    that is a symbolic link (to a full or an empty folder), a folder holding a file, or a file."""
+    full = tmp / "system-folder"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    empty = tmp / "empty-folder"
+    empty.mkdir()
+    a_file = tmp / "a-file"
+    a_file.write_text("mine")
+    (tmp / "to-full").symlink_to(full)
+    (tmp / "to-empty").symlink_to(empty)
+    cases = [
+        (tmp / "to-full", "is a symbolic link"),
+        (tmp / "to-empty", "is a symbolic link"),
+        (full, "not an empty folder"),
+        (a_file, "is a file, not a folder"),
+    ]
+    for out, message in cases:
+        assert_clean_failure(main, [*argv, "--out", out], capsys, message, root=tmp)
+    assert [p.name for p in full.iterdir()] == ["keep.txt"] and not any(empty.iterdir())
+    assert a_file.read_text() == "mine" and (full / "keep.txt").read_text() == "mine"
+
+
 def sigterm_when(
     argv: list[str], ready: Path, *, cwd: Path, timeout: float = 900.0
 ) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from audio_net.inference import (  # noqa: F401  (require_onnx: imported from he
     load_classifier,
     require_onnx,
 )
-from shared.atomic import write_json
+from shared.atomic import atomic_dir, require_new_folder, write_json
 from shared.onnx_export import export_onnx
 
 MODEL_FILE = "model.onnx"
@@ -64,10 +64,10 @@ def preprocessing(p: FeatureParams) -> dict:
 
 def export_classifier(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
     require_onnx("onnx", "onnxscript", "onnxruntime")
+    require_new_folder(out)
     model, params, labels, state = load_classifier(checkpoint, torch.device("cpu"))
     wrapper = WindowClassifier(model).eval()
     example = torch.randn(2, params.n_mels, params.window_frames)
-    export_onnx(wrapper, example, out / MODEL_FILE, "logmel", ["logits", "probabilities"])
     sidecar = {
         "format": ONNX_FORMAT,
         "labels": labels,
@@ -77,7 +77,9 @@ def export_classifier(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
         "backbone": state["backbone"],
         "checkpoint": str(checkpoint),
     }
-    write_json(out / SIDECAR_FILE, sidecar)
+    with atomic_dir(out) as staging:  # a failed export leaves no folder, a half-written one never
+        export_onnx(wrapper, example, staging / MODEL_FILE, "logmel", ["logits", "probabilities"])
+        write_json(staging / SIDECAR_FILE, sidecar)
     return {
         "onnx": str(out / MODEL_FILE),
         "sidecar": str(out / SIDECAR_FILE),

@@ -27,7 +27,7 @@ import torch
 from austen_net.inference import load_model
 from austen_net.model import GPT
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, Tokenizer
-from shared.atomic import atomic_dir
+from shared.atomic import atomic_dir, require_new_folder
 from shared.errors import UserError
 from shared.extras import require
 
@@ -251,8 +251,7 @@ def export_hf(checkpoint: Path, out: Path) -> dict:
 
     hf_logging.disable_progress_bar()  # one JSON line is the command's output
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out} exists and is not an empty folder: choose a new one")
+    require_new_folder(out)
     model, tok, state = load_model(checkpoint, torch.device("cpu"))
     layout = layout_of(model)
     hf, weights = (llama_model if layout == "llama" else gpt2_model)(model)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from intro_nn.inference import DIGITS, MEAN, STD, DigitModel, normalize
-from shared.atomic import write_json
+from shared.atomic import atomic_dir, require_new_folder, write_json
 from shared.extras import require
 from shared.onnx_export import export_onnx
 
@@ -59,22 +59,22 @@ PREPROCESSING = {
 
 def export_mnist(checkpoint: Path, out: Path) -> dict:
     require_onnx("onnx", "onnxscript", "onnxruntime")
+    require_new_folder(out)
     digits = DigitModel(checkpoint, torch.device("cpu"))
     wrapper = NormalizedDigits(digits.model).eval()
     example = torch.rand(2, 1, 28, 28)
-    export_onnx(wrapper, example, out / MODEL_FILE, "image", ["logits", "probabilities"])
-    write_json(
-        out / SIDECAR_FILE,
-        {
-            "format": FORMAT,
-            "model": digits.name,
-            "labels": DIGITS,
-            "input": {"name": "image", "shape": ["batch", 1, 28, 28]},
-            "outputs": ["logits", "probabilities"],
-            "preprocessing": PREPROCESSING,
-            "checkpoint": str(checkpoint),
-        },
-    )
+    sidecar = {
+        "format": FORMAT,
+        "model": digits.name,
+        "labels": DIGITS,
+        "input": {"name": "image", "shape": ["batch", 1, 28, 28]},
+        "outputs": ["logits", "probabilities"],
+        "preprocessing": PREPROCESSING,
+        "checkpoint": str(checkpoint),
+    }
+    with atomic_dir(out) as staging:  # a failed export leaves no folder, a half-written one never
+        export_onnx(wrapper, example, staging / MODEL_FILE, "image", ["logits", "probabilities"])
+        write_json(staging / SIDECAR_FILE, sidecar)
     return {
         "onnx": str(out / MODEL_FILE),
         "sidecar": str(out / SIDECAR_FILE),

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from multi_net.features import video_files
-from multi_net.inference import TrainedModel
+from multi_net.inference import PROJECT, TrainedModel
 from shared.atomic import atomic_path
 from shared.device import select_device
 from shared.errors import UserError
+from shared.paths import data_root, runs_root
 
 INDEX_FORMAT = "multi-net-index-v1"
 INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
@@ -99,24 +100,61 @@ def check_index(index: dict, path: Path) -> None:
         raise bad("its videos folder is not a path")
 
 
-def servable_files(index: dict, root: Path | None, path: Path) -> dict[str, Path]:
-    """Video id -> file, for a server: every indexed file, symlinks resolved, must be a regular
-    file inside ``root`` (default: the videos folder recorded when the index was built). An index
-    naming anything else (``/etc/passwd``, a link out of the folder) is refused whole."""
-    recorded = index.get("videos_root")
-    if root is None and recorded is None:
+# folders whose files a demo never serves, whoever names them
+SYSTEM_FOLDERS = (
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+)
+
+
+def served_root(recorded: str | None, given: Path | None, path: Path) -> Path:
+    """The one folder a server may serve videos from. ``--videos DIR`` (``given``) is the user's
+    word; a folder recorded in an index is not (an index is a file anyone can hand over), so it
+    is taken only inside the index's own folder, the data root or the runs root. A filesystem
+    root or a system folder is refused either way."""
+    if given is None and recorded is None:
         raise UserError(
             f"{path} records no videos folder (an index of an older version): pass --videos DIR, "
             "the folder it was built from, or build the index again"
         )
-    base = Path(root if root is not None else recorded).resolve()
+    base = Path(given if given is not None else recorded).resolve()
+    if base == Path(base.anchor) or any(base.is_relative_to(s) for s in SYSTEM_FOLDERS):
+        said = "--videos" if given is not None else f"{path.name} records"
+        raise UserError(f"{said} {base}: a system folder; refusing to serve files from it")
+    if given is None:
+        trusted = (
+            path.resolve().parent,
+            data_root().resolve(),
+            runs_root(PROJECT).parent.resolve(),
+        )
+        if not any(base.is_relative_to(t) for t in trusted):
+            raise UserError(
+                f"{path.name} records its videos under {base}, outside its own folder and the "
+                "data and runs roots: pass --videos DIR to serve that folder"
+            )
+    return base
+
+
+def servable_files(index: dict, root: Path | None, path: Path) -> dict[str, Path]:
+    """Video id -> file, for a server: every indexed file, symlinks resolved, must be a regular
+    file inside the served folder (``served_root``). An index naming anything else
+    (``/etc/passwd``, a link out of the folder) is refused whole."""
+    base = served_root(index.get("videos_root"), root, path)
     files = {}
     for vid, name in zip(index["ids"], index["paths"], strict=True):
         file = Path(name).resolve()
         if not file.is_relative_to(base):
             raise UserError(
-                f"{path} names {name}, which is not inside its videos folder {base}: "
-                "refusing to serve it (rebuild the index with 'multi-net index')"
+                f"{path.name} names {Path(name).name}, which is not inside its videos folder "
+                f"{base}: refusing to serve it (rebuild the index with 'multi-net index')"
             )
         if file.is_file():
             files[vid] = file
