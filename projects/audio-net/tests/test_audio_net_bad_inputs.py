@@ -1,5 +1,7 @@
 """Bad input, as users give it: one line naming the problem, exit 2, nothing half-written."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from audio_net_data import make_gtzan, make_learnable_gtzan
@@ -19,12 +21,12 @@ def test_bad_inputs(capsys, tmp_path):
     three_each = make_learnable_gtzan(tmp_path / "three", per_genre=3, seconds=1.5, genres=[0, 1])
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
+    Path("x.wav").write_bytes(b"RIFF")  # exists: the checkpoint is what is refused
     cases = [
         (["predict", "x.wav", "--checkpoint", other], "'austen-net', not 'audio-net'"),
         (["predict", "x.wav", "--checkpoint", partial], "lacks genres, feature_params, split"),
         (["predict", "x.wav", "--checkpoint", garbage], "not a readable PyTorch checkpoint"),
         (["evaluate", "--checkpoint", tmp_path / "nope.pt"], "does not exist"),
-        (["train", "--epochs", "0"], "at least 1"),
         (["train", "--cv", "1"], "--cv takes K >= 2"),
         (["train", "--data-dir", tmp_path, "--no-download"], "data download"),
         (["train", "--data-dir", one_genre, "--no-pretrained"], "one label folder (disco)"),
@@ -144,16 +146,19 @@ def test_resampling_ratio_is_bounded_and_close():
 
 
 def test_hostile_audio_and_checkpoints(checkpoint, capsys, tmp_path):
-    import json
 
     import numpy as np
     import soundfile as sf
 
     huge_rate = tmp_path / "mhz.wav"
     sf.write(huge_rate, np.zeros(2_000_000, np.float32), 1_000_003)
-    assert main(["predict", str(huge_rate), "--checkpoint", str(checkpoint)]) == 1
-    (result,) = json.loads(capsys.readouterr().out)
-    assert "1,000,003 Hz is outside 1,000-384,000 Hz" in result["error"]
+    # only unusable files: one line, status 2, nothing on stdout
+    assert_clean_failure(
+        main,
+        ["predict", huge_rate, "--checkpoint", checkpoint],
+        capsys,
+        "1,000,003 Hz is outside 1,000-384,000 Hz",
+    )
 
     state = torch.load(checkpoint, weights_only=False)
     crafted = {
@@ -192,6 +197,21 @@ def test_demo_flag_limits(capsys):
         with pytest.raises(SystemExit) as exc:
             main(["demo", "--max-seconds", value])
         assert exc.value.code == 2 and "--max-seconds" in capsys.readouterr().err
+
+
+def test_flag_refusals_are_one_line_naming_the_flag(capsys):
+    """A bad value or a misspelled flag: one line, status 2 (no usage text, no guessing)."""
+    for argv, message in (
+        (["train", "--epochs", "0"], "argument --epochs: '0' must be at least 1"),
+        (["train", "--epochs", "many"], "neither 'auto' nor a number"),
+        (["train", "--epoch", "3"], "unrecognized arguments: --epoch 3"),  # not --epochs
+        (["train", "--max-minutes", "0"], "argument --max-minutes"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err, err
+        assert len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("seed", range(3))

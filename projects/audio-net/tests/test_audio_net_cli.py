@@ -127,15 +127,19 @@ def test_train_evaluate_predict_on_generated_genres(capsys, genres, tmp_path):
         tmp_path / "bad.wav",
         tmp_path / "short.wav",
         tmp_path / "stereo.flac",
-        tmp_path / "missing.wav",
     ]
     code = main(["predict", *map(str, files), "--checkpoint", str(ckpt)])
-    results = json.loads(capsys.readouterr().out)
-    assert code == 0 and len(results) == 5
+    out, err = capsys.readouterr()
+    results = json.loads(out)
+    assert code == 0 and len(results) == 4
     top = results[0]["top"]
     assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"]
     assert "error" in results[1] and "shorter" in results[2]["error"] and "top" in results[3]
-    assert "no such file" in results[4]["error"]
+    assert err.count("warning: skipped") == 2  # each unusable file: one line on stderr
+    # a missing file: one line and status 2 before any model loads, nothing on stdout
+    assert main(["predict", str(good), str(tmp_path / "missing.wav"), "--checkpoint", "x"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "missing.wav: no such file" in err
 
 
 def test_cross_validation_reports_network_and_baseline(capsys, genres, tmp_path):
@@ -270,3 +274,24 @@ def test_resnet18_trains_on_real_clips(capsys, tiny_gtzan, tmp_path):
         summary["clips"] == {"train": 10, "val": 10, "test": 10} and summary["model"] == "resnet18"
     )
     assert summary["train_seconds"] > 0 and "baseline_clip_accuracy" in summary
+
+
+def test_a_network_below_its_baseline_says_so_with_what_to_try(capsys):
+    from audio_net.config import TrainConfig
+    from audio_net.train import below_baseline
+
+    assert below_baseline(1.0, 1.0, TrainConfig()) == {}
+    small = below_baseline(0.33, 1.0, TrainConfig(model="cnn", pretrained=False))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "0.33" in err and "below the baseline (1.00)" in err
+    assert "--epochs auto" in small["warning"] and "--model resnet18" in small["warning"]
+    assert "--model resnet18" not in below_baseline(0.5, 0.9, TrainConfig())["warning"]
+
+
+def test_the_demo_page_speaks_of_genres_only_for_gtzan_labels():
+    from audio_net.dataset import GENRES
+    from audio_net.demo import page_words
+
+    assert page_words(list(reversed(GENRES)))["what"] == "music genre"
+    words = page_words(["bird_call", "door_knock"])
+    assert "genre" not in " ".join(words.values()) and words["label"] == "label"

@@ -1,7 +1,7 @@
 import pytest
 from austen_net_data import write_corpus
 
-from testkit import isolated, real_data  # noqa: F401  (fixtures)
+from testkit import isolated, real_data, session_roots  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()

@@ -3,11 +3,16 @@ scored, resumed and generated from with the commands as they are; bad text refus
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from austen_net.cli import main as cli_main
 from austen_net.corpus import load_text, paragraph_cut
+from austen_net.demo import default_prompt, text_names
+from austen_net.presets import PRESETS
+from austen_net.train import preset_name
 from testkit import assert_clean_failure
 
 SPEAKERS = ["HAMLET", "OPHELIA", "POLONIUS", "HORATIO"]
@@ -78,6 +83,22 @@ def test_trains_on_your_own_text_and_every_command_uses_it(capsys, own_text, tmp
     prompt = ["--prompt", "HAMLET:", "--max-new-tokens", "40", "--seed", "0"]
     assert main(["generate", "--checkpoint", ckpt, *prompt, "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("HAMLET:")
+
+    # the demo names the run's own text, and offers its opening as the prompt (not Austen's)
+    state = torch.load(ckpt, weights_only=True)
+    name, trained_on = text_names(state)
+    assert name == "my-play" and trained_on.startswith("my-play (")
+    prompt = default_prompt(state)
+    assert prompt and prompt in own_text.read_text() and "truth universally" not in prompt
+    assert summary["preset"] == "tiny"
+
+
+def test_the_summary_names_a_custom_shape_custom():
+    shape = dict(PRESETS["tiny"])
+    assert preset_name(SimpleNamespace(preset="tiny", **shape)) == "tiny"
+    assert preset_name(SimpleNamespace(preset="tiny", **{**shape, "n_embd": 96})) == "custom"
+    assert default_prompt({"text": None}) == "It is a truth universally acknowledged"
+    assert text_names({})[0] == "Jane Austen"
 
 
 def test_a_small_text_caps_the_bpe_vocabulary(capsys, tmp_path):

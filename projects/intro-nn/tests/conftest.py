@@ -5,7 +5,7 @@ import pytest
 from intro_nn_data import make_digits, make_loans
 
 from intro_nn.idx import write_idx
-from testkit import isolated, real_data  # noqa: F401  (fixtures)
+from testkit import isolated, real_data, session_roots  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()

@@ -10,8 +10,18 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from intro_nn.cli import main
-from intro_nn.demo import HUMAN_FIELDS, DigitModel, from_human, loan_decision, loan_row, to_mnist
+from intro_nn.config import DemoConfig
+from intro_nn.demo import (
+    HUMAN_FIELDS,
+    DigitModel,
+    find_models,
+    from_human,
+    loan_decision,
+    loan_row,
+    to_mnist,
+)
 from intro_nn.loan import load_loan_model
+from shared.errors import UserError
 from testkit import (
     ServedDemo,
     browser_page,
@@ -23,7 +33,7 @@ from testkit import (
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One run folder holding a tiny MNIST CNN and a loan model, trained on generated data."""
+    """A tiny MNIST CNN and a loan model in two run folders, trained on generated data."""
     from intro_nn_data import make_digits, make_loans
 
     from intro_nn.idx import write_idx
@@ -35,13 +45,15 @@ def trained(tmp_path_factory):
     write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
     make_loans().to_csv(root / "loans.csv", index=False)
+    # two runs, one of them nested deeper under the runs root: the demo finds both
     run = root / "runs" / "intro-nn" / "20260101-000000"
-    common = ["--out", run, "--quiet"]
-    loan = ["train", "loan", "--data", root / "loans.csv", "--folds", "3", *common]
-    assert main([str(a) for a in loan]) == 0
+    loan_run = root / "runs" / "intro-nn" / "loans" / "20260101-000001"
+    loan = ["train", "loan", "--data", root / "loans.csv", "--folds", "3"]
+    assert main([str(a) for a in [*loan, "--out", loan_run, "--quiet"]]) == 0
     mnist = ["train", "mnist", "--model", "cnn", "--data-dir", folder, "--epochs", "2"]
-    assert main([str(a) for a in [*mnist, "--no-sklearn", "--device", "cpu", *common]]) == 0
-    return root, run
+    mnist += ["--no-sklearn", "--device", "cpu", "--out", run, "--quiet"]
+    assert main([str(a) for a in mnist]) == 0
+    return root, run, loan_run
 
 
 def digit_png(path: Path) -> Path:
@@ -65,7 +77,7 @@ def test_drawing_becomes_a_centred_mnist_digit():
 
 
 def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
-    root, run = trained
+    root, run, loan_run = trained
     monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))  # the newest run is found there
     with ServedDemo("intro_nn.cli", [], cwd=tmp_path) as demo:
         client = demo_client(demo.url)
@@ -81,7 +93,7 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
         assert set(got) == set(expected)
         assert all(abs(got[k] - expected[k]) < 1e-4 for k in got)
 
-        bundle = load_loan_model(run)
+        bundle = load_loan_model(loan_run)
         # the page asks in human units: 20% interest, $500 a month, FICO 650
         human = {"int.rate": 20.0, "installment": 500.0, "fico": 650}
         form = {f[0]: human.get(f[0], f[2]) for f in HUMAN_FIELDS}
@@ -119,6 +131,17 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
     assert uploads.is_dir() and not list(uploads.iterdir())
 
 
+def test_an_mnist_run_and_a_loan_run_are_served_together(trained, monkeypatch):
+    root, run, loan_run = trained
+    monkeypatch.setenv("DL_RUNS_DIR", str(root / "elsewhere"))  # no newest-run fallback
+    mnist, loan = find_models(DemoConfig(run=run, loan_run=loan_run))
+    assert mnist.run == run and loan.run == loan_run
+    mnist, loan = find_models(DemoConfig(run=run))  # --run alone: that folder's models only
+    assert mnist.run == run and loan is None
+    with pytest.raises(UserError, match="holds no model"):
+        find_models(DemoConfig(run=run, loan_run=run))
+
+
 def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "empty"))
     assert main(["demo"]) == 2
@@ -131,9 +154,9 @@ def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
 
 
 def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
-    root, run = trained
+    root, run, loan_run = trained
     with (
-        ServedDemo("intro_nn.cli", ["--run", run], cwd=tmp_path) as demo,
+        ServedDemo("intro_nn.cli", ["--run", run, "--loan-run", loan_run], cwd=tmp_path) as demo,
         browser_page(demo.url) as page,
     ):
         # no tool to pick: the page opens with the brush selected

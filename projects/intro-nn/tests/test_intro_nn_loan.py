@@ -99,3 +99,26 @@ def test_out_of_fold_threshold_is_from_training_folds(solver, loan_csv, tmp_path
     summary = train_loan(capsys, loan_csv, tmp_path / "r", "--no-eda", "--loan-solver", solver)
     # F1 at a training-fold threshold is below the best F1 the scored folds themselves would give
     assert 0 < summary["mlp"]["threshold"] < 1 and 0 < summary["mlp"]["f1"] < 1
+
+
+def test_an_mlp_below_a_baseline_says_so(capsys):
+    from intro_nn.loan import mlp_below_baselines
+
+    scores = {"majority": {"roc_auc": 0.5}, "logreg": {"roc_auc": 0.68}}
+    assert mlp_below_baselines({**scores, "mlp": {"roc_auc": 0.69}}) == {}
+    note = mlp_below_baselines({**scores, "mlp": {"roc_auc": 0.61}})["warning"]
+    assert "below logreg (0.680)" in note and "--loan-alpha" in note
+    assert capsys.readouterr().err.count("warning:") == 1
+
+
+def test_an_offline_mnist_download_names_its_reason():
+    from intro_nn.mnist_data import download_failure
+
+    try:
+        try:
+            raise OSError("[Errno -2] Name or service not known")
+        except OSError as inner:
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n") from inner
+    except RuntimeError as exc:
+        reason = download_failure(exc)
+    assert reason.endswith("Name or service not known") and "train-images" in reason

@@ -1,1 +1,1 @@
-from testkit import isolated, real_data  # noqa: F401  (fixtures)
+from testkit import isolated, real_data, session_roots  # noqa: F401  (fixtures)

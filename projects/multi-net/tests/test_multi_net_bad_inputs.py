@@ -1,6 +1,7 @@
 """Bad input as users give it: one line naming the problem, exit 2, nothing half-written."""
 
 import json
+from pathlib import Path
 
 import pytest
 from multi_net_data import plain_clips
@@ -197,3 +198,81 @@ def test_random_and_mutated_indexes_are_one_message(tmp_path):
         assert len(index["ids"]) == index["embeddings"].shape[0] == len(index["paths"])
 
     check()
+
+
+def test_pretrained_weights_offline_are_one_message_at_once(capsys, tmp_path, monkeypatch):
+    """Not in the cache and no network: one line with the whole message, naming the offline
+    flags, without huggingface_hub's minute of retries (the cache is read with it offline)."""
+    import multi_net.encoders as encoders
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setattr(encoders, "hub_unreachable", lambda: "name or service not known")
+    videos, ann, _ = plain_clips(tmp_path / "plain", n=4)
+    line = assert_clean_failure(
+        main,
+        ["train", "--videos", videos, "--annotations", ann, "--clip-model", "ViT-B-32"],
+        capsys,
+        "not in the local cache and huggingface.co cannot be reached (name or service not known)",
+        root=tmp_path,
+    )
+    assert line.rstrip().endswith("open_clip_pytorch_model.bin")  # whole, not cut mid-word
+    assert "--no-pretrained" in line and "--clip-weights PATH" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_index_is_refused_before_torch_loads(tmp_path):
+    """``recommend --index missing.pt``: the message comes before torch or open_clip import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from multi_net.cli import main; "
+        f"rc = main(['recommend', '--index', {str(tmp_path / 'none.pt')!r}, '--text', 'x']); "
+        "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules)); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and "none.pt: no such file" in proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_demo_never_serves_a_system_root_an_index_records(tmp_path, capsys):
+    """An index is a file anyone can hand over: the folder it records is served only inside the
+    index's folder or the data/runs roots; `/` and system folders never; else --videos DIR."""
+    import tempfile
+
+    import torch
+
+    from multi_net.search import INDEX_FORMAT, servable_files
+    from shared.errors import UserError
+
+    def index(root: Path, names: list[str]) -> dict:
+        return {
+            "format": INDEX_FORMAT,
+            "checkpoint": str(tmp_path / "gone.pt"),
+            "videos_root": str(root),
+            "ids": [Path(n).stem for n in names],
+            "paths": names,
+            "embeddings": torch.randn(len(names), 8),
+            "metadata": [{} for _ in names],
+        }
+
+    torch.save(index(Path("/"), ["/etc/passwd"]), tmp_path / "root.pt")
+    argv = ["demo", "--index", tmp_path / "root.pt", "--port", "0"]
+    assert_clean_failure(main, argv, capsys, "a system folder; refusing to serve files from it")
+    assert_clean_failure(main, [*argv, "--videos", "/"], capsys, "--videos /: a system folder")
+    etc = index(Path("/etc"), ["/etc/passwd"])
+    with pytest.raises(UserError, match="system folder"):
+        servable_files(etc, Path("/etc"), tmp_path / "etc.pt")
+
+    elsewhere = Path(tempfile.mkdtemp(prefix="videos-"))  # outside the index's folder and roots
+    (elsewhere / "a.mp4").write_bytes(b"x")
+    crafted = index(elsewhere, [str(elsewhere / "a.mp4")])
+    torch.save(crafted, tmp_path / "elsewhere.pt")
+    argv = ["demo", "--index", tmp_path / "elsewhere.pt", "--port", "0"]
+    assert_clean_failure(main, argv, capsys, "pass --videos DIR to serve that folder")
+    named = servable_files(crafted, elsewhere, tmp_path / "elsewhere.pt")  # the user's word
+    assert named == {"a": (elsewhere / "a.mp4").resolve()}
+    inside = tmp_path / "videos"  # beside the index: served without --videos
+    inside.mkdir()
+    (inside / "b.mp4").write_bytes(b"x")
+    assert servable_files(index(inside, [str(inside / "b.mp4")]), None, tmp_path / "i.pt")

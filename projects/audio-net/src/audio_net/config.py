@@ -9,6 +9,7 @@ from typing import Literal
 
 from shared.config import DemoOptions, RunConfig, arg
 from shared.errors import UserError
+from shared.length import AUTO, epochs_flag
 
 
 @dataclass
@@ -41,7 +42,19 @@ class TrainConfig(RunConfig, DataOptions):
     )
     val_fraction: float = arg(0.1, "share of clips for validation (at least 1 per label)")
     test_fraction: float = arg(0.1, "share of clips for the held-out test (at least 1 per label)")
-    epochs: int = arg(30, "training epochs")
+    epochs: int | str = arg(
+        "auto",
+        "training epochs, or auto: enough epochs for 2,000 optimizer steps (at least 30), stopped "
+        "early when the validation loss stops improving (see --patience); small data sets need "
+        "many more epochs than large ones",
+        parse=epochs_flag,
+    )
+    patience: int | None = arg(
+        None,
+        "stop after this many epochs without a better validation loss (default: with --epochs "
+        "auto, 10 epochs or 400 steps, whichever is longer; with --epochs N, never)",
+        low=0,
+    )
     batch_size: int = arg(64, "windows per batch")
     lr: float | None = arg(
         None,
@@ -86,9 +99,10 @@ class TrainConfig(RunConfig, DataOptions):
             self.backbone_lr_ratio = 0.1 if self.from_imagenet else 1.0
         if self.freeze_epochs is None:
             self.freeze_epochs = 1 if self.from_imagenet else 0
-        if self.epochs < 1 or self.batch_size < 1:
+        if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be at least 1")
-        if self.freeze_epochs < 0 or self.freeze_epochs >= self.epochs and self.freeze_epochs:
+        most = 10**9 if self.epochs == AUTO else self.epochs
+        if self.freeze_epochs < 0 or self.freeze_epochs >= most and self.freeze_epochs:
             raise UserError("--freeze-epochs must be between 0 and --epochs - 1")
         if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
             raise UserError("--val-fraction and --test-fraction must be between 0 and 0.5")

@@ -1,4 +1,4 @@
-"""`audio-net demo`: upload or record audio, see its genre, its log-mel spectrogram and the
+"""`audio-net demo`: upload or record audio, see its label (genre, for GTZAN), its log-mel spectrogram and the
 prediction of each window over time.
 
 Any length up to ``--max-seconds``, any sample rate, mono or stereo: the clip goes through the
@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from audio_net.audio import AudioError, read_audio
+from audio_net.dataset import GENRES
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
 from shared.config import DemoOptions
@@ -100,7 +101,7 @@ def timeline_figure(a: Analysis, genres: list[str], window_seconds: float):
 
 def build_app(opts: DemoOptions, max_seconds: float):
     served = find_run(PROJECT, opts, train_command="audio-net train")
-    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     device = select_device(opts.device)
     try:
         model = GenreModel(served.checkpoint, device, max_seconds)
@@ -123,13 +124,15 @@ def build_app(opts: DemoOptions, max_seconds: float):
         plt.close("all")
         return a.probabilities, spec, timeline
 
+    words = page_words(model.genres)
     with gr.Blocks(title="audio-net demo", analytics_enabled=False) as app:
         model_card(
             gr,
-            "audio-net: music genre",
-            f"Upload or record music (any length up to {max_seconds:g} s, any sample rate). "
-            f"It is cut into {p.window_seconds:g} s windows every {p.hop_seconds:g} s; the genre "
-            "is the mean of the windows' probabilities.",
+            f"audio-net: {words['what']}",
+            f"Upload or record {words['input']} (any length up to {max_seconds:g} s, any sample "
+            f"rate). It is cut into {p.window_seconds:g} s windows every {p.hop_seconds:g} s; the "
+            f"{words['label']} is the mean of the windows' probabilities. Labels: "
+            f"{', '.join(model.genres)}.",
             served,
             str(device),
             [
@@ -143,8 +146,10 @@ def build_app(opts: DemoOptions, max_seconds: float):
             ],
         )
         with gr.Row():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="music")
-            genres = gr.Label(num_top_classes=3, label="top genres", elem_id="genres")
+            audio = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label=words["input"]
+            )
+            genres = gr.Label(num_top_classes=3, label=f"top {words['label']}s", elem_id="genres")
         spec = gr.Plot(label="log-mel spectrogram")
         timeline = gr.Plot(label="per-window predictions")
         # a refused file is one message: the error badge shows on the answer, not on all three
@@ -152,6 +157,14 @@ def build_app(opts: DemoOptions, max_seconds: float):
             classify, audio, [genres, spec, timeline], api_name="classify", show_progress_on=genres
         )
     return app
+
+
+def page_words(labels: list[str]) -> dict[str, str]:
+    """The page's words for what the model classifies: music genres for GTZAN's ten labels,
+    sounds and labels for anything else (a model trained on your own label folders)."""
+    if sorted(labels) == sorted(GENRES):
+        return {"what": "music genre", "input": "music", "label": "genre"}
+    return {"what": "sound classifier", "input": "a sound", "label": "label"}
 
 
 def max_upload_bytes(max_seconds: float) -> int:

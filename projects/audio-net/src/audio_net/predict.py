@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,7 @@ from audio_net.inference import (  # noqa: F401  (PROJECT, CHECKPOINT_KEYS: olde
 )
 from shared.device import select_device
 from shared.errors import UserError
+from shared.progress import warn
 
 
 @torch.no_grad()
@@ -28,6 +30,11 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
         raise UserError("--top must be at least 1")
     if (cfg.checkpoint is None) == (cfg.onnx is None):
         raise UserError("predict needs --checkpoint C (a trained run) or --onnx MODEL (an export)")
+    for path in map(Path, cfg.files):  # before loading any model: a typo is one line, at once
+        if not path.exists():
+            raise UserError(f"{path}: no such file")
+        if not path.is_file():
+            raise UserError(f"{path}: not a regular file")
     if cfg.onnx is not None:
         device = torch.device("cpu")
         exported = OnnxClassifier(cfg.onnx)
@@ -70,6 +77,14 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
 
 
 def predict(cfg: PredictConfig) -> int:
+    """JSON for the files that could be read; each unusable file is a warning line on stderr, and
+    none usable at all is one message (status 2) with nothing on stdout."""
     results = predict_files(cfg)
+    failed = [r for r in results if "error" in r]
+    if len(failed) == len(results):
+        only = failed[0]["error"] if len(failed) == 1 else f"{failed[0]['error']}, ..."
+        raise UserError(f"no usable audio in {len(failed)} file(s): {only}")
+    for r in failed:
+        warn(f"skipped {r['error']}")
     print(json.dumps(results, indent=2))
-    return 0 if any("top" in r for r in results) else 1
+    return 0

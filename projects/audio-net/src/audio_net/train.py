@@ -22,7 +22,6 @@ from audio_net.dataset import (
     check_split,
     cv_folds,
     find_gtzan,
-    is_label_root,
     split_clips,
     split_from_files,
 )
@@ -33,16 +32,20 @@ from shared.batching import EpochBatches
 from shared.device import make_generator, seed_everything, select_device
 from shared.distributed import broadcast_object, is_main, world_size
 from shared.errors import UserError
+from shared.length import AutoLength
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.optim import adamw
 from shared.paths import cache_root
 from shared.plots import LivePlot
-from shared.progress import info
+from shared.progress import info, warn
 from shared.runs import Run
 from shared.schedules import warmup_cosine_factor
 from shared.training import Cadence, Callback, Trainer
 
 PROJECT = "audio-net"
+# --epochs auto: at least 30 epochs and 2,000 steps; --patience: 10 epochs or 400 steps
+LENGTH = AutoLength(min_epochs=30, min_steps=2000, patience_epochs=10, patience_steps=400)
+EVAL_STEPS = 20  # a small data set's epochs are a few steps: evaluate every >= 20 steps
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")
 
 
@@ -58,12 +61,9 @@ def feature_params(opts: DataOptions) -> FeatureParams:
 
 
 def cache_dir(opts: DataOptions):
-    """``--cache-dir``, else ``<data root>/cache/audio-net``; when ``--data-dir`` is itself a
-    folder of label folders (your own sounds), the default data root's: a cache folder inside it
-    would be read as one more label, and nothing is written into the data a user points at."""
-    if opts.cache_dir is None and opts.data_dir is not None and is_label_root(opts.data_dir):
-        return cache_root(PROJECT, None, None)
-    return cache_root(PROJECT, opts.cache_dir, opts.data_dir)
+    """``--cache-dir``, else ``<data root>/cache/audio-net`` of the default data root: never
+    inside the folder ``--data-dir`` names (your label folders, or a read-only GTZAN copy)."""
+    return cache_root(PROJECT, opts.cache_dir)
 
 
 def load_clip_features(cfg, device) -> tuple[list[Clip], Features]:
@@ -171,6 +171,8 @@ class AudioTask(TrainingTask):
     checkpoint_keys = CHECKPOINT_KEYS
     resume_keeps = ("model", "window_seconds", "hop_seconds", "n_mels")
 
+    early_stops = True  # validation may stop the run (never where it is the scored set)
+
     def __init__(self, feats: Features | None = None, split=None, epochs: int | None = None):
         self.feats, self.split, self.epochs = feats, split, epochs
         self.title = "audio-net"
@@ -206,6 +208,12 @@ class AudioTask(TrainingTask):
             xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, classes
         )
         spe = batches.steps_per_epoch
+        self.epochs = LENGTH.epochs(self.epochs, spe)
+        has_val = bool(len(val[1]))
+        patience = LENGTH.patience(cfg.patience, cfg.epochs, spe) if self.early_stops else 0
+        if not has_val:
+            patience = 0
+        info(f"training length: {LENGTH.describe(self.epochs, patience, spe)}", cfg.quiet)
         optimizer, schedule, freeze = optimizer_and_schedule(cfg, model, device, self.epochs, spe)
 
         def evaluate(tr: Trainer) -> dict[str, float]:
@@ -223,8 +231,10 @@ class AudioTask(TrainingTask):
             scheduler=schedule,
             batches=batches,
             loss_fn=loss_fn,
-            cadence=Cadence.by_epoch(self.epochs, spe, cfg.max_minutes),
-            evaluate=evaluate if len(val[1]) else None,
+            cadence=Cadence.by_epoch(
+                self.epochs, spe, cfg.max_minutes, patience=patience, min_eval_steps=EVAL_STEPS
+            ),
+            evaluate=evaluate if has_val else None,
             extra_state={
                 "backbone": cfg.model,
                 "split": split,
@@ -261,8 +271,30 @@ class AudioTask(TrainingTask):
             **{f"test_{k}": v for k, v in test.items()},
             "baseline_clip_accuracy": base["clip_accuracy"],
             "baseline_macro_f1": base["macro_f1"],
+            "planned_epochs": self.epochs,
+            "stop_reason": result["stop_reason"],
+            **below_baseline(test["clip_accuracy"], base["clip_accuracy"], cfg),
             "checkpoint": str(outcome.checkpoint),
         }
+
+
+def below_baseline(network: float, baseline: float, cfg: TrainConfig) -> dict:
+    """A network that scores below the classical baseline says so: one line on stderr, and the
+    same advice in the summary under ``warning``."""
+    if not network < baseline:
+        return {}
+    advice = (
+        f"the network ({network:.2f} clip accuracy) is below the baseline ({baseline:.2f}): "
+        "try --epochs auto (or more epochs)"
+        + (
+            ""
+            if cfg.model in ("auto", "resnet18") and cfg.pretrained
+            else ", ImageNet weights (--model resnet18)"
+        )
+        + ", or more clips per label"
+    )
+    warn(advice)
+    return {"warning": advice}
 
 
 def about(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
@@ -308,6 +340,7 @@ class FoldTask(AudioTask):
     scored ones and choose nothing), scored once on them beside the baseline."""
 
     keep = "last"
+    early_stops = False  # the held-out clips are scored: they must not choose anything
 
     def __init__(self, feats: Features, split, k: int, folds: int) -> None:
         super().__init__(feats, split)
@@ -392,25 +425,26 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
             f"fold {k}/{cfg.cv}: {len(split['train'])} training clips, {len(held)} held out",
             cfg.quiet,
         )
+        task = FoldTask(feats, split, k, cfg.cv)
         fold_run, row = run_training(
-            FoldTask(feats, split, k, cfg.cv),
-            cfg,
-            run=Run(PROJECT, run.path / "folds" / f"fold{k}", cfg),
+            task, cfg, run=Run(PROJECT, run.path / "folds" / f"fold{k}", cfg)
         )
         fold_runs.append(fold_run)
         rows.append(row)
+    fold_epochs = int(task.epochs)  # --epochs auto: what the (equal-sized) folds resolved it to
     epochs = int(
-        broadcast_object(chosen_epochs(fold_runs, cfg.epochs) if is_main() else cfg.epochs)
+        broadcast_object(chosen_epochs(fold_runs, fold_epochs) if is_main() else fold_epochs)
     )
     info(f"final model: every clip, {epochs} epochs (chosen by the folds)", cfg.quiet)
     everything = {"train": names, "val": [], "test": []}
     _, final = run_training(FinalTask(feats, everything, epochs), cfg, run=run)
     if not is_main():
         return run, {}
-    return run, cv_summary(cfg, rows, final, epochs, len(names))
+    return run, cv_summary(cfg, rows, final, (fold_epochs, epochs), len(names))
 
 
-def cv_summary(cfg: TrainConfig, rows: list[dict], final: dict, epochs: int, clips: int) -> dict:
+def cv_summary(cfg: TrainConfig, rows: list[dict], final: dict, epochs: tuple, clips: int) -> dict:
+    """The folds' mean scores beside the baseline's; ``epochs``: (each fold's, the final model's)."""
     summary: dict = {**final, "cv_folds": cfg.cv, "clips": clips}
     for key in (
         "test_clip_accuracy",
@@ -424,10 +458,13 @@ def cv_summary(cfg: TrainConfig, rows: list[dict], final: dict, epochs: int, cli
         summary["test_clip_accuracy"] - summary["baseline_clip_accuracy"], 4
     )
     summary.update(
+        below_baseline(summary["test_clip_accuracy"], summary["baseline_clip_accuracy"], cfg)
+    )
+    summary.update(
         {
             "folds": rows,
-            "epochs": cfg.epochs,
-            "final_epochs": epochs,
+            "epochs": epochs[0],
+            "final_epochs": epochs[1],
             "train_seconds": round(
                 sum(r["train_seconds"] for r in rows) + final["train_seconds"], 1
             ),

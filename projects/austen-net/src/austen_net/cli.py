@@ -135,13 +135,19 @@ COMMANDS = {
     "evaluate": Command(
         EvaluateConfig, evaluate, "bits per character on the validation split or given texts"
     ),
-    "generate": Command(GenerateConfig, generate, "stream text in Austen's style"),
+    "generate": Command(
+        GenerateConfig,
+        generate,
+        "stream text in the style of the model's training text (Austen's by default)",
+    ),
     "export": Command(
         ExportConfig, export, "the model and tokenizer for Hugging Face transformers"
     ),
     "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
     "data": Command(DataConfig, data, "download or check the corpus"),
-    "demo": Command(DemoConfig, demo, "stream Austen-style text, score text: a local web page"),
+    "demo": Command(
+        DemoConfig, demo, "write and score text with a trained model: a local web page"
+    ),
 }
 
 

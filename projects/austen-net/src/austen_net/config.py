@@ -161,4 +161,4 @@ class DataConfig(CorpusOptions):
 
 @dataclass
 class DemoConfig(DemoOptions):
-    """Stream Austen-style text and score pasted text in a browser page (Gradio, local only)."""
+    """Stream text in the style the model learned and score pasted text in a browser page (Gradio, local only)."""

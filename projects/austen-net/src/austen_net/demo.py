@@ -124,17 +124,18 @@ def score_sentence(result: dict, val_bpc: float | None) -> str:
 def build_app(opts: DemoOptions):
     """Two tabs: write from a prompt (streamed), score a pasted text in bits per character."""
     served = find_run(PROJECT, opts, train_command="austen-net train")
-    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     device = select_device(opts.device)
     writer = Writer(served.checkpoint, device)
     cfg = writer.model.cfg
+    name, trained_on = text_names(writer.state)
     with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
         model_card(
             gr,
-            "austen-net: write like Jane Austen",
+            f"austen-net: write like {name}",
             f"A {cfg.n_layer}-layer decoder-only transformer ({cfg.n_embd} wide, "
             f"{writer.tok.kind} tokenizer of {writer.tok.vocab_size} tokens, context "
-            f"{cfg.block_size}) trained on her novels.",
+            f"{cfg.block_size}) trained on {trained_on}.",
             served,
             str(device),
             ["preset", "params_m", "val_bpc", "best_step", "steps", "train_seconds"],
@@ -144,6 +145,28 @@ def build_app(opts: DemoOptions):
         with gr.Tab("Score"):
             score_tab(gr, opts, writer, served.summary.get("val_bpc"))
     return app
+
+
+AUSTEN_PROMPT = "It is a truth universally acknowledged"
+
+
+def text_names(state: dict) -> tuple[str, str]:
+    """(whose style, what it was trained on) from the checkpoint: Jane Austen for the corpus,
+    else the names of the run's own text files."""
+    text = state.get("text")
+    if not text:
+        return "Jane Austen", "her novels"
+    names = [Path(f).stem for f in text.get("files", [])] or ["your text"]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return shown, f"{shown} ({text.get('characters', 0):,} characters)"
+
+
+def default_prompt(state: dict) -> str:
+    """The opening of the run's validation text (recorded at training), else Austen's."""
+    prompt = state.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return prompt
+    return AUSTEN_PROMPT if not state.get("text") else ""
 
 
 def write_tab(gr, opts: DemoOptions, writer: Writer) -> None:
@@ -161,7 +184,7 @@ def write_tab(gr, opts: DemoOptions, writer: Writer) -> None:
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
 
-    prompt = gr.Textbox("It is a truth universally acknowledged", label="prompt", lines=2)
+    prompt = gr.Textbox(default_prompt(writer.state), label="prompt", lines=2)
     with gr.Row():
         tokens = gr.Slider(1, 1000, value=200, step=1, label="length (tokens)")
         temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")

@@ -7,6 +7,7 @@ checked before sentencepiece reads it; anything wrong is one ``UserError``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -123,7 +124,9 @@ def with_weights(model: GPT, weights: str) -> GPT:
         if model.cfg.tie_weights:  # untie: the head is quantized, the embedding lookup is not
             model.head.weight = torch.nn.Parameter(model.head.weight.detach().clone())
         spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
-        return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
+        with warnings.catch_warnings():  # the API is used on purpose: NOTES.md says what follows
+            warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", Warning)
+            return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
     if weights != "fp32":
         raise UserError(f"--weights {weights}: use one of {', '.join(WEIGHTS)}")
     return model

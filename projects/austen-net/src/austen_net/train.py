@@ -23,6 +23,7 @@ from austen_net.inference import (  # noqa: F401  (load_model, bpc_of_texts: old
     load_model,
 )
 from austen_net.model import GPT, GPTConfig
+from austen_net.presets import PRESETS
 from austen_net.tokenizer import build_tokenizer
 from shared.checkpoint import run_data_settings
 from shared.distributed import world_size
@@ -86,7 +87,7 @@ class AustenTask(TrainingTask):
             self.gpt_cfg = checked_config(resumed, self.resume_path)
             self.tok = checked_tokenizer(resumed, self.resume_path, self.gpt_cfg.vocab_size)
         else:
-            cache = cache_root(PROJECT, None, cfg.data_dir) / "tokenizers"
+            cache = cache_root(PROJECT) / "tokenizers"
             self.tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
             self.gpt_cfg = model_config(cfg, self.tok.vocab_size)
         self.encode(cfg, device)
@@ -148,6 +149,7 @@ class AustenTask(TrainingTask):
                 "model_config": dataclasses.asdict(gpt_cfg),
                 "tokenizer": self.tok.state(),
                 "text": self.source,
+                "prompt": opening(self.split.val[0]),  # the demo's default prompt
             },
             plot=LivePlot(
                 run.figure("loss.png"), every=5, title=f"austen-net {cfg.preset} ({self.tok.kind})"
@@ -158,7 +160,7 @@ class AustenTask(TrainingTask):
     def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
         result, trainer, ckpt = outcome.result, outcome.trainer, outcome.checkpoints
         return {
-            "preset": cfg.preset,
+            "preset": preset_name(cfg),
             "text": self.source or "the Austen corpus",
             "tokenizer": self.tok.kind,
             "vocab_size": self.tok.vocab_size,
@@ -179,6 +181,23 @@ class AustenTask(TrainingTask):
             "compile_seconds": result["compile_seconds"],
             "checkpoint": str(ckpt.best_path),
         }
+
+
+def preset_name(cfg: TrainConfig) -> str:
+    """``--preset``'s name, or ``custom`` where a typed shape flag changed the preset's shape."""
+    shape = PRESETS[cfg.preset]
+    return cfg.preset if all(getattr(cfg, k) == v for k, v in shape.items()) else "custom"
+
+
+def opening(text: str, limit: int = 60) -> str:
+    """The first words of ``text`` (at most ``limit`` characters, whole words): a prompt in the
+    style of the run's own text."""
+    words, out = text.split(), ""
+    for word in words:
+        if len(out) + len(word) + 1 > limit:
+            break
+        out = f"{out} {word}" if out else word
+    return out or text[:limit]
 
 
 def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:

@@ -159,3 +159,9 @@ class DataConfig:
 @dataclass
 class DemoConfig(DemoOptions):
     """Serve the MNIST network and the loan model in a browser page (Gradio, local only)."""
+
+    loan_run: Path | None = arg(
+        None,
+        "run folder of the loan model (default: --run if it holds one, else the newest loan run)",
+        group="demo",
+    )

@@ -9,6 +9,7 @@ page shows that 28x28 image beside the ten probabilities.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,30 +171,39 @@ PICK_BRUSH = """() => {
 
 
 def find_models(opts: DemoOptions) -> tuple[ServedModel | None, ServedModel | None]:
-    """The newest run with an MNIST checkpoint and the newest with a loan model (either may be
-    absent, not both)."""
-    if opts.checkpoint is not None:
-        return find_run(PROJECT, opts, train_command="intro-nn train mnist"), None
-    found = []
-    for has, command in ((has_mnist, "intro-nn train mnist"), (has_loan, "intro-nn train loan")):
-        try:
-            found.append(find_run(PROJECT, opts, train_command=command, has=has))
-        except UserError:
-            found.append(None)
-    if found == [None, None]:
+    """The MNIST network (``--checkpoint``, ``--run`` or the newest run holding one) and the loan
+    model (``--loan-run``, ``--run`` or the newest run holding one): either may be absent, not
+    both. An MNIST run and a loan run are two folders: ``--run A --loan-run B`` serves both."""
+    mnist = find_part(opts, has_mnist, "intro-nn train mnist")
+    loan_run = getattr(opts, "loan_run", None)
+    loan_opts = replace(opts, checkpoint=None, run=loan_run or opts.run)
+    if opts.checkpoint is not None and loan_run is None:
+        loan_opts = replace(loan_opts, run=None)  # --checkpoint names the digits model only
+    loan = find_part(loan_opts, has_loan, "intro-nn train loan", required=loan_run is not None)
+    if mnist is None and loan is None:
         where = f"--run {opts.run}" if opts.run else "the runs folder"
         raise UserError(
             f"no trained intro-nn model in {where}: make one with 'intro-nn train' "
             "(both), 'intro-nn train mnist' or 'intro-nn train loan'"
         )
-    return found[0], found[1]
+    return mnist, loan
+
+
+def find_part(opts: DemoOptions, has, command: str, required: bool = False) -> ServedModel | None:
+    """One part's model, or None where there is none (an error only where a flag named it)."""
+    try:
+        return find_run(PROJECT, opts, train_command=command, has=has)
+    except UserError:
+        if required or (opts.checkpoint is not None and has is has_mnist):
+            raise
+        return None
 
 
 def build_app(opts: DemoOptions):
     """Two tabs: draw a digit for the MNIST network, describe a loan for the loan MLP."""
     mnist, loan = find_models(opts)
     tidy_summaries(mnist, loan)
-    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     device = select_device(opts.device)
     digits = DigitModel(mnist.checkpoint, device) if mnist else None
     bundle = load_loan_model(loan.run) if loan else None

@@ -41,7 +41,7 @@ from intro_nn.loan_model import make_models
 from shared.atomic import atomic_path
 from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, save_figure
-from shared.progress import info, progress
+from shared.progress import info, progress, warn
 from shared.runs import Run
 
 MODEL_FILE = "loan_model.skops"
@@ -175,6 +175,7 @@ def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
     save_loan_model(run.path / MODEL_FILE, final, threshold)
     return {
         **summary,
+        **mlp_below_baselines(summary),
         "rows": len(df),
         "positive_rate": round(float(y.mean()), 4),
         "folds": cfg.folds,
@@ -182,6 +183,22 @@ def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
         "cv_seconds": round(cv_seconds, 2),
         "model_file": str(run.path / MODEL_FILE),
     }
+
+
+def mlp_below_baselines(summary: dict) -> dict:
+    """The MLP's ROC AUC below a baseline printed beside it (logistic regression, or the majority
+    class's 0.5): one warning line, and the same advice in the summary under ``warning``."""
+    mlp = summary["mlp"]["roc_auc"]
+    worse = [name for name in ("majority", "logreg") if mlp < summary[name]["roc_auc"]]
+    if not worse:
+        return {}
+    scores = ", ".join(f"{summary[n]['roc_auc']:.3f}" for n in worse)
+    advice = (
+        f"the loan MLP's ROC AUC ({mlp:.3f}) is below {' and '.join(worse)} ({scores}): try a "
+        "stronger --loan-alpha (more regularisation) or a smaller --loan-hidden"
+    )
+    warn(advice)
+    return {"warning": advice}
 
 
 def save_loan_model(path: Path, pipeline, threshold: float) -> Path:

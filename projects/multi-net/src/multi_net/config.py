@@ -8,6 +8,7 @@ from typing import Literal
 
 from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
+from shared.length import AUTO, epochs_flag
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from
 # scratch on a CPU: a small frame encoder (mn-synth: open_clip's 2-layer text transformer and a
@@ -84,7 +85,19 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     freeze_encoders: bool = arg(
         True, "train only projections, the audio encoder and fusion on cached CLIP features"
     )
-    epochs: int = arg(10, "training epochs")
+    epochs: int | str = arg(
+        "auto",
+        "training epochs, or auto: enough epochs for 500 optimizer steps (at least 10), stopped "
+        "early when validation R@1 stops improving (see --patience); a small folder needs many "
+        "more epochs than MSR-VTT",
+        parse=epochs_flag,
+    )
+    patience: int | None = arg(
+        None,
+        "stop after this many epochs without a better validation R@1 (default: with --epochs "
+        "auto, 10 epochs or 100 steps, whichever is longer; with --epochs N, never)",
+        low=0,
+    )
     batch_size: int = arg(128, "videos per batch (each with one random caption)")
     lr: float = arg(5e-4, "peak learning rate (AdamW, warmup + cosine)")
     encoder_lr: float = arg(1e-6, "CLIP learning rate with --no-freeze-encoders")
@@ -112,7 +125,7 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
 
     def __post_init__(self) -> None:
         apply_preset(self)
-        if self.epochs < 1 or self.batch_size < 2:
+        if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 2:
             raise UserError("--epochs must be >= 1 and --batch-size >= 2 (InfoNCE needs negatives)")
         if not 0 <= self.modality_dropout < 1:
             raise UserError("--modality-dropout must be in [0, 1)")

@@ -106,7 +106,7 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
     if opts.run is not None:
         checkpoint = find_run(PROJECT, opts, train_command="multi-net train").checkpoint
     engine = VideoSearch(index, checkpoint, device, videos)
-    gr = import_gradio(cache_root(PROJECT, None, None) / "demo-uploads")
+    gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     served = ServedModel(
         run_of(engine.checkpoint), engine.checkpoint, read_summary(run_of(engine.checkpoint))
     )

@@ -3,7 +3,9 @@ ResNet18 (ImageNet weights, conv1 averaged to one channel)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from pathlib import Path
 
 import open_clip
@@ -63,7 +65,9 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
         raise UserError(f"{name} has no pretrained weights: train it with --no-pretrained")
     logging.getLogger().setLevel(logging.CRITICAL)  # open_clip logs a traceback before raising
     try:
-        model = open_clip.create_model(name, pretrained=source)
+        model = create_clip(name, source, from_hub=weights is None and source is not None)
+    except UserError:
+        raise
     except Exception as exc:  # torch.load, unpickling and shape errors alike
         if weights is not None:  # torch's own message would advise weights_only=False: never
             raise UserError(
@@ -71,8 +75,9 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
                 f"({exc.__class__.__name__}); pass the open_clip_pytorch_model.bin of {name}, "
                 "or use --no-pretrained for random weights"
             ) from exc
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise UserError(
-            f"could not load open_clip {name} weights {source!r} ({str(exc).splitlines()[0][:160]}). "
+            f"could not load open_clip {name} weights {source!r} ({reason}). "
             "Offline: pass --clip-weights PATH to a downloaded open_clip_pytorch_model.bin, or use "
             "--no-pretrained for random weights"
         ) from exc
@@ -85,6 +90,52 @@ def load_clip(name: str, tag: str | None, weights: Path | None, pretrained: bool
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     return model, open_clip.get_tokenizer(name), int(size)
+
+
+HUB_HOST = "huggingface.co"
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """huggingface_hub reads only its local cache meanwhile (no request, no retries)."""
+    from huggingface_hub import constants  # open_clip's own dependency
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def hub_unreachable(host: str = HUB_HOST, timeout: float = 5.0) -> str | None:
+    """Why ``host`` cannot be reached (one DNS look-up and one connection), or None."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        return (exc.strerror or str(exc) or exc.__class__.__name__).lower()
+    return None
+
+
+def create_clip(name: str, source: str | None, *, from_hub: bool):
+    """open_clip's model; pretrained weights by tag come from the local cache, else (online) are
+    downloaded once. Offline and not cached: one message at once, instead of huggingface_hub's
+    minute of retries."""
+    if not from_hub:
+        return open_clip.create_model(name, pretrained=source)
+    try:
+        with hub_offline():
+            return open_clip.create_model(name, pretrained=source)
+    except Exception:  # not in the cache: download, if the hub can be reached
+        why = hub_unreachable()
+        if why is not None:
+            raise UserError(
+                f"the pretrained {name} weights ({source}) are not in the local cache and "
+                f"{HUB_HOST} cannot be reached ({why}): downloading them needs the internet "
+                "once. Offline: --no-pretrained (random weights), or --clip-weights PATH to a "
+                "downloaded open_clip_pytorch_model.bin"
+            ) from None
+    return open_clip.create_model(name, pretrained=source)
 
 
 def clip_dim(model) -> int:

@@ -27,6 +27,7 @@ from shared.batching import EpochBatches
 from shared.device import make_generator
 from shared.distributed import gather_with_grad, world_size
 from shared.errors import UserError
+from shared.length import AutoLength
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.optim import adamw, decay_groups
 from shared.paths import cache_root
@@ -36,9 +37,13 @@ from shared.runs import Run
 from shared.schedules import warmup_cosine
 from shared.training import Cadence, Trainer
 
+# --epochs auto: at least 10 epochs and 500 steps; --patience: 10 epochs or 100 steps
+LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_steps=100)
+EVAL_STEPS = 20  # a small folder's epochs are a step or two: evaluate every >= 20 steps
+
 
 def cache_dir(cfg) -> Path:
-    return cache_root(PROJECT, cfg.cache_dir, getattr(cfg, "data_dir", None))
+    return cache_root(PROJECT, cfg.cache_dir)
 
 
 def decode_params(cfg, size: int) -> DecodeParams:
@@ -343,7 +348,11 @@ class MultiTask(TrainingTask):
 
     def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
         spe = self.batches.steps_per_epoch
-        total = cfg.epochs * spe
+        self.epochs = epochs = LENGTH.epochs(cfg.epochs, spe)
+        has_val = len({v for v, _ in self.splits.val}) >= 2
+        patience = LENGTH.patience(cfg.patience, cfg.epochs, spe) if has_val else 0
+        info(f"training length: {LENGTH.describe(epochs, patience, spe)}", cfg.quiet)
+        total = epochs * spe
         optimizer = adamw(self.groups, device, lr=cfg.lr)
 
         def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
@@ -360,8 +369,10 @@ class MultiTask(TrainingTask):
             scheduler=warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
             batches=self.batches,
             loss_fn=make_loss(cfg.vv_weight),
-            cadence=Cadence.by_epoch(cfg.epochs, spe, cfg.max_minutes),
-            evaluate=evaluate if len({v for v, _ in self.splits.val}) >= 2 else None,
+            cadence=Cadence.by_epoch(
+                epochs, spe, cfg.max_minutes, patience=patience, min_eval_steps=EVAL_STEPS
+            ),
+            evaluate=evaluate if has_val else None,
             extra_state={
                 "fusion_config": self.model.cfg.as_dict(),
                 "end_to_end": not cfg.freeze_encoders,
@@ -397,6 +408,8 @@ class MultiTask(TrainingTask):
             "skipped_videos": len(self.feats.skipped),
             "with_audio": int(self.feats.has_audio.sum()),
             "epochs": outcome.trainer.epoch,
+            "planned_epochs": self.epochs,
+            "stop_reason": outcome.result["stop_reason"],
             "train_seconds": outcome.result["train_seconds"],
             "best_epoch": outcome.chosen_epoch,
             **{f"val_{k}": v for k, v in val.items()},
