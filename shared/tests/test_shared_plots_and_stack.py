@@ -59,3 +59,19 @@ def test_torch_trio_works_together():
     )
     spec = mel(torch.randn(1, 22050))
     assert spec.shape == (1, 64, 44) and torch.isfinite(spec).all()
+
+
+def test_a_confusion_matrix_of_500_labels_stays_small(tmp_path):
+    """500 labels: the 30 most confused are drawn; the figure stays a few megapixels."""
+    from PIL import Image
+
+    from shared.plots import MAX_MATRIX_LABELS, most_confused
+
+    cm = np.diag(np.full(500, 3))
+    cm[7, 7], cm[7, 42] = 0, 3  # label 7 always taken for 42
+    cm[100, 100], cm[100, 3] = 1, 2
+    keep = most_confused(cm, MAX_MATRIX_LABELS)
+    assert len(keep) == MAX_MATRIX_LABELS and {3, 7, 42, 100} <= set(keep.tolist())
+    path = confusion_matrix_figure(cm, [f"label{i}" for i in range(500)], tmp_path / "cm.png")
+    with Image.open(path) as image:
+        assert image.width * image.height < 5_000_000, image.size

@@ -252,3 +252,46 @@ def test_random_audio_bytes_are_one_message(tmp_path, seed):
         assert wave.dtype == torch.float32 and torch.isfinite(wave).all()
 
     check()
+
+
+def test_500_labels_train_within_memory_and_bounded_figures(tmp_path):
+    """500 labels of 3 clips once took 22 GB (a confusion matrix growing with labels squared) and
+    was killed before its summary. Trained in a fresh process: under 2.5 GB peak, a summary, and
+    every figure a bounded size."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    rate, rng = 8000, np.random.default_rng(0)
+    for label in range(500):
+        folder = tmp_path / "sounds" / f"label{label:03d}"
+        folder.mkdir(parents=True)
+        t = np.arange(rate) / rate
+        for clip in range(3):
+            wave = 0.3 * np.sin(2 * np.pi * (100 + 7 * label) * t) + 0.01 * rng.standard_normal(
+                rate
+            )
+            sf.write(folder / f"{clip}.wav", wave.astype(np.float32), rate)
+    argv = ["train", "--data-dir", tmp_path / "sounds", "--window-seconds", "1"]
+    argv += ["--hop-seconds", "1", "--model", "cnn", "--no-pretrained", "--epochs", "1"]
+    argv += ["--device", "cpu", "--quiet", "--cache-dir", tmp_path / "cache"]
+    argv += ["--out", tmp_path / "run"]
+    code = (
+        "import resource, sys; from audio_net.cli import main; code = main(sys.argv[1:]);"
+        "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mb = int(done.stdout.split("peak_kb")[-1]) / 1024
+    assert peak_mb < 2500, f"peak {peak_mb:.0f} MB"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["clips"] == {"train": 500, "val": 500, "test": 500}
+    for figure in (tmp_path / "run" / "figures").glob("*.png"):
+        with Image.open(figure) as image:
+            assert image.width * image.height < 6_000_000, (figure.name, image.size)

@@ -124,6 +124,15 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
                 {"background": None, "layers": [], "composite": handle_file(str(blank))},
                 api_name="/digit",
             )
+        # a client can post any PNG as the drawing: a 13,000 x 13,000 one is refused from its
+        # header (decoding it took 6.6 GB), and the server goes on
+        bomb = tmp_path / "bomb.png"
+        Image.new("1", (13_000, 13_000), 1).save(bomb)
+        with pytest.raises(AppError, match="13000x13000 pixels"):
+            client.predict(
+                {"background": None, "layers": [], "composite": handle_file(str(bomb))},
+                api_name="/digit",
+            )
         assert client.predict("credit_card", *form.values(), api_name="/loan")[2]["threshold"] > 0
     # uploads landed in a folder of this server's own in the project's cache folder
     # (DL_DATA_DIR/cache/intro-nn/demo-uploads/server-*), removed when the server stopped

@@ -91,6 +91,20 @@ def test_bad_images_are_one_message(capsys, trained, tmp_path):
         assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)
 
 
+def test_images_past_pillows_bomb_limits_are_refused_quietly(capsys, trained, tmp_path):
+    """100 MP (Pillow warns) and 196 MP (Pillow raises): one line each, no Pillow warning."""
+    import warnings
+
+    run = ["predict", "mnist", "--run", trained]
+    for side in (10_001, 14_000):
+        bomb = tmp_path / f"bomb{side}.png"
+        Image.new("1", (side, side), 1).save(bomb)  # 1 bit a pixel: small to write
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            line = assert_clean_failure(cli_main, [*run, "--image", bomb], capsys, "megapixels")
+        assert "scale it down first" in line
+
+
 def test_predict_mnist_loads_no_training_code(trained, tmp_path):
     """`predict mnist` in a fresh interpreter: the network and the image code, not the trainer."""
     from testkit import TRAINING_ONLY, modules_loaded

@@ -160,12 +160,31 @@ def spectrogram_grid(specs: np.ndarray, path: str | Path, **kwargs) -> Path:
     return image_grid(specs, path, cmap="magma", origin="lower", aspect="auto", **kwargs)
 
 
+MAX_MATRIX_LABELS = 30  # a confusion matrix shows at most this many labels, counts in every cell
+
+
+def most_confused(cm: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` labels with the most errors (as truth or as prediction; ties: more examples),
+    in their original order."""
+    off = np.array(cm, dtype=np.int64)
+    np.fill_diagonal(off, 0)
+    order = np.lexsort((-np.asarray(cm).sum(1), -(off.sum(0) + off.sum(1))))
+    return np.sort(order[:n])
+
+
 def confusion_matrix_figure(
     cm: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "confusion matrix"
 ) -> Path:
-    """Row-normalised colours (recall per true class) with the raw counts written in each cell."""
+    """Row-normalised colours (recall per true class) with the raw counts written in each cell.
+    Past ``MAX_MATRIX_LABELS`` labels it shows the most confused ones (its size and its cell
+    texts stay bounded: 500 labels would be a 30,000-pixel figure with 250,000 texts)."""
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    if len(labels) > MAX_MATRIX_LABELS:
+        keep = most_confused(cm, MAX_MATRIX_LABELS)
+        title = f"{title}\n{len(keep)} of {len(labels)} labels: the most confused"
+        cm, norm = cm[np.ix_(keep, keep)], norm[np.ix_(keep, keep)]
+        labels = [labels[i] for i in keep]
     size = max(4.0, 0.55 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)

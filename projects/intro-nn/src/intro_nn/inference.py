@@ -9,6 +9,7 @@ of mass in 28x28; ``to_mnist`` does the same to a drawing, ``read_digit_image`` 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -151,18 +152,29 @@ def has_mnist(run: Path) -> bool:
     return checkpoint_in(run) is not None
 
 
+def open_checked(source, name: str) -> Image.Image:
+    """``Image.open`` (the header only: nothing is decoded yet), refusing quietly an image of more
+    than ``MAX_IMAGE_PIXELS`` (Pillow's own bomb warnings are not printed: this is the check)."""
+    limit = f"the most read is {MAX_IMAGE_PIXELS // 1_000_000} megapixels: scale it down first"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(source)
+        except Image.DecompressionBombError:
+            raise UserError(f"{name} is far too many pixels; {limit}") from None
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        im.close()
+        raise UserError(f"{name} is {im.width}x{im.height} pixels; {limit}")
+    return im
+
+
 def read_digit_image(path: Path) -> np.ndarray:
     """An image file (PNG, JPEG, ...: any size, any mode) as an MNIST digit; one message for a
     file that is not an image, one too large, or one without ink."""
     if not path.is_file():
         raise UserError(f"--image {path}: no such file")
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise UserError(
-                    f"--image {path} is {im.width}x{im.height} pixels; the most read is "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels: scale it down first"
-                )
+        with open_checked(path, f"--image {path}") as im:
             im.draft("L", (im.width // 8 or 1, im.height // 8 or 1))  # JPEG: decode smaller
             gray = np.asarray(im.convert("L"), dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
