@@ -133,6 +133,45 @@ def test_odd_sample_rates_stay_within_memory(checkpoint, tmp_path):
     assert peak_kb / 1024 < 1500, f"peak {peak_kb / 1024:.0f} MB"
 
 
+def test_a_two_hour_recording_is_classified_in_flat_memory(checkpoint, tmp_path):
+    """A two-hour WAV used to be decoded whole and asked for a 10 GB array. ``predict`` now
+    decodes and classifies it 30 s at a time: in a fresh process it stays under 1.5 GB peak,
+    answers for the whole file, and lists each segment's top label."""
+    import itertools
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    rate, hours = 8_000, 2
+    long = tmp_path / "long.wav"
+    with sf.SoundFile(long, "w", rate, 1, subtype="PCM_16") as f:  # written a minute at a time
+        t = np.arange(60 * rate) / rate
+        for minute in range(60 * hours):
+            f.write((0.3 * np.sin(2 * np.pi * (220 + minute) * t)).astype(np.float32))
+    code = (
+        "import resource, sys; from audio_net.cli import main;"
+        "code = main(['predict', sys.argv[2], '--checkpoint', sys.argv[1], '--device', 'cpu']);"
+        "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr);"
+        "sys.exit(code)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(checkpoint), str(long)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak_kb = int(out.stderr.split("peak_kb")[-1])
+    (result,) = json.loads(out.stdout)
+    assert result["seconds"] == hours * 3600 and len(result["top"]) == 2
+    segments = result["segments"]
+    assert len(segments) == hours * 120 and segments[0]["start"] == 0
+    assert segments[-1]["end"] == hours * 3600
+    assert all(b["start"] == a["end"] for a, b in itertools.pairwise(segments))
+    assert result["windows"] == 19 * len(segments)  # 3 s windows every 1.5 s of 30 s
+    assert peak_kb / 1024 < 1500, f"peak {peak_kb / 1024:.0f} MB"
+
+
 def test_resampling_ratio_is_bounded_and_close():
     from fractions import Fraction
 

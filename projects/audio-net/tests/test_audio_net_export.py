@@ -103,3 +103,32 @@ def test_export_writes_only_a_new_folder_and_all_or_nothing(capsys, tmp_path, so
     with pytest.raises(OSError, match="No space"):
         export.export_classifier(ckpt, tmp_path / "new")
     assert not (tmp_path / "new").exists() and leftovers(tmp_path) == []
+
+
+def test_a_sidecar_that_lies_is_one_message_naming_the_field(capsys, tmp_path, sounds):
+    """Labels fewer or more than the model's outputs, a mel count or a window length the graph
+    does not take: refused when the model is loaded, before any audio is read."""
+    import shutil
+
+    root, data = sounds
+    ckpt = train(root, data, "cnn")
+    good = tmp_path / "good"
+    assert main(["export", "--checkpoint", ckpt, "--out", good]) == 0
+    sidecar = json.loads((good / "model.json").read_text())
+    pre = sidecar["preprocessing"]
+    lies = {
+        "fewer": ({"labels": sidecar["labels"][:2]}, "names 2 labels, but the model has 3"),
+        "more": ({"labels": [*sidecar["labels"], "extra"]}, "names 4 labels, but the model has 3"),
+        "mels": ({"preprocessing": {**pre, "n_mels": 64}}, "n_mels 64, but the model takes"),
+        "window": (
+            {"preprocessing": {**pre, "window_seconds": 500.0}},
+            "window_frames 21534, but the model takes 44",
+        ),
+    }
+    wav = data / LABELS[0] / "000.wav"
+    for name, (change, message) in lies.items():
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        (folder / "model.json").write_text(json.dumps({**sidecar, **change}))
+        argv = ["predict", wav, "--onnx", folder / "model.onnx"]
+        assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)

@@ -15,6 +15,7 @@ from testkit import (
     browser_page,
     demo_client,
     offsite_requests,
+    raw_call,
     screenshot_dir,
 )
 
@@ -100,26 +101,17 @@ def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
         assert client.predict("Emma", 3, 0.8, 0, 1.0, 1, api_name="/write")[0].startswith("Emma")
         with pytest.raises(AppError, match="greater than maximum"):  # Gradio's own slider check
             client.predict("Emma", 10**6, 0.8, 0, 1.0, 1, api_name="/write")
+        nan_seed = raw_call(demo.url, "write", '["Emma", 3, 0.8, 0, 1.0, NaN]')  # Gradio's int()
+        assert "event: error" in nan_seed, nan_seed
+        words = raw_call(demo.url, "write", '["Emma", "three", 0.8, 0, 1.0, "seven"]')
+        assert "event: error" in words, words  # strings where numbers belong: refused, no cast
+        odd = raw_call(demo.url, "write", '["Em\\ud800ma", 3, 0.8, 0, 1.0, 1]')  # lone surrogate
+        assert "event: complete" in odd and ("\\ufffd" in odd or "\ufffd" in odd), odd
         log = demo.output()
-    # five refusals, one warning line each, and no traceback (Gradio's own check included)
-    assert "Traceback" not in log and log.count("warning: refused input:") == 5, log
-
-
-def raw_call(url: str, api: str, data: str) -> str:
-    """Call a Gradio endpoint with a hand-written JSON body (gradio_client refuses to send NaN);
-    returns the event stream's text."""
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{url}gradio_api/call/{api}",
-        data=('{"data": ' + data + "}").encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        event = json.loads(response.read())["event_id"]
-    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=600) as response:
-        return response.read().decode()
+    # seven refusals, one warning line each, and no traceback (Gradio's own checks included);
+    # SIGTERM stops the server with status 143, as it stops every command
+    assert "Traceback" not in log and log.count("warning: refused input:") == 7, log
+    assert demo.proc.returncode == 143 and "Keyboard interruption" not in demo.output()
 
 
 def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):

@@ -104,3 +104,32 @@ def test_export_without_the_extra_names_it(monkeypatch):
     )
     with pytest.raises(UserError, match="--extra export"):
         require_transformers()
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(
+    capsys, tmp_path, corpus, monkeypatch
+):
+    """safetensors reports a full disk as its own error type (Rust's io::Error in the text): the
+    command says so in one line (status 2), and the staging folder is gone."""
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    from testkit import leftovers
+
+    run = tmp_path / "run"
+    assert main(["train", "--corpus-dir", corpus, "--tokenizer", "char", *TINY, "--out", run]) == 0
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+            'space left on device" })'
+        )
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_disk)
+    capsys.readouterr()
+    argv = ["export", "--checkpoint", run / "checkpoints" / "best.pt", "--out", tmp_path / "hf"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no space left on device") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "hf").exists() and not list(tmp_path.glob(".hf.*"))
+    assert leftovers(tmp_path) == []

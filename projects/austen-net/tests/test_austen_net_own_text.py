@@ -3,6 +3,7 @@ scored, resumed and generated from with the commands as they are; bad text refus
 
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -154,3 +155,49 @@ def test_bad_text_is_one_message(capsys, tmp_path, own_text):
     for argv, message in cases:
         assert_clean_failure(cli_main, argv, capsys, message, root=tmp_path)
     assert not (tmp_path / "runs").exists()
+
+
+def test_utf16_text_is_read_and_a_file_named_twice_is_read_once(tmp_path, monkeypatch):
+    """Windows' "Unicode" text (UTF-16 with a BOM) reads as text, not as NUL bytes; one file by
+    two spellings (and through a link) is one work."""
+    from austen_net.corpus import text_files
+
+    text = "Ça commence ici.\n\nEt ça continue.\n"
+    (tmp_path / "le.txt").write_bytes(text.encode("utf-16"))  # with its BOM
+    (tmp_path / "be.txt").write_bytes(b"\xfe\xff" + text.encode("utf-16-be"))
+    (tmp_path / "32.txt").write_bytes(text.encode("utf-32"))
+    works = load_text([tmp_path / "le.txt", tmp_path / "be.txt", tmp_path / "32.txt"], quiet=True)
+    assert [w.text for w in works] == [text] * 3
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.txt").symlink_to(tmp_path / "le.txt")
+    named = [Path("le.txt"), Path("sub/../le.txt"), tmp_path / "le.txt", Path("link.txt")]
+    assert text_files(named) == [Path("le.txt")]
+
+
+def test_a_character_vocabulary_is_capped(capsys):
+    """100,001 distinct characters once made a 5.7 GB tiny model: the most frequent 4,095 are
+    kept, the rest read as the unknown character, and the log says how much of the text."""
+    from austen_net.tokenizer import MAX_CHARS, UNK, build_tokenizer
+
+    rare = "".join(chr(0x4E00 + i) for i in range(20_000))  # each once
+    common = "the quick brown fox jumps over the lazy dog\n" * 50
+    tok = build_tokenizer([common + rare], "char", 0, None, quiet=False)
+    assert tok.vocab_size == MAX_CHARS and set(common) <= set(tok.chars)
+    assert tok.encode(chr(0x4E00 + 19_999)) == [tok.index[UNK]]
+    assert "20,0" in capsys.readouterr().err  # the distinct count, in the message
+
+
+def test_prompts_that_are_not_valid_utf8_generate(capsys, tmp_path, own_text):
+    """`--prompt $'abc\\xff\\xfe'` (undecodable bytes) and a lone surrogate: text, not a
+    sentencepiece traceback."""
+    run = tmp_path / "run"
+    argv = ["train", "--text", own_text, "--vocab-size", "400", *TINY, "--max-steps", "2"]
+    assert main([*argv, "--out", run]) == 0
+    ckpt = run / "checkpoints" / "best.pt"
+    for prompt in ("abc\udcff\udcfe", "x\ud800y"):
+        capsys.readouterr()
+        gen = ["generate", "--checkpoint", ckpt, "--prompt", prompt, "--max-new-tokens", "5"]
+        assert main([*gen, "--seed", "0"]) == 0
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err and "\ufffd" in out.out

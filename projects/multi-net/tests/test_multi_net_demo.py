@@ -16,6 +16,7 @@ from testkit import (
     browser_page,
     demo_client,
     offsite_requests,
+    raw_call,
     screenshot_dir,
     wait_for_images,
 )
@@ -43,6 +44,12 @@ def indexed(tmp_path_factory):
     return root, run, index
 
 
+def videos_of(index: Path) -> str:
+    """The folder the index was built from: outside the test's data and runs roots, so the demo
+    serves it only when named (``--videos``), as a user's own folder would be."""
+    return torch.load(index, weights_only=True)["videos_root"]
+
+
 def recommend(capsys, *args):
     capsys.readouterr()
     assert main(["recommend", *map(str, args)]) == 0
@@ -55,7 +62,7 @@ def test_served_demo_matches_recommend(indexed, tmp_path, capsys, monkeypatch):
     text_hits = recommend(capsys, "--index", index, "--text", "a red square", "--k", "4")
     first = text_hits[0]["video_id"]
     video_hits = recommend(capsys, "--index", index, "--video", first, "--k", "3")
-    with ServedDemo("multi_net.cli", [], cwd=tmp_path) as demo:
+    with ServedDemo("multi_net.cli", ["--videos", videos_of(index)], cwd=tmp_path) as demo:
         client = demo_client(demo.url)
         table, chosen, video = client.predict("a red square", 4, api_name="/search")
         assert [row[1] for row in table["data"]] == [h["video_id"] for h in text_hits]
@@ -71,6 +78,16 @@ def test_served_demo_matches_recommend(indexed, tmp_path, capsys, monkeypatch):
         with pytest.raises(AppError, match="the limit is"):
             client.predict("a" * 600, 4, api_name="/search")
         assert client.predict("a blue circle", 2, api_name="/search")[0]["data"]
+        # the page's slider and dropdown do not bind an API client: one refusal line each
+        nan = raw_call(demo.url, "search", '["a red square", NaN]')
+        assert "event: error" in nan and "k is not an integer" in nan, nan
+        with pytest.raises(AppError):
+            client.predict("no-such-video", 3, api_name="/similar")
+        with pytest.raises(AppError, match="choose a video first"):
+            client.predict(None, 3, api_name="/similar")
+        log = demo.output()
+    assert "Traceback" not in log and log.count("warning: refused input:") == 5, log
+    assert demo.proc.returncode == 143  # SIGTERM, as for every command
 
 
 def test_no_index_is_one_message(tmp_path, capsys, monkeypatch):
@@ -84,7 +101,9 @@ def test_no_index_is_one_message(tmp_path, capsys, monkeypatch):
 def test_browser_searches_and_plays(indexed, tmp_path):
     root, run, index = indexed
     with (
-        ServedDemo("multi_net.cli", ["--index", index], cwd=tmp_path) as demo,
+        ServedDemo(
+            "multi_net.cli", ["--index", index, "--videos", videos_of(index)], cwd=tmp_path
+        ) as demo,
         browser_page(demo.url) as page,
     ):
         page.get_by_label("search").fill("a red square")
@@ -118,7 +137,9 @@ def test_only_indexed_files_are_served(indexed, tmp_path):
     video = idx["paths"][0]
     sibling = Path(video).parent / "notes.txt"
     sibling.write_text("private")
-    with ServedDemo("multi_net.cli", ["--index", index], cwd=tmp_path) as demo:
+    with ServedDemo(
+        "multi_net.cli", ["--index", index, "--videos", videos_of(index)], cwd=tmp_path
+    ) as demo:
         base = demo.url + "gradio_api/file="
         assert fetch_status(base + video) == 200
         for path in (str(sibling), "/etc/passwd", str(index), str(run / "config.json")):
@@ -150,7 +171,9 @@ def test_crafted_indexes_are_refused(indexed, tmp_path, capsys):
     for name, (payload, message) in cases.items():
         path = tmp_path / f"{name}.pt"
         torch.save(payload, path)
-        assert_clean_failure(main, ["demo", "--index", path, "--port", "0"], capsys, message)
+        named = [] if name == "old" else ["--videos", payload["videos_root"]]
+        argv = ["demo", "--index", path, "--port", "0", *named]
+        assert_clean_failure(main, argv, capsys, message)
     for name in ("short", "nan", "ids"):
         argv = ["recommend", "--index", tmp_path / f"{name}.pt", "--text", "x"]
         assert_clean_failure(main, argv, capsys, cases[name][1])

@@ -9,6 +9,7 @@ servers can read run folders as the umask allows.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from shared.errors import UserError
 from shared.jsonable import to_jsonable
 
 
@@ -45,8 +47,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, default_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        raise_os_error_inside(exc, path)
         raise
 
 
@@ -54,8 +57,6 @@ def require_new_folder(path: str | Path, flag: str = "--out") -> Path:
     """Refuse, before any work, an output folder ``atomic_dir`` must not replace: a symbolic link
     (it may point anywhere, a system folder included), a file, or a folder that holds anything
     (an export never overwrites files a user has)."""
-    from shared.errors import UserError
-
     path = Path(path)
     if path.is_symlink():
         raise UserError(f"{flag} {path} is a symbolic link: name a new folder")
@@ -80,9 +81,34 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             path.rmdir()
         os.replace(tmp, path)
+    except Exception as exc:
+        raise_os_error_inside(exc, path)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# the words an operating-system error keeps when a library re-raises it as its own type (Rust's
+# io::Error in safetensors and tokenizers: "IoError(Os { code: 28, kind: StorageFull, ... })")
+OS_ERROR_WORDS = {
+    errno.ENOSPC: ("no space left on device", "storagefull", "os error 28", "code: 28"),
+    errno.EDQUOT: ("disk quota exceeded", "quotaexceeded", "os error 122", "code: 122"),
+    errno.EROFS: ("read-only file system", "readonlyfilesystem", "os error 30", "code: 30"),
+    errno.EACCES: ("permission denied", "os error 13", "code: 13"),
+}
+
+
+def raise_os_error_inside(exc: BaseException, path: Path) -> None:
+    """A library's own exception type that carries a full disk, a quota, a read-only or a
+    forbidden folder becomes the ``OSError`` it is (a CLI prints one line for those); anything
+    else is left to its caller."""
+    if isinstance(exc, (OSError, UserError)) or not isinstance(exc, Exception):
+        return
+    text = str(exc).lower()
+    for code, words in OS_ERROR_WORDS.items():
+        if any(w in text for w in words):
+            raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def stale_temporaries(folder: str | Path, names: tuple[str, ...]) -> list[Path]:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,13 +125,46 @@ def import_gradio(upload_dir: Path):
     return gr
 
 
-def remove_upload(path: str | Path | None) -> None:
-    """Delete an uploaded file once it is handled (only a file inside this server's upload folder)."""
-    if not path or not _server_uploads:
-        return
-    file = Path(path).resolve()
-    if any(file.is_relative_to(folder.resolve()) for folder in _server_uploads):
-        file.unlink(missing_ok=True)
+UPLOAD_MAX_AGE_S = 600  # an upload nobody classified is removed after 10 minutes
+
+
+def prune_uploads(max_bytes: int, max_age_s: float = UPLOAD_MAX_AGE_S) -> int:
+    """Bound this server's upload folder: files older than ``max_age_s`` go, then the oldest
+    until the rest hold at most ``max_bytes``. An upload is NOT deleted when it is read: Gradio
+    stores identical uploads at one path, so 30 clients sending one file share it. Returns how
+    many files were removed."""
+    files = []
+    for folder in _server_uploads:
+        for path in folder.rglob("*"):
+            try:
+                if path.is_file() and not path.is_symlink():
+                    st = path.stat()
+                    files.append((st.st_mtime, st.st_size, path))
+            except OSError:
+                continue  # removed meanwhile by another request
+    files.sort()
+    now, total, removed = time.time(), sum(size for _, size, _ in files), 0
+    for mtime, size, path in files:
+        if now - mtime <= max_age_s and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
+
+
+def start_upload_pruning(max_bytes: int, every_s: float = 60.0) -> None:
+    """Prune the upload folder every ``every_s`` seconds in a daemon thread (uploads never
+    classified are bounded too), for the life of the server."""
+
+    def loop() -> None:
+        while not _stop_pruning.wait(every_s):
+            prune_uploads(max_bytes)
+
+    _stop_pruning.clear()
+    threading.Thread(target=loop, name="upload-pruning", daemon=True).start()
+
+
+_stop_pruning = threading.Event()
 
 
 def refuse(gr, message: str, debug: bool = False):
@@ -139,22 +175,39 @@ def refuse(gr, message: str, debug: bool = False):
 
 
 def quiet_bounds(debug: bool = False) -> None:
-    """Gradio's own range check of a number or slider (an API client sending a value past the
-    slider's end) raises an error whose traceback Gradio prints; make it a refusal like ours: the
-    message in the page, ONE warning line in the terminal (the traceback only with ``--debug``)."""
+    """Gradio's own checks of an input (a number past the slider's end, NaN where an integer is
+    wanted, a choice not among a dropdown's, a file that was never uploaded) raise errors whose
+    tracebacks Gradio prints; make each a refusal like ours: a short message in the page, ONE
+    warning line in the terminal (the traceback only with ``--debug``), and never a path of the
+    server's in either."""
     import gradio as gr  # optional: shared's demo extra (and slow: about 3 s)
+    from gradio.blocks import Blocks
 
-    number = gr.components.Number
-    original = getattr(number.raise_if_out_of_bounds, "__wrapped__", number.raise_if_out_of_bounds)
+    original = getattr(Blocks.preprocess_data, "__wrapped__", Blocks.preprocess_data)
 
-    def checked(num, minimum, maximum) -> None:
+    async def checked(self, *args, **kwargs):
         try:
-            original(num, minimum, maximum)
+            return await original(self, *args, **kwargs)
         except gr.Error as exc:
-            raise refuse(gr, exc.message, debug) from None
+            if getattr(exc, "print_exception", True) is False:
+                raise  # already one of our refusals
+            raise refuse(gr, input_problem(exc.message), debug) from None
+        except Exception as exc:  # Gradio's ComponentProcessingError, a validation error, ...
+            raise refuse(gr, input_problem(str(exc)), debug) from None
 
     checked.__wrapped__ = original
-    number.raise_if_out_of_bounds = staticmethod(checked)
+    Blocks.preprocess_data = checked
+
+
+SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s'\"]*[/\\]([^/\\\s'\"]+)")
+
+
+def input_problem(message: str, limit: int = 200) -> str:
+    """One line of an input error for the page and the log: file paths cut to their names (the
+    server's folders are nobody's business), at most ``limit`` characters."""
+    line = next((x.strip() for x in str(message).splitlines() if x.strip()), "invalid input")
+    line = SERVER_PATH.sub(lambda m: m.group(1), line)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _cell(value: Any) -> str:
@@ -204,14 +257,17 @@ def serve(
     *,
     allowed_paths: Iterable[Path] = (),
     max_file_size: int | str = "1kb",
+    max_upload_total: int | None = None,
     js: str | None = None,
 ) -> int:
     """Serve ``app`` until Ctrl-C or SIGTERM; print its URL first.
 
     ``allowed_paths``: files (or folders) the page may fetch beside its own outputs; a demo
     passes files. ``max_file_size``: the largest upload accepted (Gradio refuses larger ones
-    before they are stored); a page without an upload field keeps the tiny default. ``js``: a
-    script the page runs when it loads (e.g. to pick a drawing tool).
+    before they are stored); a page without an upload field keeps the tiny default.
+    ``max_upload_total``: the bytes all stored uploads may hold (pruned every minute, oldest
+    first, and after 10 minutes regardless). ``js``: a script the page runs when it loads (e.g.
+    to pick a drawing tool). Ctrl-C exits 130 and SIGTERM 143 (through ``run_cli``).
     """
     port = opts.port or free_port(opts.host)
     check_port(opts.host, port)
@@ -232,9 +288,13 @@ def serve(
     )
     shown = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
     print(f"serving on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
-    try:
-        app.block_thread()
+    if max_upload_total is not None:
+        start_upload_pruning(max_upload_total)
+    try:  # not app.block_thread(): it turns Ctrl-C and SIGTERM into a normal return (exit 0)
+        while app.is_running:
+            _stop_pruning.wait(0.2)
     finally:
+        _stop_pruning.set()
         app.close()
         for folder in _server_uploads:
             shutil.rmtree(folder, ignore_errors=True)

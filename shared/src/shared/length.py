@@ -4,8 +4,9 @@ A fixed number of epochs gives a fixed number of passes, but the optimizer steps
 with the data: 10 epochs of 240 one-second clips are 40 steps, far too few to learn anything. So
 ``auto`` sets a step budget (at least ``min_steps`` steps and at least ``min_epochs`` epochs) and
 stops early once the validation score has not improved for a while (``--patience``; at least
-``patience_epochs`` epochs and ``patience_steps`` steps by default). An explicit ``--epochs N``
-trains N epochs, without early stopping unless ``--patience`` asks for it.
+``patience_epochs`` epochs and ``patience_steps`` steps by default), validating every
+``eval_every_steps`` steps or more. An explicit ``--epochs N`` trains N epochs, validating after
+each, without early stopping unless ``--patience`` asks for it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class AutoLength:
     min_steps: int
     patience_epochs: int
     patience_steps: int
+    eval_every_steps: int = 20  # a small data set's epochs are a step or two
+
+    def min_eval_steps(self, setting: int | str) -> int:
+        """Steps between validations at least: ``auto`` spaces them (hundreds of one-step epochs
+        would validate after every step); ``--epochs N`` validates after every epoch."""
+        return self.eval_every_steps if setting == AUTO else 1
 
     def epochs(self, setting: int | str, steps_per_epoch: int) -> int:
         if setting != AUTO:

@@ -32,13 +32,14 @@ from shared.checkpoint import (
     check_resume_settings,
     load_checkpoint,
     resolve_resume,
+    run_of,
 )
 from shared.device import seed_everything, select_device
 from shared.distributed import is_main
 from shared.jsonable import to_jsonable
 from shared.paths import runs_root
 from shared.progress import info
-from shared.runs import Run
+from shared.runs import Run, tidy_interrupted
 from shared.training import Cadence, Callback, LossFn, Trainer, fit, resume_run
 
 
@@ -138,6 +139,7 @@ def run_training(task: TrainingTask, cfg: Any, *, run: Run | None = None) -> tup
     resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(task.project))
     resumed, task.resume_path = None, resume_path
     if resume_path is not None:
+        tidy_interrupted(run_of(resume_path))  # a killed save's temporaries, even if refused
         resumed = load_checkpoint(
             resume_path, project=task.project, required=task.checkpoint_keys, map_location="cpu"
         )

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import write_json, write_text
+from shared.atomic import stale_temporaries, write_json, write_text
 from shared.distributed import broadcast_object, is_main
 from shared.errors import UserError
 from shared.extras import require
@@ -93,6 +93,26 @@ def unlock_run_dir(path: Path) -> None:
     fd = _held_locks.pop(path.resolve(), None)
     if fd is not None:
         os.close(fd)
+
+
+def tidy_interrupted(run_dir: Path) -> int:
+    """Remove the temporaries a killed save left in ``run_dir/checkpoints`` (``.last.pt.*.tmp``)
+    when no other process is writing the folder (its lock is free), before a resume is checked:
+    a refused resume leaves none either. Returns how many were removed."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints").is_dir() or run_dir.resolve() in _held_locks:
+        return 0
+    try:
+        lock_run_dir(run_dir)
+    except (UserError, OSError):
+        return 0  # being written (its temporaries are live), or not ours to lock
+    try:
+        stale = stale_temporaries(run_dir / "checkpoints", ("last.pt", "best.pt"))
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        return len(stale)
+    finally:
+        unlock_run_dir(run_dir)
 
 
 def claim_run_dir(path: Path, *, continuing: bool, force: bool) -> None:

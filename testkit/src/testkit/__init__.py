@@ -218,6 +218,23 @@ class ServedDemo:
         return "".join(self.lines)
 
 
+def raw_call(url: str, api: str, data: str) -> str:
+    """Call a Gradio endpoint with a hand-written JSON body (gradio_client refuses to send NaN);
+    returns the event stream's text."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/{api}",
+        data=('{"data": ' + data + "}").encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=600) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=600) as response:
+        return response.read().decode()
+
+
 def demo_client(url: str):
     """A ``gradio_client.Client`` on a served demo (no telemetry, no downloads)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

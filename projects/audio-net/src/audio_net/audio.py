@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,34 +32,94 @@ def read_audio(
 ) -> torch.Tensor:
     """Mono float32 waveform at ``sample_rate``; ``AudioError`` for anything unusable."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        # libsndfile's words name the file ("Error opening '/path': ..."): keep the reason only
-        reason = re.sub(r"^Error opening .*?: ", "", reason.replace(str(path), path.name))[:300]
-        if "does not exist" in reason:  # libsndfile's words for a file it cannot parse at all
-            reason = f"not a recognised audio file ({path.suffix or 'no extension'})"
-        raise AudioError(f"{path}: cannot decode ({reason})") from exc
-    if data.size == 0:
+    with open_audio(path) as f:
+        wave = _mono(path, read_frames(path, f, -1), f.samplerate, sample_rate)
+    if len(wave) == 0:
         raise AudioError(f"{path}: no audio samples")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    wave = torch.from_numpy(np.ascontiguousarray(mono))
-    if not torch.isfinite(wave).all():
-        raise AudioError(f"{path}: non-finite samples")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioError(
-            f"{path}: sample rate {rate:,} Hz is outside {MIN_RATE:,}-{MAX_RATE:,} Hz; convert it "
-            f"first (e.g. ffmpeg -i IN -ar {sample_rate} OUT.wav)"
-        )
-    wave = resample(wave, rate, sample_rate)
     if len(wave) < min_seconds * sample_rate:
         raise AudioError(
             f"{path}: {len(wave) / sample_rate:.2f} s is shorter than {min_seconds:g} s"
         )
     return wave
+
+
+def read_audio_segments(
+    path: Path,
+    sample_rate: int = SAMPLE_RATE,
+    min_seconds: float = 1.0,
+    segment_seconds: float = 30.0,
+) -> Iterator[tuple[float, torch.Tensor]]:
+    """(start in seconds, mono waveform at ``sample_rate``) for each ``segment_seconds`` of the
+    file, decoded one segment at a time: memory stays flat in the recording's length (a two-hour
+    recording is 240 segments of 30 s, never one 10 GB array). A file no longer than one segment
+    is exactly ``read_audio``'s waveform; a last segment shorter than ``min_seconds`` is dropped
+    when earlier ones exist. ``AudioError`` for anything unusable."""
+    path = Path(path)
+    with open_audio(path) as f:
+        down, _ = resample_ratio(f.samplerate, sample_rate)
+        # whole resampling periods per segment, so segments join without drift
+        frames = max(down, round(segment_seconds * f.samplerate / down) * down)
+        start = 0
+        while True:
+            wave = _mono(path, read_frames(path, f, frames), f.samplerate, sample_rate)
+            if len(wave) == 0:
+                if start == 0:
+                    raise AudioError(f"{path}: no audio samples")
+                return
+            if len(wave) < min_seconds * sample_rate:
+                if start == 0:
+                    raise AudioError(
+                        f"{path}: {len(wave) / sample_rate:.2f} s is shorter than {min_seconds:g} s"
+                    )
+                return
+            yield start / f.samplerate, wave
+            start += frames
+
+
+@contextlib.contextmanager
+def open_audio(path: Path) -> Iterator[sf.SoundFile]:
+    """The file opened for reading by libsndfile, its rate checked; ``AudioError`` otherwise."""
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        raise AudioError(f"{path}: cannot decode ({_reason(exc, path)})") from exc
+    with f:
+        if not MIN_RATE <= f.samplerate <= MAX_RATE:
+            raise AudioError(
+                f"{path}: sample rate {f.samplerate:,} Hz is outside {MIN_RATE:,}-{MAX_RATE:,} "
+                f"Hz; convert it first (e.g. ffmpeg -i IN -ar {SAMPLE_RATE} OUT.wav)"
+            )
+        yield f
+
+
+def read_frames(path: Path, f: sf.SoundFile, frames: int) -> np.ndarray:
+    """The next ``frames`` frames (all that are left for -1), float32, (frames, channels)."""
+    try:
+        return f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        raise AudioError(f"{path}: cannot decode ({_reason(exc, path)})") from exc
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    reason = str(exc).splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    # libsndfile's words name the file ("Error opening '/path': ..."): keep the reason only
+    reason = re.sub(r"^Error opening .*?: ", "", reason.replace(str(path), path.name))[:300]
+    if "does not exist" in reason:  # libsndfile's words for a file it cannot parse at all
+        reason = f"not a recognised audio file ({path.suffix or 'no extension'})"
+    return reason
+
+
+def _mono(path: Path, data: np.ndarray, rate: int, sample_rate: int) -> torch.Tensor:
+    """Channels averaged, checked finite, resampled to ``sample_rate``."""
+    if data.size == 0:
+        return torch.zeros(0)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    if not torch.isfinite(wave).all():
+        raise AudioError(f"{path}: non-finite samples")
+    return resample(wave, rate, sample_rate)
 
 
 def resample_ratio(orig: int, new: int) -> tuple[int, int]:

@@ -135,6 +135,13 @@ class PredictConfig:
         "model.json beside it; needs the export extra)",
     )
     top: int = arg(3, "labels to list per file")
+    segment_seconds: float = arg(
+        30.0,
+        "a recording is decoded and classified this many seconds at a time (memory stays flat "
+        "in its length); longer files also list each segment's top label",
+        low=3.0,
+        high=3600.0,
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
 

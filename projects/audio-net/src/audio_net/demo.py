@@ -21,7 +21,7 @@ from audio_net.dataset import GENRES
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
 from shared.config import DemoOptions
-from shared.demo import find_run, import_gradio, model_card, refuse, remove_upload, serve
+from shared.demo import find_run, import_gradio, model_card, prune_uploads, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -117,8 +117,8 @@ def build_app(opts: DemoOptions, max_seconds: float):
         except AudioError as exc:  # named by the user's file name, never the server's path
             message = str(exc).replace(str(path), Path(path).name)
             raise refuse(gr, message, opts.debug) from exc
-        finally:
-            remove_upload(path)  # an upload is read once, then deleted
+        finally:  # not deleted on reading: clients sending one file share its stored path
+            prune_uploads(max_upload_total(max_seconds))
         spec = spectrogram_figure(a, p.hop_length / p.sample_rate)
         timeline = timeline_figure(a, model.genres, p.window_seconds)
         plt.close("all")
@@ -173,5 +173,15 @@ def max_upload_bytes(max_seconds: float) -> int:
     return int(max_seconds * 48_000 * 2 * 4) + (1 << 20)
 
 
+def max_upload_total(max_seconds: float) -> int:
+    """What all stored uploads may hold together: 8 of the largest (oldest pruned first)."""
+    return 8 * max_upload_bytes(max_seconds)
+
+
 def run_demo(opts: DemoOptions, max_seconds: float) -> int:
-    return serve(build_app(opts, max_seconds), opts, max_file_size=max_upload_bytes(max_seconds))
+    return serve(
+        build_app(opts, max_seconds),
+        opts,
+        max_file_size=max_upload_bytes(max_seconds),
+        max_upload_total=max_upload_total(max_seconds),
+    )

@@ -114,6 +114,32 @@ class OnnxClassifier:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a bad file
             raise UserError(f"--onnx {path} is not a model onnxruntime can load ({exc})") from None
+        self.check_sidecar_fits(sidecar_path)
+
+    def check_sidecar_fits(self, sidecar_path: Path) -> None:
+        """The sidecar must describe this graph: its mel count and window length are the input's
+        fixed axes, its labels one per output; a sidecar that lies is one message naming the
+        field, before any audio is read."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if "logmel" not in inputs or "probabilities" not in outputs:
+            raise UserError(
+                f"{sidecar_path}: its model has no logmel input or probabilities output"
+            )
+        shape, p = inputs["logmel"], self.params
+        expected = {"n_mels": p.n_mels, "window_frames": p.window_frames}
+        for (field, value), dim in zip(expected.items(), shape[1:], strict=False):
+            if isinstance(dim, int) and dim != value:
+                raise UserError(
+                    f"{sidecar_path}: its preprocessing gives {field} {value}, but the model "
+                    f"takes {dim}: the sidecar does not belong to this model"
+                )
+        n_out = outputs["probabilities"][-1]
+        if isinstance(n_out, int) and n_out != len(self.labels):
+            raise UserError(
+                f"{sidecar_path}: it names {len(self.labels)} labels, but the model has {n_out} "
+                "outputs: the sidecar does not belong to this model"
+            )
 
     def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
         (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})

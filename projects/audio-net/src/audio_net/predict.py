@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from audio_net.audio import AudioError, read_audio
+from audio_net.audio import AudioError, read_audio_segments
 from audio_net.config import PredictConfig
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import (  # noqa: F401  (PROJECT, CHECKPOINT_KEYS: older imports)
@@ -51,29 +51,51 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
     results = []
     for path in cfg.files:
         try:
-            wave = read_audio(path, params.sample_rate, params.min_seconds)
+            results.append(classify_file(path, cfg, logmel, window_probabilities, genres))
         except AudioError as exc:
             results.append({"file": str(path), "error": str(exc)})
-            continue
-        windows = featurize_waves([wave], logmel, device)[0]
-        probs = window_probabilities(windows).mean(0)
-        top = torch.topk(probs, min(cfg.top, len(genres)))
-        results.append(
+    return results
+
+
+def classify_file(path, cfg: PredictConfig, logmel: LogMel, window_probabilities, labels) -> dict:
+    """One file's top labels, decoded and classified one segment at a time: the whole-file answer
+    averages every window's probabilities, and a file longer than one segment also lists each
+    segment's top label under ``segments``."""
+    p = logmel.p
+    total = torch.zeros(len(labels))
+    n_windows, seconds, segments = 0, 0.0, []
+    for start, wave in read_audio_segments(path, p.sample_rate, p.min_seconds, cfg.segment_seconds):
+        windows = featurize_waves([wave], logmel, logmel.window.device)[0]
+        probs = window_probabilities(windows).cpu()
+        total += probs.sum(0)
+        n_windows += len(windows)
+        seconds = start + len(wave) / p.sample_rate
+        best = probs.mean(0).max(0)
+        segments.append(
             {
-                "file": str(path),
-                "seconds": round(len(wave) / params.sample_rate, 2),
-                "windows": len(windows),
-                "top": [
-                    {
-                        "label": genres[int(i)],
-                        "genre": genres[int(i)],  # the older key, the same value
-                        "probability": round(float(p), 4),
-                    }
-                    for p, i in zip(top.values, top.indices, strict=True)
-                ],
+                "start": round(start, 2),
+                "end": round(seconds, 2),
+                "label": labels[int(best.indices)],
+                "probability": round(float(best.values), 4),
             }
         )
-    return results
+    top = torch.topk(total / n_windows, min(cfg.top, len(labels)))
+    result = {
+        "file": str(path),
+        "seconds": round(seconds, 2),
+        "windows": n_windows,
+        "top": [
+            {
+                "label": labels[int(i)],
+                "genre": labels[int(i)],  # the older key, the same value
+                "probability": round(float(p), 4),
+            }
+            for p, i in zip(top.values, top.indices, strict=True)
+        ],
+    }
+    if len(segments) > 1:
+        result["segments"] = segments
+    return result
 
 
 def predict(cfg: PredictConfig) -> int:

@@ -45,7 +45,6 @@ from shared.training import Cadence, Callback, Trainer
 PROJECT = "audio-net"
 # --epochs auto: at least 30 epochs and 2,000 steps; --patience: 10 epochs or 400 steps
 LENGTH = AutoLength(min_epochs=30, min_steps=2000, patience_epochs=10, patience_steps=400)
-EVAL_STEPS = 20  # a small data set's epochs are a few steps: evaluate every >= 20 steps
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")
 
 
@@ -232,7 +231,11 @@ class AudioTask(TrainingTask):
             batches=batches,
             loss_fn=loss_fn,
             cadence=Cadence.by_epoch(
-                self.epochs, spe, cfg.max_minutes, patience=patience, min_eval_steps=EVAL_STEPS
+                self.epochs,
+                spe,
+                cfg.max_minutes,
+                patience=patience,
+                min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
             ),
             evaluate=evaluate if has_val else None,
             extra_state={

@@ -9,6 +9,7 @@ from typing import Literal
 from austen_net.presets import PRESETS, TRAIN_PRESETS
 from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
+from shared.text import valid_text
 
 
 @dataclass
@@ -65,7 +66,13 @@ class TrainConfig(RunConfig, CorpusOptions):
         0.95, "AdamW beta2 (nanoGPT's character recipes use 0.99)", low=0, high=0.9999
     )
     clip_grad: float = arg(1.0, "gradient-norm clip (0: off)")
-    eval_every: int = arg(250, "evaluate on the whole validation split every N steps")
+    eval_every: int = arg(250, "evaluate on the validation split every N steps")
+    eval_tokens: int = arg(
+        1_000_000,
+        "validation tokens scored at each evaluation (windows spread evenly over a larger split, "
+        "the same each time; 0: the whole split; 'evaluate' always scores all of it)",
+        low=0,
+    )
     log_every: int = arg(20, "log training loss every N steps")
     n_layer: int | None = arg(None, "override the preset's layers")
     n_head: int | None = arg(None, "override the preset's heads")
@@ -115,7 +122,7 @@ class GenerateConfig:
         "weights to generate with: as trained (fp32), bf16, or int8 (PyTorch's dynamic int8 "
         "quantization of the Linear layers, CPU only): fewer bytes read per token",
     )
-    prompt: str = arg("", "text to continue (empty: start a new paragraph)")
+    prompt: str = arg("", "text to continue (empty: start a new paragraph)", parse=valid_text)
     max_new_tokens: int = arg(500, "tokens to generate per sample")
     temperature: float = arg(0.8, "sampling temperature; 0 is greedy")
     top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)")

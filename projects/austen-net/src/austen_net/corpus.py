@@ -7,9 +7,11 @@ boundary, so every work is represented and no validation text is seen in trainin
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +91,26 @@ OLD_END = re.compile(r"^\s*End of (?:the |this )?Project Gutenberg'?s? .*$", re.
 OLD_START = re.compile(r"^\*END\*THE SMALL PRINT!.*$", re.M)
 
 
+# byte-order marks, longest first (UTF-32's little-endian one begins with UTF-16's)
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def decode_bytes(raw: bytes, name: str = "text") -> str:
-    """UTF-8 (a BOM is dropped); otherwise cp1252 with a warning. CRLF and CR become LF."""
+    """UTF-8 (a BOM is dropped); UTF-16 or UTF-32 when a BOM says so (Windows' "Unicode" text);
+    otherwise cp1252 with a warning. CRLF and CR become LF."""
+    encoding = next((enc for bom, enc in BOMS if raw.startswith(bom)), None)
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError:
+        if encoding is not None:
+            raise UserError(
+                f"{name} starts with a {encoding.upper()} mark but is not {encoding}"
+            ) from None
         warn(f"{name} is not valid UTF-8: reading it as cp1252")
         text = raw.decode("cp1252", errors="replace")
     if "\x00" in text:
@@ -204,21 +221,47 @@ TEXT_SUFFIXES = (".txt",)
 
 
 def text_files(paths: list[Path]) -> list[Path]:
-    """The files named, and the ``.txt`` files under the folders named (recursively, sorted)."""
+    """The files named, and the ``.txt`` files under the folders named (recursively, sorted).
+    Anything that is not a regular file (a device like /dev/zero, a FIFO, a socket) is refused
+    when named, and skipped with a counted warning inside a folder: reading one never ends."""
     files: list[Path] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
+            odd = [p for p in found if not p.is_file() and not p.is_dir()]
             found = [p for p in found if p.is_file()]
+            if odd:
+                warn(
+                    f"--text {path}: skipped {len(odd)} .txt entr{'y' if len(odd) == 1 else 'ies'} "
+                    f"that are not regular files (a FIFO, a device or a socket), e.g. {odd[0].name}"
+                )
             if not found:
                 raise UserError(f"--text {path}: the folder holds no .txt files")
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise UserError(f"--text {path}: {file_kind(path)}, not a regular file")
         else:
             raise UserError(f"--text {path}: no such file or folder")
-    return list(dict.fromkeys(files))  # a file named twice is read once
+    unique: dict[Path, Path] = {}  # a file named twice (by any spelling, or a link) is read once
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
+
+
+def file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file or folder"
 
 
 def load_text(paths: list[Path], quiet: bool = False) -> list[Work]:

@@ -21,6 +21,7 @@ from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
+from shared.text import valid_text
 
 MAX_PROMPT_CHARS = 2000
 MAX_SCORE_CHARS = 200_000
@@ -72,7 +73,7 @@ class Writer:
         with the CLI's rules: the page's sliders do not bind a client that calls the API."""
         if not isinstance(prompt, str):
             raise UserError("the prompt must be text")
-        prompt = newlines(prompt)
+        prompt = newlines(valid_text(prompt))  # the page gets back valid text only
         check_text(self.tok, prompt, "prompt", MAX_PROMPT_CHARS)
         tokens = checked_number(tokens, "length", int, low=1, high=5000)
         temperature = checked_number(temperature, "temperature", float, low=0, high=100)
@@ -102,7 +103,7 @@ class Writer:
             yield text, n / (time.perf_counter() - start)
 
     def score(self, text: str) -> dict:
-        text = newlines(text)
+        text = newlines(valid_text(text))
         check_text(self.tok, text, "text", MAX_SCORE_CHARS)
         if len(text.strip()) < 2:
             raise UserError("paste some text to score (at least a few words)")

@@ -153,11 +153,12 @@ def bpc_of_texts(
     model: GPT, tok: Tokenizer, texts: list[str], batch: int, device, precision: str
 ) -> dict:
     """Bits per character (and loss per token) of ``texts`` under ``model``."""
-    streams = [torch.tensor(tok.encode(t), dtype=torch.long, device=device) for t in texts]
-    streams = [s for s in streams if len(s) > 1]
-    if not streams:
+    encoded = [(t, torch.from_numpy(tok.encode_array(t)).to(device)) for t in texts]
+    encoded = [(t, s) for t, s in encoded if len(s) > 1]
+    if not encoded:
         raise UserError("nothing to evaluate: the text is empty")
-    chars = predicted_chars(tok, [t for t in texts if len(tok.encode(t)) > 1], streams)
+    streams = [s for _, s in encoded]
+    chars = predicted_chars(tok, [t for t, _ in encoded], streams)
     precision = resolve_precision(precision, device)
     nll, count = total_nll(
         model, streams, model.cfg.block_size, batch, lambda: autocast(device, precision)

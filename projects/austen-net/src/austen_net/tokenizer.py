@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 from shared.atomic import atomic_path
 from shared.errors import UserError
 from shared.progress import info
+from shared.text import valid_text
 
 UNK = "\ufffd"
 
@@ -34,7 +37,10 @@ class Tokenizer:
         raise NotImplementedError
 
     def encode_array(self, text: str) -> np.ndarray:
-        return np.asarray(self.encode(text), dtype=np.int32)
+        """``encode`` as an int32 array, a piece at a time: a 200 MB text never becomes a Python
+        list of 200 million ints."""
+        parts = [np.asarray(self.encode(piece), dtype=np.int32) for piece in pieces(text)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
     def state(self) -> dict:
         raise NotImplementedError
@@ -57,7 +63,7 @@ class BPETokenizer(Tokenizer):
         self.vocab_size = self.sp.get_piece_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text)
+        return self.sp.encode(valid_text(text))  # sentencepiece cannot take a lone surrogate
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([int(i) for i in ids])
@@ -78,6 +84,18 @@ class CharTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return [self.index.get(c, 0) for c in text]
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """``encode`` through a lookup table of code points, a piece at a time (a 200 MB text in
+        seconds, not minutes)."""
+        if not hasattr(self, "table"):
+            self.table = np.zeros(0x110000, dtype=np.int32)  # unseen characters read as 0
+            self.table[[ord(c) for c in self.chars]] = np.arange(len(self.chars), dtype=np.int32)
+        out = np.empty(len(text), dtype=np.int32)
+        for start in range(0, len(text), PIECE_CHARS):
+            piece = text[start : start + PIECE_CHARS].encode("utf-32-le", "surrogatepass")
+            out[start : start + PIECE_CHARS] = self.table[np.frombuffer(piece, dtype=np.uint32)]
+        return out
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
@@ -107,11 +125,47 @@ def bpe_options(vocab_size: int) -> dict:
     )
 
 
+PIECE_CHARS = 1 << 22  # texts are encoded this many characters at a time (4M)
+MAX_SENTENCE_CHARS = 4096  # the BPE trainer gets paragraphs, longer ones cut at a space
+BPE_SAMPLE_CHARS = 20_000_000  # the trainer learns from at most this much text (evenly spread)
+
+
+def pieces(text: str, size: int = PIECE_CHARS):
+    """``text`` in consecutive pieces of about ``size`` characters, each ending just after a line
+    break where one is near (the BPE keeps a newline as its own symbol, so cutting there gives the
+    same ids as encoding the whole), else at ``size``."""
+    start = 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            newline = text.rfind("\n", start + size // 2, end)
+            end = newline + 1 if newline >= 0 else end
+        yield text[start:end]
+        start = end
+
+
 def paragraphs(texts: list[str]):
+    """The trainer's sentences: paragraphs, any longer than ``MAX_SENTENCE_CHARS`` cut at spaces
+    (a text written as one 200 MB line is thousands of sentences, not one it must drop). From a
+    text over ``BPE_SAMPLE_CHARS`` (five Austen corpora), an evenly spread share of them: the
+    pieces a BPE learns settle long before, and sentencepiece's time grows with its input."""
+    total = sum(map(len, texts))
+    stride = max(1, math.ceil(total / BPE_SAMPLE_CHARS))
+    n = 0
     for text in texts:
         for para in text.split("\n\n"):
-            if para.strip():
-                yield para + "\n\n"
+            if not para.strip():
+                continue
+            para += "\n\n"
+            while para.strip():
+                cut = len(para)
+                if cut > MAX_SENTENCE_CHARS:
+                    cut = para.rfind(" ", MAX_SENTENCE_CHARS // 2, MAX_SENTENCE_CHARS)
+                    cut = cut + 1 if cut >= 0 else MAX_SENTENCE_CHARS
+                if n % stride == 0:
+                    yield para[:cut]
+                n += 1
+                para = para[cut:]
 
 
 def train_bpe(texts: list[str], vocab_size: int, quiet: bool = False) -> BPETokenizer:
@@ -159,12 +213,36 @@ def cache_key(texts: list[str], kind: str, vocab_size: int) -> str:
     return h.hexdigest()[:16]
 
 
+MAX_CHARS = 4096  # --tokenizer char keeps at most this many characters (the unknown one among them)
+
+
+def char_tokenizer(texts: list[str], quiet: bool = False) -> CharTokenizer:
+    """One id per character of the training text, the most frequent ``MAX_CHARS - 1`` of them
+    when there are more (a text of 100,001 distinct characters took 5.7 GB for a tiny model):
+    the rest read as the unknown character, with a message saying how much of the text that is."""
+    counts = Counter()
+    for text in texts:
+        counts.update(text)
+    counts.pop(UNK, None)
+    if len(counts) < MAX_CHARS:
+        return CharTokenizer("".join(sorted(counts)))
+    kept = sorted(counts, key=lambda c: (-counts[c], c))[: MAX_CHARS - 1]
+    dropped = sum(counts.values()) - sum(counts[c] for c in kept)
+    share = dropped / max(sum(counts.values()), 1)
+    info(
+        f"--tokenizer char: {len(counts):,} distinct characters; the {len(kept):,} most frequent "
+        f"kept, the rest ({share:.2%} of the text) read as the unknown character",
+        quiet,
+    )
+    return CharTokenizer("".join(sorted(kept)))
+
+
 def build_tokenizer(
     texts: list[str], kind: str, vocab_size: int, cache_dir: Path | None, quiet: bool = False
 ) -> Tokenizer:
     """The tokenizer for ``texts`` (training split), from the cache when the same one exists."""
     if kind == "char":
-        return CharTokenizer("".join(sorted(set("".join(texts)))))
+        return char_tokenizer(texts, quiet)
     path = None
     if cache_dir is not None:
         path = cache_dir / f"bpe-{vocab_size}-{cache_key(texts, kind, vocab_size)}.model"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import describe_text, split_corpus, training_works
@@ -110,6 +111,7 @@ class AustenTask(TrainingTask):
                 f"{cfg.val_fraction}?): raise --val-fraction or add works"
             )
         self.val_streams = [s for _, s in scored]
+        self.val_tokens_scored = 0  # by the last evaluation
         self.val_chars = predicted_chars(tok, [t for t, _ in scored], self.val_streams)
         info(
             f"tokens: {len(self.train_stream):,} train, {sum(map(len, self.val_streams)):,} "
@@ -124,11 +126,29 @@ class AustenTask(TrainingTask):
             cfg.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=device
         )
 
+        val_tokens = sum(len(s) - 1 for s in self.val_streams)
+        if cfg.eval_tokens and val_tokens > cfg.eval_tokens:
+            info(
+                f"validation: each evaluation scores {cfg.eval_tokens:,} of its {val_tokens:,} "
+                "tokens, spread evenly (--eval-tokens; 'austen-net evaluate' scores them all)",
+                cfg.quiet,
+            )
+
         def evaluate(tr: Trainer) -> dict[str, float]:
             nll, count = total_nll(
-                tr.eval_model, self.val_streams, gpt_cfg.block_size, cfg.batch_size, tr.autocast
+                tr.eval_model,
+                self.val_streams,
+                gpt_cfg.block_size,
+                cfg.batch_size,
+                tr.autocast,
+                cfg.eval_tokens,
             )
-            return {"val_loss": nll / max(count, 1), "val_bpc": bits_per_char(nll, self.val_chars)}
+            self.val_tokens_scored = count
+            per_token = nll / max(count, 1)  # a sample's bits per char: its loss at the split's
+            return {  # characters per token (exact when the whole split is scored)
+                "val_loss": per_token,
+                "val_bpc": bits_per_char(per_token * val_tokens, self.val_chars),
+            }
 
         return Plan(
             model=model,
@@ -175,6 +195,7 @@ class AustenTask(TrainingTask):
             "best_val_loss": round(ckpt.best, 4) if ckpt.best is not None else None,
             "best_step": outcome.chosen_step if ckpt.best_path.is_file() else None,
             "val_chars": self.val_chars,
+            "val_tokens_scored": self.val_tokens_scored,
             "train_chars": self.split.train_chars,
             "stopped_by_time_budget": result["stopped_by_time_budget"],
             "compiled": outcome.trainer.compile,
@@ -190,14 +211,11 @@ def preset_name(cfg: TrainConfig) -> str:
 
 
 def opening(text: str, limit: int = 60) -> str:
-    """The first words of ``text`` (at most ``limit`` characters, whole words): a prompt in the
-    style of the run's own text."""
-    words, out = text.split(), ""
-    for word in words:
-        if len(out) + len(word) + 1 > limit:
-            break
-        out = f"{out} {word}" if out else word
-    return out or text[:limit]
+    """The first words of ``text`` as written (line breaks kept, at most ``limit`` characters,
+    whole words): a prompt in the style of the run's own text."""
+    text = text.lstrip()
+    ends = [m.end() for m in re.finditer(r"\S+", text[: limit + 1]) if m.end() <= limit]
+    return text[: ends[-1]] if ends else text[:limit]
 
 
 def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:

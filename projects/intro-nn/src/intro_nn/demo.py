@@ -355,4 +355,10 @@ def loan_tab(gr, opts: DemoOptions, loan, bundle) -> None:
 
 def run_demo(opts: DemoOptions) -> int:
     app = build_app(opts)
-    return serve(app, opts, max_file_size=MAX_DRAWING_BYTES, js=PICK_BRUSH)
+    return serve(
+        app,
+        opts,
+        max_file_size=MAX_DRAWING_BYTES,
+        max_upload_total=64 * MAX_DRAWING_BYTES,
+        js=PICK_BRUSH,
+    )

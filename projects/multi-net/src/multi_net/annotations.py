@@ -55,7 +55,7 @@ class Annotations:
     def merge(self, other: Annotations) -> Annotations:
         for vid, caps in other.captions.items():
             have = self.captions.setdefault(vid, [])
-            have.extend(c for c in caps if c not in have)
+            have[:] = dict.fromkeys([*have, *caps])
         self.categories.update(other.categories)
         for name, ids in other.splits.items():
             self.splits[name] = list(dict.fromkeys(self.splits.get(name, []) + ids))
@@ -129,19 +129,34 @@ def video_id(value: str) -> str:
 def _parse_caption_csv(rows: list[dict], video: str, caption: str) -> Annotations:
     """A video-caption CSV (``video,caption``; WebVid's ``videoid,name``): several rows per video
     allowed, empty captions skipped."""
-    ann = Annotations()
+    captions: dict[str, dict[str, None]] = {}  # ordered sets: a million rows stay linear
     for row in rows:
         vid, text = video_id(row[video] or ""), (row[caption] or "").strip()
         if not vid:
             raise ValueError(f"a row without a {video}")
-        if text and text not in ann.captions.setdefault(vid, []):
-            ann.captions[vid].append(text)
-    return ann
+        have = captions.setdefault(vid, {})
+        if text:
+            have[text] = None
+    return Annotations(captions={vid: list(caps) for vid, caps in captions.items()})
+
+
+MAX_CSV_FIELD = 1 << 20  # a CSV cell over 1 MiB is refused (csv's own limit is 128 KiB)
 
 
 def _parse_csv(path: Path) -> Annotations:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    previous = csv.field_size_limit(MAX_CSV_FIELD)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel's UTF-8) is read
+            rows = list(csv.DictReader(fh))
+    except csv.Error as exc:
+        if "field larger than field limit" not in str(exc):
+            raise ValueError(f"not a CSV: {exc}") from None
+        raise ValueError(
+            f"a cell is over {MAX_CSV_FIELD // (1 << 20)} MiB, far longer than any caption (a "
+            "quote left open, or not a caption file?)"
+        ) from None
+    finally:
+        csv.field_size_limit(previous)
     if not rows:
         raise ValueError(
             "no rows below the header: a CSV needs a header with a video column and a caption "

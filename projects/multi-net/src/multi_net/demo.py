@@ -13,6 +13,7 @@ import torch
 
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
+from shared.config import checked_number
 from shared.demo import (
     DemoOptions,
     ServedModel,
@@ -128,9 +129,12 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
 def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> None:
     """A text search, its hits, a player, and the videos nearest the one chosen."""
 
+    def count(k) -> int:  # the slider does not bind an API client: NaN, 0 or 10**9 arrive too
+        return checked_number(k, "k", int, low=1, high=len(ids))
+
     def search(query, k):
         try:
-            hits = engine.by_text(query, int(k))
+            hits = engine.by_text(query, count(k))
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
         first = hits[0]["video_id"] if hits else None
@@ -144,7 +148,7 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
         if not video_id:
             raise refuse(gr, "choose a video first", opts.debug)
         try:
-            hits = engine.by_video(video_id, int(k))
+            hits = engine.by_video(video_id, count(k))
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
         return engine.file_of(video_id), table(hits)

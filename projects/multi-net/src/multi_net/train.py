@@ -39,7 +39,6 @@ from shared.training import Cadence, Trainer
 
 # --epochs auto: at least 10 epochs and 500 steps; --patience: 10 epochs or 100 steps
 LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_steps=100)
-EVAL_STEPS = 20  # a small folder's epochs are a step or two: evaluate every >= 20 steps
 
 
 def cache_dir(cfg) -> Path:
@@ -370,7 +369,11 @@ class MultiTask(TrainingTask):
             batches=self.batches,
             loss_fn=make_loss(cfg.vv_weight),
             cadence=Cadence.by_epoch(
-                epochs, spe, cfg.max_minutes, patience=patience, min_eval_steps=EVAL_STEPS
+                epochs,
+                spe,
+                cfg.max_minutes,
+                patience=patience,
+                min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
             ),
             evaluate=evaluate if has_val else None,
             extra_state={
