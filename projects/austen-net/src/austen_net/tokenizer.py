@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -144,6 +145,9 @@ def pieces(text: str, size: int = PIECE_CHARS):
         start = end
 
 
+NON_SPACE = re.compile(r"\S")
+
+
 def paragraphs(texts: list[str]):
     """The trainer's sentences: paragraphs, any longer than ``MAX_SENTENCE_CHARS`` cut at spaces
     (a text written as one 200 MB line is thousands of sentences, not one it must drop). From a
@@ -157,15 +161,17 @@ def paragraphs(texts: list[str]):
             if not para.strip():
                 continue
             para += "\n\n"
-            while para.strip():
-                cut = len(para)
-                if cut > MAX_SENTENCE_CHARS:
-                    cut = para.rfind(" ", MAX_SENTENCE_CHARS // 2, MAX_SENTENCE_CHARS)
-                    cut = cut + 1 if cut >= 0 else MAX_SENTENCE_CHARS
+            start = 0  # offsets, not para[cut:]: copying the rest of a 200 MB line each time
+            while NON_SPACE.search(para, start):  # is quadratic
+                end = len(para)
+                if end - start > MAX_SENTENCE_CHARS:
+                    limit = start + MAX_SENTENCE_CHARS
+                    end = para.rfind(" ", start + MAX_SENTENCE_CHARS // 2, limit)
+                    end = end + 1 if end >= 0 else limit
                 if n % stride == 0:
-                    yield para[:cut]
+                    yield para[start:end]
                 n += 1
-                para = para[cut:]
+                start = end
 
 
 def train_bpe(texts: list[str], vocab_size: int, quiet: bool = False) -> BPETokenizer:
