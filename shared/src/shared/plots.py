@@ -1,4 +1,4 @@
-"""Figures (matplotlib, Agg backend, PNG files written atomically).
+"""Figures (matplotlib, Agg backend outside notebooks, PNG files written atomically).
 
 - ``LivePlot``: curves rewritten every N updates so a user can watch training.
 - ``image_grid``: images titled with true/predicted labels, correct green and wrong red.
@@ -9,13 +9,15 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline figures
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -104,7 +104,7 @@ def cross_validate(
     return summary, oof, oof_pred
 
 
-def draw_curves(run: Run, y: np.ndarray, oof: dict[str, np.ndarray]) -> None:
+def draw_curves(path: Path, y: np.ndarray, oof: dict[str, np.ndarray]) -> Path:
     import matplotlib.pyplot as plt  # slow: only training draws (predict loads the model)
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -120,7 +120,7 @@ def draw_curves(run: Run, y: np.ndarray, oof: dict[str, np.ndarray]) -> None:
     for ax in (roc_ax, pr_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    save_figure(fig, run.figure("loan_roc_pr.png"))
+    return save_figure(fig, path)
 
 
 @dataclass
@@ -164,7 +164,7 @@ def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
         summary, oof, oof_pred = cross_validate(models, X, y, cfg.folds, cfg.cv_seed, cfg.quiet)
         final = clone(models["mlp"]).fit(X, y)
     cv_seconds = time.perf_counter() - t0
-    draw_curves(run, y, oof)
+    draw_curves(run.figure("loan_roc_pr.png"), y, oof)
     confusion_matrix_figure(
         confusion_matrix(y, oof_pred["mlp"]),
         ["paid", "not paid"],
