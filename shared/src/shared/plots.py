@@ -131,6 +131,7 @@ def image_grid(
     aspect: str = "equal",
     cell: tuple[float, float] = (1.4, 1.6),
     suptitle: str | None = None,
+    dpi: int = 110,
 ) -> Path:
     """Images (N,H,W), (N,1,H,W) or (N,3,H,W)/(N,H,W,3) in a grid, each with an optional title."""
     images = np.asarray(images)
@@ -152,7 +153,7 @@ def image_grid(
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi)
 
 
 def spectrogram_grid(specs: np.ndarray, path: str | Path, **kwargs) -> Path:
