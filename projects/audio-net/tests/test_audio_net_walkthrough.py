@@ -11,10 +11,10 @@ NOTEBOOK = PROJECT / notebooks.NOTEBOOK
 
 def test_committed_walkthrough_is_current():
     nb = notebooks.read(NOTEBOOK)
-    # refreshed since its code last changed (tools/notebooks.py refresh), and run top to bottom
-    assert notebooks.recorded_digest(nb) == notebooks.code_digest(nb)
+    refresh = f"refresh it: uv run --package audio-net python tools/notebooks.py refresh {NOTEBOOK}"
+    assert notebooks.recorded_digest(nb) == notebooks.code_digest(nb), refresh
     counts = notebooks.execution_counts(nb)
-    assert counts == list(range(1, len(counts) + 1))
+    assert counts == list(range(1, len(counts) + 1)), refresh  # run top to bottom, once
     assert [o.ename for c in notebooks.code_cells(nb) for o in c.outputs if "ename" in o] == []
     assert notebooks.image_outputs(nb) >= 4
     assert NOTEBOOK.stat().st_size <= notebooks.MAX_BYTES
