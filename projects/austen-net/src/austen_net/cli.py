@@ -16,6 +16,7 @@ from austen_net.config import (
     EvaluateConfig,
     ExportConfig,
     GenerateConfig,
+    ImportConfig,
     TrainConfig,
 )
 from shared.cli import Command, run_cli
@@ -109,6 +110,15 @@ def export(cfg: ExportConfig) -> int:
     return 0
 
 
+def import_model(cfg: ImportConfig) -> int:
+    import json
+
+    from austen_net.pretrained import import_checkpoint
+
+    print(json.dumps(import_checkpoint(cfg.source, cfg.out, cfg.block_size, cfg.quiet)))
+    return 0
+
+
 def bench(cfg: BenchConfig) -> int:
     from austen_net.bench import run_bench
 
@@ -142,6 +152,11 @@ COMMANDS = {
     ),
     "export": Command(
         ExportConfig, export, "the model and tokenizer for Hugging Face transformers"
+    ),
+    "import": Command(
+        ImportConfig,
+        import_model,
+        "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint",
     ),
     "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
     "data": Command(DataConfig, data, "download or check the corpus"),

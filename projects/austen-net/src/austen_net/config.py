@@ -34,11 +34,18 @@ class TrainConfig(RunConfig, CorpusOptions):
         const="on",
         negative=("--no-compile", "off"),
     )
-    preset: Literal["default", "seed", "cpu", "tiny"] = arg(
+    preset: Literal["default", "seed", "cpu", "tiny", "finetune"] = arg(
         "default",
         "model size preset; cpu: 4 layers x 256, context 128, and the training settings that give "
         "readable text on a laptop CPU in about 10 minutes (BPE 4096, batch 32, 600 steps, "
-        "--max-minutes 10; flags you give win)",
+        "--max-minutes 10; flags you give win); finetune (the default with --init-from): the "
+        "source's shape, context 256, lr 5e-5, warmup 20, batch 8 x 4 accumulated, 300 steps",
+    )
+    init_from: str | None = arg(
+        None,
+        "start from pretrained weights: a transformers folder, a Hub name (gpt2, "
+        "HuggingFaceTB/SmolLM2-135M) or an austen-net checkpoint; the model's shape and tokenizer "
+        "come from it",
     )
     text: list[Path] = arg(
         default_factory=list,
@@ -84,6 +91,12 @@ class TrainConfig(RunConfig, CorpusOptions):
     mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
 
     def __post_init__(self) -> None:
+        if self.init_from:  # a pretrained model is fine-tuned unless a preset is typed
+            apply_defaults(self, {"preset": "finetune"})
+        elif self.preset == "finetune":
+            raise UserError(
+                "--preset finetune fine-tunes a pretrained model: add --init-from SOURCE"
+            )
         # the preset's shape and training settings, where no flag gives them
         apply_defaults(self, {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})})
         positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
@@ -145,6 +158,21 @@ class ExportConfig:
     format: Literal["hf"] = arg(
         "hf", "hf: Hugging Face transformers (Llama or GPT-2 layout, safetensors, tokenizer)"
     )
+
+
+@dataclass
+class ImportConfig:
+    source: str | None = arg(
+        None,
+        "a folder in transformers' layout (config.json, model.safetensors, tokenizer.json) or a "
+        "Hub name (gpt2, HuggingFaceTB/SmolLM2-135M)",
+        positional=True,
+    )
+    out: Path | None = arg(None, "the austen-net checkpoint to write (a new file)", required=True)
+    block_size: int | None = arg(
+        None, "context length to keep (default: the source's, at most 2048 for RoPE models)"
+    )
+    quiet: bool = arg(False, "no download progress")
 
 
 @dataclass

@@ -9,7 +9,10 @@ Our default layout (RoPE, RMSNorm, SwiGLU, tied embeddings, no biases) is a Llam
 - our RoPE rotates channel pairs (2i, 2i+1) of a head, Llama's ``rotate_half`` pairs (i, i + D/2)
   with the same frequencies: the rows of q and k are permuted within each head (even channels
   first, then odd ones), which leaves every attention score unchanged;
-- GPT-2 has biases everywhere and we have none: they are zeros.
+- GPT-2 has biases everywhere: ours where the model has them (an imported GPT-2), else zeros.
+
+Imported models go back the way they came: grouped-query attention, ``rope_theta``, the MLP width,
+the norm epsilon, an untied head, GPT-2's tanh GELU, and the source's own tokenizer.
 
 The tokenizer becomes a ``tokenizers`` JSON that encodes byte for byte as ours: the sentencepiece
 BPE through transformers' own sentencepiece conversion (user-defined ``\\n``, byte fallback, no
@@ -26,7 +29,7 @@ import torch
 
 from austen_net.inference import load_model
 from austen_net.model import GPT
-from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, Tokenizer
+from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
 from shared.atomic import atomic_dir, require_new_folder
 from shared.errors import UserError
 from shared.extras import require
@@ -43,7 +46,9 @@ def require_transformers() -> None:
 def layout_of(model: GPT) -> str:
     c = model.cfg
     layout = (c.pos, c.norm, c.mlp)
-    if c.bias or not c.tie_weights or layout not in (LLAMA, GPT2):
+    llama_ok = layout == LLAMA and not c.bias
+    gpt2_ok = layout == GPT2 and c.tie_weights and c.kv_heads == c.n_head
+    if not (llama_ok or gpt2_ok):
         raise UserError(
             f"a model with --pos {c.pos} --norm {c.norm} --mlp {c.mlp} has no standard "
             "equivalent: train with the defaults (--pos rope --norm rmsnorm --mlp swiglu: a Llama) "
@@ -70,30 +75,33 @@ def llama_model(model: GPT):
         intermediate_size=hidden,
         num_hidden_layers=c.n_layer,
         num_attention_heads=c.n_head,
-        num_key_value_heads=c.n_head,
-        head_dim=c.n_embd // c.n_head,
+        num_key_value_heads=c.kv_heads,
+        head_dim=c.head_dim,
         max_position_embeddings=c.block_size,
         rms_norm_eps=model.norm.eps,
-        rope_theta=10000.0,
+        rope_theta=c.rope_theta,
         hidden_act="silu",
         attention_bias=False,
         mlp_bias=False,
-        tie_word_embeddings=True,
+        tie_word_embeddings=c.tie_weights,
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
         torch_dtype="float32",
     )
     sd = {"model.embed_tokens.weight": model.tok_emb.weight, "model.norm.weight": model.norm.weight}
+    if not c.tie_weights:
+        sd["lm_head.weight"] = model.head.weight
+    kv = c.kv_heads * c.head_dim
     for i, block in enumerate(model.blocks):
         p = f"model.layers.{i}."
-        q, k, v = block.attn.qkv.weight.chunk(3, dim=0)
+        q, k, v = block.attn.qkv.weight.split([c.n_embd, kv, kv], dim=0)
         up, gate = block.mlp.up.weight.chunk(2, dim=0)
         sd |= {
             p + "input_layernorm.weight": block.norm1.weight,
             p + "post_attention_layernorm.weight": block.norm2.weight,
             p + "self_attn.q_proj.weight": rope_rows(q, c.n_head),
-            p + "self_attn.k_proj.weight": rope_rows(k, c.n_head),
+            p + "self_attn.k_proj.weight": rope_rows(k, c.kv_heads),
             p + "self_attn.v_proj.weight": v,
             p + "self_attn.o_proj.weight": block.attn.proj.weight,
             p + "mlp.up_proj.weight": up,
@@ -113,8 +121,9 @@ def gpt2_model(model: GPT):
         n_embd=c.n_embd,
         n_layer=c.n_layer,
         n_head=c.n_head,
-        n_inner=4 * c.n_embd,
-        activation_function="gelu",  # exact GELU, as F.gelu (not GPT-2's tanh "gelu_new")
+        n_inner=c.mlp_hidden,
+        # exact GELU, as F.gelu, for what we train; GPT-2's own tanh "gelu_new" for an import
+        activation_function="gelu_new" if c.gelu == "tanh" else "gelu",
         layer_norm_epsilon=model.norm.eps,
         resid_pdrop=c.dropout,
         embd_pdrop=c.dropout,
@@ -128,27 +137,30 @@ def gpt2_model(model: GPT):
     def zeros(n: int) -> torch.Tensor:
         return torch.zeros(n)
 
+    def bias(layer: torch.nn.Module) -> torch.Tensor:
+        return layer.bias if layer.bias is not None else zeros(layer.weight.shape[0])
+
     sd = {
         "transformer.wte.weight": model.tok_emb.weight,
         "transformer.wpe.weight": model.pos_emb.weight,
         "transformer.ln_f.weight": model.norm.weight,
-        "transformer.ln_f.bias": zeros(c.n_embd),
+        "transformer.ln_f.bias": bias(model.norm),
     }
     for i, block in enumerate(model.blocks):
         p = f"transformer.h.{i}."
         sd |= {
             p + "ln_1.weight": block.norm1.weight,
-            p + "ln_1.bias": zeros(c.n_embd),
+            p + "ln_1.bias": bias(block.norm1),
             p + "ln_2.weight": block.norm2.weight,
-            p + "ln_2.bias": zeros(c.n_embd),
+            p + "ln_2.bias": bias(block.norm2),
             p + "attn.c_attn.weight": block.attn.qkv.weight.T,
-            p + "attn.c_attn.bias": zeros(3 * c.n_embd),
+            p + "attn.c_attn.bias": bias(block.attn.qkv),
             p + "attn.c_proj.weight": block.attn.proj.weight.T,
-            p + "attn.c_proj.bias": zeros(c.n_embd),
+            p + "attn.c_proj.bias": bias(block.attn.proj),
             p + "mlp.c_fc.weight": block.mlp.up.weight.T,
-            p + "mlp.c_fc.bias": zeros(4 * c.n_embd),
+            p + "mlp.c_fc.bias": bias(block.mlp.up),
             p + "mlp.c_proj.weight": block.mlp.down.weight.T,
-            p + "mlp.c_proj.bias": zeros(c.n_embd),
+            p + "mlp.c_proj.bias": bias(block.mlp.down),
         }
     return GPT2LMHeadModel(config), sd
 
@@ -161,6 +173,13 @@ def hf_tokenizer(tok: Tokenizer):
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
 
+    if isinstance(tok, HFTokenizer):  # the source's own, as it came, with its named tokens
+        return PreTrainedTokenizerFast(
+            tokenizer_object=RustTokenizer.from_str(tok.spec),
+            clean_up_tokenization_spaces=False,
+            model_max_length=None,
+            **tok.special,
+        )
     if isinstance(tok, BPETokenizer):
         proto = import_protobuf().ModelProto()
         proto.ParseFromString(tok.proto)

@@ -17,15 +17,28 @@ class StreamDecoder:
     """Turns tokens into text as they come, holding back bytes of a half-finished character."""
 
     def __init__(self, tok: Tokenizer) -> None:
-        self.tok, self.pending = tok, []
+        self.tok, self.pending, self.before = tok, [], []
 
     def push(self, token: int) -> str:
         self.pending.append(token)
+        if self.tok.kind == "hf":
+            return self.push_in_context()
         text = self.tok.decode(self.pending)
         if text.endswith("\ufffd") and len(self.pending) < 4 and self.tok.kind == "bpe":
             return ""  # a multi-byte character split over byte-fallback tokens: wait for the rest
         self.pending = []
         return text
+
+    def push_in_context(self) -> str:
+        """A pretrained tokenizer's pieces decode differently alone (a leading space dropped, a
+        byte of a character): the new text is what the pending tokens add after the last few."""
+        base = self.tok.decode(self.before)
+        text = self.tok.decode(self.before + self.pending)
+        if text.endswith("\ufffd") and len(self.pending) < 4:
+            return ""
+        self.before = (self.before + self.pending)[-8:]
+        self.pending = []
+        return text[len(base) :] if text.startswith(base) else text
 
     def flush(self) -> str:
         """The bytes still held back (a character cut short is shown as U+FFFD)."""

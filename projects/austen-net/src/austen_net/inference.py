@@ -16,7 +16,7 @@ from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from austen_net.data import bits_per_char, predicted_chars, total_nll
 from austen_net.model import GPT, GPTConfig
-from austen_net.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
+from austen_net.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
 from shared.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -38,6 +38,10 @@ CONFIG_BOUNDS = {
     "n_head": (1, 1024),
     "n_embd": (2, 1 << 15),
     "dropout": (0.0, 1.0),
+    "n_kv_head": (0, 1024),
+    "rope_theta": (1.0, 1e12),
+    "intermediate_size": (0, 1 << 18),
+    "norm_eps": (0.0, 1.0),
 }
 MAX_TOKENIZER_BYTES = 64 << 20
 
@@ -47,7 +51,7 @@ def checked_config(state: dict, path: Path | str) -> GPTConfig:
     cfg = settings_from_checkpoint(
         GPTConfig, state["model_config"], CONFIG_BOUNDS, path, "its model_config"
     )
-    if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
+    if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2 or cfg.n_head % cfg.kv_heads:
         raise UserError(f"{path}: n_embd {cfg.n_embd} does not split into {cfg.n_head} heads")
     weights = state["model"]
     if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
@@ -64,9 +68,11 @@ def checked_tokenizer(state: dict, path: Path | str, vocab_size: int) -> Tokeniz
     """The checkpoint's tokenizer, refused (one message) if its entry is damaged."""
     entry = state["tokenizer"]
     bad = f"{path}: its tokenizer is damaged"
-    if not isinstance(entry, dict) or entry.get("kind") not in ("bpe", "char"):
-        raise UserError(f"{bad} (no tokenizer kind 'bpe' or 'char')")
-    if entry["kind"] == "char":
+    if not isinstance(entry, dict) or entry.get("kind") not in ("bpe", "char", "hf"):
+        raise UserError(f"{bad} (no tokenizer kind 'bpe', 'char' or 'hf')")
+    if entry["kind"] == "hf":
+        tok = hf_tokenizer_of(entry, bad)
+    elif entry["kind"] == "char":
         chars = entry.get("chars")
         if not isinstance(chars, str) or not chars or len(chars) > vocab_size:
             raise UserError(
@@ -91,6 +97,30 @@ def checked_tokenizer(state: dict, path: Path | str, vocab_size: int) -> Tokeniz
             f"{bad} ({tok.vocab_size} tokens for a model of {vocab_size}: they do not belong together)"
         )
     return tok
+
+
+def hf_tokenizer_of(entry: dict, bad: str) -> HFTokenizer:
+    """A pretrained model's tokenizer from its checkpoint entry: its ``tokenizer.json`` bytes."""
+    spec, special = entry.get("json"), entry.get("special", {})
+    if (
+        not isinstance(spec, torch.Tensor)
+        or spec.dtype != torch.uint8
+        or spec.dim() != 1
+        or not 0 < spec.numel() <= MAX_TOKENIZER_BYTES
+        or not isinstance(special, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in special.items())
+    ):
+        raise UserError(f"{bad} (its tokenizer.json is not a byte string)")
+    try:
+        text = spec.cpu().numpy().tobytes().decode()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{bad} (its tokenizer.json is not UTF-8)") from exc
+    try:
+        return HFTokenizer(text, special)
+    except UserError:
+        raise
+    except Exception as exc:  # the tokenizers library's parse errors are plain Exceptions
+        raise UserError(f"{bad} (the tokenizers library cannot read it)") from exc
 
 
 WEIGHTS = ("fp32", "bf16", "int8")

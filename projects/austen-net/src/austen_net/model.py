@@ -35,9 +35,33 @@ class GPTConfig:
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     mlp: Literal["swiglu", "gelu"] = "swiglu"
     tie_weights: bool = True
+    # what pretrained models bring (austen-net import); the defaults are what we train, so every
+    # checkpoint written before these fields existed loads as it was
+    n_kv_head: int = 0  # key/value heads, fewer than n_head: grouped-query attention (0: n_head)
+    rope_theta: float = 10000.0  # RoPE's base
+    intermediate_size: int = 0  # MLP width (0: 4 x n_embd for GELU, about 8/3 x for SwiGLU)
+    norm_eps: float = 0.0  # (0: RMSNorm 1e-6, LayerNorm 1e-5)
+    gelu: Literal["exact", "tanh"] = "exact"  # GPT-2's is the tanh approximation
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        if self.intermediate_size:
+            return self.intermediate_size
+        # SwiGLU uses 2/3 of 4x width in each of its two input projections: same parameter count
+        return (
+            int(8 * self.n_embd / 3 / 64 + 0.999) * 64 if self.mlp == "swiglu" else 4 * self.n_embd
+        )
 
 
 class RMSNorm(nn.Module):
@@ -51,7 +75,9 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg: GPTConfig) -> nn.Module:
-    return RMSNorm(cfg.n_embd) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.n_embd, cfg.norm_eps or 1e-6)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps or 1e-5, bias=cfg.bias)
 
 
 class Rotary(nn.Module):
@@ -94,7 +120,7 @@ class KVCache:
     computes in (bf16 under a GPU's autocast, fp32 on a CPU)."""
 
     def __init__(self, cfg: GPTConfig, batch: int, device, dtype) -> None:
-        shape = (batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        shape = (batch, cfg.kv_heads, cfg.block_size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
 
@@ -108,9 +134,11 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int, rotary: Rotary | None) -> None:
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0
-        self.layer, self.n_head = layer, cfg.n_head
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        assert cfg.n_embd % cfg.n_head == 0 and cfg.n_head % cfg.kv_heads == 0
+        self.layer, self.n_head, self.kv_heads = layer, cfg.n_head, cfg.kv_heads
+        self.qkv = nn.Linear(
+            cfg.n_embd, cfg.n_embd + 2 * cfg.kv_heads * cfg.head_dim, bias=cfg.bias
+        )
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = Dropout(cfg.dropout)
         self.rotary = rotary
@@ -119,7 +147,14 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
     ) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, c // self.n_head).permute(2, 0, 3, 1, 4)
+        d = c // self.n_head
+        if self.kv_heads == self.n_head:
+            q, k, v = self.qkv(x).view(b, t, 3, self.n_head, d).permute(2, 0, 3, 1, 4)
+        else:  # grouped-query attention: each key/value head serves n_head / kv_heads queries
+            q, k, v = self.qkv(x).split([c, self.kv_heads * d, self.kv_heads * d], dim=-1)
+            q = q.view(b, t, self.n_head, d).transpose(1, 2)
+            k = k.view(b, t, self.kv_heads, d).transpose(1, 2)
+            v = v.view(b, t, self.kv_heads, d).transpose(1, 2)
         if self.rotary is not None:
             q, k = self.rotary(q, start), self.rotary(k, start)
         if cache is not None:
@@ -131,7 +166,9 @@ class CausalSelfAttention(nn.Module):
             raise ValueError("multi-token steps with a KV cache must start at position 0")
         # no dropout on the attention probabilities (only on the residual branches): it cost 12%
         # of a CPU training step, and fused attention kernels run without it
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, enable_gqa=self.kv_heads != self.n_head
+        )
         y = y.transpose(1, 2).contiguous().view(b, t, c)
         return self.resid_drop(self.proj(y))
 
@@ -139,9 +176,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.swiglu = cfg.mlp == "swiglu"
-        # SwiGLU uses 2/3 of 4x width in each of its two input projections: same parameter count.
-        hidden = int(8 * cfg.n_embd / 3 / 64 + 0.999) * 64 if self.swiglu else 4 * cfg.n_embd
+        self.swiglu, self.gelu = cfg.mlp == "swiglu", cfg.gelu
+        hidden = cfg.mlp_hidden
         self.up = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.drop = Dropout(cfg.dropout)
@@ -152,7 +188,7 @@ class MLP(nn.Module):
             a, g = h.chunk(2, dim=-1)
             h = F.silu(g) * a
         else:
-            h = F.gelu(h)
+            h = F.gelu(h, approximate="tanh" if self.gelu == "tanh" else "none")
         return self.drop(self.down(h))
 
 
@@ -177,7 +213,7 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         head_dim = cfg.n_embd // cfg.n_head
-        rotary = Rotary(head_dim, cfg.block_size) if cfg.pos == "rope" else None
+        rotary = Rotary(head_dim, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = Dropout(cfg.dropout)

@@ -13,7 +13,12 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.1),
     # tests and CPU smoke runs
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0),
+    # fine-tuning a pretrained model (--init-from): its shape comes from the source, the context
+    # trained on is --block-size or FINETUNE_CONTEXT (at most the source's)
+    "finetune": dict(dropout=0.0),
 }
+
+FINETUNE_CONTEXT = 256
 
 # training settings that come with a model preset
 TRAIN_PRESETS: dict[str, dict] = {
@@ -24,5 +29,16 @@ TRAIN_PRESETS: dict[str, dict] = {
         max_minutes=10.0,
         warmup_steps=30,
         eval_every=100,
+    ),
+    # nanoGPT's finetune_shakespeare in spirit: a learning rate ~10x below pretraining's, a short
+    # warmup, 32 sequences per optimizer step, the checkpoint chosen on validation loss
+    "finetune": dict(
+        lr=5e-5,
+        min_lr_ratio=0.1,
+        warmup_steps=20,
+        batch_size=8,
+        grad_accum=4,
+        max_steps=300,
+        eval_every=50,
     ),
 }

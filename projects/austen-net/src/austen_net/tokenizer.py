@@ -1,4 +1,5 @@
-"""Tokenizers: sentencepiece BPE (default) or characters, both serialisable into a checkpoint.
+"""Tokenizers: sentencepiece BPE (default), characters, or a pretrained model's own (``hf``: a
+transformers ``tokenizer.json``, read with the ``tokenizers`` library), all stored in a checkpoint.
 
 The BPE model keeps text byte-exact: identity normalisation, no collapsing of spaces, no dummy
 prefix, newlines as their own symbol, and byte fallback so any character (outside the training
@@ -52,6 +53,8 @@ class Tokenizer:
             return BPETokenizer(state["model"].numpy().tobytes())
         if state["kind"] == "char":
             return CharTokenizer(state["chars"])
+        if state["kind"] == "hf":
+            return HFTokenizer(state["json"].numpy().tobytes().decode(), state.get("special"))
         raise UserError(f"unknown tokenizer kind {state['kind']!r} in checkpoint")
 
 
@@ -71,6 +74,34 @@ class BPETokenizer(Tokenizer):
 
     def state(self) -> dict:
         return {"kind": "bpe", "model": torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)}
+
+
+class HFTokenizer(Tokenizer):
+    """A pretrained model's tokenizer (GPT-2's byte-level BPE, a Llama's): its ``tokenizer.json``
+    verbatim, encoded without special tokens (a text is text, as our other tokenizers read it).
+    ``special`` keeps the source's named tokens (``eos_token`` ...) for the export."""
+
+    kind = "hf"
+
+    def __init__(self, spec: str, special: dict | None = None) -> None:
+        from shared.extras import require
+
+        require(("tokenizers",), "austen-net", "pretrained", "a pretrained model's tokenizer")
+        from tokenizers import Tokenizer as RustTokenizer
+
+        self.spec, self.special = spec, dict(special or {})
+        self.rust = RustTokenizer.from_str(spec)
+        self.vocab_size = self.rust.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.rust.encode(valid_text(text), add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.rust.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def state(self) -> dict:
+        data = torch.frombuffer(bytearray(self.spec.encode()), dtype=torch.uint8)
+        return {"kind": "hf", "json": data, "special": self.special}
 
 
 class CharTokenizer(Tokenizer):

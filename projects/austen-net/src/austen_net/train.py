@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import describe_text, split_corpus, training_works
@@ -24,7 +25,7 @@ from austen_net.inference import (  # noqa: F401  (load_model, bpc_of_texts: old
     load_model,
 )
 from austen_net.model import GPT, GPTConfig
-from austen_net.presets import PRESETS
+from austen_net.presets import FINETUNE_CONTEXT, PRESETS
 from austen_net.tokenizer import build_tokenizer
 from shared.checkpoint import run_data_settings
 from shared.distributed import world_size
@@ -50,6 +51,7 @@ MODEL_SETTINGS = (
     "pos",
     "norm",
     "mlp",
+    "init_from",
 )
 
 
@@ -60,6 +62,36 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
     if gpt.n_embd % gpt.n_head or (gpt.n_embd // gpt.n_head) % 2:
         raise UserError(f"--n-embd {gpt.n_embd} must split into {gpt.n_head} heads of even width")
     return gpt
+
+
+def initial_weights(cfg: TrainConfig):
+    """``--init-from``: (the model's config, its tokenizer, its weights) from a transformers folder,
+    a Hub name or an austen-net checkpoint. The shape and tokenizer are the source's: a shape flag
+    that says otherwise is refused. The context is ``--block-size`` (at most the source's) or
+    ``FINETUNE_CONTEXT``: a learned position table keeps its first rows, RoPE needs nothing."""
+    source = cfg.init_from
+    if Path(source).is_file():
+        model, tok, _ = load_model(Path(source), "cpu")
+    else:
+        from austen_net.pretrained import load_pretrained
+
+        model, tok, _ = load_pretrained(source, quiet=cfg.quiet)
+    for name in ("n_layer", "n_head", "n_embd"):
+        given = getattr(cfg, name)
+        if given is not None and given != getattr(model.cfg, name):
+            raise UserError(
+                f"--{name.replace('_', '-')} {given}: the model comes from {source}, which has "
+                f"{name} {getattr(model.cfg, name)} (drop the shape flags and --preset)"
+            )
+    longest = model.cfg.block_size
+    if cfg.block_size is not None and cfg.block_size > longest:
+        raise UserError(f"--block-size {cfg.block_size}: {source} has a context of {longest}")
+    context = cfg.block_size or min(longest, FINETUNE_CONTEXT)
+    gpt_cfg = dataclasses.replace(model.cfg, block_size=context, dropout=cfg.dropout or 0.0)
+    weights = model.state_dict()
+    if "pos_emb.weight" in weights:
+        weights["pos_emb.weight"] = weights["pos_emb.weight"][:context]
+    return gpt_cfg, tok, weights
 
 
 class AustenTask(TrainingTask):
@@ -84,15 +116,20 @@ class AustenTask(TrainingTask):
         )
         self.split = split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
         self.source = describe_text(cfg.text, works) if cfg.text else None
+        start = None
         if resumed is not None:
             self.gpt_cfg = checked_config(resumed, self.resume_path)
             self.tok = checked_tokenizer(resumed, self.resume_path, self.gpt_cfg.vocab_size)
+        elif cfg.init_from:
+            self.gpt_cfg, self.tok, start = initial_weights(cfg)
         else:
             cache = cache_root(PROJECT) / "tokenizers"
             self.tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
             self.gpt_cfg = model_config(cfg, self.tok.vocab_size)
         self.encode(cfg, device)
         self.model = GPT(self.gpt_cfg)
+        if start is not None:
+            self.model.load_state_dict(start)
         info(
             f"model: {self.model.num_params() / 1e6:.2f}M parameters, {self.gpt_cfg.n_layer} "
             f"layers, {self.gpt_cfg.n_embd} wide, context {self.gpt_cfg.block_size}",
@@ -182,6 +219,7 @@ class AustenTask(TrainingTask):
         return {
             "preset": preset_name(cfg),
             "text": self.source or "the Austen corpus",
+            "init_from": cfg.init_from,
             "tokenizer": self.tok.kind,
             "vocab_size": self.tok.vocab_size,
             "params_m": round(self.model.num_params() / 1e6, 2),

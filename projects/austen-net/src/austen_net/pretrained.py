@@ -1,0 +1,366 @@
+"""Pretrained language models in transformers' layout, read into our GPT: ``austen-net import`` and
+``train --init-from``.
+
+Two architectures, the two that ``export`` writes, so a model goes both ways:
+
+- ``GPT2LMHeadModel``: learned positions, LayerNorm with biases, the tanh-approximated GELU, every
+  Linear a ``Conv1D`` (its weight stored transposed), the head tied to the embedding;
+- ``LlamaForCausalLM``: RoPE with any ``rope_theta``, RMSNorm with its epsilon, SwiGLU of any
+  width, grouped-query attention (fewer key/value heads than query heads), tied or untied head.
+  transformers' RoPE pairs channel i with i + D/2 of a head, ours pairs 2i with 2i + 1: the rows
+  of q and k are permuted within each head (the inverse of ``export.rope_rows``), which leaves
+  every attention score unchanged.
+
+Anything a real checkpoint of another kind needs (sliding windows, rope scaling, biases on q/k/v,
+mixtures of experts, another architecture) is refused with a message naming it. SOURCE is a local
+folder (``config.json``, ``model.safetensors`` or shards with their index, ``tokenizer.json``) or
+a Hub name fetched through ``huggingface_hub`` into its usual cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from austen_net.model import GPT, GPTConfig
+from austen_net.tokenizer import HFTokenizer
+from shared.checkpoint import save_checkpoint
+from shared.errors import UserError
+from shared.extras import require
+
+PROJECT = "austen-net"
+
+WANTED_FILES = [
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
+MAX_CONTEXT = 1 << 16  # our checkpoints' bound on block_size
+MAX_TOKENIZER_BYTES = 64 << 20  # and on a stored tokenizer (Llama 3's tokenizer.json: 9 MB)
+
+
+def require_pretrained() -> None:
+    require(("safetensors", "tokenizers"), "austen-net", "pretrained", "a pretrained model")
+
+
+def source_folder(source: str, quiet: bool = False) -> Path:
+    """A local folder as it is; otherwise a Hub name, downloaded (once) into the Hub's cache."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise UserError(f"{source}: not a folder holding a model in transformers' layout")
+    require(("huggingface_hub",), "austen-net", "pretrained", f"fetching {source} from the Hub")
+    from huggingface_hub import snapshot_download  # optional: the pretrained extra
+    from huggingface_hub.utils import disable_progress_bars
+
+    if quiet:
+        disable_progress_bars()
+    try:
+        return Path(snapshot_download(repo_id=source, allow_patterns=WANTED_FILES))
+    except Exception as exc:  # offline, a name that does not exist, a gated model
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(
+            f"could not fetch {source!r} from the Hugging Face Hub ({reason}). Without the "
+            f"internet, download it elsewhere (huggingface-cli download {source}) and pass the "
+            "folder that holds its config.json instead of the name"
+        ) from exc
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"{path.parent} has no {path.name}: not a transformers model folder"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object")
+    return data
+
+
+def architecture(config: dict, path: Path) -> str:
+    names = config.get("architectures") or []
+    kind = config.get("model_type")
+    if "GPT2LMHeadModel" in names or (not names and kind == "gpt2"):
+        return "gpt2"
+    if "LlamaForCausalLM" in names or (not names and kind == "llama"):
+        return "llama"
+    found = ", ".join(names) or kind or "none named"
+    raise UserError(
+        f"{path}: architecture {found} is not one austen-net reads (GPT2LMHeadModel, "
+        "LlamaForCausalLM)"
+    )
+
+
+def refuse(path: Path, what: str) -> None:
+    raise UserError(f"{path}: {what}: austen-net's model has no equivalent, so it is not imported")
+
+
+def integer(config: dict, key: str, path: Path, low: int = 1, high: int = 1 << 20) -> int:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise UserError(f"{path}: {key} {value!r} is not an integer in [{low}, {high}]")
+    return value
+
+
+def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
+    act = c.get("activation_function", "gelu_new")
+    gelu = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}.get(act)
+    if gelu is None:
+        refuse(path, f"activation_function {act!r}")
+    for flag in (
+        "scale_attn_by_inverse_layer_idx",
+        "reorder_and_upcast_attn",
+        "add_cross_attention",
+    ):
+        if c.get(flag):
+            refuse(path, f"{flag} is set")
+    if c.get("scale_attn_weights", True) is False:
+        refuse(path, "scale_attn_weights is off")
+    n_embd, positions = integer(c, "n_embd", path), integer(c, "n_positions", path, 1, MAX_CONTEXT)
+    inner = c.get("n_inner")
+    return GPTConfig(
+        vocab_size=integer(c, "vocab_size", path),
+        block_size=min(block_size or positions, positions),
+        n_layer=integer(c, "n_layer", path, 1, 1024),
+        n_head=integer(c, "n_head", path, 1, 1024),
+        n_embd=n_embd,
+        dropout=0.0,
+        bias=True,
+        pos="learned",
+        norm="layernorm",
+        mlp="gelu",
+        tie_weights=True,
+        intermediate_size=integer(c, "n_inner", path) if inner is not None else 0,
+        norm_eps=float(c.get("layer_norm_epsilon", 1e-5)),
+        gelu=gelu,
+    )
+
+
+def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
+    if c.get("rope_scaling"):
+        refuse(path, f"rope_scaling {c['rope_scaling']!r}")
+    rope = c.get("rope_parameters") or {}  # transformers 5 keeps rope_theta here
+    if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default":
+        refuse(path, f"rope_parameters {rope!r} (rope scaling)")
+    if c.get("sliding_window") or c.get("use_sliding_window"):
+        refuse(path, "a sliding attention window")
+    for flag in ("attention_bias", "mlp_bias"):
+        if c.get(flag):
+            refuse(path, f"{flag} is set (biases on the q/k/v or MLP projections)")
+    if c.get("hidden_act", "silu") != "silu":
+        refuse(path, f"hidden_act {c['hidden_act']!r}")
+    if c.get("num_local_experts") or c.get("num_experts"):
+        refuse(path, "a mixture of experts")
+    n_embd, n_head = integer(c, "hidden_size", path), integer(c, "num_attention_heads", path)
+    kv = c.get("num_key_value_heads") or n_head
+    if not isinstance(kv, int) or n_head % kv:
+        refuse(path, f"{kv} key/value heads for {n_head} query heads")
+    if n_embd % n_head or c.get("head_dim", n_embd // n_head) != n_embd // n_head:
+        refuse(path, f"head_dim {c.get('head_dim')} with hidden_size {n_embd}, {n_head} heads")
+    positions = integer(c, "max_position_embeddings", path, 1, 1 << 24)
+    context = min(block_size or min(positions, 2048), positions, MAX_CONTEXT)
+    return GPTConfig(
+        vocab_size=integer(c, "vocab_size", path),
+        block_size=context,
+        n_layer=integer(c, "num_hidden_layers", path, 1, 1024),
+        n_head=n_head,
+        n_embd=n_embd,
+        dropout=0.0,
+        bias=False,
+        pos="rope",
+        norm="rmsnorm",
+        mlp="swiglu",
+        tie_weights=bool(c.get("tie_word_embeddings", False)),
+        n_kv_head=kv if kv != n_head else 0,
+        rope_theta=float(rope.get("rope_theta", c.get("rope_theta", 10000.0))),
+        intermediate_size=integer(c, "intermediate_size", path),
+        norm_eps=float(c.get("rms_norm_eps", 1e-6)),
+    )
+
+
+def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file  # optional: the pretrained extra
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+        files = [folder / s for s in shards]
+    else:
+        files = [folder / "model.safetensors"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing or not files:
+        raise UserError(
+            f"{folder}: weights missing ({', '.join(missing) or 'no shards listed'}); a model in "
+            "transformers' layout keeps them in model.safetensors (PyTorch .bin files are not read)"
+        )
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            weights |= load_file(str(f))
+        except Exception as exc:  # safetensors raises its own error types
+            raise UserError(f"{f} is not a readable safetensors file ({exc})") from exc
+    return weights
+
+
+def inverse_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows of a q or k projection from transformers' pairing (i, i + D/2) to ours (2i, 2i+1)."""
+    out, inp = w.shape
+    d = out // heads
+    return w.view(heads, 2, d // 2, inp).transpose(1, 2).reshape(out, inp)
+
+
+def gpt2_weights(w: dict, cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    def get(name: str) -> torch.Tensor:
+        for key in (name, "transformer." + name):
+            if key in w:
+                return w[key]
+        raise KeyError(name)
+
+    sd = {
+        "tok_emb.weight": get("wte.weight"),
+        "pos_emb.weight": get("wpe.weight")[: cfg.block_size],
+        "norm.weight": get("ln_f.weight"),
+        "norm.bias": get("ln_f.bias"),
+    }
+    for i in range(cfg.n_layer):
+        p, q = f"h.{i}.", f"blocks.{i}."
+        sd |= {
+            q + "norm1.weight": get(p + "ln_1.weight"),
+            q + "norm1.bias": get(p + "ln_1.bias"),
+            q + "norm2.weight": get(p + "ln_2.weight"),
+            q + "norm2.bias": get(p + "ln_2.bias"),
+            q + "attn.qkv.weight": get(p + "attn.c_attn.weight").T,  # Conv1D: (in, out)
+            q + "attn.qkv.bias": get(p + "attn.c_attn.bias"),
+            q + "attn.proj.weight": get(p + "attn.c_proj.weight").T,
+            q + "attn.proj.bias": get(p + "attn.c_proj.bias"),
+            q + "mlp.up.weight": get(p + "mlp.c_fc.weight").T,
+            q + "mlp.up.bias": get(p + "mlp.c_fc.bias"),
+            q + "mlp.down.weight": get(p + "mlp.c_proj.weight").T,
+            q + "mlp.down.bias": get(p + "mlp.c_proj.bias"),
+        }
+    sd["head.weight"] = sd["tok_emb.weight"]
+    return sd
+
+
+def llama_weights(w: dict, cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    sd = {"tok_emb.weight": w["model.embed_tokens.weight"], "norm.weight": w["model.norm.weight"]}
+    sd["head.weight"] = sd["tok_emb.weight"] if cfg.tie_weights else w["lm_head.weight"]
+    for i in range(cfg.n_layer):
+        p, q = f"model.layers.{i}.", f"blocks.{i}."
+        sd |= {
+            q + "norm1.weight": w[p + "input_layernorm.weight"],
+            q + "norm2.weight": w[p + "post_attention_layernorm.weight"],
+            q + "attn.qkv.weight": torch.cat(
+                [
+                    inverse_rope_rows(w[p + "self_attn.q_proj.weight"], cfg.n_head),
+                    inverse_rope_rows(w[p + "self_attn.k_proj.weight"], cfg.kv_heads),
+                    w[p + "self_attn.v_proj.weight"],
+                ]
+            ),
+            q + "attn.proj.weight": w[p + "self_attn.o_proj.weight"],
+            q + "mlp.up.weight": torch.cat(
+                [w[p + "mlp.up_proj.weight"], w[p + "mlp.gate_proj.weight"]]
+            ),
+            q + "mlp.down.weight": w[p + "mlp.down_proj.weight"],
+        }
+    return sd
+
+
+def tokenizer_of(folder: Path) -> HFTokenizer:
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise UserError(
+            f"{folder} has no tokenizer.json (transformers' fast tokenizer): save the tokenizer "
+            "with a recent transformers (AutoTokenizer ... save_pretrained) and import again"
+        )
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise UserError(f"{path} is over {MAX_TOKENIZER_BYTES >> 20} MB: not a tokenizer to store")
+    special = {}
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        for name, value in read_json(config).items():
+            if name in SPECIAL_NAMES:
+                value = value.get("content") if isinstance(value, dict) else value
+                if isinstance(value, str):
+                    special[name] = value
+    try:
+        return HFTokenizer(path.read_text(encoding="utf-8"), special)
+    except Exception as exc:  # the tokenizers library raises plain Exceptions
+        raise UserError(f"{path} is not a tokenizer the tokenizers library reads ({exc})") from exc
+
+
+def load_pretrained(
+    source: str, *, block_size: int | None = None, dropout: float = 0.0, quiet: bool = False
+) -> tuple[GPT, HFTokenizer, dict]:
+    """(our GPT with the source's weights in fp32, its tokenizer, what was imported)."""
+    require_pretrained()
+    folder = source_folder(source, quiet)
+    config = read_json(folder / "config.json")
+    arch = architecture(config, folder)
+    cfg = (gpt2_config if arch == "gpt2" else llama_config)(config, folder, block_size)
+    cfg.dropout = dropout
+    tok = tokenizer_of(folder)
+    if tok.vocab_size > cfg.vocab_size:
+        raise UserError(
+            f"{folder}: the tokenizer has {tok.vocab_size} tokens, the model {cfg.vocab_size}"
+        )
+    raw = read_safetensors(folder)
+    try:
+        sd = (gpt2_weights if arch == "gpt2" else llama_weights)(raw, cfg)
+    except KeyError as exc:
+        raise UserError(f"{folder}: the weights lack {exc.args[0]} ({arch} layout)") from exc
+    model = GPT(cfg)
+    expected = model.state_dict()
+    wrong = [k for k, v in sd.items() if k not in expected or expected[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise UserError(
+            f"{folder}: weight {k} has shape {tuple(sd[k].shape)}, the config gives "
+            f"{tuple(expected[k].shape) if k in expected else 'no such weight'}"
+        )
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    about = {
+        "source": source,
+        "folder": str(folder),
+        "architecture": "GPT2LMHeadModel" if arch == "gpt2" else "LlamaForCausalLM",
+        "parameters_m": round(model.num_params() / 1e6, 2),
+    }
+    return model, tok, about
+
+
+def import_checkpoint(source: str, out: Path, block_size: int | None, quiet: bool = False) -> dict:
+    """``austen-net import``: the source as an ordinary checkpoint (step 0) that ``generate``,
+    ``evaluate``, ``demo``, ``export``, ``bench`` and ``train --init-from`` take unchanged."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise UserError(f"--out {out} exists: give a new file name")
+    if block_size is not None and not 1 <= block_size <= MAX_CONTEXT:
+        raise UserError(f"--block-size must be between 1 and {MAX_CONTEXT}")
+    model, tok, about = load_pretrained(source, block_size=block_size, quiet=quiet)
+    payload = {
+        "model": model.state_dict(),
+        "model_config": model.cfg.as_dict(),
+        "tokenizer": tok.state(),
+        "step": 0,
+        "config": {"init_from": source},
+        "imported": about,
+        "prompt": "",
+    }
+    save_checkpoint(out, payload, project=PROJECT)
+    return {
+        **about,
+        "out": str(out),
+        "context": model.cfg.block_size,
+        "vocab_size": model.cfg.vocab_size,
+        "tokenizer": tok.kind,
+    }

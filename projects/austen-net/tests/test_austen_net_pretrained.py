@@ -1,0 +1,297 @@
+"""Pretrained models in transformers' layout: a random GPT-2 and a random Llama (grouped-query
+attention, rope_theta 100000, untied head) built with transformers, saved, imported, compared with
+transformers to 1e-4, fine-tuned with --init-from, resumed exactly and exported back."""
+
+import json
+
+import pytest
+import torch
+from austen_net_data import austen_like
+
+from austen_net.cli import main
+from austen_net.corpus import load_text, split_corpus
+from austen_net.inference import bpc_of_texts, load_model
+from austen_net.pretrained import load_pretrained, source_folder
+from shared.checkpoint import load_checkpoint
+from shared.errors import UserError
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+PARAGRAPH = (
+    "Sir Walter Elliot, of Kellynch Hall,\nin Somersetshire — a café, naïve 😀 was a man who,"
+    "\n\nfor his own amusement, never took up any book but the Baronetage."
+)
+
+
+def corpus_text() -> str:
+    return austen_like(300, seed=3).replace("\r\n", "\n") + "\n\n" + PARAGRAPH
+
+
+def byte_level_tokenizer(text: str):
+    """GPT-2's kind: byte-level BPE."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([text], trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+
+
+def metaspace_tokenizer(text: str):
+    """A Llama's kind: BPE over '▁'-joined words with byte fallback for unseen characters."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="▁", prepend_scheme="first", split=False
+    )
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    special = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special, show_progress=False)
+    tok.train_from_iterator([text], trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def perturbed(model):
+    """Random weights everywhere, biases and norms too (transformers starts those at 0 and 1,
+    which would hide a bias or norm weight mapped to the wrong place)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gpt2")
+    tok = byte_level_tokenizer(corpus_text())
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=len(tok),
+        n_positions=128,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    perturbed(transformers.GPT2LMHeadModel(config)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("llama")
+    tok = metaspace_tokenizer(corpus_text())
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_theta=100000.0,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    )
+    perturbed(transformers.LlamaForCausalLM(config)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def source(request):
+    return request.getfixturevalue(f"{request.param}_folder")
+
+
+def hf_model(folder):
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    model.generation_config.eos_token_id = None  # greedy for exactly 30 tokens, as ours
+    return model
+
+
+def test_logits_and_greedy_tokens_equal_transformers(source):
+    ours, _, about = load_pretrained(str(source))
+    theirs = hf_model(source)
+    assert about["architecture"] == type(theirs).__name__
+    ids = torch.randint(0, ours.cfg.vocab_size, (2, 50), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (ours(ids) - theirs(ids).logits).abs().max() < 1e-4
+    prompt = ids[:1, :8]
+    new = torch.stack(list(ours.generate(prompt, 30, temperature=0.0)), dim=1)
+    expected = theirs.generate(prompt, max_new_tokens=30, do_sample=False)[:, 8:]
+    assert new.tolist() == expected.tolist()
+
+
+def test_tokenizer_encodes_and_decodes_as_autotokenizer(source):
+    _, tok, _ = load_pretrained(str(source))
+    auto = transformers.AutoTokenizer.from_pretrained(source)
+    ids = auto(PARAGRAPH, add_special_tokens=False).input_ids
+    assert tok.encode(PARAGRAPH) == ids
+    assert tok.decode(ids) == auto.decode(ids) == PARAGRAPH
+    assert tok.encode_array(PARAGRAPH).tolist() == ids
+
+
+def test_import_generate_export_round_trip(source, tmp_path, capsys):
+    ckpt, out = tmp_path / "imported.pt", tmp_path / "hf"
+    assert main(["import", str(source), "--out", str(ckpt)]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["tokenizer"] == "hf" and imported["out"] == str(ckpt)
+    argv = ["generate", "--checkpoint", str(ckpt), "--max-new-tokens", "12", "--seed", "0"]
+    assert main([*argv, "--prompt", "Sir Walter"]) == 0
+    assert capsys.readouterr().out.startswith("Sir Walter")
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    original, back = hf_model(source), hf_model(out)
+    assert exported["architecture"] == type(original).__name__ == type(back).__name__
+    ids = torch.randint(0, original.config.vocab_size, (2, 40))
+    with torch.no_grad():
+        assert (back(ids).logits - original(ids).logits).abs().max() < 1e-4
+    auto, again = (transformers.AutoTokenizer.from_pretrained(f) for f in (source, out))
+    assert again(PARAGRAPH).input_ids == auto(PARAGRAPH).input_ids
+    assert again.eos_token == auto.eos_token
+
+
+def test_finetune_lowers_validation_loss_resumes_exactly_and_exports(
+    llama_folder, tmp_path, capsys
+):
+    text = tmp_path / "own.txt"
+    text.write_text(corpus_text())
+    split = split_corpus(load_text([text], quiet=True), 0.1)
+    model, tok, _ = load_pretrained(str(llama_folder), block_size=64)
+    before = bpc_of_texts(model, tok, split.val, 8, torch.device("cpu"), "fp32")
+    argv = [
+        "train",
+        "--init-from",
+        str(llama_folder),
+        "--text",
+        str(text),
+        "--block-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "2e-3",
+        "--warmup-steps",
+        "2",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--eval-tokens",
+        "0",
+        "--quiet",
+    ]
+    straight = tmp_path / "straight"
+    assert main([*argv, "--out", str(straight)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["init_from"] == str(llama_folder)  # --preset finetune, --block-size 64
+    assert summary["tokenizer"] == "hf" and summary["steps"] == 20
+    assert summary["best_val_loss"] < before["loss_per_token"] - 0.05, (summary, before)
+
+    # stopped after its first step, then resumed: the same weights as the straight run
+    cut = tmp_path / "cut"
+    assert main([*argv, "--out", str(cut), "--max-minutes", "0.00001"]) == 0
+    assert load_checkpoint(cut / "checkpoints" / "last.pt", project="austen-net")["step"] == 1
+    assert main([*argv, "--out", str(cut), "--resume", "latest"]) == 0
+    a = load_checkpoint(straight / "checkpoints" / "last.pt", project="austen-net")["model"]
+    b = load_checkpoint(cut / "checkpoints" / "last.pt", project="austen-net")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+
+    out = tmp_path / "hf"
+    best = straight / "checkpoints" / "best.pt"
+    assert main(["export", "--checkpoint", str(best), "--out", str(out)]) == 0
+    ours, _, _ = load_model(best, torch.device("cpu"))
+    ids = torch.randint(0, ours.cfg.vocab_size, (1, 30))
+    with torch.no_grad():
+        assert (hf_model(out)(ids).logits - ours(ids)).abs().max() < 1e-4
+
+
+def test_shape_flags_that_contradict_the_source_are_refused(gpt2_folder, tmp_path, capsys):
+    text = tmp_path / "own.txt"
+    text.write_text(corpus_text())
+    base = ["train", "--init-from", str(gpt2_folder), "--text", str(text), "--out", str(tmp_path)]
+    assert main([*base, "--n-layer", "6"]) == 2
+    assert "--n-layer 6: the model comes from" in capsys.readouterr().err
+    assert main([*base, "--block-size", "512"]) == 2
+    assert "context of 128" in capsys.readouterr().err
+    assert main(["train", "--preset", "finetune", "--text", str(text)]) == 2
+    assert "add --init-from" in capsys.readouterr().err
+
+
+def test_what_austen_net_cannot_run_is_refused_by_name(llama_folder, tmp_path, monkeypatch):
+    config = json.loads((llama_folder / "config.json").read_text())
+    for change, words in (
+        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling"),
+        ({"sliding_window": 64, "use_sliding_window": True}, "sliding attention window"),
+        ({"attention_bias": True}, "attention_bias"),
+        ({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral"}, "MixtralForCausalLM"),
+    ):
+        folder = tmp_path / words.replace(" ", "_")
+        folder.mkdir()
+        for f in llama_folder.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(UserError, match=words):
+            load_pretrained(str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="pass the folder that holds its config.json"):
+        source_folder("no-such-org/no-such-model")
+
+
+def test_a_checkpoint_from_before_the_new_fields_loads_unchanged(tmp_path, capsys):
+    """Checkpoints written before GPTConfig learnt n_kv_head, rope_theta, intermediate_size,
+    norm_eps and gelu hold none of them: they load, score and generate exactly as before."""
+    text = tmp_path / "own.txt"
+    text.write_text(corpus_text())
+    run = tmp_path / "run"
+    train = ["train", "--preset", "tiny", "--tokenizer", "char", "--text", str(text)]
+    assert main([*train, "--max-steps", "3", "--quiet", "--out", str(run)]) == 0
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=False)
+    old = dict(state)
+    old["model_config"] = {
+        k: v
+        for k, v in state["model_config"].items()
+        if k not in ("n_kv_head", "rope_theta", "intermediate_size", "norm_eps", "gelu")
+    }
+    torch.save(old, tmp_path / "old.pt")
+    new_model, _, _ = load_model(path, torch.device("cpu"))
+    old_model, _, _ = load_model(tmp_path / "old.pt", torch.device("cpu"))
+    ids = torch.randint(0, new_model.cfg.vocab_size, (1, 20))
+    with torch.no_grad():
+        assert torch.equal(new_model(ids), old_model(ids))
+    capsys.readouterr()
+    argv = ["generate", "--max-new-tokens", "20", "--seed", "1", "--prompt", "Anne"]
+    assert main([*argv, "--checkpoint", str(path)]) == 0
+    assert main([*argv, "--checkpoint", str(tmp_path / "old.pt")]) == 0
+    first, second = capsys.readouterr().out.split("Anne")[1:]
+    assert first == second
