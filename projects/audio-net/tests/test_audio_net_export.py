@@ -11,8 +11,7 @@ from test_audio_net_own_labels import LABELS, write_sounds
 
 from audio_net.cli import main as cli_main
 from audio_net.export import require_onnx
-from audio_net.inference import OnnxClassifier
-from audio_net.predict import load_classifier
+from audio_net.inference import OnnxClassifier, load_classifier
 from shared.errors import UserError
 from testkit import assert_clean_failure, check_export_folder_refusals, leftovers
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.checkpoint import checkpoint_in, run_of  # noqa: F401  (demos import them here)
+from shared.checkpoint import checkpoint_in, run_of
 from shared.config import DemoOptions
 from shared.errors import UserError
 from shared.paths import runs_root

@@ -59,7 +59,7 @@ def code_text(nb: nbformat.NotebookNode) -> str:
 
 def kernel_env() -> dict[str, str]:
     """The kernel's environment: the real samples located for it, figures drawn inline."""
-    from testkit import real_data_root
+    from testkit.fixtures import real_data_root
 
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # CI exports Agg for scripts; a notebook draws inline

@@ -10,12 +10,7 @@ import torch
 from audio_net.audio import AudioError, read_audio_segments
 from audio_net.config import PredictConfig
 from audio_net.features import LogMel, featurize_waves
-from audio_net.inference import (  # noqa: F401  (PROJECT, CHECKPOINT_KEYS: older imports)
-    CHECKPOINT_KEYS,
-    PROJECT,
-    OnnxClassifier,
-    load_classifier,
-)
+from audio_net.inference import OnnxClassifier, load_classifier
 from shared.device import select_device
 from shared.errors import UserError
 from shared.progress import warn

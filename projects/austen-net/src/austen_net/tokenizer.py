@@ -22,6 +22,7 @@ import torch
 
 from shared.atomic import atomic_path
 from shared.errors import UserError
+from shared.extras import require
 from shared.progress import info
 from shared.text import valid_text
 
@@ -84,10 +85,8 @@ class HFTokenizer(Tokenizer):
     kind = "hf"
 
     def __init__(self, spec: str, special: dict | None = None) -> None:
-        from shared.extras import require
-
         require(("tokenizers",), "austen-net", "pretrained", "a pretrained model's tokenizer")
-        from tokenizers import Tokenizer as RustTokenizer
+        from tokenizers import Tokenizer as RustTokenizer  # optional: the pretrained extra
 
         self.spec, self.special = spec, dict(special or {})
         self.rust = RustTokenizer.from_str(spec)

@@ -16,16 +16,16 @@ from austen_net.data import (
     predicted_chars,
     total_nll,
 )
-from austen_net.inference import (  # noqa: F401  (load_model, bpc_of_texts: older imports)
+from austen_net.inference import (
     CHECKPOINT_KEYS,
     PROJECT,
-    bpc_of_texts,
     checked_config,
     checked_tokenizer,
     load_model,
 )
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
+from austen_net.pretrained import load_pretrained
 from austen_net.tokenizer import build_tokenizer
 from shared.checkpoint import run_data_settings
 from shared.distributed import world_size
@@ -73,8 +73,6 @@ def initial_weights(cfg: TrainConfig):
     if Path(source).is_file():
         model, tok, _ = load_model(Path(source), "cpu")
     else:
-        from austen_net.pretrained import load_pretrained
-
         model, tok, _ = load_pretrained(source, quiet=cfg.quiet)
     for name in ("n_layer", "n_head", "n_embd"):
         given = getattr(cfg, name)

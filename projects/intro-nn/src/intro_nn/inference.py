@@ -26,7 +26,6 @@ PROJECT = "intro-nn"
 MEAN, STD = 0.1307, 0.3081
 DIGITS = [str(d) for d in range(10)]
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step", "config")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; larger files are refused before decoding
 
 

@@ -19,12 +19,7 @@ from sklearn.neural_network import MLPClassifier
 
 from intro_nn.augment import random_affine
 from intro_nn.config import TrainConfig
-from intro_nn.inference import (  # noqa: E402  (older imports of these names from here)
-    CHECKPOINT_KEYS,
-    DIGITS,
-    PROJECT,
-    normalize,
-)
+from intro_nn.inference import CHECKPOINT_KEYS, DIGITS, PROJECT, normalize
 from intro_nn.loan import load_loan_table, train_loan
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model

@@ -13,16 +13,15 @@ import torch
 
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
-from shared.config import checked_number
+from shared.checkpoint import run_of
+from shared.config import DemoOptions, checked_number
 from shared.demo import (
-    DemoOptions,
     ServedModel,
     find_run,
     import_gradio,
     model_card,
     read_summary,
     refuse,
-    run_of,
     serve,
 )
 from shared.device import select_device

@@ -1,0 +1,113 @@
+"""Command-line checks: ``--help`` of every subcommand, clean failures that leave nothing behind, export folders refused before any work, numeric flags checked while parsing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from testkit.imports import check_help_loads_no_torch
+
+
+def check_cli_help(main: Callable, commands: dict, module: str, prog: str, capsys) -> None:
+    """``--help`` lists every subcommand, ``python -m <module> --help`` runs, and no ``--help``
+    imports torch, matplotlib or gradio."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in commands:
+        assert name in out
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and f"usage: {prog}" in proc.stdout
+    check_help_loads_no_torch(module, commands, Path.cwd())
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Half-written files under ``root``: temporaries of atomic writes."""
+    return sorted(p for p in Path(root).rglob(".*.tmp"))
+
+
+def assert_clean_failure(
+    main: Callable,
+    argv: list[str],
+    capsys,
+    message: str,
+    *,
+    code: int = 2,
+    root: Path | None = None,
+) -> str:
+    """``main(argv)`` exits with ``code`` and ONE line on stderr naming the problem, no traceback,
+    and (with ``root``) no temporaries left under ``root``. Returns that line."""
+    got = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert got == code, f"exit {got}, not {code}: {err}"
+    assert "Traceback" not in err, err
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1, f"expected one error line, got: {err}"
+    assert message in errors[0], f"{message!r} not in {errors[0]!r}"
+    if root is not None:
+        assert leftovers(root) == [], leftovers(root)
+    return errors[0]
+
+
+def check_export_folder_refusals(main: Callable, argv: list, tmp: Path, capsys) -> None:
+    """``main([*argv, "--out", X])`` refuses, before any work and writing nothing, an ``--out``
+    that is a symbolic link (to a full or an empty folder), a folder holding a file, or a file."""
+    full = tmp / "system-folder"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    empty = tmp / "empty-folder"
+    empty.mkdir()
+    a_file = tmp / "a-file"
+    a_file.write_text("mine")
+    (tmp / "to-full").symlink_to(full)
+    (tmp / "to-empty").symlink_to(empty)
+    cases = [
+        (tmp / "to-full", "is a symbolic link"),
+        (tmp / "to-empty", "is a symbolic link"),
+        (full, "not an empty folder"),
+        (a_file, "is a file, not a folder"),
+    ]
+    for out, message in cases:
+        assert_clean_failure(main, [*argv, "--out", out], capsys, message, root=tmp)
+    assert [p.name for p in full.iterdir()] == ["keep.txt"] and not any(empty.iterdir())
+    assert a_file.read_text() == "mine" and (full / "keep.txt").read_text() == "mine"
+
+
+def assert_numeric_flags_checked(main: Callable, commands: dict, capsys) -> int:
+    """Every int and float flag of every command refuses NaN, infinities and integers beyond 64
+    bits when parsed: exit 2 and argparse's one line naming the flag, no traceback. Returns how
+    many flags were tried."""
+    import dataclasses
+    import typing
+
+    from shared.cli import _unwrap_optional
+
+    tried = 0
+    for name, cmd in commands.items():
+        if cmd.config is None:
+            continue
+        hints = typing.get_type_hints(cmd.config)
+        for f in dataclasses.fields(cmd.config):
+            if not f.init or f.metadata.get("positional"):
+                continue
+            tp, _ = _unwrap_optional(hints[f.name])
+            if typing.get_origin(tp) in (list, tuple):
+                tp = typing.get_args(tp)[0]
+            if tp not in (int, float):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            bad = ["nan", "inf", "-inf", "1e400"] if tp is float else ["nan", "9" * 25, "1.5"]
+            for value in bad:
+                with pytest.raises(SystemExit) as exc:
+                    main([name, flag, value])
+                err = capsys.readouterr().err
+                assert exc.value.code == 2, (name, flag, value)
+                assert f"argument {flag}" in err and "Traceback" not in err, err
+            tried += 1
+    return tried

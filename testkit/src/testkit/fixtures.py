@@ -1,0 +1,53 @@
+"""Fixtures every package's tests use: the real samples (skipped where absent), and isolation (each test in its own folder with its own data and runs roots: nothing lands in the checkout)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.paths import repo_root
+
+
+def real_data_root() -> Path | None:
+    """``$DL_TEST_DATA``, else ``../shared/data`` beside the checkout (read-only real samples)."""
+    env = os.environ.get("DL_TEST_DATA")
+    candidates = [Path(env)] if env else []
+    checkout = repo_root(Path(__file__).resolve().parent)  # the workspace this package sits in
+    if checkout is not None:
+        candidates.append(checkout.parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return None
+
+
+@pytest.fixture()
+def real_data() -> Path:
+    root = real_data_root()
+    if root is None:
+        pytest.skip(
+            "real samples not found: set DL_TEST_DATA or place ../shared/data beside the checkout"
+        )
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_roots(tmp_path_factory):
+    """Module- and session-scoped fixtures (a model trained once for several tests) run before
+    ``isolated``: their data, cache and runs roots are a session folder too, never the checkout."""
+    root = tmp_path_factory.mktemp("session-roots")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DL_DATA_DIR", str(root / "data"))
+        mp.setenv("DL_RUNS_DIR", str(root / "runs"))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test runs in its own folder with its own data root: nothing lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
