@@ -9,8 +9,11 @@ path runs the head on the last position only, as nanoGPT does, so the speed-up i
 A cached token reads every weight once, so batch-1 generation is bound by memory bandwidth: the
 bench measures the machine's read bandwidth (summing a 256 MB tensor) and reports
 ``generate_roofline_fraction`` = tokens/s x weight bytes / bandwidth for the cached fp32 path (1.0
-is the limit), then the same cached generation with bf16 and with int8 weights
-(``--weights``; int8 on the CPU only) and ``generate_int8_speedup`` over fp32.
+is the limit; weights that partly stay in a CPU's caches can pass it), the compiled fixed-shape
+decode step beside it (``generate_tokens_per_s_compiled``, its compile time), transformers' own
+``generate`` on the model ``export`` writes from the same weights, and the same cached generation
+with bf16 and with int8 weights (``--weights``; int8 on the CPU only, eager: fbgemm's kernels do not
+compile into one graph) and ``generate_int8_speedup`` over the fp32 eager path.
 """
 
 from __future__ import annotations
@@ -74,21 +77,81 @@ def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
     return steps * cfg.batch_size * block / (time.perf_counter() - t0)
 
 
-def time_generation(
-    model: GPT, device, prompt: int, new_tokens: int, use_cache: bool, precision: str
-) -> float:
+def prompt_ids(model: GPT, prompt: int, device) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
-    idx = torch.randint(0, model.cfg.vocab_size, (1, prompt), generator=g).to(device)
+    return torch.randint(0, model.cfg.vocab_size, (1, prompt), generator=g).to(device)
+
+
+def time_generation(
+    model: GPT, device, prompt: int, new_tokens: int, use_cache: bool, precision: str, step=None
+) -> float:
+    idx = prompt_ids(model, prompt, device)
     ctx = autocast(device, resolve_precision(precision, device))
     with ctx:
-        for _ in model.generate(idx, 8, temperature=0, use_cache=use_cache):  # warm-up
+        for _ in model.generate(idx, 8, temperature=0, use_cache=use_cache, step=step):  # warm-up
             pass
         sync(device)
         t0 = time.perf_counter()
-        for _ in model.generate(idx, new_tokens, temperature=0, use_cache=use_cache):
+        for _ in model.generate(idx, new_tokens, temperature=0, use_cache=use_cache, step=step):
             pass
         sync(device)
     return new_tokens / (time.perf_counter() - t0)
+
+
+def compiled_step(model: GPT, device, prompt: int):
+    """(the compiled decode step, the seconds its compile took: paid at the second token)."""
+    step = model.compiled_step()
+    idx = prompt_ids(model, prompt, device)
+    t0 = time.perf_counter()
+    for _ in model.generate(idx, 2, temperature=0, step=step):
+        pass
+    sync(device)
+    return step, time.perf_counter() - t0
+
+
+def transformers_generator(model: GPT, device, prompt: int):
+    """A callable timing transformers' own ``generate`` (greedy, KV cache, batch 1, 128 new
+    tokens) on the model ``export`` writes from these weights; None without the export extra."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        from austen_net.export import gpt2_model, layout_of, llama_model  # the export extra
+    except ImportError:
+        return None
+    hf_logging.set_verbosity_error()
+    hf, weights = (llama_model if layout_of(model) == "llama" else gpt2_model)(model)
+    with torch.no_grad():
+        hf.load_state_dict({k: v.detach().clone() for k, v in weights.items()}, strict=False)
+    hf.tie_weights()
+    hf = hf.to(device).eval()
+    idx = prompt_ids(model, prompt, device)
+    kwargs = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+
+    @torch.no_grad()
+    def timed(new_tokens: int = 128) -> float:
+        hf.generate(idx, max_new_tokens=8, min_new_tokens=8, **kwargs)  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        out = hf.generate(idx, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        sync(device)
+        return (out.shape[1] - idx.shape[1]) / (time.perf_counter() - t0)
+
+    return timed
+
+
+def side_by_side(model: GPT, device, prompt: int, rounds: int = 3) -> dict:
+    """Our eager cached path, our compiled step and transformers' ``generate``: the same weights,
+    prompt and 128 greedy tokens, interleaved round by round; the median of each."""
+    step, compile_seconds = compiled_step(model, device, prompt)
+    theirs = transformers_generator(model, device, prompt)
+    runs: dict[str, list[float]] = {"eager": [], "compiled": [], "transformers": []}
+    for _ in range(rounds):
+        runs["eager"].append(time_generation(model, device, prompt, 128, True, "fp32"))
+        runs["compiled"].append(time_generation(model, device, prompt, 128, True, "fp32", step))
+        if theirs is not None:
+            runs["transformers"].append(theirs())
+    median = {k: statistics.median(v) if v else None for k, v in runs.items()}
+    return {**median, "compile_seconds": compile_seconds}
 
 
 def read_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 7) -> float:
@@ -108,13 +171,24 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
     """Cached batch-1 generation (128 tokens, no autocast) with fp32, bf16 and int8 weights,
     against the memory-bandwidth limit."""
     bandwidth = read_bandwidth(device)
-    fp32_tps = time_generation(model, device, cfg.prompt_tokens, 128, True, "fp32")
+    sides = side_by_side(model, device, cfg.prompt_tokens)
+    fp32_tps, compiled, theirs = sides["eager"], sides["compiled"], sides["transformers"]
     out = {
         "memory_read_gb_per_s": round(bandwidth / 1e9, 2),
         "weight_bytes": weight_bytes(model),
         "generate_tokens_per_s_fp32": round(fp32_tps, 1),
         "generate_roofline_fraction": round(fp32_tps * weight_bytes(model) / bandwidth, 3),
     }
+    out |= {
+        "generate_tokens_per_s_compiled": round(compiled, 1),
+        "generate_roofline_fraction_compiled": round(compiled * weight_bytes(model) / bandwidth, 3),
+        "generate_compile_seconds": round(sides["compile_seconds"], 1),
+        "generate_compiled_speedup": round(compiled / fp32_tps, 2),
+    }
+    out["transformers_generate_tokens_per_s"] = None if theirs is None else round(theirs, 1)
+    out["generate_speedup_over_transformers"] = (
+        None if theirs is None else round(max(fp32_tps, compiled) / theirs, 2)
+    )
     kinds = ["bf16", *(["int8"] if device.type == "cpu" else [])]
     for kind in kinds:
         variant = with_weights(copy.deepcopy(model), kind)
@@ -124,6 +198,13 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
         out[f"generate_roofline_fraction_{kind}"] = round(
             tps * weight_bytes(variant) / bandwidth, 3
         )
+        if kind == "bf16":
+            step, _ = compiled_step(variant, device, cfg.prompt_tokens)
+            fast = time_generation(variant, device, cfg.prompt_tokens, 128, True, "fp32", step)
+            out["generate_tokens_per_s_bf16_compiled"] = round(fast, 1)
+            out["generate_roofline_fraction_bf16_compiled"] = round(
+                fast * weight_bytes(variant) / bandwidth, 3
+            )
     out["generate_int8_speedup"] = (
         round(out["generate_tokens_per_s_int8"] / fp32_tps, 2) if "int8" in kinds else None
     )

@@ -22,6 +22,9 @@ class CorpusOptions:
 
 # --compile auto on a CPU: the shortest run that repays compiling (NOTES.md, "Compiling")
 CPU_COMPILE_MIN_STEPS = 1000
+# generate --compile auto: the fewest tokens that repay compiling the decode step (on a 2-core
+# Intel Xeon the compile took 30-37 s and saved 1.1 ms a token: 30,000 tokens; README, "Speed")
+GENERATE_COMPILE_MIN_TOKENS = {"cuda": 256, "cpu": 30_000}
 
 
 @dataclass
@@ -149,6 +152,15 @@ class GenerateConfig:
         "for every token: slow, for comparison)",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
+    compile: Literal["auto", "on", "off"] = arg(
+        "auto",
+        "torch.compile the one-token decode step (fixed shapes, CUDA graphs on a GPU): on, off, or "
+        "auto: on where the tokens asked for repay the compile time ("
+        f"{GENERATE_COMPILE_MIN_TOKENS['cuda']} on CUDA, --infinite too; "
+        f"{GENERATE_COMPILE_MIN_TOKENS['cpu']:,} on a CPU); int8 weights run eagerly",
+        const="on",
+        negative=("--no-compile", "off"),
+    )
 
 
 @dataclass

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 
-from austen_net.config import GenerateConfig
+from austen_net.config import GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
 from shared.device import select_device
 from shared.errors import Terminated, UserError
+from shared.progress import info
 
 
 class StreamDecoder:
@@ -61,6 +63,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
         raise UserError("--num-samples must be at least 1")
     device = select_device(cfg.device)
     model, tok, _ = load_model(cfg.checkpoint, device, cfg.weights)
+    step = decode_step(model, cfg, device)
     generator = torch.Generator(device="cpu")
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)
@@ -85,6 +88,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
                 top_p=cfg.top_p,
                 use_cache=cfg.cache,
                 generator=generator,
+                step=step,
             ):
                 out.write(decoder.push(int(token[0])))
                 out.flush()
@@ -96,3 +100,36 @@ def generate(cfg: GenerateConfig, out=None) -> int:
             return 0  # Ctrl-C is how an --infinite story ends
         out.write("\n")
     return 0
+
+
+def compile_pays(cfg: GenerateConfig, device) -> bool:
+    """``--compile auto``: the tokens asked for repay the compile (README, "Speed")."""
+    least = GENERATE_COMPILE_MIN_TOKENS["cuda" if device.type == "cuda" else "cpu"]
+    if cfg.infinite:
+        return device.type == "cuda"  # a CPU would make the reader wait half a minute
+    return cfg.max_new_tokens * cfg.num_samples >= least
+
+
+def decode_step(model, cfg: GenerateConfig, device):
+    """The compiled one-token step, or None (eager) when off, not repaid, uncached or int8; the
+    compile time (paid at the first generated token) is reported on stderr."""
+    wanted = cfg.compile == "on" or (cfg.compile == "auto" and compile_pays(cfg, device))
+    if not wanted or not cfg.cache:
+        return None
+    compiled = model.compiled_step()
+    if compiled is None:
+        info("--compile: int8 weights run eagerly (fbgemm's kernels do not compile into a graph)")
+        return None
+    first = True
+
+    def step(idx, pos, cache):
+        nonlocal first
+        if not first:
+            return compiled(idx, pos, cache)
+        t0 = time.perf_counter()
+        logits = compiled(idx, pos, cache)
+        first = False
+        info(f"compiled the decode step in {time.perf_counter() - t0:.1f} s")
+        return logits
+
+    return step

@@ -114,6 +114,15 @@ class Rotary(nn.Module):
         turn = torch.view_as_complex(self.rotation[start : start + t].float())
         return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
+    def at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """One position ``pos`` (a 1-element tensor, so the decode step has fixed shapes):
+        (B, H, 1, D) rotated in real arithmetic, which a compiler fuses into one kernel."""
+        cos, sin = self.rotation.index_select(0, pos).float().unbind(-1)
+        x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+        return (
+            torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).to(x.dtype)
+        )
+
 
 class KVCache:
     """Preallocated keys and values per layer: (B, H, block_size, D), in the dtype attention
@@ -123,6 +132,12 @@ class KVCache:
         shape = (batch, cfg.kv_heads, cfg.block_size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor):
+        """One position's keys and values, in place (the decode step: no new tensor)."""
+        self.k[layer].index_copy_(2, pos, k)
+        self.v[layer].index_copy_(2, pos, v)
+        return self.k[layer], self.v[layer]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
         end = start + k.shape[-2]
@@ -171,6 +186,26 @@ class CausalSelfAttention(nn.Module):
         )
         y = y.transpose(1, 2).contiguous().view(b, t, c)
         return self.resid_drop(self.proj(y))
+
+    def step(
+        self, x: torch.Tensor, cache: KVCache, pos: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """The decode step's attention for one new position: its key and value written into the
+        preallocated cache at ``pos``, attention over the whole cache with ``visible`` (the
+        positions up to ``pos``) unmasked. Shapes never change from one token to the next."""
+        b, _, c = x.shape
+        d, kv = c // self.n_head, self.kv_heads
+        q, k, v = self.qkv(x).split([c, kv * d, kv * d], dim=-1)
+        q = q.view(b, 1, self.n_head, d).transpose(1, 2)
+        k = k.view(b, 1, kv, d).transpose(1, 2)
+        v = v.view(b, 1, kv, d).transpose(1, 2)
+        if self.rotary is not None:
+            q, k = self.rotary.at(q, pos), self.rotary.at(k, pos)
+        keys, values = cache.write(self.layer, k.to(cache.k[0].dtype), v.to(cache.v[0].dtype), pos)
+        y = F.scaled_dot_product_attention(
+            q.to(keys.dtype), keys, values, attn_mask=visible, enable_gqa=kv != self.n_head
+        )
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, 1, c).to(x.dtype)))
 
 
 class MLP(nn.Module):
@@ -265,6 +300,20 @@ class GPT(nn.Module):
             x = x[:, -1:]
         return self.head(self.norm(x))
 
+    def decode_step(self, idx: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, vocab) of one new token per row (``idx`` (B, 1)) at position ``pos`` (a
+        1-element long tensor), its keys and values written into ``cache`` in place. Every shape
+        is the same at every position, so ``torch.compile`` compiles it once for a whole
+        generation (and on CUDA replays it as a graph): few operator launches per token."""
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)
+        visible = (torch.arange(self.cfg.block_size, device=idx.device) <= pos)[None]  # (1, T)
+        for block in self.blocks:
+            x = x + block.attn.step(block.norm1(x), cache, pos, visible)
+            x = x + block.mlp(block.norm2(x))
+        return self.head(self.norm(x))[:, -1]
+
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device=None):
         """AdamW with weight decay on matrices only (not on norms, biases), through the portfolio's
         one AdamW rule (fused where PyTorch has the kernel)."""
@@ -289,43 +338,69 @@ class GPT(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        step=None,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens (B,) one at a time; ``max_new_tokens=None`` never stops.
 
         With the cache each new token costs one position's work. When the context fills, the
         window slides: the context drops to its last half and the cache is rebuilt from it (the
-        uncached path uses the same contexts, so both give the same tokens). The module's
-        train/eval mode is restored when the generator finishes or is closed.
+        uncached path uses the same contexts, so both give the same tokens). ``step`` (from
+        :meth:`compiled_step`) runs each cached token through the compiled fixed-shape
+        :meth:`decode_step` instead of the eager forward: the same tokens, fewer operator launches.
+        The module's train/eval mode is restored when the generator finishes or is closed.
         """
         was_training = self.training
         self.eval()
         try:
             yield from self._generate(
-                idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator
+                idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, step
             )
         finally:
             self.train(was_training)
 
-    def _generate(self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator):
+    def _generate(
+        self, idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, step=None
+    ):
         # Both paths predict from exactly the same context: the last `block` tokens at first,
-        # then, each time it would overflow, its last half (the cache is rebuilt from it).
+        # then, each time it would overflow, its last half (the cache is refilled from it: the
+        # same tensors, so a compiled step sees the same inputs).
         block = self.cfg.block_size
-        context, cache, produced = idx[:, -block:], None, 0
+        context, cache, filled, produced = idx[:, -block:], None, False, 0
         while max_new_tokens is None or produced < max_new_tokens:
             if not use_cache:
                 logits = self(context, last_only=True)[:, -1]
-            elif cache is None:  # prefill: the whole context at once
-                dtype = attention_dtype(idx, self.tok_emb.weight.dtype)
-                cache = KVCache(self.cfg, idx.shape[0], idx.device, dtype)
+            elif not filled:  # prefill: the whole context at once
+                if cache is None:
+                    dtype = attention_dtype(idx, self.tok_emb.weight.dtype)
+                    cache = KVCache(self.cfg, idx.shape[0], idx.device, dtype)
                 logits = self(context, cache, 0, last_only=True)[:, -1]
+                filled = True
+            elif step is not None:  # one new position through the compiled fixed-shape step
+                pos = torch.tensor([context.shape[1] - 1], device=idx.device)
+                last = context[:, -1:].clone(memory_format=torch.contiguous_format)
+                logits = step(last, pos, cache)
             else:  # one new position, attending to the cached ones
                 logits = self(context[:, -1:], cache, context.shape[1] - 1)[:, -1]
             nxt = sample(logits.float(), temperature, top_k, top_p, generator)
             context = torch.cat([context, nxt[:, None]], dim=1)
             if context.shape[1] > block:
-                context, cache = context[:, -(block // 2) :], None
+                context, filled = context[:, -(block // 2) :], False
             produced += 1
             yield nxt
+
+    def compiled_step(self):
+        """:meth:`decode_step` through ``torch.compile`` (fixed shapes, one graph; on CUDA with
+        CUDA graphs, ``mode="reduce-overhead"``); None for weights it cannot compile whole
+        (PyTorch's dynamic int8 Linear: fbgemm's eager kernels are the fast int8 path)."""
+        if any(hasattr(m, "_packed_params") for m in self.modules()):
+            return None
+        cuda = self.tok_emb.weight.device.type == "cuda"
+        return torch.compile(
+            self.decode_step,
+            fullgraph=True,
+            dynamic=False,
+            mode="reduce-overhead" if cuda else None,
+        )
 
 
 def attention_dtype(like: torch.Tensor, weights: torch.dtype) -> torch.dtype:

@@ -1,0 +1,67 @@
+"""The fixed-shape decode step: eager and compiled, it gives the tokens of today's cached path
+(greedy and seeded sampling, across context slides, fp32 and bf16); int8 stays eager; the CLI's
+--compile says what it paid."""
+
+import copy
+
+import pytest
+import torch
+
+from austen_net.cli import main
+from austen_net.inference import with_weights
+from austen_net.model import GPT, GPTConfig
+
+
+def tiny(**kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=50, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+    return GPT(GPTConfig(**{**cfg, **kw})).eval()
+
+
+def tokens(model, step=None, **sampling) -> torch.Tensor:
+    prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(7)
+    new = model.generate(prompt, 100, generator=g, step=step, **sampling)  # 100 > context 32
+    return torch.stack(list(new), dim=1)
+
+
+@pytest.mark.parametrize(
+    "shape", [{}, {"pos": "learned", "norm": "layernorm", "mlp": "gelu"}, {"n_kv_head": 2}]
+)
+def test_eager_decode_step_gives_the_cached_paths_tokens(shape):
+    model = tiny(**shape)
+    for sampling in ({"temperature": 0.0}, {"temperature": 0.9, "top_k": 10}):
+        assert torch.equal(tokens(model, model.decode_step, **sampling), tokens(model, **sampling))
+
+
+def test_compiled_decode_step_gives_the_same_tokens_fp32_and_bf16():
+    model = tiny()
+    step = model.compiled_step()
+    sampled = {"temperature": 0.9, "top_k": 10}
+    assert torch.equal(tokens(model, step, **sampled), tokens(model, **sampled))
+    assert torch.equal(tokens(model, step, temperature=0.0), tokens(model, temperature=0.0))
+    bf16 = with_weights(copy.deepcopy(model), "bf16")
+    fast = tokens(bf16, bf16.compiled_step(), temperature=0.0)
+    assert torch.equal(fast, tokens(bf16, temperature=0.0))
+
+
+def test_int8_weights_are_not_compiled():
+    assert with_weights(tiny(), "int8").compiled_step() is None
+
+
+def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    train = ["train", "--preset", "tiny", "--tokenizer", "char", "--corpus-dir", str(corpus)]
+    assert main([*train, "--max-steps", "30", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--seed", "3"]
+    argv += ["--max-new-tokens", "150", "--prompt", "Anne"]  # past the context of 64
+    assert main([*argv, "--compile", "off"]) == 0
+    eager = capsys.readouterr()
+    assert main([*argv, "--compile", "on"]) == 0
+    compiled = capsys.readouterr()
+    assert compiled.out == eager.out and len(compiled.out) > 100
+    assert "compiled the decode step in" in compiled.err
+    assert "compiled" not in eager.err
+    assert main([*argv, "--compile", "auto"]) == 0  # 150 tokens do not repay a CPU compile
+    assert "compiled" not in capsys.readouterr().err
