@@ -112,8 +112,8 @@ def compiled_step(model: GPT, device, prompt: int):
 def transformers_generator(model: GPT, device, prompt: int):
     """A callable timing transformers' own ``generate`` (greedy, KV cache, batch 1, 128 new
     tokens) on the model ``export`` writes from these weights; None without the export extra."""
-    try:
-        from transformers.utils import logging as hf_logging
+    try:  # the export extra: transformers
+        from transformers.utils import logging as hf_logging  # optional: the export extra
 
         from austen_net.export import gpt2_model, layout_of, llama_model  # the export extra
     except ImportError:

@@ -1,8 +1,5 @@
-"""Command line of austen-net: one console script, subcommands.
-
-Each command imports its own modules inside its function: ``--help``, and a flag refused while
-parsing, answer in a fraction of a second without importing torch (about 2.5 s on its own).
-"""
+"""Command line of austen-net: one console script; each subcommand names its function, imported
+only when it runs, so ``--help`` and a refused flag answer without importing torch."""
 
 from __future__ import annotations
 
@@ -26,88 +23,40 @@ DESCRIPTION = (
     "text (train --text)."
 )
 
-
-def train(cfg: TrainConfig) -> int:
-    from austen_net.train import train_austen
-
-    run, summary = train_austen(cfg)
-    run.finish(summary)
-    return 0
-
-
-def evaluate(cfg: EvaluateConfig) -> int:
-    from austen_net.evaluate import evaluate as run_evaluate
-
-    return run_evaluate(cfg)
-
-
-def generate(cfg: GenerateConfig) -> int:
-    from austen_net.generate import generate as run_generate
-
-    return run_generate(cfg)
-
-
-def export(cfg: ExportConfig) -> int:
-    import json
-
-    from austen_net.export import export_hf
-
-    print(json.dumps(export_hf(cfg.checkpoint, cfg.out)))
-    return 0
-
-
-def import_model(cfg: ImportConfig) -> int:
-    import json
-
-    from austen_net.pretrained import import_checkpoint
-
-    print(json.dumps(import_checkpoint(cfg.source, cfg.out, cfg.block_size, cfg.quiet)))
-    return 0
-
-
-def bench(cfg: BenchConfig) -> int:
-    from austen_net.bench import run_bench
-
-    return run_bench(cfg)
-
-
-def data(cfg: DataConfig) -> int:
-    from austen_net.corpus import load_corpus
-
-    load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
-    return 0
-
-
-def demo(cfg: DemoConfig) -> int:
-    from austen_net.demo import run_demo
-
-    return run_demo(cfg)
-
-
 COMMANDS = {
     "train": Command(
-        TrainConfig, train, "train the transformer on the Austen corpus or on --text FILES"
+        TrainConfig,
+        "austen_net.train:main",
+        "train the transformer on the Austen corpus or on --text FILES",
     ),
     "evaluate": Command(
-        EvaluateConfig, evaluate, "bits per character on the validation split or given texts"
+        EvaluateConfig,
+        "austen_net.evaluate:evaluate",
+        "bits per character on the validation split or given texts",
     ),
     "generate": Command(
         GenerateConfig,
-        generate,
+        "austen_net.generate:generate",
         "stream text in the style of the model's training text (Austen's by default)",
     ),
     "export": Command(
-        ExportConfig, export, "the model and tokenizer for Hugging Face transformers"
+        ExportConfig,
+        "austen_net.export:main",
+        "the model and tokenizer for Hugging Face transformers",
     ),
     "import": Command(
         ImportConfig,
-        import_model,
+        "austen_net.pretrained:main",
         "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint",
     ),
-    "bench": Command(BenchConfig, bench, "training and generation throughput as JSON"),
-    "data": Command(DataConfig, data, "download or check the corpus"),
+    "bench": Command(
+        BenchConfig, "austen_net.bench:run_bench", "training and generation throughput as JSON"
+    ),
+    "data": Command(DataConfig, "austen_net.corpus:data", "download or check the corpus"),
     "demo": Command(
-        DemoConfig, demo, "write and score text with a trained model: a local web page"
+        DemoConfig,
+        "austen_net.demo:run_demo",
+        "write and score text with a trained model: a local web page",
     ),
 }
 

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from austen_net.config import DataConfig
 from shared.atomic import write_json
 from shared.download import data_root, fetch, file_sha256
 from shared.errors import UserError
@@ -362,3 +363,9 @@ def split_corpus(
             f"{val_fraction:.0%} apart): give more text or raise --val-fraction"
         )
     return Split(train, val)
+
+
+def data(cfg: DataConfig) -> int:
+    """``austen-net data download|check``."""
+    load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
+    return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from austen_net.config import ExportConfig
 from austen_net.inference import load_model
 from austen_net.model import GPT
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
@@ -299,3 +300,9 @@ def export_hf(checkpoint: Path, out: Path) -> dict:
         "tokenizer": tok.kind,
         "vocab_size": tok.vocab_size,
     }
+
+
+def main(cfg: ExportConfig) -> int:
+    """``austen-net export``: one JSON line saying what was written."""
+    print(json.dumps(export_hf(cfg.checkpoint, cfg.out)))
+    return 0

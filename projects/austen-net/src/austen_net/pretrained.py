@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from austen_net.config import ImportConfig
 from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import HFTokenizer
 from shared.checkpoint import save_checkpoint
@@ -364,3 +365,9 @@ def import_checkpoint(source: str, out: Path, block_size: int | None, quiet: boo
         "vocab_size": model.cfg.vocab_size,
         "tokenizer": tok.kind,
     }
+
+
+def main(cfg: ImportConfig) -> int:
+    """``austen-net import``: one JSON line saying what was imported."""
+    print(json.dumps(import_checkpoint(cfg.source, cfg.out, cfg.block_size, cfg.quiet)))
+    return 0

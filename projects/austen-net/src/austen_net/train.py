@@ -256,3 +256,10 @@ def opening(text: str, limit: int = 60) -> str:
 
 def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
     return run_training(AustenTask(), cfg)
+
+
+def main(cfg: TrainConfig) -> int:
+    """``austen-net train``."""
+    run, summary = train_austen(cfg)
+    run.finish(summary)
+    return 0
