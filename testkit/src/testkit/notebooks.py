@@ -69,9 +69,11 @@ def kernel_env() -> dict[str, str]:
     return env
 
 
-def execute(path: Path, *, timeout: int = 900) -> nbformat.NotebookNode:
+def execute(path: Path, *, timeout: int | None = None) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel started in the notebook's folder; an error raises
-    ``nbclient.exceptions.CellExecutionError`` naming the cell. Returns the executed copy."""
+    ``nbclient.exceptions.CellExecutionError`` naming the cell. Returns the executed copy. No
+    time limit per cell by default: a busy machine is slower, not wrong (a cell that took 51 s idle
+    took minutes beside two busy loops)."""
     nb = read(path)
     client = NotebookClient(
         nb,
@@ -84,7 +86,7 @@ def execute(path: Path, *, timeout: int = 900) -> nbformat.NotebookNode:
     return nb
 
 
-def refresh(path: Path, *, timeout: int = 900) -> nbformat.NotebookNode:
+def refresh(path: Path, *, timeout: int | None = None) -> nbformat.NotebookNode:
     """Execute in place: the outputs and the digest of the code that made them are committed."""
     nb = execute(path, timeout=timeout)
     nb.metadata[METADATA_KEY] = {"code_sha256": code_digest(nb)}
