@@ -15,12 +15,10 @@ from shared.training import Cadence
 class Regression(TrainingTask):
     project = "toy"
 
-    def prepare(self, cfg, device, resumed):
+    def plan(self, cfg, device, resumed, resume_path):
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(256, 3, generator=g, device=device)
         self.y = self.x @ torch.tensor([1.0, -2.0, 0.5], device=device) + 0.3
-
-    def plan(self, cfg, run, device):
         model = torch.nn.Linear(3, 1)
 
         def evaluate(trainer):
@@ -29,7 +27,7 @@ class Regression(TrainingTask):
         return Plan(
             model=model,
             optimizer=adamw(model.parameters(), device, lr=0.1),
-            batches=lambda step: [(self.x[step % 8 :: 8], self.y[step % 8 :: 8])],
+            batch_for_step=lambda step: [(self.x[step % 8 :: 8], self.y[step % 8 :: 8])],
             loss_fn=lambda m, b: (F.mse_loss(m(b[0]).squeeze(1), b[1]), {}),
             cadence=Cadence(max_steps=cfg.steps, eval_every=20),
             evaluate=evaluate,

@@ -147,10 +147,11 @@ class PresetConfig(RunConfig):
     width: int = arg(64, "width (32 with --preset small)")
     epochs: int | None = arg(None, "epochs (default: 10 for the MLP, 5 for the CNN)")
     model: Literal["mlp", "cnn"] = arg("mlp", "which model")
+    given: dataclasses.InitVar[frozenset[str] | None] = None
 
-    def __post_init__(self):
-        apply_defaults(self, {"width": 32} if self.preset == "small" else {})
-        apply_defaults(self, {"epochs": 10 if self.model == "mlp" else 5})
+    def __post_init__(self, given):
+        apply_defaults(self, {"width": 32} if self.preset == "small" else {}, given)
+        apply_defaults(self, {"epochs": 10 if self.model == "mlp" else 5}, given)
 
 
 def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_its_value():

@@ -25,13 +25,13 @@ class PeaksAtForty(TrainingTask):
 
     project = "toy"
 
-    def plan(self, cfg, run, device):
+    def plan(self, cfg, device, resumed, resume_path):
         model = torch.nn.Linear(2, 1)
         x = torch.ones(4, 2)
         return Plan(
             model=model,
             optimizer=adamw(model.parameters(), device, lr=0.01),
-            batches=lambda step: [x],
+            batch_for_step=lambda step: [x],
             loss_fn=lambda m, b: (F.mse_loss(m(b), torch.zeros(4, 1)), {}),
             cadence=Cadence(max_steps=cfg.steps, eval_every=10, patience=cfg.patience),
             evaluate=(lambda tr: {"val_loss": abs(tr.step - 40) / 10}) if cfg.validate else None,

@@ -28,7 +28,7 @@ def test_figures_are_pngs(tmp_path):
 
 
 def test_live_plot_rewrites_every_n_but_not_too_often(tmp_path):
-    plot = LivePlot(tmp_path / "live.png", every=2, min_seconds=3600)
+    plot = LivePlot(tmp_path / "live.png", redraw_every=2, min_seconds=3600)
     plot.update(1, train_loss=1.0)
     assert not plot.path.exists()
     plot.update(2, train_loss=0.8, val_loss=0.9, val_acc=0.5)

@@ -57,7 +57,7 @@ def test_resume_is_exact(tmp_path):
 
 def test_fit_learns_logs_evaluates_and_plots_live(tmp_path):
     run = Run("t", tmp_path / "run", config={"lr": 1e-2})
-    plot = LivePlot(run.figure("loss.png"), every=1)
+    plot = LivePlot(run.figure("loss.png"), redraw_every=1)
     seen_during_training = []
 
     def watching_batches(step):

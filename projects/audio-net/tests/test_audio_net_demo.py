@@ -60,7 +60,8 @@ def test_served_demo_matches_predict_and_survives_bad_files(trained, tmp_path, m
         assert genres["label"] == expected[0]["genre"]
         for entry in expected:
             assert abs(got[entry["genre"]] - entry["probability"]) < 1e-3
-        assert spec is not None and timeline is not None
+        for figure in (spec, timeline):  # both figures drawn: matplotlib, sent as an image
+            assert figure["type"] == "matplotlib" and figure["plot"].startswith("data:image/")
 
         text = tmp_path / "notes.wav"
         text.write_text("this is not audio\n" * 50)

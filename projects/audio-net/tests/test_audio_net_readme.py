@@ -5,7 +5,7 @@ from pathlib import Path
 
 from audio_net.cli import COMMANDS, DESCRIPTION, PROG, main
 from testkit import (
-    check_project_readme,
+    project_readme,
     python_blocks,
     run_offline_block,
     run_shell_block,
@@ -17,7 +17,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_commands_parse_links_exist_and_a_made_up_flag_fails():
-    check_project_readme(README, PROG, DESCRIPTION, COMMANDS)
+    readme = project_readme(README, PROG, DESCRIPTION, COMMANDS)
+    assert readme.size_bytes <= 8 * 1024  # a project README stays under 8 KB: depth in NOTES.md
+    assert readme.commands_parsed >= 5 and readme.links >= 3 and readme.notes_links >= 1
+    assert readme.made_up_flag_refused
 
 
 def listing(folder: Path) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import os
 import sys
 import types
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from shared import signals
-from shared.config import RunConfig, given_flags, number_problem
+from shared.config import RunConfig, number_problem
 from shared.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -151,16 +152,19 @@ def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Name
 
 
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
-    """Build dataclass ``cls`` from the parsed options; the flags the user typed are known to its
-    ``__post_init__`` (``shared.config.apply_defaults``), the others take their declared default."""
+    """Build dataclass ``cls`` from the parsed options; the flags not typed take their declared
+    default. A config whose defaults depend on other flags declares ``given`` as an init-only
+    field (``dataclasses.InitVar``): it receives the names of the flags the user typed, for
+    ``shared.config.apply_defaults`` in its ``__post_init__``."""
     fields = [f for f in dataclasses.fields(cls) if f.init]
-    given = {f.name for f in fields if hasattr(ns, f.name)}
+    given = frozenset(f.name for f in fields if hasattr(ns, f.name))
     values = {f.name: getattr(ns, f.name) for f in fields if f.name in given}
     for name, value in values.items():
         if isinstance(value, list) and typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
             values[name] = tuple(value)
-    with given_flags(given):
-        return cls(**values)
+    if "given" in inspect.signature(cls).parameters:
+        values["given"] = given
+    return cls(**values)
 
 
 @dataclasses.dataclass
@@ -169,7 +173,9 @@ class Command:
 
     ``run`` is the function, or its name as ``"package.module:function"``, imported only when the
     command runs: a project's ``cli.py`` is then a table of names, and ``--help`` or a refused flag
-    never imports what the commands import (torch alone takes about 2.5 s)."""
+    never imports what the commands import (torch alone takes about 2.5 s). The function takes the
+    config; an ``int`` it returns is the exit status, anything else (a trainer's run and summary)
+    means success."""
 
     config: type | None
     run: Callable[[Any], Any] | str
@@ -230,14 +236,14 @@ def run_cli(
     finished = False
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
-        # imported only where needed, not at the top: they import torch (about 2.5 s), which
-        # --help, a refused flag and a missing input file never need
+        # shared.runs and shared.device import torch (about 2.5 s), which --help, a refused flag
+        # and a missing input file never need: imported only where needed
         if isinstance(cfg, RunConfig) and cfg.out is not None:
-            from shared.runs import check_writable_dir
+            from shared.runs import check_writable_dir  # slow: torch
 
             check_writable_dir(cfg.out, "--out")  # before any work, not after it
         if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
-            from shared.device import select_device
+            from shared.device import select_device  # slow: torch
 
             select_device(cfg.device)  # join the group before anything picks a run folder
         result = command_function(cmd.run)(cfg)

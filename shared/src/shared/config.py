@@ -7,11 +7,9 @@ command shares) and :func:`apply_defaults`, the one way a default depends on ano
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,6 +117,18 @@ class RunConfig:
 
 
 @dataclasses.dataclass
+class DataCommandConfig:
+    """``<project> data download|check``: fetch a project's data, or check that it is there. A
+    project whose data command does more subclasses it (another ``action``, more flags)."""
+
+    action: Literal["download", "check"] = arg(
+        "download", "download the data, or check that it is there", positional=True
+    )
+    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
+    quiet: bool = arg(False, "no progress bars")
+
+
+@dataclasses.dataclass
 class DemoOptions:
     checkpoint: Path | None = arg(
         None, "checkpoint to serve (default: the newest run of this project)", group="demo"
@@ -144,34 +154,20 @@ class DemoOptions:
             raise UserError("give --checkpoint or --run, not both")
 
 
-# the flags typed on the command line while ``shared.cli`` builds a config (None: built in code)
-_GIVEN: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
-    "given", default=None
-)
-
-
-@contextlib.contextmanager
-def given_flags(names: Iterable[str]) -> Iterator[None]:
-    """While building a config from a command line: the fields the user gave (``shared.cli``)."""
-    token = _GIVEN.set(frozenset(names))
-    try:
-        yield
-    finally:
-        _GIVEN.reset(token)
-
-
-def apply_defaults(cfg: Any, values: dict[str, Any]) -> None:
+def apply_defaults(cfg: Any, values: dict[str, Any], given: Iterable[str] | None) -> None:
     """Give ``cfg``'s fields that the user did not give the ``values`` that depend on another
     flag (a preset's settings, the epochs of the chosen model): the one way such a default is
-    expressed, called from the config's ``__post_init__``. A flag the user typed wins, even at
-    the value it would have had; a config built in code counts a field at its declared default
-    as not given."""
-    given = _GIVEN.get()
+    expressed, called from the config's ``__post_init__``.
+
+    ``given`` is the set of flags typed on the command line (``shared.cli`` hands it to the
+    config as its ``given`` init-only field); a typed flag wins, even at the value it would have
+    had. ``None`` (a config built in code) counts a field at its declared default as not given."""
+    typed = None if given is None else frozenset(given)
     defaults = {
         f.name: f.default if f.default is not dataclasses.MISSING else None
         for f in dataclasses.fields(cfg)
     }
     for name, value in values.items():
-        unset = name not in given if given is not None else getattr(cfg, name) == defaults[name]
+        unset = name not in typed if typed is not None else getattr(cfg, name) == defaults[name]
         if unset:
             setattr(cfg, name, value)

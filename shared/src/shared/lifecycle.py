@@ -3,16 +3,16 @@
 The order, written once here and nowhere else::
 
     seed -> device -> resolve --resume -> load it -> check the run's settings are kept
-    -> task.prepare (data, model: before the run folder, so a refusal leaves nothing behind)
-    -> Run folder -> task.plan (optimizer, batches, loss, evaluation, what checkpoints hold)
-    -> Trainer + CheckpointManager -> resume state -> fit
-    -> (rank 0 only) reload the chosen checkpoint -> task.summary
+    -> task.plan (data, model, optimizer, batches, loss, evaluation: before the run folder
+       exists, so a refusal leaves nothing behind)
+    -> Run folder -> Trainer + CheckpointManager -> resume state -> fit
+    -> (rank 0 only) reload the chosen checkpoint -> task.summary -> finish the run folder
 
-A project subclasses :class:`TrainingTask` and supplies only what differs: its data and model
-(``prepare``), how it trains (``plan`` returns a :class:`Plan`) and what its summary holds
-(``summary``, given an :class:`Outcome`). ``cfg`` is a :class:`shared.config.RunConfig` (seed,
-device, precision, compile, resume, out, quiet). The smallest complete task is the toy regression
-in ``shared/tests/test_lifecycle.py``.
+A project subclasses :class:`TrainingTask` and supplies only what differs: how it trains
+(``plan``, handed the resumed checkpoint and its path, returns a :class:`Plan`) and what its
+summary holds (``summary``, given an :class:`Outcome`). ``cfg`` is a
+:class:`shared.config.RunConfig` (seed, device, precision, compile, resume, out, quiet). The
+smallest complete task is the toy regression in ``shared/tests/test_lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ from shared.training import Cadence, Callback, LossFn, Trainer, fit, resume_run
 
 @dataclass
 class Plan:
-    """How a task trains, once its data and model exist. ``evaluate`` returns ``val_*`` metrics;
-    ``monitor``/``mode`` pick the one that decides ``best.pt``. ``extra_state`` goes into every
-    checkpoint beside the trainer's state and the run's ``config`` (labels, tokenizer, split). ``plot``
-    is a :class:`shared.plots.LivePlot` or None (the lifecycle itself never imports plotting)."""
+    """How a task trains: its model, optimizer and batches. ``evaluate`` returns ``val_*``
+    metrics; ``monitor``/``mode`` pick the one that decides ``best.pt``. ``extra_state`` goes into
+    every checkpoint beside the trainer's state and the run's ``config`` (labels, tokenizer,
+    split). ``plot`` is a :class:`shared.plots.LivePlot` named by its file name alone, drawn into
+    the run's ``figures/``, or None (the lifecycle itself never imports plotting)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    batches: Callable[[int], Sequence[Any]]
+    batch_for_step: Callable[[int], Sequence[Any]]  # step -> its micro-batches (exact on resume)
     loss_fn: LossFn
     cadence: Cadence
     scheduler: Any = None
@@ -85,29 +86,35 @@ class Outcome:
 
 
 class TrainingTask:
-    """What a project supplies to :func:`run_training`. Override ``prepare``, ``plan``, ``summary``.
+    """What a project supplies to :func:`run_training`. Override ``plan`` and ``summary``.
 
-    ``checkpoint_keys`` are the keys a resumed checkpoint must hold; ``resume_keeps`` the config
-    fields a resumed run must not change (``resume_why`` says why, in the refusal); ``keep`` is
-    ``"best"`` (the weights of the best evaluation) or ``"last"`` (the end of the schedule: when
-    what is evaluated must not choose anything, as in cross-validation folds).
+    ``checkpoint_keys`` are the keys a resumed checkpoint must hold;
+    ``settings_fixed_on_resume`` the config fields a resumed run must not change
+    (``why_fixed_on_resume`` says why, in the refusal); ``final_weights`` is ``"best"`` (the
+    weights of the best evaluation) or ``"last"`` (the end of the schedule: when what is evaluated
+    must not choose anything, as in cross-validation folds).
     """
 
     project: str = ""
     checkpoint_keys: tuple[str, ...] = ("model", "config")
-    resume_keeps: tuple[str, ...] = ()
-    resume_why: str = ""
-    keep: Literal["best", "last"] = "best"
-    resume_path: Path | None = None  # set by run_training: the checkpoint a resumed run continues
+    settings_fixed_on_resume: tuple[str, ...] = ()
+    why_fixed_on_resume: str = ""
+    final_weights: Literal["best", "last"] = "best"
 
     def resumed_config(self, cfg: Any, state: dict[str, Any]) -> Any:
         """The config a resumed run goes on with (e.g. the run's own data when no flag names any)."""
         return cfg
 
-    def prepare(self, cfg: Any, device: torch.device, resumed: dict[str, Any] | None) -> None:
-        """Find and check the data, build the model: everything that can refuse the command."""
-
-    def plan(self, cfg: Any, run: Run, device: torch.device) -> Plan:
+    def plan(
+        self,
+        cfg: Any,
+        device: torch.device,
+        resumed: dict[str, Any] | None,
+        resume_path: Path | None,
+    ) -> Plan:
+        """Find and check the data, build the model, say how it trains. Everything that can
+        refuse the command happens here, before the run folder exists. ``resumed`` is the
+        checkpoint a resumed run continues (read from ``resume_path``), or None."""
         raise NotImplementedError
 
     def summary(self, cfg: Any, outcome: Outcome) -> dict[str, Any]:
@@ -129,28 +136,24 @@ def compile_wanted(task: TrainingTask, cfg: Any, device: torch.device) -> bool:
     return setting == "on"
 
 
-def run_training(task: TrainingTask, cfg: Any, *, run: Run | None = None) -> tuple[Run, Any]:
+def run_training(
+    task: TrainingTask, cfg: Any, *, run: Run | None = None, finish: bool = True
+) -> tuple[Run, Any]:
     """Train ``task`` with ``cfg``; returns the run folder and the summary (``{}`` on ranks other
-    than 0, which report nothing). ``run``: train into this folder (a cross-validation fold's)
-    instead of the one ``--out``/``--resume`` names or a new one. The caller finishes the run
-    (``run.finish(summary)``) so it can add to the summary first."""
+    than 0, which report nothing).
+
+    The run folder is the one ``--out``/``--resume`` names or a new one, opened here and, with
+    ``finish``, finished here (``summary.json``, the summary printed last). ``finish=False``: the
+    caller adds to the run (another model trained into the same folder) and finishes it. ``run``:
+    train into this folder instead (a cross-validation's, which holds its folds); whoever opens a
+    folder finishes it, so the caller finishes that one."""
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
-    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(task.project))
-    resumed, task.resume_path = None, resume_path
-    if resume_path is not None:
-        tidy_interrupted(run_of(resume_path))  # a killed save's temporaries, even if refused
-        resumed = load_checkpoint(
-            resume_path, project=task.project, required=task.checkpoint_keys, map_location="cpu"
-        )
-        cfg = task.resumed_config(cfg, resumed)
-        check_resume_settings(
-            resume_path, resumed["config"], cfg, task.resume_keeps, task.resume_why
-        )
-    task.prepare(cfg, device, resumed)
+    cfg, resumed, resume_path = read_resumed(task, cfg)
+    plan = task.plan(cfg, device, resumed, resume_path)
+    finish = finish and run is None
     if run is None:
         run = Run(task.project, cfg.out, cfg, resume_from=resume_path)
-    plan = task.plan(cfg, run, device)
     trainer = Trainer(
         plan.model,
         plan.optimizer,
@@ -167,23 +170,44 @@ def run_training(task: TrainingTask, cfg: Any, *, run: Run | None = None) -> tup
         resume_run(trainer, resumed, ckpt, run, resume_path, cfg.quiet)
     result = fit(
         trainer,
-        plan.batches,
+        plan.batch_for_step,
         plan.loss_fn,
         plan.cadence,
         evaluate=plan.evaluate,
         run=run,
         checkpoints=ckpt,
         extra_state={"config": to_jsonable(cfg), **plan.extra_state},
-        plot=plan.plot,
+        plot=plan.plot.placed_in(run.figures) if plan.plot is not None else None,
         callbacks=plan.callbacks,
         quiet=cfg.quiet,
     )
     if not is_main():
         return run, {}
-    return run, task.summary(cfg, chosen(task, trainer, result, ckpt, run, device))
+    summary = task.summary(cfg, load_final_weights(task, trainer, result, ckpt, run, device))
+    if finish:
+        run.finish(summary)
+    return run, summary
 
 
-def chosen(
+def read_resumed(task: TrainingTask, cfg: Any) -> tuple[Any, dict[str, Any] | None, Path | None]:
+    """``--resume``: the config the run goes on with, the checkpoint it continues and its path
+    (``cfg, None, None`` for a new run). Refuses a checkpoint of another project, one missing what
+    the task needs, or flags that change a setting the run must keep."""
+    resume_path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(task.project))
+    if resume_path is None:
+        return cfg, None, None
+    tidy_interrupted(run_of(resume_path))  # a killed save's temporaries, even if refused
+    resumed = load_checkpoint(
+        resume_path, project=task.project, required=task.checkpoint_keys, map_location="cpu"
+    )
+    cfg = task.resumed_config(cfg, resumed)
+    check_resume_settings(
+        resume_path, resumed["config"], cfg, task.settings_fixed_on_resume, task.why_fixed_on_resume
+    )
+    return cfg, resumed, resume_path
+
+
+def load_final_weights(
     task: TrainingTask,
     trainer: Trainer,
     result: dict[str, Any],
@@ -191,18 +215,20 @@ def chosen(
     run: Run,
     device: torch.device,
 ) -> Outcome:
-    """Put the chosen weights into the model: ``best.pt``'s (read back from the file, so what is
-    reported is what was saved) when the task keeps the best and one exists, else the last."""
+    """Load the weights the task keeps into the model and describe the finished training:
+    ``best.pt``'s (read back from the file, so what is reported is what was saved) when the task
+    keeps the best and one exists, else the last step's."""
     for p in trainer.model.parameters():  # a callback may have frozen some
         p.requires_grad_(True)
     step, epoch, path = trainer.step, trainer.epoch, ckpt.last_path
-    if task.keep == "best" and not ckpt.best_path.is_file() and ckpt.last_path.is_file():
+    keeps_best = task.final_weights == "best"
+    if keeps_best and not ckpt.best_path.is_file() and ckpt.last_path.is_file():
         # no validation chose a best (too few examples to hold some out): best.pt is the last
         # step's weights, so that the commands that read best.pt work after every run
         with atomic_path(ckpt.best_path) as tmp:
             shutil.copyfile(ckpt.last_path, tmp)
         info("no validation score chose a best model: best.pt holds the last step's weights")
-    if task.keep == "best" and ckpt.best_path.is_file():
+    if keeps_best and ckpt.best_path.is_file():
         path = ckpt.best_path
         best = load_checkpoint(
             path, project=task.project, required=task.checkpoint_keys, map_location=device

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -44,7 +45,7 @@ def _split_key(key: str) -> tuple[str, str]:
 
 
 class LivePlot:
-    """Accumulates (step, value) series and redraws one PNG every ``every`` updates, at most once
+    """Accumulates (step, value) series and redraws one PNG every ``redraw_every`` updates, at most once
     every ``min_seconds`` (drawing costs about a second a panel: a plot must not slow training).
 
     Series named ``<split>_<metric>`` share a panel per metric (train and val loss together);
@@ -54,14 +55,14 @@ class LivePlot:
     def __init__(
         self,
         path: str | Path,
-        every: int = 1,
+        redraw_every: int = 1,
         title: str | None = None,
         xlabel: str = "step",
         metrics: Sequence[str] | None = None,
         min_seconds: float = 5.0,
     ):
         self.path = Path(path)
-        self.every = max(1, every)
+        self.redraw_every = max(1, redraw_every)
         self.title = title
         self.xlabel = xlabel
         self.metrics = set(metrics) if metrics is not None else None
@@ -69,6 +70,13 @@ class LivePlot:
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.updates = 0
         self.last_draw = -math.inf
+
+    def placed_in(self, folder: Path) -> LivePlot:
+        """This plot drawing into ``folder`` (a run's ``figures/``) under its own file name."""
+        placed = copy.copy(self)
+        placed.path = Path(folder) / self.path.name
+        placed.series = {}
+        return placed
 
     def update(self, step: float, **values: float | None) -> None:
         for key, value in values.items():
@@ -81,7 +89,7 @@ class LivePlot:
             ys.append(float(value))
         self.updates += 1
         due = time.monotonic() - self.last_draw >= self.min_seconds
-        if self.updates % self.every == 0 and due:
+        if self.updates % self.redraw_every == 0 and due:
             self.draw()
 
     def draw(self) -> Path | None:

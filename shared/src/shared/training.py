@@ -191,14 +191,14 @@ class Cadence:
         ``min_eval_steps`` steps (a small data set: evaluating and saving every 2 steps would cost
         more than training); log ``logs`` times per evaluation. ``patience``: stop after that many
         epochs without a better validation score (rounded up to whole evaluations)."""
-        every = steps_per_epoch * max(1, math.ceil(min_eval_steps / max(steps_per_epoch, 1)))
-        epochs_per_eval = every // steps_per_epoch
+        epochs_per_eval = max(1, math.ceil(min_eval_steps / max(steps_per_epoch, 1)))
+        steps_per_eval = steps_per_epoch * epochs_per_eval
         return cls(
             epochs * steps_per_epoch,
             steps_per_epoch=steps_per_epoch,
-            eval_every=every,
-            log_every=max(1, every // logs),
-            checkpoint_every=every,
+            eval_every=steps_per_eval,
+            log_every=max(1, steps_per_eval // logs),
+            checkpoint_every=steps_per_eval,
             max_minutes=max_minutes,
             patience=math.ceil(patience / epochs_per_eval),
         )

@@ -20,22 +20,24 @@ from testkit.browser import (
     wait_for_images,
 )
 from testkit.cli_checks import (
+    HelpFacts,
     assert_clean_failure,
     assert_numeric_flags_checked,
-    check_cli_help,
     check_export_folder_refusals,
+    cli_help,
     leftovers,
 )
 from testkit.demos import ServedDemo, check_demo_serves, demo_client, raw_call
 from testkit.fixtures import isolated, real_data, real_data_root, session_roots
-from testkit.imports import TRAINING_ONLY, check_help_loads_no_torch, help_modules, modules_loaded
+from testkit.imports import TRAINING_ONLY, heavy_help_imports, help_modules, modules_loaded
 from testkit.readme import (
     FENCE,
     LINK,
-    check_project_readme,
+    ReadmeFacts,
     check_readme_commands,
     check_readme_links,
     package_argv,
+    project_readme,
     python_blocks,
     readme_commands,
     run_offline_block,
@@ -50,7 +52,8 @@ __all__ = [
     "real_data",
     "session_roots",
     "isolated",
-    "check_cli_help",
+    "HelpFacts",
+    "cli_help",
     "leftovers",
     "assert_clean_failure",
     "check_export_folder_refusals",
@@ -79,9 +82,10 @@ __all__ = [
     "python_blocks",
     "run_shell_block",
     "run_offline_block",
-    "check_project_readme",
+    "ReadmeFacts",
+    "project_readme",
     "TRAINING_ONLY",
     "modules_loaded",
     "help_modules",
-    "check_help_loads_no_torch",
+    "heavy_help_imports",
 ]

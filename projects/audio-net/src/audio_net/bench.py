@@ -8,10 +8,11 @@ import torch
 
 from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
+from audio_net.data import feature_params
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import compute_features
 from audio_net.model import SpectrogramClassifier, build_backbone
-from audio_net.train import WindowBatches, feature_params, loss_fn
+from audio_net.train import WindowBatches, loss_fn
 from shared.device import device_name, seed_everything, select_device
 from shared.optim import adamw
 from shared.runs import Run

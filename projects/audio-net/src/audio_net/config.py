@@ -162,15 +162,6 @@ class BenchConfig(RunConfig, DataOptions):
 
 
 @dataclass
-class DataConfig:
-    action: Literal["download", "check"] = arg(
-        "download", "download GTZAN, or check it", positional=True
-    )
-    data_dir: Path | None = arg(None, "data root or a GTZAN folder")
-    quiet: bool = arg(False, "no progress bars")
-
-
-@dataclass
 class DemoConfig(DemoOptions):
     max_seconds: float = arg(360.0, "longest recording accepted, in seconds", group="demo", above=0)
 

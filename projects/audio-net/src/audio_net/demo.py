@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from audio_net.audio import AudioError, read_audio
+from audio_net.config import DemoConfig
 from audio_net.dataset import GENRES
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
@@ -178,7 +179,9 @@ def max_upload_total(max_seconds: float) -> int:
     return 8 * max_upload_bytes(max_seconds)
 
 
-def run_demo(opts: DemoOptions, max_seconds: float) -> int:
+def run_demo(opts: DemoConfig) -> int:
+    """``audio-net demo``: the page, served until Ctrl-C."""
+    max_seconds = opts.max_seconds
     return serve(
         build_app(opts, max_seconds),
         opts,

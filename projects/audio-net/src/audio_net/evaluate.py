@@ -1,4 +1,5 @@
-"""Window and clip accuracy, macro-F1, the confusion matrix and the labelled spectrogram grid."""
+"""Window and clip accuracy, macro-F1, the confusion matrix and the labelled spectrogram grid;
+and ``audio-net evaluate``: a checkpoint scored once on its held-out clips, beside the baseline."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score
 
-from audio_net.features import Features
+from audio_net.baseline import baseline_report
+from audio_net.config import EvaluateConfig
+from audio_net.data import cache_dir
+from audio_net.dataset import find_gtzan, labels_of
+from audio_net.features import Features, load_features
+from audio_net.inference import PROJECT, load_classifier
+from shared.device import select_device
+from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
+from shared.precision import autocast, resolve_precision
 from shared.runs import Run
 
 
@@ -86,3 +95,49 @@ def report(
             float(f1_score(yt, yp, average="macro", labels=sorted(set(yt)), zero_division=0)), 4
         ),
     }
+
+
+def main(cfg: EvaluateConfig) -> int:
+    """``audio-net evaluate``: the checkpoint's ``--split`` clips (test by default), found under
+    the data folder it was trained on, scored once; the baseline beside it on the same clips."""
+    device = select_device(cfg.device)
+    model, params, labels, state = load_classifier(cfg.checkpoint, device)
+    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
+    if labels_of(clips) != list(labels):
+        raise UserError(
+            f"the data folder's labels ({', '.join(labels_of(clips))}) are not the checkpoint's "
+            f"({', '.join(labels)}): point --data-dir at the data the model was trained on"
+        )
+    feats, _ = load_features(clips, params, cache_dir(cfg), device, quiet=cfg.quiet)
+    names = [n for n in state["split"][cfg.split] if n in set(feats.names)]
+    if not names:
+        cv_final = (
+            " (a --cv final model has no held-out clips)" if not state["split"][cfg.split] else ""
+        )
+        raise UserError(
+            f"none of the checkpoint's {cfg.split} clips were found under the data folder{cv_final}"
+        )
+    run = Run(PROJECT, cfg.out, cfg)
+    precision = resolve_precision(cfg.precision, device)
+    scores = report(
+        model,
+        feats,
+        names,
+        run,
+        device,
+        lambda: autocast(device, precision),
+        title=f"{cfg.split} clips",
+    )
+    baseline = baseline_report(
+        feats, state["split"]["train"], names, run.figure("baseline_confusion_matrix.png")
+    )
+    run.finish(
+        {
+            "checkpoint": str(cfg.checkpoint),
+            "split": cfg.split,
+            **scores,
+            "baseline_clip_accuracy": baseline["clip_accuracy"],
+            "baseline_macro_f1": baseline["macro_f1"],
+        }
+    )
+    return 0

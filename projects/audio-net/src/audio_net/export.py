@@ -11,10 +11,12 @@ so the sidecar's preprocessing is proven complete by the tests (same top-3 as th
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
 
+from audio_net.config import ExportConfig
 from audio_net.features import FeatureParams
 from audio_net.inference import (  # noqa: F401  (require_onnx: imported from here too)
     ONNX_FORMAT,
@@ -86,3 +88,9 @@ def export_classifier(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
         "labels": len(labels),
         "bytes": (out / MODEL_FILE).stat().st_size,
     }
+
+
+def main(cfg: ExportConfig) -> int:
+    """``audio-net export``: prints what was written, as JSON."""
+    print(json.dumps(export_classifier(cfg.checkpoint, cfg.out, cfg.quiet)))
+    return 0

@@ -16,68 +16,29 @@ import torch.nn.functional as F
 
 from audio_net.augment import AugmentConfig, augment
 from audio_net.baseline import baseline_report
-from audio_net.config import DataOptions, TrainConfig
-from audio_net.dataset import (
-    Clip,
-    check_split,
-    cv_folds,
-    find_gtzan,
-    split_clips,
-    split_from_files,
-)
+from audio_net.config import TrainConfig
+from audio_net.data import feature_params, load_clip_features
+from audio_net.dataset import Clip, check_split, cv_folds, split_clips, split_from_files
 from audio_net.evaluate import evaluate_windows, report
-from audio_net.features import FeatureParams, Features, load_features
+from audio_net.features import Features
+from audio_net.inference import PROJECT
 from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.batching import EpochBatches
-from shared.device import make_generator, seed_everything, select_device
+from shared.device import make_generator, select_device
 from shared.distributed import broadcast_object, is_main, world_size
 from shared.errors import UserError
 from shared.length import AutoLength
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.optim import adamw
-from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info, warn
 from shared.runs import Run
 from shared.schedules import warmup_cosine_factor
 from shared.training import Cadence, Callback, Trainer
 
-PROJECT = "audio-net"
 # --epochs auto: at least 30 epochs and 2,000 steps; --patience: 10 epochs or 400 steps
 LENGTH = AutoLength(min_epochs=30, min_steps=2000, patience_epochs=10, patience_steps=400)
 CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")
-
-
-def feature_params(opts: DataOptions) -> FeatureParams:
-    # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
-    # a shorter one is padded with silence
-    return FeatureParams(
-        window_seconds=opts.window_seconds,
-        hop_seconds=opts.hop_seconds,
-        n_mels=opts.n_mels,
-        min_seconds=min(1.0, opts.window_seconds / 3),
-    )
-
-
-def cache_dir(opts: DataOptions):
-    """``--cache-dir``, else ``<data root>/cache/audio-net`` of the default data root: never
-    inside the folder ``--data-dir`` names (your label folders, or a read-only GTZAN copy)."""
-    return cache_root(PROJECT, opts.cache_dir)
-
-
-def load_clip_features(cfg, device) -> tuple[list[Clip], Features]:
-    """The data set's clips that could be decoded, and their (cached) log-mel windows."""
-    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
-    feats, cached = load_features(
-        clips, feature_params(cfg), cache_dir(cfg), device, quiet=cfg.quiet
-    )
-    info(
-        f"features: {len(feats.windows)} windows of {len(feats.names)} clips"
-        f"{' (from the cache)' if cached else ''}",
-        cfg.quiet,
-    )
-    usable = set(feats.names)
-    return [c for c in clips if c.name in usable], feats
 
 
 def make_split(cfg: TrainConfig, clips: list[Clip]) -> dict[str, list[str]]:
@@ -168,7 +129,7 @@ class AudioTask(TrainingTask):
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
-    resume_keeps = ("model", "window_seconds", "hop_seconds", "n_mels")
+    settings_fixed_on_resume = ("model", "window_seconds", "hop_seconds", "n_mels")
 
     early_stops = True  # validation may stop the run (never where it is the scored set)
 
@@ -176,7 +137,9 @@ class AudioTask(TrainingTask):
         self.feats, self.split, self.epochs = feats, split, epochs
         self.title = "audio-net"
 
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+    def load_clips(self, cfg: TrainConfig, device, resumed) -> None:
+        """The clips' features and their split (unless a cross-validation handed them over), and
+        the backbone the run starts from (ImageNet's, offline from --weights, or random)."""
         if self.feats is None:
             clips, self.feats = load_clip_features(cfg, device)
             self.split = resumed["split"] if resumed is not None else make_split(cfg, clips)
@@ -195,7 +158,8 @@ class AudioTask(TrainingTask):
         self.epochs = self.epochs or cfg.epochs
         self.backbone = initial_backbone(cfg, len(self.feats.label_names), resumed is None)
 
-    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
+        self.load_clips(cfg, device, resumed)
         feats, split = self.feats, self.split
         xtr, ytr, _ = feats.select(set(split["train"]))
         xtr, ytr = xtr.to(device), ytr.to(device)
@@ -206,14 +170,20 @@ class AudioTask(TrainingTask):
         batches = WindowBatches(
             xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, classes
         )
-        spe = batches.steps_per_epoch
-        self.epochs = LENGTH.epochs(self.epochs, spe)
+        steps_per_epoch = batches.steps_per_epoch
+        self.epochs = LENGTH.epochs(self.epochs, steps_per_epoch)
         has_val = bool(len(val[1]))
-        patience = LENGTH.patience(cfg.patience, cfg.epochs, spe) if self.early_stops else 0
+        patience = (
+            LENGTH.patience(cfg.patience, cfg.epochs, steps_per_epoch) if self.early_stops else 0
+        )
         if not has_val:
             patience = 0
-        info(f"training length: {LENGTH.describe(self.epochs, patience, spe)}", cfg.quiet)
-        optimizer, schedule, freeze = optimizer_and_schedule(cfg, model, device, self.epochs, spe)
+        info(
+            f"training length: {LENGTH.describe(self.epochs, patience, steps_per_epoch)}", cfg.quiet
+        )
+        optimizer, schedule, freeze = optimizer_and_schedule(
+            cfg, model, device, self.epochs, steps_per_epoch
+        )
 
         def evaluate(tr: Trainer) -> dict[str, float]:
             with tr.autocast():
@@ -228,11 +198,11 @@ class AudioTask(TrainingTask):
             model=model,
             optimizer=optimizer,
             scheduler=schedule,
-            batches=batches,
+            batch_for_step=batches,
             loss_fn=loss_fn,
             cadence=Cadence.by_epoch(
                 self.epochs,
-                spe,
+                steps_per_epoch,
                 cfg.max_minutes,
                 patience=patience,
                 min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
@@ -244,7 +214,7 @@ class AudioTask(TrainingTask):
                 "genres": list(feats.label_names),
                 "feature_params": dataclasses.asdict(feature_params(cfg)),
             },
-            plot=LivePlot(run.figure("curves.png"), every=2, title=self.title),
+            plot=LivePlot("curves.png", redraw_every=2, title=self.title),
             callbacks=[FreezeBody(model, freeze)] if freeze else [],
         )
 
@@ -263,7 +233,7 @@ class AudioTask(TrainingTask):
         split, result = self.split, outcome.result
         test, base = self.scores(outcome, split["test"], "held-out test clips")
         return {
-            **about(cfg, outcome, self.feats),
+            **common_summary(cfg, outcome, self.feats),
             "clips": {k: len(v) for k, v in split.items()},
             "train_windows": int(self.feats.select(set(split["train"]))[1].numel()),
             "epochs": outcome.trainer.epoch,
@@ -300,7 +270,8 @@ def below_baseline(network: float, baseline: float, cfg: TrainConfig) -> dict:
     return {"warning": advice}
 
 
-def about(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
+def common_summary(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
+    """The keys every audio-net training summary starts with: where it ran, what model."""
     return {
         "device": str(outcome.device),
         "world_size": world_size(),
@@ -310,11 +281,17 @@ def about(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
     }
 
 
-def optimizer_and_schedule(cfg: TrainConfig, model: SpectrogramClassifier, device, epochs, spe):
+def optimizer_and_schedule(
+    cfg: TrainConfig, model: SpectrogramClassifier, device, epochs, steps_per_epoch
+):
     """AdamW with a lower learning rate for the pretrained body, warmup + cosine per group; the
     body's schedule starts after the ``--freeze-epochs`` steps in which only the head trains."""
-    total, warmup, freeze = epochs * spe, int(cfg.warmup_epochs * spe), cfg.freeze_epochs * spe
-    freeze = min(freeze, max(total - spe, 0))
+    total, warmup, freeze = (
+        epochs * steps_per_epoch,
+        int(cfg.warmup_epochs * steps_per_epoch),
+        cfg.freeze_epochs * steps_per_epoch,
+    )
+    freeze = min(freeze, max(total - steps_per_epoch, 0))
     optimizer = adamw(
         [
             {"params": model.body_parameters(), "lr": cfg.lr * cfg.backbone_lr_ratio},
@@ -333,8 +310,11 @@ def optimizer_and_schedule(cfg: TrainConfig, model: SpectrogramClassifier, devic
     return optimizer, schedule, freeze
 
 
-def train_audio(cfg: TrainConfig) -> tuple[Run, dict]:
-    """One split: train, choose ``best.pt`` on validation, then test and baseline once."""
+def train(cfg: TrainConfig) -> tuple[Run, dict]:
+    """``audio-net train``: one split (train, choose ``best.pt`` on validation, then test and
+    baseline once) or, with ``--cv K``, cross-validation (``train_cv``)."""
+    if cfg.cv:
+        return train_cv(cfg)
     return run_training(AudioTask(), cfg)
 
 
@@ -342,16 +322,16 @@ class FoldTask(AudioTask):
     """A cross-validation fold: the model at the end of the schedule (the held-out clips are the
     scored ones and choose nothing), scored once on them beside the baseline."""
 
-    keep = "last"
+    final_weights = "last"
     early_stops = False  # the held-out clips are scored: they must not choose anything
 
     def __init__(self, feats: Features, split, k: int, folds: int) -> None:
         super().__init__(feats, split)
         self.k, self.folds = k, folds
 
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
-        super().prepare(cfg, device, resumed)
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
         self.title = f"audio-net {cfg.model}, fold {self.k}/{self.folds}"
+        return super().plan(cfg, device, resumed, resume_path)
 
     def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
         held = self.split["test"]
@@ -376,15 +356,15 @@ class FoldTask(AudioTask):
 class FinalTask(AudioTask):
     """After cross-validation: one network on every clip, for the epochs the folds chose."""
 
-    keep = "last"
+    final_weights = "last"
 
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
-        super().prepare(cfg, device, resumed)
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
         self.title = f"audio-net {cfg.model}, all {len(self.split['train'])} clips"
+        return super().plan(cfg, device, resumed, resume_path)
 
     def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
         return {
-            **about(cfg, outcome, self.feats),
+            **common_summary(cfg, outcome, self.feats),
             "train_seconds": outcome.result["train_seconds"],
             "checkpoint": str(outcome.checkpoint),
         }
@@ -410,12 +390,13 @@ def chosen_epochs(fold_runs: list[Run], epochs: int) -> int:
 
 
 def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``--cv K``: one network and one baseline per fold, then the final network on every clip;
-    each through the shared lifecycle, into ``<run>/folds/foldK`` and the run folder itself."""
+    """``--cv K``: one network and one baseline per fold, then the final network on every clip,
+    each through the shared lifecycle. The folds are runs of their own in ``<run>/folds/foldK``;
+    the final network trains into the run folder itself, which is opened (after the clips are
+    read, so a refusal leaves nothing) and finished here, with the folds' scores."""
     if cfg.resume is not None:
         raise UserError("--resume continues a single-split run; --cv runs are not resumable")
-    seed_everything(cfg.seed)
-    clips, feats = load_clip_features(cfg, select_device(cfg.device))
+    clips, feats = load_clip_features(cfg, select_device(cfg.device))  # decoded once, for all
     folds = cv_folds(clips, cfg.cv, cfg.seed)
     initial_backbone(cfg, len(feats.label_names))  # loads (or fails, offline) before the folder
     run = Run(PROJECT, cfg.out, cfg)
@@ -429,9 +410,8 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
             cfg.quiet,
         )
         task = FoldTask(feats, split, k, cfg.cv)
-        fold_run, row = run_training(
-            task, cfg, run=Run(PROJECT, run.path / "folds" / f"fold{k}", cfg)
-        )
+        fold_cfg = dataclasses.replace(cfg, out=run.path / "folds" / f"fold{k}")
+        fold_run, row = run_training(task, fold_cfg)
         fold_runs.append(fold_run)
         rows.append(row)
     fold_epochs = int(task.epochs)  # --epochs auto: what the (equal-sized) folds resolved it to
@@ -443,7 +423,9 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
     _, final = run_training(FinalTask(feats, everything, epochs), cfg, run=run)
     if not is_main():
         return run, {}
-    return run, cv_summary(cfg, rows, final, (fold_epochs, epochs), len(names))
+    summary = cv_summary(cfg, rows, final, (fold_epochs, epochs), len(names))
+    run.finish(summary)
+    return run, summary
 
 
 def cv_summary(cfg: TrainConfig, rows: list[dict], final: dict, epochs: tuple, clips: int) -> dict:

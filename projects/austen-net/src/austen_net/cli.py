@@ -26,7 +26,7 @@ DESCRIPTION = (
 COMMANDS = {
     "train": Command(
         TrainConfig,
-        "austen_net.train:main",
+        "austen_net.train:train_austen",
         "train the transformer on the Austen corpus or on --text FILES",
     ),
     "evaluate": Command(

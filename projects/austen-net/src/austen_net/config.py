@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Literal
 
 from austen_net.presets import PRESETS, TRAIN_PRESETS
-from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
+from shared.config import SEED_RANGE, DataCommandConfig, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
 from shared.text import valid_text
 
@@ -93,15 +93,18 @@ class TrainConfig(RunConfig, CorpusOptions):
     norm: Literal["rmsnorm", "layernorm"] = arg("rmsnorm", "normalisation layer")
     mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
 
-    def __post_init__(self) -> None:
+    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
+
+    def __post_init__(self, given: frozenset[str] | None) -> None:
         if self.init_from:  # a pretrained model is fine-tuned unless a preset is typed
-            apply_defaults(self, {"preset": "finetune"})
+            apply_defaults(self, {"preset": "finetune"}, given)
         elif self.preset == "finetune":
             raise UserError(
                 "--preset finetune fine-tunes a pretrained model: add --init-from SOURCE"
             )
         # the preset's shape and training settings, where no flag gives them
-        apply_defaults(self, {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})})
+        preset = {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})}
+        apply_defaults(self, preset, given)
         positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -144,7 +147,13 @@ class GenerateConfig:
     top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)")
     top_p: float | None = arg(None, "nucleus sampling: the smallest set with this probability")
     seed: int | None = arg(None, "sampling seed (default: random)", **SEED_RANGE)
-    num_samples: int = arg(1, "independent samples, one after the other")
+    num_samples: int = arg(1, "independent samples")
+    batch_samples: bool = arg(
+        True,
+        "draw --num-samples in one batch (each token of all samples in one pass over the weights: "
+        "faster; the first sample streams, the others are written when they end); "
+        "--no-batch-samples: one after the other, each streamed. --infinite is one at a time",
+    )
     infinite: bool = arg(False, "keep writing until interrupted (Ctrl-C), sliding the context")
     cache: bool = arg(
         True,
@@ -198,12 +207,8 @@ class BenchConfig(RunConfig):
 
 
 @dataclass
-class DataConfig(CorpusOptions):
-    action: Literal["download", "check"] = arg(
-        "download", "download the works, or check them", positional=True
-    )
-    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
-    quiet: bool = arg(False, "no progress bars")
+class DataConfig(DataCommandConfig, CorpusOptions):
+    """``austen-net data``: the works downloaded or checked (from ``--corpus-dir`` too)."""
 
 
 @dataclass

@@ -97,7 +97,7 @@ class AustenTask(TrainingTask):
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
-    resume_keeps = MODEL_SETTINGS
+    settings_fixed_on_resume = MODEL_SETTINGS
 
     def compile_pays_off(self, cfg: TrainConfig, device) -> bool:
         return cfg.max_steps >= CPU_COMPILE_MIN_STEPS
@@ -108,7 +108,9 @@ class AustenTask(TrainingTask):
             cfg, state["config"], ("text", "corpus_dir", "data_dir"), quiet=cfg.quiet
         )
 
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+    def load_text_and_model(self, cfg: TrainConfig, device, resumed, resume_path) -> None:
+        """The works and their split, the tokenizer (the resumed run's, a pretrained model's or a
+        new one), the token streams on the device, and the GPT."""
         works = training_works(
             cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
         )
@@ -116,8 +118,8 @@ class AustenTask(TrainingTask):
         self.source = describe_text(cfg.text, works) if cfg.text else None
         start = None
         if resumed is not None:
-            self.gpt_cfg = checked_config(resumed, self.resume_path)
-            self.tok = checked_tokenizer(resumed, self.resume_path, self.gpt_cfg.vocab_size)
+            self.gpt_cfg = checked_config(resumed, resume_path)
+            self.tok = checked_tokenizer(resumed, resume_path, self.gpt_cfg.vocab_size)
         elif cfg.init_from:
             self.gpt_cfg, self.tok, start = initial_weights(cfg)
         else:
@@ -155,7 +157,8 @@ class AustenTask(TrainingTask):
             cfg.quiet,
         )
 
-    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
+        self.load_text_and_model(cfg, device, resumed, resume_path)
         gpt_cfg, model = self.gpt_cfg, self.model
         optimizer = model.configure_optimizers(
             cfg.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=device
@@ -189,7 +192,7 @@ class AustenTask(TrainingTask):
             model=model,
             optimizer=optimizer,
             scheduler=warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
-            batches=RandomWindows(
+            batch_for_step=RandomWindows(
                 self.train_stream, gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed
             ),
             loss_fn=lm_loss,
@@ -207,7 +210,9 @@ class AustenTask(TrainingTask):
                 "prompt": opening(self.split.val[0]),  # the demo's default prompt
             },
             plot=LivePlot(
-                run.figure("loss.png"), every=5, title=f"austen-net {cfg.preset} ({self.tok.kind})"
+                "loss.png",
+                redraw_every=5,
+                title=f"austen-net {cfg.preset} ({self.tok.kind})",
             ),
             clip_grad=cfg.clip_grad or None,
         )
@@ -255,11 +260,5 @@ def opening(text: str, limit: int = 60) -> str:
 
 
 def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
-    return run_training(AustenTask(), cfg)
-
-
-def main(cfg: TrainConfig) -> int:
     """``austen-net train``."""
-    run, summary = train_austen(cfg)
-    run.finish(summary)
-    return 0
+    return run_training(AustenTask(), cfg)

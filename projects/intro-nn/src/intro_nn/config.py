@@ -7,13 +7,12 @@ MLP's, ``--loan-hidden`` the loan MLP's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Literal
 
 from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
-from shared.jsonable import to_jsonable
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
 
@@ -82,8 +81,10 @@ class TrainConfig(RunConfig):
     )
     eda: bool = arg(True, "draw the loan EDA figures", group=LOAN)
 
-    def __post_init__(self) -> None:
-        apply_defaults(self, {"epochs": 30 if self.model == "mlp" else 20})
+    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
+
+    def __post_init__(self, given: frozenset[str] | None) -> None:
+        apply_defaults(self, {"epochs": 30 if self.model == "mlp" else 20}, given)
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be positive integers")
         if not 0 < self.val_fraction < 0.5:
@@ -100,9 +101,6 @@ class TrainConfig(RunConfig):
             raise UserError("--mlp-widths takes one or more positive widths, e.g. 512 256")
         if not self.loan_hidden or min(self.loan_hidden) < 1 or self.loan_alpha < 0:
             raise UserError("--loan-hidden needs positive widths and --loan-alpha a value >= 0")
-
-    def as_checkpoint_dict(self) -> dict:
-        return to_jsonable(self)
 
 
 @dataclass
@@ -145,15 +143,6 @@ class BenchConfig(RunConfig):
     epochs: int = arg(2, "MNIST epochs to time per path")
     batch_size: int = arg(128, "MNIST batch size")
     workers: int = arg(2, "DataLoader workers for the torchvision path")
-
-
-@dataclass
-class DataConfig:
-    action: Literal["download", "check"] = arg(
-        "download", "download the data sets, or check them", positional=True
-    )
-    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
-    quiet: bool = arg(False, "no progress bars")
 
 
 @dataclass

@@ -9,12 +9,16 @@ the sidecar (and in ``inference.read_digit_image``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
-from intro_nn.inference import DIGITS, MEAN, STD, DigitModel, normalize
+from intro_nn.config import ExportConfig
+from intro_nn.inference import DIGITS, MEAN, PROJECT, STD, DigitModel, has_mnist, normalize
 from shared.atomic import atomic_dir, require_new_folder, write_json
+from shared.checkpoint import checkpoint_in
+from shared.demo import find_run
 from shared.extras import require
 from shared.onnx_export import export_onnx
 
@@ -81,3 +85,10 @@ def export_mnist(checkpoint: Path, out: Path) -> dict:
         "model": digits.name,
         "bytes": (out / MODEL_FILE).stat().st_size,
     }
+
+
+def main(cfg: ExportConfig) -> int:
+    """``intro-nn export mnist``: the newest run's digits model (or ``--checkpoint``/``--run``)."""
+    served = find_run(PROJECT, cfg, train_command="intro-nn train mnist", has=has_mnist)
+    print(json.dumps(export_mnist(served.checkpoint or checkpoint_in(served.run), cfg.out)))
+    return 0

@@ -173,21 +173,18 @@ def load_mnist(cfg: TrainConfig) -> MnistData:
 
 
 class MnistTask(TrainingTask):
-    """MNIST through the shared lifecycle; with ``--target all`` the loan model is trained first,
-    into the same run folder (its table is read before the folder exists, like the digits)."""
+    """The digits through the shared lifecycle: the MLP or the CNN, ``best.pt`` chosen on the
+    validation digits, the test digits scored once with the chosen weights."""
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
-    resume_keeps = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
-    resume_why = "the OneCycle schedule is laid out for the whole run"
+    settings_fixed_on_resume = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
+    why_fixed_on_resume = "the OneCycle schedule is laid out for the whole run"
 
-    def __init__(self) -> None:
-        self.loan_table = None
-        self.loan_summary: dict | None = None
-
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
-        if cfg.target == "all" and is_main():
-            self.loan_table = load_loan_table(cfg)
+    def load_data(self, cfg: TrainConfig, device) -> None:
+        """The digits, split and on the device; with ``--target all`` the loan table too."""
+        # --target all: the loan table is this run's data too, read before the folder exists
+        self.loan_table = load_loan_table(cfg) if cfg.target == "all" and is_main() else None
         self.data = load_mnist(cfg)
         data = self.data
         self.train = DeviceSplit.of(data.xtr, data.ytr, device)
@@ -199,14 +196,13 @@ class MnistTask(TrainingTask):
             cfg.quiet,
         )
 
-    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
-        if self.loan_table is not None:
-            self.loan_summary = train_loan(cfg, run, self.loan_table)
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
+        self.load_data(cfg, device)
         model = build_model(
             cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm
         )
         batches = OnDeviceBatches(self.train, cfg.batch_size, cfg.seed, cfg.augment)
-        spe = batches.steps_per_epoch
+        steps_per_epoch = batches.steps_per_epoch
         optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         def evaluate(tr: Trainer) -> dict[str, float]:
@@ -217,34 +213,26 @@ class MnistTask(TrainingTask):
         return Plan(
             model=model,
             optimizer=optimizer,
-            scheduler=one_cycle(optimizer, cfg.lr, cfg.epochs * spe),
-            batches=batches,
+            scheduler=one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch),
+            batch_for_step=batches,
             loss_fn=loss_fn,
             cadence=Cadence(
-                cfg.epochs * spe,
-                steps_per_epoch=spe,
-                eval_every=spe,
-                log_every=max(1, spe // 5),
+                cfg.epochs * steps_per_epoch,
+                steps_per_epoch=steps_per_epoch,
+                eval_every=steps_per_epoch,
+                log_every=max(1, steps_per_epoch // 5),
                 max_minutes=cfg.max_minutes,
             ),
             evaluate=evaluate,
-            extra_state={"config": cfg.as_checkpoint_dict()},
-            plot=LivePlot(
-                run.figure(f"{cfg.model}_curves.png"), every=5, title=f"MNIST {cfg.model}"
-            ),
+            plot=LivePlot(f"{cfg.model}_curves.png", redraw_every=5, title=f"MNIST {cfg.model}"),
         )
 
     def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
-        """Test accuracy of the chosen (best validation loss) model, figures, scikit-learn's MLP."""
+        """Test accuracy of the chosen (best validation loss) model, and its figures."""
         digits, test, trainer = self.data.digits, self.test, outcome.trainer
         with trainer.autocast():
             logits = predict_logits(trainer.eval_model, test).float()
         draw_figures(outcome.run, outcome.model, digits, test, logits)
-        sk_acc, sk_seconds = (
-            sklearn_mlp_accuracy(self.data.xtr, self.data.ytr, digits, cfg.seed)
-            if cfg.sklearn
-            else (None, None)
-        )
         return {
             "model": cfg.model,
             "data": digits.source,
@@ -258,15 +246,25 @@ class MnistTask(TrainingTask):
             "best_epoch": outcome.chosen_epoch,
             "epochs": trainer.epoch,
             "train_seconds": outcome.result["train_seconds"],
-            "sklearn_mlp_test_accuracy": None if sk_acc is None else round(sk_acc, 4),
-            "sklearn_mlp_seconds": None if sk_seconds is None else round(sk_seconds, 2),
         }
 
 
 def train_mnist(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``intro-nn train --target mnist|all``: the summary is MNIST's, or ``{"loan", "mnist"}``."""
+    """``intro-nn train mnist|all``: the digits through the shared lifecycle; then, beside them,
+    scikit-learn's MLP on the same split (``--sklearn``) and, with ``all``, the loan model into the
+    same run folder, whose summary is then ``{"loan", "mnist"}``."""
     task = MnistTask()
-    run, summary = run_training(task, cfg)
-    if cfg.target == "all" and is_main():
-        summary = {"loan": task.loan_summary, "mnist": summary}
+    run, summary = run_training(task, cfg, finish=False)
+    if not is_main():
+        return run, {}
+    sk_acc, sk_seconds = (
+        sklearn_mlp_accuracy(task.data.xtr, task.data.ytr, task.data.digits, cfg.seed)
+        if cfg.sklearn
+        else (None, None)
+    )
+    summary["sklearn_mlp_test_accuracy"] = None if sk_acc is None else round(sk_acc, 4)
+    summary["sklearn_mlp_seconds"] = None if sk_seconds is None else round(sk_seconds, 2)
+    if task.loan_table is not None:
+        summary = {"loan": train_loan(cfg, run, task.loan_table), "mnist": summary}
+    run.finish(summary)
     return run, summary

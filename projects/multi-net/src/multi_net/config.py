@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
+from shared.config import SEED_RANGE, DataCommandConfig, DemoOptions, RunConfig, apply_defaults, arg
 from shared.errors import UserError
 from shared.length import AUTO, epochs_flag
+from shared.paths import require_file
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from
 # scratch on a CPU: a small frame encoder (mn-synth: open_clip's 2-layer text transformer and a
@@ -123,8 +124,11 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     )
     max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
 
-    def __post_init__(self) -> None:
-        apply_preset(self)
+    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
+
+    def __post_init__(self, given: frozenset[str] | None) -> None:
+        if self.preset != "none":  # the preset's values, where no flag gives them
+            apply_defaults(self, PRESETS[self.preset], given)
         if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 2:
             raise UserError("--epochs must be >= 1 and --batch-size >= 2 (InfoNCE needs negatives)")
         if not 0 <= self.modality_dropout < 1:
@@ -137,13 +141,6 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
             )
         if self.audio_seconds <= 0 or self.val_videos < 0:
             raise UserError("--audio-seconds must be positive and --val-videos >= 0")
-
-
-def apply_preset(cfg) -> None:
-    """Set the preset's values on fields still at their defaults (so explicit flags win; a flag
-    given at its default value counts as not given)."""
-    if cfg.preset != "none":
-        apply_defaults(cfg, PRESETS[cfg.preset])
 
 
 @dataclass
@@ -183,6 +180,10 @@ class RecommendConfig:
     checkpoint: Path | None = arg(None, "checkpoint (default: the one the index was built with)")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
+    def __post_init__(self) -> None:  # before torch and open_clip are imported (seconds)
+        require_file(self.index, "--index")
+        require_file(self.checkpoint, "--checkpoint")
+
 
 @dataclass
 class BenchConfig(RunConfig, ModelOptions):
@@ -192,13 +193,12 @@ class BenchConfig(RunConfig, ModelOptions):
 
 
 @dataclass
-class DataConfig:
+class DataConfig(DataCommandConfig):
     action: Literal["download", "check", "synth"] = arg(
         "download",
         "download MSR-VTT, check it, or write the synthetic audio-visual benchmark (synth)",
         positional=True,
     )
-    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     out: Path | None = arg(
         None,
         "synth: folder to write videos/ and annotations.json into (default: <data root>/synth)",
@@ -215,7 +215,6 @@ class DataConfig:
     small: bool = arg(
         False, "synth: 2 values of each attribute (16 combinations), trains in a minute"
     )
-    quiet: bool = arg(False, "no progress bars")
 
 
 @dataclass

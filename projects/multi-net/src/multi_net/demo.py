@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from multi_net.config import DemoConfig
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
 from shared.checkpoint import run_of
@@ -168,7 +169,9 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
     chosen.input(similar, [chosen, k], [player, neighbours], api_name="similar")
 
 
-def run_demo(opts: DemoOptions, index: Path | None, videos: Path | None = None) -> int:
+def run_demo(opts: DemoConfig) -> int:
+    """``multi-net demo``: the page, served until Ctrl-C."""
+    index, videos = opts.index, opts.videos
     # the player may serve the indexed files themselves, nothing else (no folder is allowed)
     app, files = build_app(opts, index, videos)
     return serve(app, opts, allowed_paths=files)  # no upload field: serve's 1 KB upload limit

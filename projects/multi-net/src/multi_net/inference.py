@@ -26,8 +26,16 @@ from shared.checkpoint import (
     reading,
     settings_from_checkpoint,
 )
+from shared.paths import cache_root
 
 PROJECT = "multi-net"
+
+
+def cache_dir(cfg) -> Path:
+    """``--cache-dir``, else the project's cache under the data root: decoded clips, features."""
+    return cache_root(PROJECT, cfg.cache_dir)
+
+
 CHECKPOINT_KEYS = ("model", "config", "fusion_config", "decode", "end_to_end")
 
 

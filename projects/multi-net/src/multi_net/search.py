@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from multi_net.annotations import category_name, load_annotations
+from multi_net.config import IndexConfig, RecommendConfig
 from multi_net.features import video_files
-from multi_net.inference import PROJECT, TrainedModel
+from multi_net.inference import PROJECT, TrainedModel, cache_dir
 from shared.atomic import atomic_path
+from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import data_root, runs_root
+from shared.runs import check_writable_file
 
 INDEX_FORMAT = "multi-net-index-v1"
 INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
+
+
+def index(cfg: IndexConfig) -> int:
+    """``multi-net index``: embeds a folder of videos; prints what was written, as JSON."""
+    if cfg.out is None:  # under the runs root, where `demo` finds the newest index
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg.out = runs_root(PROJECT) / "indexes" / f"{Path(cfg.videos).name}-{stamp}.pt"
+    check_writable_file(cfg.out, "--out")  # before any clip is embedded
+    trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
+    # no --annotations: the training run's own, so that hits show captions and categories
+    cfg = run_data_settings(cfg, trained.state["config"], ("annotations",), quiet=cfg.quiet)
+    metadata: dict[str, dict] = {}
+    if cfg.annotations:
+        ann = load_annotations(cfg.annotations)
+        for vid in set(ann.captions) | set(ann.categories):
+            metadata[vid] = {
+                "category": category_name(ann.categories.get(vid), ann),
+                "caption": (ann.captions.get(vid) or [None])[0],
+                **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
+            }
+    written = build_index(trained, cfg.videos, cfg.out, cache_dir(cfg), metadata, cfg.quiet)
+    print(json.dumps(written))
+    return 0
 
 
 def build_index(
@@ -330,8 +359,14 @@ def ranked(idx: dict, scores: torch.Tensor, rows: torch.Tensor) -> list[dict]:
     ]
 
 
-def recommend(cfg) -> dict:
-    """``multi-net recommend``: the top k of an index for a video id, a new video file, or text."""
+def recommend(cfg: RecommendConfig) -> int:
+    """``multi-net recommend``: prints the recommendations as one JSON line."""
+    print(json.dumps(recommendations(cfg)))
+    return 0
+
+
+def recommendations(cfg: RecommendConfig) -> dict:
+    """The top k of an index for a video id, a new video file, or a text query."""
     if (cfg.video is None) == (cfg.text is None):
         raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
     if cfg.k < 1:

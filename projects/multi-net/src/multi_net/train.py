@@ -3,13 +3,11 @@
 The steps, each a function below: find the data and its splits (``load_data``); build CLIP and the
 fusion model (``build_models``); encode the videos once (frame features and log-mels, cached) and
 the training captions (``EncodedData``); choose what trains and how batches are drawn
-(``trainable``); train with the shared loop, choosing ``best.pt`` by validation R@1; then score
+(``model_groups_and_batches``); train with the shared loop, choosing ``best.pt`` by validation R@1; then score
 the test pairs once, with ``best.pt`` (``train_multi``).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +18,7 @@ from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, st
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.evaluation import evaluate_pairs
 from multi_net.features import VideoFeatures, load_video_features
-from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, clip_identity
+from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, cache_dir, clip_identity
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.batching import EpochBatches
@@ -30,7 +28,6 @@ from shared.errors import UserError
 from shared.length import AutoLength
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.optim import adamw, decay_groups
-from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
@@ -39,10 +36,6 @@ from shared.training import Cadence, Trainer
 
 # --epochs auto: at least 10 epochs and 500 steps; --patience: 10 epochs or 100 steps
 LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_steps=100)
-
-
-def cache_dir(cfg) -> Path:
-    return cache_root(PROJECT, cfg.cache_dir)
 
 
 def decode_params(cfg, size: int) -> DecodeParams:
@@ -249,7 +242,9 @@ def build_models(cfg: TrainConfig, device, resumed: dict | None):
     return clip, tokenizer, size, model
 
 
-def trainable(cfg: TrainConfig, model, clip, tokenizer, enc, rows, cache: DecodeCache, device):
+def model_groups_and_batches(
+    cfg: TrainConfig, model, clip, tokenizer, enc, rows, cache: DecodeCache, device
+):
     """What the optimizer trains, its parameter groups, and the batches that feed it: the fusion
     model on cached features (frozen towers), or CLIP's towers too, on decoded frames."""
     batch = min(cfg.batch_size, len(rows))
@@ -262,7 +257,9 @@ def trainable(cfg: TrainConfig, model, clip, tokenizer, enc, rows, cache: Decode
     return EndToEnd(clip, model), groups, batches
 
 
-def features_now(cfg, trained: nn.Module, feats: VideoFeatures, ids, cache: DecodeCache, device):
+def current_features(
+    cfg, trained: nn.Module, feats: VideoFeatures, ids, cache: DecodeCache, device
+):
     """Features of ``ids`` as the model sees them now: the cached ones with frozen towers, else
     their decoded frames through the current (fine-tuned) image tower."""
     if cfg.freeze_encoders:
@@ -302,9 +299,11 @@ class MultiTask(TrainingTask):
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
-    resume_keeps = MODEL_SETTINGS
+    settings_fixed_on_resume = MODEL_SETTINGS
 
-    def prepare(self, cfg: TrainConfig, device, resumed) -> None:
+    def load_data_and_models(self, cfg: TrainConfig, device, resumed) -> None:
+        """The splits, CLIP and the fusion model, the videos' cached features, the training
+        captions encoded, and what trains on which batches."""
         self.data, self.splits = data, splits = load_data(cfg)
         self.clip, self.tokenizer, self.size, self.model = build_models(cfg, device, resumed)
         params = decode_params(cfg, self.size)
@@ -325,14 +324,14 @@ class MultiTask(TrainingTask):
         if len(self.rows) < 2:
             raise UserError("fewer than two decodable training videos with captions")
         self.decode_cache = DecodeCache(cache_dir(cfg), params)
-        self.trained, self.groups, self.batches = trainable(
+        self.trained, self.groups, self.batches = model_groups_and_batches(
             cfg, self.model, self.clip, self.tokenizer, enc, self.rows, self.decode_cache, device
         )
 
     def score(self, cfg: TrainConfig, pairs, device) -> dict:
         self.trained.eval()
         ids = [v for v, _ in pairs]
-        f = features_now(cfg, self.trained, self.feats, ids, self.decode_cache, device)
+        f = current_features(cfg, self.trained, self.feats, ids, self.decode_cache, device)
         ann = self.data.ann
         return evaluate_pairs(
             self.model,
@@ -345,13 +344,14 @@ class MultiTask(TrainingTask):
             attributes=ann.attributes,
         )
 
-    def plan(self, cfg: TrainConfig, run: Run, device) -> Plan:
-        spe = self.batches.steps_per_epoch
-        self.epochs = epochs = LENGTH.epochs(cfg.epochs, spe)
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
+        self.load_data_and_models(cfg, device, resumed)
+        steps_per_epoch = self.batches.steps_per_epoch
+        self.epochs = epochs = LENGTH.epochs(cfg.epochs, steps_per_epoch)
         has_val = len({v for v, _ in self.splits.val}) >= 2
-        patience = LENGTH.patience(cfg.patience, cfg.epochs, spe) if has_val else 0
-        info(f"training length: {LENGTH.describe(epochs, patience, spe)}", cfg.quiet)
-        total = epochs * spe
+        patience = LENGTH.patience(cfg.patience, cfg.epochs, steps_per_epoch) if has_val else 0
+        info(f"training length: {LENGTH.describe(epochs, patience, steps_per_epoch)}", cfg.quiet)
+        total = epochs * steps_per_epoch
         optimizer = adamw(self.groups, device, lr=cfg.lr)
 
         def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
@@ -366,11 +366,11 @@ class MultiTask(TrainingTask):
             model=self.trained,
             optimizer=optimizer,
             scheduler=warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
-            batches=self.batches,
+            batch_for_step=self.batches,
             loss_fn=make_loss(cfg.vv_weight),
             cadence=Cadence.by_epoch(
                 epochs,
-                spe,
+                steps_per_epoch,
                 cfg.max_minutes,
                 patience=patience,
                 min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
@@ -388,7 +388,7 @@ class MultiTask(TrainingTask):
                 },
             },
             plot=LivePlot(
-                run.figure("loss.png"),
+                "loss.png",
                 title="multi-net contrastive training",
                 metrics=("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
             ),
@@ -422,4 +422,5 @@ class MultiTask(TrainingTask):
 
 
 def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
+    """``multi-net train``."""
     return run_training(MultiTask(), cfg)

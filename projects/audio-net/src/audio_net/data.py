@@ -1,0 +1,52 @@
+"""The data a command reads: the clips found (GTZAN or your label folders) and their log-mel
+windows, decoded once and cached (the cache folder and the feature settings come from the flags);
+and ``audio-net data download|check``."""
+
+from __future__ import annotations
+
+from audio_net.config import DataOptions
+from audio_net.dataset import Clip, find_gtzan
+from audio_net.features import FeatureParams, Features, load_features
+from audio_net.inference import PROJECT
+from shared.config import DataCommandConfig
+from shared.paths import cache_root
+from shared.progress import info
+
+
+def feature_params(opts: DataOptions) -> FeatureParams:
+    # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
+    # a shorter one is padded with silence
+    return FeatureParams(
+        window_seconds=opts.window_seconds,
+        hop_seconds=opts.hop_seconds,
+        n_mels=opts.n_mels,
+        min_seconds=min(1.0, opts.window_seconds / 3),
+    )
+
+
+def cache_dir(opts: DataOptions):
+    """``--cache-dir``, else ``<data root>/cache/audio-net`` of the default data root: never
+    inside the folder ``--data-dir`` names (your label folders, or a read-only GTZAN copy)."""
+    return cache_root(PROJECT, opts.cache_dir)
+
+
+def load_clip_features(cfg, device) -> tuple[list[Clip], Features]:
+    """The data set's clips that could be decoded, and their (cached) log-mel windows."""
+    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
+    feats, cached = load_features(
+        clips, feature_params(cfg), cache_dir(cfg), device, quiet=cfg.quiet
+    )
+    info(
+        f"features: {len(feats.windows)} windows of {len(feats.names)} clips"
+        f"{' (from the cache)' if cached else ''}",
+        cfg.quiet,
+    )
+    usable = set(feats.names)
+    return [c for c in clips if c.name in usable], feats
+
+
+def data(cfg: DataCommandConfig) -> int:
+    """``audio-net data``: download GTZAN, or check that it is there."""
+    clips = find_gtzan(cfg.data_dir, download=cfg.action == "download", quiet=cfg.quiet)
+    info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
+    return 0

@@ -1,0 +1,37 @@
+"""``multi-net data download|check|synth``: MSR-VTT fetched or found, or the synthetic
+audio-visual benchmark written."""
+
+from __future__ import annotations
+
+import json
+
+from multi_net.config import DataConfig
+from multi_net.dataset import download_msrvtt, find_videos_dir, msrvtt_root
+from multi_net.synth import DEFAULT_SMALL_VIDEOS, DEFAULT_VIDEOS, generate
+from shared.paths import data_root
+from shared.progress import info
+from shared.runs import check_writable_dir
+
+
+def data(cfg: DataConfig) -> int:
+    if cfg.action == "synth":
+        return synth(cfg)
+    if cfg.action == "download":
+        root = download_msrvtt(cfg.data_dir, cfg.quiet)
+    else:
+        root = msrvtt_root(cfg.data_dir)
+    videos = find_videos_dir(root) or find_videos_dir(root / "MSRVTT")
+    info(f"MSR-VTT under {root}: videos in {videos}")
+    return 0 if videos else 2
+
+
+def synth(cfg: DataConfig) -> int:
+    """The synthetic benchmark (clips whose sound and picture both carry the caption)."""
+    if cfg.out is None:  # under the data root, never in the current folder or the checkout
+        cfg.out = data_root(cfg.data_dir) / "synth"
+        info(f"writing the benchmark into {cfg.out} (--out DIR for another folder)", cfg.quiet)
+    check_writable_dir(cfg.out, "--out")
+    small = DEFAULT_SMALL_VIDEOS if cfg.small else DEFAULT_VIDEOS
+    videos = cfg.videos if cfg.videos is not None else small
+    print(json.dumps(generate(cfg.out, videos, cfg.seed, cfg.quiet, cfg.small, cfg.force)))
+    return 0
