@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from austen_net.cli import COMMANDS, main
@@ -227,3 +228,7 @@ def test_bench_reports_generation_against_the_memory_roofline(capsys, tmp_path):
     assert 0 < b["generate_roofline_fraction"] < 2  # tokens/s x bytes cannot far exceed the limit
     assert b["weight_bytes_int8"] < b["weight_bytes_bf16"] < b["weight_bytes"]
     assert b["generate_int8_speedup"] > 0 and b["generate_tokens_per_s_bf16"] > 0
+    assert b["generate_batch_samples"] == 4  # four samples in one batch, beside one at a time
+    per_sample = b["generate_tokens_per_s_batched"] / 4
+    assert b["generate_tokens_per_s_batched_per_sample"] == pytest.approx(per_sample, abs=0.1)
+    assert b["generate_batched_speedup"] > 0

@@ -3,6 +3,7 @@
 --compile says what it paid."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -65,3 +66,32 @@ def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):
     assert "compiled" not in eager.err
     assert main([*argv, "--compile", "auto"]) == 0  # 150 tokens do not repay a CPU compile
     assert "compiled" not in capsys.readouterr().err
+
+
+def test_num_samples_in_one_batch_write_what_one_after_another_write(corpus, tmp_path, capsys):
+    """Greedy, every sample is the same text whether drawn in one batch or one at a time; sampled,
+    a batch's samples differ from each other and the same seed draws the same batch again."""
+    run = tmp_path / "run"
+    train = ["train", "--preset", "tiny", "--tokenizer", "char", "--corpus-dir", str(corpus)]
+    assert main([*train, "--max-steps", "30", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--prompt", "Anne"]
+    argv += ["--max-new-tokens", "80", "--num-samples", "3", "--compile", "off"]
+    assert main([*argv, "--temperature", "0"]) == 0
+    batched = capsys.readouterr().out
+    assert main([*argv, "--temperature", "0", "--no-batch-samples"]) == 0
+    assert capsys.readouterr().out == batched
+    samples = written_samples(batched)
+    assert len(samples) == 3 and len(set(samples)) == 1
+
+    assert main([*argv, "--seed", "5", "--temperature", "1"]) == 0
+    drawn = capsys.readouterr().out
+    texts = written_samples(drawn)
+    assert len(texts) == 3 and len(set(texts)) == 3 and all(t.startswith("Anne") for t in texts)
+    assert main([*argv, "--seed", "5", "--temperature", "1"]) == 0
+    assert capsys.readouterr().out == drawn
+
+
+def written_samples(out: str) -> list[str]:
+    """The texts of ``--- sample N ---`` sections, in order."""
+    return [text.rstrip("\n") for text in re.split(r"\n--- sample \d+ ---\n", out)[1:]]

@@ -13,7 +13,8 @@ is the limit; weights that partly stay in a CPU's caches can pass it), the compi
 decode step beside it (``generate_tokens_per_s_compiled``, its compile time), transformers' own
 ``generate`` on the model ``export`` writes from the same weights, and the same cached generation
 with bf16 and with int8 weights (``--weights``; int8 on the CPU only, eager: fbgemm's kernels do not
-compile into one graph) and ``generate_int8_speedup`` over the fp32 eager path.
+compile into one graph) and ``generate_int8_speedup`` over the fp32 eager path; and four samples
+drawn in one batch against one after another (``generate_batched_speedup``).
 """
 
 from __future__ import annotations
@@ -77,15 +78,25 @@ def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
     return steps * cfg.batch_size * block / (time.perf_counter() - t0)
 
 
-def prompt_ids(model: GPT, prompt: int, device) -> torch.Tensor:
+def prompt_ids(model: GPT, prompt: int, device, rows: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
-    return torch.randint(0, model.cfg.vocab_size, (1, prompt), generator=g).to(device)
+    ids = torch.randint(0, model.cfg.vocab_size, (1, prompt), generator=g)
+    return ids.repeat(rows, 1).to(device)
 
 
 def time_generation(
-    model: GPT, device, prompt: int, new_tokens: int, use_cache: bool, precision: str, step=None
+    model: GPT,
+    device,
+    prompt: int,
+    new_tokens: int,
+    use_cache: bool,
+    precision: str,
+    step=None,
+    rows: int = 1,
 ) -> float:
-    idx = prompt_ids(model, prompt, device)
+    """Tokens per second, all rows together: ``rows`` samples of ``new_tokens`` greedy tokens
+    each, drawn in one batch."""
+    idx = prompt_ids(model, prompt, device, rows)
     ctx = autocast(device, resolve_precision(precision, device))
     with ctx:
         for _ in model.generate(idx, 8, temperature=0, use_cache=use_cache, step=step):  # warm-up
@@ -95,7 +106,24 @@ def time_generation(
         for _ in model.generate(idx, new_tokens, temperature=0, use_cache=use_cache, step=step):
             pass
         sync(device)
-    return new_tokens / (time.perf_counter() - t0)
+    return rows * new_tokens / (time.perf_counter() - t0)
+
+
+def batched_generation(model: GPT, device, prompt: int, rows: int = 4, repeats: int = 3) -> dict:
+    """``generate --num-samples 4``: four samples drawn in one batch against one after another
+    (eager, fp32, cached, 128 tokens each), interleaved round by round; medians. A batch reads
+    each weight once for all its rows, so at batch 1's memory-bound speed it is nearly free."""
+    one, batched = [], []
+    for _ in range(repeats):
+        one.append(time_generation(model, device, prompt, 128, True, "fp32"))
+        batched.append(time_generation(model, device, prompt, 128, True, "fp32", rows=rows))
+    one_tps, batched_tps = statistics.median(one), statistics.median(batched)
+    return {
+        "generate_batch_samples": rows,
+        "generate_tokens_per_s_batched": round(batched_tps, 1),
+        "generate_tokens_per_s_batched_per_sample": round(batched_tps / rows, 1),
+        "generate_batched_speedup": round(batched_tps / one_tps, 2),
+    }
 
 
 def compiled_step(model: GPT, device, prompt: int):
@@ -260,6 +288,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "generate_tokens_per_s_no_cache": round(gen[long, False], 1),
             "kv_cache_speedup": round(gen[long, True] / gen[long, False], 2),
             **weights_generation(gen_model, cfg, device),
+            **batched_generation(gen_model, device, cfg.prompt_tokens),
         }
     )
     return 0

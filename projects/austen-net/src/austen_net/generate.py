@@ -71,35 +71,56 @@ def generate(cfg: GenerateConfig, out=None) -> int:
         generator.seed()
     prompt = cfg.prompt.replace("\\n", "\n")
     ids = tok.encode(prompt) or tok.encode("\n")
-    for sample_index in range(cfg.num_samples):
-        if cfg.num_samples > 1:
-            out.write(f"\n--- sample {sample_index + 1} ---\n")
-        out.write(prompt)
-        out.flush()
-        decoder = StreamDecoder(tok)
-        idx = torch.tensor([ids], dtype=torch.long, device=device)
-        steps = None if cfg.infinite else cfg.max_new_tokens
-        try:
-            for token in model.generate(
-                idx,
-                steps,
-                temperature=cfg.temperature,
-                top_k=cfg.top_k,
-                top_p=cfg.top_p,
-                use_cache=cfg.cache,
-                generator=generator,
-                step=step,
-            ):
-                out.write(decoder.push(int(token[0])))
-                out.flush()
-        except KeyboardInterrupt as exc:  # what was generated is written out first
-            out.write(decoder.flush() + "\n")
-            out.flush()
-            if isinstance(exc, Terminated):
-                raise  # SIGTERM: exit 143, as for every command
+    if cfg.num_samples > 1 and cfg.batch_samples and not cfg.infinite:
+        batches = [cfg.num_samples]  # every sample in one batch
+    else:
+        batches = [1] * cfg.num_samples
+    first = 0
+    for rows in batches:
+        idx = torch.tensor([ids] * rows, dtype=torch.long, device=device)
+        tokens = model.generate(
+            idx,
+            None if cfg.infinite else cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            use_cache=cfg.cache,
+            generator=generator,
+            step=step,
+        )
+        numbers = range(first + 1, first + rows + 1) if cfg.num_samples > 1 else [None]
+        if not write_samples(tokens, tok, prompt, numbers, out):
             return 0  # Ctrl-C is how an --infinite story ends
-        out.write("\n")
+        first += rows
     return 0
+
+
+def write_samples(tokens, tok: Tokenizer, prompt: str, numbers, out) -> bool:
+    """Writes the samples of one batch: the first streams as its tokens come, the others follow
+    when it ends (each after a ``--- sample N ---`` line when ``numbers`` are given). False when
+    Ctrl-C stopped it (what was generated is written out first); SIGTERM is raised again."""
+    numbers = list(numbers)
+    decoders = [StreamDecoder(tok) for _ in numbers]
+    later = [prompt for _ in numbers[1:]]
+    heading = [f"\n--- sample {n} ---\n" if n is not None else "" for n in numbers]
+    out.write(heading[0] + prompt)
+    out.flush()
+    stopped = None
+    try:
+        for row_tokens in tokens:
+            out.write(decoders[0].push(int(row_tokens[0])))
+            out.flush()
+            for i in range(1, len(numbers)):
+                later[i - 1] += decoders[i].push(int(row_tokens[i]))
+    except KeyboardInterrupt as exc:
+        stopped = exc
+    out.write(decoders[0].flush() + "\n")
+    for i in range(1, len(numbers)):
+        out.write(heading[i] + later[i - 1] + decoders[i].flush() + "\n")
+    out.flush()
+    if isinstance(stopped, Terminated):
+        raise stopped  # SIGTERM: exit 143, as for every command
+    return stopped is None
 
 
 def compile_pays(cfg: GenerateConfig, device) -> bool:

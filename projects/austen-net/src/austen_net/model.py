@@ -132,6 +132,10 @@ class KVCache:
         shape = (batch, cfg.kv_heads, cfg.block_size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        for t in (*self.k, *self.v):
+            # fixed addresses: the compiled decode step writes into them in place, and CUDA graphs
+            # (generate --compile on a GPU) replay only over inputs whose address never changes
+            torch._dynamo.mark_static_address(t)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor):
         """One position's keys and values, in place (the decode step: no new tensor)."""
