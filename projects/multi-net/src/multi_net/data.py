@@ -27,11 +27,12 @@ def data(cfg: DataConfig) -> int:
 
 def synth(cfg: DataConfig) -> int:
     """The synthetic benchmark (clips whose sound and picture both carry the caption)."""
-    if cfg.out is None:  # under the data root, never in the current folder or the checkout
-        cfg.out = data_root(cfg.data_dir) / "synth"
-        info(f"writing the benchmark into {cfg.out} (--out DIR for another folder)", cfg.quiet)
-    check_writable_dir(cfg.out, "--out")
+    out = cfg.out
+    if out is None:  # under the data root, never in the current folder or the checkout
+        out = data_root(cfg.data_dir) / "synth"
+        info(f"writing the benchmark into {out} (--out DIR for another folder)", cfg.quiet)
+    check_writable_dir(out, "--out")
     small = DEFAULT_SMALL_VIDEOS if cfg.small else DEFAULT_VIDEOS
     videos = cfg.videos if cfg.videos is not None else small
-    print(json.dumps(generate(cfg.out, videos, cfg.seed, cfg.quiet, cfg.small, cfg.force)))
+    print(json.dumps(generate(out, videos, cfg.seed, cfg.quiet, cfg.small, cfg.force)))
     return 0

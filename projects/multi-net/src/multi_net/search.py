@@ -26,10 +26,11 @@ INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
 
 def index(cfg: IndexConfig) -> int:
     """``multi-net index``: embeds a folder of videos; prints what was written, as JSON."""
-    if cfg.out is None:  # under the runs root, where `demo` finds the newest index
+    out = cfg.out
+    if out is None:  # under the runs root, where `demo` finds the newest index
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        cfg.out = runs_root(PROJECT) / "indexes" / f"{Path(cfg.videos).name}-{stamp}.pt"
-    check_writable_file(cfg.out, "--out")  # before any clip is embedded
+        out = runs_root(PROJECT) / "indexes" / f"{Path(cfg.videos).name}-{stamp}.pt"
+    check_writable_file(out, "--out")  # before any clip is embedded
     trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
     # no --annotations: the training run's own, so that hits show captions and categories
     cfg = run_data_settings(cfg, trained.state["config"], ("annotations",), quiet=cfg.quiet)
@@ -42,7 +43,7 @@ def index(cfg: IndexConfig) -> int:
                 "caption": (ann.captions.get(vid) or [None])[0],
                 **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
             }
-    written = build_index(trained, cfg.videos, cfg.out, cache_dir(cfg), metadata, cfg.quiet)
+    written = build_index(trained, cfg.videos, out, cache_dir(cfg), metadata, cfg.quiet)
     print(json.dumps(written))
     return 0
 
