@@ -171,8 +171,10 @@ def test_cross_validation_reports_network_and_baseline(capsys, genres, tmp_path)
     assert s["test_clip_accuracy_std"] >= 0 and 1 <= s["final_epochs"] <= 8
     final = load_checkpoint(out / "checkpoints" / "last.pt", project="audio-net")
     assert len(final["split"]["train"]) == 50 and final["epoch"] == s["final_epochs"]
-    for k in (1, 2, 3):
-        assert (out / "folds" / f"fold{k}" / "figures" / "baseline_confusion_matrix.png").is_file()
+    for k in (1, 2, 3):  # each fold is a finished run of its own: figures and its summary
+        fold = out / "folds" / f"fold{k}"
+        assert (fold / "figures" / "baseline_confusion_matrix.png").is_file()
+        assert json.loads((fold / "summary.json").read_text())["fold"] == k
 
 
 def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
