@@ -201,7 +201,7 @@ def test_real_novels_train_and_score(capsys, real_corpus, tmp_path):
 
 
 def test_generate_and_evaluate_with_bf16_and_int8_weights(capsys, corpus, tmp_path):
-    """``--weights``: the same model scored and sampled with bf16 and int8 (torchao, weight-only)
+    """``--weights``: the same model scored and sampled with bf16 and int8 (the machine's kernel)
     weights; their bits per character stay within 0.05 of fp32's on the validation split."""
     out = tmp_path / "run"
     assert main([*TRAIN, "--corpus-dir", str(corpus), "--max-steps", "30", "--out", str(out)]) == 0
@@ -228,6 +228,13 @@ def test_bench_reports_generation_against_the_memory_roofline(capsys, tmp_path):
     assert 0 < b["generate_roofline_fraction"] < 2  # tokens/s x bytes cannot far exceed the limit
     assert b["weight_bytes_int8"] < b["weight_bytes_bf16"] < b["weight_bytes"]
     assert b["generate_int8_speedup"] > 0 and b["generate_tokens_per_s_bf16"] > 0
+    assert b["generate_tokens_per_s_bf16_compiled"] > 0
+    # int8 by the machine's kernel; the weight-only one also runs compiled, fbgemm's does not
+    compiled_int8 = b["generate_tokens_per_s_int8_compiled"]
+    assert (compiled_int8 is not None) == (b["generate_int8_kernel"] == "weight-only"), b
+    fastest = max(b["generate_tokens_per_s_int8"], compiled_int8 or 0)
+    ratio = fastest / b["generate_tokens_per_s_fp32"]
+    assert b["generate_int8_speedup"] == pytest.approx(ratio, abs=0.01)
     assert b["generate_batch_samples"] == 4  # four samples in one batch, beside one at a time
     per_sample = b["generate_tokens_per_s_batched"] / 4
     assert b["generate_tokens_per_s_batched_per_sample"] == pytest.approx(per_sample, abs=0.1)

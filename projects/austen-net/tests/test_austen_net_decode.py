@@ -1,6 +1,6 @@
 """The fixed-shape decode step: eager and compiled, it gives the tokens of today's cached path
-(greedy and seeded sampling, across context slides, fp32 and bf16); int8 stays eager; the CLI's
---compile says what it paid."""
+(greedy and seeded sampling, across context slides, fp32, bf16 and weight-only int8); fbgemm's
+dynamic int8 stays eager; the CLI's --compile says what it paid."""
 
 import copy
 import re
@@ -46,8 +46,17 @@ def test_compiled_decode_step_gives_the_same_tokens_fp32_and_bf16():
     assert torch.equal(fast, tokens(bf16, temperature=0.0))
 
 
-def test_int8_weights_are_not_compiled():
-    assert with_weights(tiny(), "int8").compiled_step() is None
+def test_compiled_decode_step_gives_the_same_tokens_with_weight_only_int8():
+    model = with_weights(tiny(), "int8", int8_kernel="weight-only")
+    step = model.compiled_step()
+    assert step is not None
+    assert torch.equal(tokens(model, step, temperature=0.0), tokens(model, temperature=0.0))
+    sampled = {"temperature": 0.9, "top_k": 10}
+    assert torch.equal(tokens(model, step, **sampled), tokens(model, **sampled))
+
+
+def test_dynamic_int8_weights_are_not_compiled():
+    assert with_weights(tiny(), "int8", int8_kernel="dynamic").compiled_step() is None
 
 
 def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):

@@ -12,9 +12,11 @@ bench measures the machine's read bandwidth (summing a 256 MB tensor) and report
 is the limit; weights that partly stay in a CPU's caches can pass it), the compiled fixed-shape
 decode step beside it (``generate_tokens_per_s_compiled``, its compile time), transformers' own
 ``generate`` on the model ``export`` writes from the same weights, and the same cached generation
-with bf16 and with int8 weights (``--weights``; int8 on the CPU only, eager: fbgemm's kernels do not
-compile into one graph) and ``generate_int8_speedup`` over the fp32 eager path; and four samples
-drawn in one batch against one after another (``generate_batched_speedup``).
+with bf16 and with int8 weights (``--weights``; int8 on the CPU only, by the kernel the machine
+gets: ``generate_int8_kernel``), each eager and compiled (``_compiled``; fbgemm's dynamic int8 runs
+eagerly only), all interleaved round by round, and ``generate_int8_speedup``: the fastest int8 path
+over the fp32 eager path; and four samples drawn in one batch against one after another
+(``generate_batched_speedup``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 
 import torch
 
+from austen_net import int8
 from austen_net.config import BenchConfig
 from austen_net.data import lm_loss
 from austen_net.inference import weight_bytes, with_weights
@@ -127,8 +130,11 @@ def batched_generation(model: GPT, device, prompt: int, rows: int = 4, repeats: 
 
 
 def compiled_step(model: GPT, device, prompt: int):
-    """(the compiled decode step, the seconds its compile took: paid at the second token)."""
+    """(the compiled decode step, the seconds its compile took: paid at the second token), or
+    (None, None) for weights that run eagerly."""
     step = model.compiled_step()
+    if step is None:
+        return None, None
     idx = prompt_ids(model, prompt, device)
     t0 = time.perf_counter()
     for _ in model.generate(idx, 2, temperature=0, step=step):
@@ -167,19 +173,17 @@ def transformers_generator(model: GPT, device, prompt: int):
     return timed
 
 
-def side_by_side(model: GPT, device, prompt: int, rounds: int = 3) -> dict:
-    """Our eager cached path, our compiled step and transformers' ``generate``: the same weights,
-    prompt and 128 greedy tokens, interleaved round by round; the median of each."""
-    step, compile_seconds = compiled_step(model, device, prompt)
-    theirs = transformers_generator(model, device, prompt)
-    runs: dict[str, list[float]] = {"eager": [], "compiled": [], "transformers": []}
+def side_by_side(paths: dict, theirs, device, prompt: int, rounds: int = 3) -> dict:
+    """Tokens/s of every path (name -> (model, compiled step or None)) and of transformers'
+    ``generate`` (``theirs``, or None): the same prompt and 128 greedy tokens, interleaved round
+    by round, the median of each."""
+    runs: dict[str, list[float]] = {name: [] for name in [*paths, "transformers"]}
     for _ in range(rounds):
-        runs["eager"].append(time_generation(model, device, prompt, 128, True, "fp32"))
-        runs["compiled"].append(time_generation(model, device, prompt, 128, True, "fp32", step))
+        for name, (model, step) in paths.items():
+            runs[name].append(time_generation(model, device, prompt, 128, True, "fp32", step))
         if theirs is not None:
             runs["transformers"].append(theirs())
-    median = {k: statistics.median(v) if v else None for k, v in runs.items()}
-    return {**median, "compile_seconds": compile_seconds}
+    return {k: statistics.median(v) if v else None for k, v in runs.items()}
 
 
 def read_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 7) -> float:
@@ -196,46 +200,54 @@ def read_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 7)
 
 
 def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
-    """Cached batch-1 generation (128 tokens, no autocast) with fp32, bf16 and int8 weights,
-    against the memory-bandwidth limit."""
+    """Cached batch-1 generation (128 tokens, no autocast) with fp32, bf16 and int8 weights, each
+    eager and through the compiled decode step, beside transformers' ``generate`` on the same
+    weights, against the memory-bandwidth limit."""
     bandwidth = read_bandwidth(device)
-    sides = side_by_side(model, device, cfg.prompt_tokens)
-    fp32_tps, compiled, theirs = sides["eager"], sides["compiled"], sides["transformers"]
+    kinds = {"fp32": model, "bf16": with_weights(copy.deepcopy(model), "bf16")}
+    if device.type == "cpu":
+        kinds["int8"] = with_weights(copy.deepcopy(model), "int8")
+    paths, compile_seconds = {}, {}
+    for kind, variant in kinds.items():
+        paths[kind] = (variant, None)
+        step, compile_seconds[kind] = compiled_step(variant, device, cfg.prompt_tokens)
+        if step is not None:
+            paths[f"{kind}_compiled"] = (variant, step)
+    tps = side_by_side(
+        paths, transformers_generator(model, device, cfg.prompt_tokens), device, cfg.prompt_tokens
+    )
+    nbytes = {kind: weight_bytes(variant) for kind, variant in kinds.items()}
+
+    def rate(name: str) -> float | None:
+        return None if tps.get(name) is None else round(tps[name], 1)
+
+    def roofline(name: str) -> float | None:
+        kind = name.removesuffix("_compiled")
+        return None if tps.get(name) is None else round(tps[name] * nbytes[kind] / bandwidth, 3)
+
+    fp32, compiled, theirs = tps["fp32"], tps["fp32_compiled"], tps["transformers"]
     out = {
         "memory_read_gb_per_s": round(bandwidth / 1e9, 2),
-        "weight_bytes": weight_bytes(model),
-        "generate_tokens_per_s_fp32": round(fp32_tps, 1),
-        "generate_roofline_fraction": round(fp32_tps * weight_bytes(model) / bandwidth, 3),
+        "weight_bytes": nbytes["fp32"],
+        "generate_tokens_per_s_fp32": rate("fp32"),
+        "generate_roofline_fraction": roofline("fp32"),
+        "generate_tokens_per_s_compiled": rate("fp32_compiled"),
+        "generate_roofline_fraction_compiled": roofline("fp32_compiled"),
+        "generate_compile_seconds": round(compile_seconds["fp32"], 1),
+        "generate_compiled_speedup": round(compiled / fp32, 2),
+        "transformers_generate_tokens_per_s": rate("transformers"),
+        "generate_speedup_over_transformers": (
+            None if theirs is None else round(max(fp32, compiled) / theirs, 2)
+        ),
     }
-    out |= {
-        "generate_tokens_per_s_compiled": round(compiled, 1),
-        "generate_roofline_fraction_compiled": round(compiled * weight_bytes(model) / bandwidth, 3),
-        "generate_compile_seconds": round(sides["compile_seconds"], 1),
-        "generate_compiled_speedup": round(compiled / fp32_tps, 2),
-    }
-    out["transformers_generate_tokens_per_s"] = None if theirs is None else round(theirs, 1)
-    out["generate_speedup_over_transformers"] = (
-        None if theirs is None else round(max(fp32_tps, compiled) / theirs, 2)
-    )
-    kinds = ["bf16", *(["int8"] if device.type == "cpu" else [])]
-    for kind in kinds:
-        variant = with_weights(copy.deepcopy(model), kind)
-        tps = time_generation(variant, device, cfg.prompt_tokens, 128, True, "fp32")
-        out[f"generate_tokens_per_s_{kind}"] = round(tps, 1)
-        out[f"weight_bytes_{kind}"] = weight_bytes(variant)
-        out[f"generate_roofline_fraction_{kind}"] = round(
-            tps * weight_bytes(variant) / bandwidth, 3
-        )
-        if kind == "bf16":
-            step, _ = compiled_step(variant, device, cfg.prompt_tokens)
-            fast = time_generation(variant, device, cfg.prompt_tokens, 128, True, "fp32", step)
-            out["generate_tokens_per_s_bf16_compiled"] = round(fast, 1)
-            out["generate_roofline_fraction_bf16_compiled"] = round(
-                fast * weight_bytes(variant) / bandwidth, 3
-            )
-    out["generate_int8_speedup"] = (
-        round(out["generate_tokens_per_s_int8"] / fp32_tps, 2) if "int8" in kinds else None
-    )
+    for kind in [k for k in kinds if k != "fp32"]:
+        out[f"weight_bytes_{kind}"] = nbytes[kind]
+        for name in (kind, f"{kind}_compiled"):
+            out[f"generate_tokens_per_s_{name}"] = rate(name)
+            out[f"generate_roofline_fraction_{name}"] = roofline(name)
+    out["generate_int8_kernel"] = int8.kernel_of(kinds["int8"]) if "int8" in kinds else None
+    fastest_int8 = max((v for k, v in tps.items() if k.startswith("int8") and v), default=None)
+    out["generate_int8_speedup"] = None if fastest_int8 is None else round(fastest_int8 / fp32, 2)
     return out
 
 

@@ -138,8 +138,10 @@ class GenerateConfig:
     checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
     weights: Literal["fp32", "bf16", "int8"] = arg(
         "fp32",
-        "weights to generate with: as trained (fp32), bf16, or int8 (PyTorch's dynamic int8 "
-        "quantization of the Linear layers, CPU only): fewer bytes read per token",
+        "weights to generate with: as trained (fp32), bf16, or int8 (the Linear layers' weights "
+        "in int8, one scale per output channel, CPU only: PyTorch's weight-only int8 kernel, "
+        "compiled with the decode step, on CPUs with AVX-512, else fbgemm's dynamic int8, "
+        "eager): fewer bytes read per token",
     )
     prompt: str = arg("", "text to continue (empty: start a new paragraph)", parse=valid_text)
     max_new_tokens: int = arg(500, "tokens to generate per sample")
@@ -166,7 +168,8 @@ class GenerateConfig:
         "torch.compile the one-token decode step (fixed shapes, CUDA graphs on a GPU): on, off, or "
         "auto: on where the tokens asked for repay the compile time ("
         f"{GENERATE_COMPILE_MIN_TOKENS['cuda']} on CUDA, --infinite too; "
-        f"{GENERATE_COMPILE_MIN_TOKENS['cpu']:,} on a CPU); int8 weights run eagerly",
+        f"{GENERATE_COMPILE_MIN_TOKENS['cpu']:,} on a CPU); fbgemm's int8 (CPUs without AVX-512) "
+        "runs eagerly",
         const="on",
         negative=("--no-compile", "off"),
     )

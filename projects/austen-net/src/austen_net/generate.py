@@ -132,14 +132,17 @@ def compile_pays(cfg: GenerateConfig, device) -> bool:
 
 
 def decode_step(model, cfg: GenerateConfig, device):
-    """The compiled one-token step, or None (eager) when off, not repaid, uncached or int8; the
-    compile time (paid at the first generated token) is reported on stderr."""
+    """The compiled one-token step, or None (eager) when off, not repaid, uncached or fbgemm's
+    int8; the compile time (paid at the first generated token) is reported on stderr."""
     wanted = cfg.compile == "on" or (cfg.compile == "auto" and compile_pays(cfg, device))
     if not wanted or not cfg.cache:
         return None
     compiled = model.compiled_step()
     if compiled is None:
-        info("--compile: int8 weights run eagerly (fbgemm's kernels do not compile into a graph)")
+        info(
+            "--compile: int8 weights run eagerly on this CPU (fbgemm's dynamic int8 kernel, "
+            "used without AVX-512, does not compile into a graph)"
+        )
         return None
     first = True
 

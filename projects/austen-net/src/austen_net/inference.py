@@ -7,13 +7,11 @@ checked before sentencepiece reads it; anything wrong is one ``UserError``.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
-from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+from austen_net import int8
 from austen_net.data import bits_per_char, predicted_chars, total_nll
 from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
@@ -137,13 +135,12 @@ def load_model(path, device, weights: str = "fp32") -> tuple[GPT, Tokenizer, dic
     return with_weights(model.to(device).eval(), weights), tok, state
 
 
-def with_weights(model: GPT, weights: str) -> GPT:
+def with_weights(model: GPT, weights: str, int8_kernel: str | None = None) -> GPT:
     """``bf16``: every weight cast to bfloat16 (half the bytes a cached token reads). ``int8``:
-    PyTorch's dynamic int8 quantization (``torch.ao.quantization.quantize_dynamic``) of every
-    Linear layer (attention, MLP, the head): int8 weights with one scale per output channel, the
-    activations quantized on the fly, fbgemm's int8 kernels; a quarter of the matrices' bytes, CPU
-    only. The embedding table stays as it is (a token reads one row of it). torchao's weight-only
-    int8 was measured too: 3x slower per layer than fp32 on a 2-core Xeon (NOTES.md)."""
+    every Linear layer (attention, MLP, the head) with int8 weights, one scale per output
+    channel, a quarter of the matrices' bytes, CPU only; the kernel (weight-only, compiled with
+    the decode step, on CPUs with AVX-512; else fbgemm's dynamic int8, eager) is the machine's
+    unless ``int8_kernel`` names one (:mod:`austen_net.int8`)."""
     if weights == "bf16":
         return model.to(torch.bfloat16)
     if weights == "int8":
@@ -151,12 +148,7 @@ def with_weights(model: GPT, weights: str) -> GPT:
             raise UserError(
                 "--weights int8 runs on the CPU (PyTorch's int8 kernels): add --device cpu"
             )
-        if model.cfg.tie_weights:  # untie: the head is quantized, the embedding lookup is not
-            model.head.weight = torch.nn.Parameter(model.head.weight.detach().clone())
-        spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
-        with warnings.catch_warnings():  # the API is used on purpose: NOTES.md says what follows
-            warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", Warning)
-            return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
+        return int8.quantize(model, int8_kernel)
     if weights != "fp32":
         raise UserError(f"--weights {weights}: use one of {', '.join(WEIGHTS)}")
     return model
@@ -164,19 +156,14 @@ def with_weights(model: GPT, weights: str) -> GPT:
 
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of the weights a cached token reads: every parameter but the embedding table(s), of
-    which a token reads one row (a tied head is counted once, as the head), and the int8 matrices
-    with their per-channel scales and zero points."""
+    which a token reads one row (a tied head is counted once, as the head), and the int8 layers'
+    weights with their scales."""
     tied = isinstance(model.head, torch.nn.Linear) and model.head.weight is model.tok_emb.weight
     skip = set() if tied else {id(model.tok_emb.weight)}
     if model.pos_emb is not None:
         skip.add(id(model.pos_emb.weight))
     total = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in skip)
-    for module in model.modules():
-        if isinstance(module, QuantizedLinear):
-            w = module.weight()
-            channels = w.q_per_channel_scales().numel()  # float64 scales, int64 zero points
-            total += w.numel() + channels * 16
-    return total
+    return total + int8.int8_bytes(model)
 
 
 def bpc_of_texts(
