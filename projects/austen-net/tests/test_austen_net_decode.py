@@ -104,3 +104,19 @@ def test_num_samples_in_one_batch_write_what_one_after_another_write(corpus, tmp
 def written_samples(out: str) -> list[str]:
     """The texts of ``--- sample N ---`` sections, in order."""
     return [text.rstrip("\n") for text in re.split(r"\n--- sample \d+ ---\n", out)[1:]]
+
+
+def test_generate_compile_keeps_one_step_per_model_and_copies_get_their_own():
+    model = tiny()
+    greedy = tokens(model, temperature=0.0)
+    prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
+    fast = torch.stack(list(model.generate(prompt, 100, temperature=0.0, compile=True)), dim=1)
+    assert torch.equal(fast, greedy)
+    kept = model.kept_compiled_step()
+    assert kept is not None and model.kept_compiled_step() is kept  # compiled once, kept
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.head.weight.mul_(-1)  # the copy's own weights, not the original's
+    mine = torch.stack(list(other.generate(prompt, 20, temperature=0.0, compile=True)), dim=1)
+    assert other.kept_compiled_step() is not kept
+    assert torch.equal(mine, tokens(other, temperature=0.0)[:, :20])

@@ -350,6 +350,7 @@ class GPT(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         step=None,
+        compile: bool = False,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens (B,) one at a time; ``max_new_tokens=None`` never stops.
 
@@ -358,8 +359,12 @@ class GPT(nn.Module):
         uncached path uses the same contexts, so both give the same tokens). ``step`` (from
         :meth:`compiled_step`) runs each cached token through the compiled fixed-shape
         :meth:`decode_step` instead of the eager forward: the same tokens, fewer operator launches.
+        ``compile=True`` does that with this model's own compiled step, compiled at the first
+        call that asks (half a minute on a CPU) and kept for later calls.
         The module's train/eval mode is restored when the generator finishes or is closed.
         """
+        if compile and step is None and use_cache:
+            step = self.kept_compiled_step()
         was_training = self.training
         self.eval()
         try:
@@ -398,6 +403,16 @@ class GPT(nn.Module):
                 context, filled = context[:, -(block // 2) :], False
             produced += 1
             yield nxt
+
+    def kept_compiled_step(self):
+        """:meth:`compiled_step`, compiled once per model and kept (``generate(compile=True)``).
+        Kept with this model's ``id``: a copy (``copy.deepcopy``) compiles its own, never
+        calling the original's weights."""
+        kept = self.__dict__.get("_kept_step")
+        if kept is None or kept[0] != id(self):
+            kept = (id(self), self.compiled_step())
+            self.__dict__["_kept_step"] = kept
+        return kept[1]
 
     def compiled_step(self):
         """:meth:`decode_step` through ``torch.compile`` (fixed shapes, one graph; on CUDA with
