@@ -3,6 +3,7 @@
 import io
 import multiprocessing
 import os
+import signal
 import stat
 import tarfile
 import zipfile
@@ -79,8 +80,17 @@ def _make_run_dir(_):
 
 def test_runs_started_together_get_their_own_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "runs"))
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    # Forked workers inherit this process's SIGTERM handler (shared.signals, installed by the CLI
+    # tests), which may defer SIGTERM; `with Pool()` ends by SIGTERM (terminate), and on a busy
+    # machine a worker could then wait on the task queue's lock forever. So the workers get
+    # SIGTERM's default action back and the pool ends by close/join: each leaves at its sentinel.
+    reset = (signal.SIGTERM, signal.SIG_DFL)
+    pool = multiprocessing.get_context("fork").Pool(4, initializer=signal.signal, initargs=reset)
+    try:
         folders = pool.map(_make_run_dir, range(8))
+    finally:
+        pool.close()
+        pool.join()
     assert len(set(folders)) == 8  # the same second, eight distinct folders
     assert all(os.path.isdir(f) for f in folders)
 
