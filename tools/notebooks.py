@@ -14,11 +14,38 @@ figures and size (the projects' tests check the same).
 from __future__ import annotations
 
 import argparse
+import stat
 import sys
 import time
 from pathlib import Path
 
 from testkit import notebooks
+
+MAX_READ_BYTES = 8 * notebooks.MAX_BYTES  # a bound on what is read at all (check reports size)
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be a notebook to read, or None: missing, a folder, a device or FIFO
+    (``/dev/zero`` would be read forever, a FIFO would block), too big, or not a notebook."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a notebook"
+    if not stat.S_ISREG(st.st_mode):
+        return "a device, FIFO or socket, not a notebook"
+    if st.st_size > MAX_READ_BYTES:
+        return f"{st.st_size:,} bytes: too big to be a walkthrough notebook"
+    try:
+        nb = notebooks.read(path)
+        notebooks.nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises JSON, validation and type errors of its own
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+        return f"not a readable notebook ({exc.__class__.__name__}: {first})"
+    return None
 
 
 def problems(path: Path) -> list[str]:
@@ -45,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for path in args.notebooks:
-        if not path.is_file():
-            print(f"{path}: no such file", file=sys.stderr)
+        why = unreadable(path)
+        if why is not None:
+            print(f"{path}: {why}", file=sys.stderr)
             status = 1
             continue
         if args.action == "refresh":

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import torch
@@ -87,3 +88,35 @@ def test_resolve_resume_latest(tmp_path):
     assert resolve_resume(None, out=None, runs_root=root) is None
     with pytest.raises(UserError):
         resolve_resume(str(tmp_path / "nope.pt"), out=None, runs_root=root)
+
+
+def test_an_optimizer_state_that_does_not_fit_is_refused_before_loading():
+    from shared.checkpoint import check_optimizer_state
+    from shared.optim import adamw
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = adamw(model.parameters(), lr=0.1, device=torch.device("cpu"))
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    good = opt.state_dict()
+    check_optimizer_state(opt, good, "last.pt")  # its own state fits
+
+    def tampered(change):
+        state = {
+            "state": {k: dict(v) for k, v in good["state"].items()},
+            "param_groups": [dict(g, params=list(g["params"])) for g in good["param_groups"]],
+        }
+        change(state)
+        return state
+
+    cases = [
+        (lambda s: s["state"][0].update(exp_avg=torch.zeros(3)), "exp_avg of a (3, 4) parameter"),
+        (lambda s: s["state"][1].update(exp_avg_sq=torch.zeros(3, dtype=torch.int32)), "int32"),
+        (lambda s: s["state"].update({99: {"exp_avg": torch.zeros(1)}}), "does not have: 99"),
+        (lambda s: s["param_groups"][0]["params"].pop(), "a parameter group of another size"),
+        (lambda s: s["param_groups"].append({"params": []}), "2 parameter groups, not 1"),
+        (lambda s: s.pop("state"), "not an optimizer's state"),
+    ]
+    for change, words in cases:
+        with pytest.raises(UserError, match=re.escape(words)):
+            check_optimizer_state(opt, tampered(change), "last.pt")

@@ -121,6 +121,7 @@ def test_uploads_are_bounded_and_messages_name_the_users_file(trained, tmp_path)
         assert "my song.wav: cannot decode" in message and "demo-uploads" not in message, message
         uploads = tmp_path / "data" / "cache" / "audio-net" / "demo-uploads"
         assert not [p for p in uploads.rglob("*") if p.is_file() and p.stat().st_size > 10**6]
+        assert not list(uploads.rglob("my song.wav"))  # refused: deleted at once
 
 
 def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):

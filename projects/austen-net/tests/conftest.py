@@ -19,3 +19,21 @@ def real_corpus(real_data, tmp_path):  # noqa: F811
         text = (real_data / "austen" / name).read_bytes()
         (folder / name).write_bytes(text[:60000] + text[-20000:])
     return folder
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory):
+    """A random GPT-2 (byte-level BPE) saved by transformers."""
+    pytest.importorskip("transformers")
+    from austen_net_hf import gpt2_folder as build
+
+    return build(tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory):
+    """A random Llama (grouped-query attention, rope_theta 1e5, untied head) saved by transformers."""
+    pytest.importorskip("transformers")
+    from austen_net_hf import llama_folder as build
+
+    return build(tmp_path_factory.mktemp("llama"))

@@ -322,3 +322,75 @@ def test_a_text_written_as_one_line_trains_a_bpe(capsys, tmp_path):
     tok = train_bpe([line], 512, quiet=True)  # 13 words support about 400 pieces, not 512
     assert 300 < tok.vocab_size <= 512
     assert tok.decode(tok.encode(line[:5000])) == line[:5000]
+
+
+@pytest.mark.parametrize(
+    "tamper,message",
+    [
+        ("exp_avg", "its optimizer state does not fit the model (exp_avg of a"),
+        ("exp_avg_sq_int", "its optimizer state does not fit the model (exp_avg_sq of a"),
+        ("extra_param", "state for a parameter it does not have"),
+        ("tok_emb", "its weights do not fit the model its settings describe"),
+    ],
+)
+def test_a_tampered_resume_is_one_message(tamper, message, tmp_path, trained):
+    """An AdamW ``exp_avg`` of the wrong shape in ``last.pt`` crashed the fused CPU optimizer with a
+    segmentation fault (exit 139, no message); a wrong ``tok_emb.weight`` gave a traceback. Run in
+    a fresh process, so a crash would show as one here, not end the test session."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    corpus, ckpt = trained
+    run = tmp_path / "run"
+    shutil.copytree(ckpt.parent.parent, run)
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    opt = state["optimizer"]["state"]
+    if tamper == "exp_avg":
+        opt[0]["exp_avg"] = torch.zeros(3)
+    elif tamper == "exp_avg_sq_int":
+        opt[1]["exp_avg_sq"] = torch.zeros(opt[1]["exp_avg_sq"].shape, dtype=torch.int64).T
+    elif tamper == "extra_param":
+        opt[10_000] = {"exp_avg": torch.zeros(2)}
+    else:
+        state["model"]["tok_emb.weight"] = torch.zeros(3, 7)
+    torch.save(state, path)
+    argv = ["train", *TINY, "--corpus-dir", corpus, "--max-steps", "6", "--eval-every", "2"]
+    argv += ["--out", run, "--resume", "latest", "--quiet"]
+    code = "import sys; from austen_net.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True)
+    err = out.stderr.decode()
+    assert out.returncode == 2, (out.returncode, err[-2000:])
+    assert "Traceback" not in err and message in err, err
+
+
+def test_many_samples_are_drawn_in_batches_that_fit(capsys, monkeypatch, trained):
+    """``--num-samples 100000`` put every sample's KV cache in one batch (3.2 GB, then an allocator
+    traceback): batches now hold what ``BATCH_CACHE_BYTES`` allows at the full context."""
+    from austen_net import generate as gen
+    from austen_net.model import GPT, GPTConfig
+
+    cfg = GPTConfig(n_layer=6, n_embd=384, n_head=6, block_size=256)
+    assert gen.rows_that_fit(cfg) == 64  # 4.7 MB a row: the row cap decides
+    assert gen.rows_that_fit(GPTConfig(n_layer=32, n_embd=4096, n_head=32, block_size=8192)) == 1
+    assert sum(gen.sample_batches(100_000, 64)) == 100_000
+    assert gen.sample_batches(10, 4) == [4, 4, 2]
+
+    _, ckpt = trained
+    rows = []
+    original = GPT.generate
+
+    def spy(self, idx, *args, **kwargs):
+        rows.append(idx.shape[0])
+        return original(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "generate", spy)
+    monkeypatch.setattr(gen, "MAX_BATCH_ROWS", 3)
+    argv = ["generate", "--checkpoint", ckpt, "--num-samples", "8", "--max-new-tokens", "3"]
+    assert main([str(a) for a in [*argv, "--seed", "1", "--compile", "off"]]) == 0
+    out = capsys.readouterr().out
+    assert rows == [3, 3, 2]
+    assert [f"--- sample {n} ---" in out for n in range(1, 9)] == [True] * 8

@@ -8,7 +8,7 @@ from austen_net_data import austen_like, write_corpus
 from playwright.sync_api import expect
 
 from austen_net.cli import main
-from austen_net.demo import Writer, unknown_characters
+from austen_net.demo import Writer
 from shared.errors import UserError
 from testkit import (
     ServedDemo,
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
 def test_stream_matches_generate_and_unknown_characters_are_named(trained):
     root, runs = trained
     writer = Writer(runs["char"] / "checkpoints" / "best.pt", torch.device("cpu"))
-    assert unknown_characters(writer.tok, "Emma \u6f22") == ["\u6f22"]
+    assert writer.tok.unknown_characters("Emma \u6f22") == ["\u6f22"]
     with pytest.raises(UserError, match="never seen in training"):
         next(writer.stream("\u6f22\u5b57", 5, 0.8, 0, None))
     texts = [t for t, _ in writer.stream("Emma", 12, 0.0, 0, None)]
@@ -137,3 +137,25 @@ def test_browser_writes_and_shows_the_speed(trained, tmp_path):
         assert story.startswith("Mr. Darcy") and len(story) > len("Mr. Darcy")
         page.screenshot(path=str(screenshot_dir(tmp_path) / "austen-net-demo.png"))
         assert offsite_requests(page, demo.url) == []
+
+
+@pytest.mark.parametrize("source", ["gpt2_folder", "llama_folder"])
+def test_an_imported_model_writes_and_scores_in_the_demo(source, request, tmp_path, capsys):
+    """Every /write and /score failed for an imported model ('HFTokenizer' object has no
+    attribute 'sp'): the demo served over HTTP with a GPT-2 (byte-level) and a Llama (byte
+    fallback) imported checkpoint, each tokenizer kind answering ``unknown_characters``."""
+    folder = request.getfixturevalue(source)
+    ckpt = tmp_path / "imported.pt"
+    assert main(["import", str(folder), "--out", str(ckpt), "--quiet"]) == 0
+    capsys.readouterr()
+    writer = Writer(ckpt, torch.device("cpu"))
+    assert writer.tok.kind == "hf" and writer.tok.unknown_characters("Emma \u6f22 😀") == []
+    passage = austen_like(5, 2)
+    with ServedDemo("austen_net.cli", ["--checkpoint", ckpt], cwd=tmp_path) as demo:
+        client = demo_client(demo.url)
+        text, speed = client.predict("Emma was", 8, 0.0, 0, 1.0, 7, api_name="/write")
+        expected = [t for t, _ in writer.stream("Emma was", 8, 0.0, 0, None, seed=7)][-1]
+        assert text == expected and speed.endswith("tokens/s")
+        _, bpc = client.predict(passage, api_name="/score")
+        assert bpc == writer.score(passage)["bpc"]
+        assert "Traceback" not in demo.output()

@@ -13,7 +13,7 @@ from austen_net.cli import main as cli_main
 from austen_net.export import require_transformers
 from austen_net.inference import load_model
 from shared.errors import UserError
-from testkit import assert_clean_failure, check_export_folder_refusals
+from testkit import assert_clean_failure, assert_modes_follow_umask, check_export_folder_refusals
 
 TINY = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "6", "--eval-every", "3"]
 TINY += ["--warmup-steps", "2", "--device", "cpu", "--quiet"]
@@ -47,6 +47,7 @@ def test_transformers_gives_our_logits_tokens_and_text(capsys, tmp_path, corpus,
     assert main(["export", "--checkpoint", ckpt, "--out", out]) == 0
     made = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert made["architecture"] == architecture
+    assert_modes_follow_umask(out)  # model.safetensors was 0600 under umask 022
     card = (out / "README.md").read_text()
     assert "Validation bits per character" in card and "austen-net train" in card
 

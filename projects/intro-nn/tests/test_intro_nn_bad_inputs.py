@@ -67,9 +67,15 @@ def test_bad_mnist_files(capsys, tmp_path):
     magic.mkdir()
     (magic / "t10k-images-idx3-ubyte").write_bytes(b"\x12\x34\x08\x03" + b"\x00" * 40)
     write_idx(magic / "t10k-labels-idx1-ubyte", labels)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not MNIST")
     cases = [
         (truncated, "cannot read"),
         (magic, "bad magic number"),
+        (fifo, f"--data-dir {fifo} is not a folder"),  # it warned and trained on the fallback
+        (a_file, f"--data-dir {a_file} is not a folder"),
         (idx_pair(tmp_path / "l", images, labels + 3), "label(s) outside 0-9"),
         (idx_pair(tmp_path / "r", images, np.r_[labels[:-1] % 9, 9]), "fewer than 2 times"),
         (idx_pair(tmp_path / "c", images, labels[:-1]), "200 images but"),

@@ -189,3 +189,39 @@ def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
         page.screenshot(path=str(screenshot_dir(tmp_path) / "intro-nn-demo.png"))
         assert offsite_requests(page, demo.url) == []
         assert json.dumps(page.requests_seen)  # the page did load through the demo's server
+
+
+@pytest.mark.parametrize("when", ["loading", "serving"])
+def test_sigterm_twice_leaves_no_uploads_and_no_atexit_noise(when, trained, tmp_path):
+    """A ``timeout``-style stop sends SIGTERM to the process group: under ``uv run`` the demo
+    gets it twice (from the group and forwarded by uv). The upload folder survived a stop before
+    the page was served, and the second signal interrupted an atexit callback ("Exception ignored
+    in atexit callback ... Terminated"). Now: exit 143, the folder gone, no such line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, run, _ = trained
+    uploads = tmp_path / "data" / "cache" / "intro-nn" / "demo-uploads"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intro_nn.cli", "demo", "--run", str(run), "--port", "0"],
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if when == "loading":  # the upload folder exists: gradio is imported, nothing is served yet
+        while not (uploads.is_dir() and any(uploads.iterdir())) and proc.poll() is None:
+            time.sleep(0.05)
+    else:
+        for line in proc.stdout:
+            if line.startswith("serving on "):
+                break
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    assert "Exception ignored" not in out and "Traceback" not in out, out
+    assert not list(uploads.iterdir()), list(uploads.iterdir())

@@ -160,7 +160,15 @@ def test_crafted_indexes_are_refused(indexed, tmp_path, capsys):
     short = {**idx, "ids": idx["ids"][:-1]}
     nan = {**idx, "embeddings": idx["embeddings"] * float("nan")}
     old = {k: v for k, v in idx.items() if k != "videos_root"}
+    # an index saved into a home folder, naming a private key beside it: inside the index's own
+    # folder (trusted as a videos root), a regular file, and no video
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    home = {**idx, "videos_root": str(tmp_path), "paths": [str(tmp_path / ".ssh" / "id_rsa")]}
+    home = {**home, "ids": idx["ids"][:1], "embeddings": idx["embeddings"][:1]}
+    home["metadata"] = idx["metadata"][:1]
     cases = {
+        "home": (home, "names id_rsa, which is not a video file"),
         "outside": (outside, "not inside its videos folder"),
         "symlink": (linked, "not inside its videos folder"),
         "short": (short, "(they must be equal)"),
@@ -171,7 +179,7 @@ def test_crafted_indexes_are_refused(indexed, tmp_path, capsys):
     for name, (payload, message) in cases.items():
         path = tmp_path / f"{name}.pt"
         torch.save(payload, path)
-        named = [] if name == "old" else ["--videos", payload["videos_root"]]
+        named = [] if name in ("old", "home") else ["--videos", payload["videos_root"]]
         argv = ["demo", "--index", path, "--port", "0", *named]
         assert_clean_failure(main, argv, capsys, message)
     for name in ("short", "nan", "ids"):

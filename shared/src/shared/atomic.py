@@ -53,6 +53,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def share_as_umask_allows(folder: Path) -> None:
+    """``folder`` and everything in it get the modes a plain ``mkdir``/``open`` would have given
+    (0777/0666 less the umask): libraries that write privately (safetensors' 0600) do not decide
+    who may read an export."""
+    os.chmod(folder, default_mode(directory=True))
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), default_mode(directory=True))
+        for name in files:
+            file = os.path.join(root, name)
+            if not os.path.islink(file):
+                os.chmod(file, default_mode())
+
+
 def require_new_folder(path: str | Path, flag: str = "--out") -> Path:
     """Refuse, before any work, an output folder ``atomic_dir`` must not replace: a symbolic link
     (it may point anywhere, a system folder included), a file, or a folder that holds anything
@@ -64,7 +78,23 @@ def require_new_folder(path: str | Path, flag: str = "--out") -> Path:
         raise UserError(f"{flag} {path} is a file, not a folder")
     if path.is_dir() and any(path.iterdir()):
         raise UserError(f"{flag} {path} exists and is not an empty folder: name a new one")
+    check_can_write_beside(path, flag)
     return path
+
+
+def check_can_write_beside(path: Path, flag: str) -> None:
+    """Refuse, before any work, a ``path`` whose nearest existing folder cannot take a new entry
+    (a read-only mount, a folder of another user): the staging folder is made there, so an export
+    would otherwise fail after its work, naming the staging folder instead of ``flag``."""
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=f".{path.name}.probe.", dir=parent)).rmdir()
+    except OSError as exc:
+        raise UserError(
+            f"{flag} {path}: cannot write in {parent} ({exc.strerror or exc.__class__.__name__})"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -77,7 +107,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, default_mode(directory=True))
+        share_as_umask_allows(tmp)
         if path.exists():
             path.rmdir()
         os.replace(tmp, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def load_checkpoint(
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle makes torch warn before it refuses
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # any failure to unpickle: a crafted or damaged file, never code run
         raise UserError(
             f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__})"
@@ -218,7 +221,15 @@ def model_from_checkpoint(
     try:
         with torch.device("meta"), _SkipInit():
             probe = build()
-    except (TypeError, ValueError, RuntimeError, KeyError, OverflowError, ZeroDivisionError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        RuntimeError,
+        KeyError,
+        OverflowError,
+        ZeroDivisionError,
+        AssertionError,
+    ) as exc:
         raise UserError(f"{path}: its model settings are invalid ({_first_line(exc)})") from exc
     check_weights_fit(probe.state_dict(), weights, path)
     del probe
@@ -250,6 +261,40 @@ def check_weights_fit(expected: dict[str, Any], weights: Any, path: str | Path) 
         raise UserError(
             f"{path}: its weights do not fit the model its settings describe: " + ", ".join(parts)
         )
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any, path: str | Path) -> None:
+    """Refuse an optimizer state that does not fit ``optimizer``'s parameters before it is loaded:
+    PyTorch's fused CPU AdamW trusts the file's shapes and reads out of bounds on a wrong
+    ``exp_avg`` (a segmentation fault, no message). Every per-parameter tensor must be a number
+    (the step) or a floating-point tensor of its parameter's shape."""
+    bad = f"{path}: its optimizer state does not fit the model"
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    state = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(state, dict):
+        raise UserError(f"{bad} (not an optimizer's state)")
+    if len(groups) != len(optimizer.param_groups):
+        raise UserError(
+            f"{bad} ({len(groups)} parameter groups, not {len(optimizer.param_groups)})"
+        )
+    params: dict[Any, torch.Tensor] = {}
+    for group, ours in zip(groups, optimizer.param_groups, strict=True):
+        ids = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(ours["params"]):
+            raise UserError(f"{bad} (a parameter group of another size)")
+        params |= dict(zip(ids, ours["params"], strict=True))
+    for key, entry in state.items():
+        param = params.get(key)
+        if param is None or not isinstance(entry, dict):
+            raise UserError(f"{bad} (state for a parameter it does not have: {key!r})")
+        for name, value in entry.items():
+            if not isinstance(value, torch.Tensor) or value.numel() == 1 and value.dim() <= 1:
+                continue  # a step count or a hyper-parameter
+            if value.shape != param.shape or not value.is_floating_point():
+                raise UserError(
+                    f"{bad} ({name} of a {tuple(param.shape)} parameter is "
+                    f"{value.dtype} {tuple(value.shape)})"
+                )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ The page loads nothing from the internet: Gradio's default theme ships its fonts
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -118,11 +119,27 @@ def import_gradio(upload_dir: Path):
     if "GRADIO_TEMP_DIR" not in os.environ:
         upload_dir.mkdir(parents=True, exist_ok=True)
         mine = Path(tempfile.mkdtemp(prefix=f"server-{os.getpid()}-", dir=upload_dir))
+        if not _server_uploads:  # also when stopped before serving (SIGTERM while loading)
+            atexit.register(remove_uploads)
         _server_uploads.append(mine)
         os.environ["GRADIO_TEMP_DIR"] = str(mine)
     import gradio as gr  # optional: shared's demo extra (and slow: about 3 s)
 
     return gr
+
+
+def remove_uploads() -> None:
+    """Remove this server's upload folders (users' files): when it stops, however it stops."""
+    while _server_uploads:
+        shutil.rmtree(_server_uploads.pop(), ignore_errors=True)
+
+
+def discard_upload(path: str | Path) -> None:
+    """Delete an upload this server refused, at once (a file refused for one client is refused
+    for any other that sent the same bytes). Only a file inside this server's upload folders."""
+    file = Path(path).resolve()
+    if any(file.is_relative_to(folder.resolve()) for folder in _server_uploads):
+        file.unlink(missing_ok=True)
 
 
 UPLOAD_MAX_AGE_S = 600  # an upload nobody classified is removed after 10 minutes
@@ -296,6 +313,5 @@ def serve(
     finally:
         _stop_pruning.set()
         app.close()
-        for folder in _server_uploads:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_uploads()
     return 0

@@ -63,3 +63,35 @@ def require_file(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag} {path}: no such file")
     if not Path(path).is_file():
         raise UserError(f"{flag} {path}: not a regular file")
+
+
+def read_regular_file(path: Path, limit: int, what: str = "") -> bytes:
+    """The bytes of ``path``, a regular file (a symbolic link to one is fine) of at most ``limit``
+    bytes, else one ``UserError``: a device (``/dev/zero``), a FIFO (which would block the read
+    forever), a folder, or a file too big to be what ``what`` names is refused before it is read.
+    The read itself is bounded too, so a file that grows while read cannot exceed the limit."""
+    import stat
+
+    path = Path(path)
+    name = what or path.name
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise UserError(
+            f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"
+        ) from exc
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise UserError(f"{path} is {kind}, not a regular file: not a {name}")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise UserError(
+            f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})"
+        ) from exc
+    if len(data) > limit:
+        raise UserError(f"{path} is over {limit:,} bytes: too big to be a {name}")
+    return data

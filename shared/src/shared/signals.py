@@ -16,13 +16,16 @@ from collections.abc import Iterator
 
 from shared.errors import Terminated
 
-_state = {"armed": 0, "requested": False}
+_state = {"armed": 0, "requested": False, "raised": False}
 
 
 def _on_sigterm(signum, frame) -> None:
     if _state["armed"]:
         _state["requested"] = True
         return
+    if _state["raised"]:  # a second SIGTERM (``uv run`` forwards the one its group got) would
+        return  # interrupt the shutdown the first began: atexit callbacks, temporary folders
+    _state["raised"] = True
     raise Terminated("SIGTERM")
 
 
@@ -31,6 +34,7 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     _state["requested"] = False
+    _state["raised"] = False
 
 
 @contextlib.contextmanager

@@ -16,3 +16,12 @@ def valid_text(text: str) -> str:
         except UnicodeEncodeError:
             raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate: invalid UTF-8
         return raw.decode("utf-8", "replace")
+
+
+def name_some(names: list[str], limit: int = 5) -> str:
+    """``names`` joined for a one-line message: the first ``limit`` and how many more ("a, b, c
+    and 307 more"), so 310 labels do not make a 2.6 KB line."""
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit:,} more"

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from shared import signals
-from shared.checkpoint import CheckpointManager
+from shared.checkpoint import CheckpointManager, check_optimizer_state, check_weights_fit
 from shared.device import rng_state, set_rng_state
 from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
 from shared.errors import Terminated
@@ -153,7 +153,11 @@ def resume_run(
     source: object = "checkpoint",
     quiet: bool = False,
 ) -> None:
-    """Continue a run: restore the trainer, the best metric so far, and drop metric rows past the step."""
+    """Continue a run: restore the trainer, the best metric so far, and drop metric rows past the
+    step. The file's model and optimizer state are checked against the trainer's first (a crafted
+    ``last.pt`` is one message, never a crash inside an optimizer kernel)."""
+    check_weights_fit(trainer.model.state_dict(), state.get("model"), source)
+    check_optimizer_state(trainer.optimizer, state.get("optimizer"), source)
     trainer.load_state_dict(state)
     checkpoints.best = state.get("best_metric")
     checkpoints.best_step = state.get("best_step")

@@ -22,6 +22,7 @@ from testkit.browser import (
 from testkit.cli_checks import (
     HelpFacts,
     assert_clean_failure,
+    assert_modes_follow_umask,
     assert_numeric_flags_checked,
     check_export_folder_refusals,
     cli_help,
@@ -48,6 +49,7 @@ from testkit.readme import (
 from testkit.signals import sigterm_then_resume, sigterm_when
 
 __all__ = [
+    "assert_modes_follow_umask",
     "real_data_root",
     "real_data",
     "session_roots",

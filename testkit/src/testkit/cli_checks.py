@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -82,10 +83,40 @@ def check_export_folder_refusals(main: Callable, argv: list, tmp: Path, capsys) 
         (full, "not an empty folder"),
         (a_file, "is a file, not a folder"),
     ]
-    for out, message in cases:
-        assert_clean_failure(main, [*argv, "--out", out], capsys, message, root=tmp)
+    with read_only_mount(tmp / "read-only") as mounted:
+        if mounted is not None:  # refused before any work, naming --out, not a staging folder
+            cases.append((mounted / "export", f"--out {mounted / 'export'}: cannot write in"))
+        for out, message in cases:
+            assert_clean_failure(main, [*argv, "--out", out], capsys, message, root=tmp)
     assert [p.name for p in full.iterdir()] == ["keep.txt"] and not any(empty.iterdir())
     assert a_file.read_text() == "mine" and (full / "keep.txt").read_text() == "mine"
+
+
+@contextlib.contextmanager
+def read_only_mount(folder: Path):
+    """A read-only (tmpfs) mount at ``folder``, or None where this process may not mount (not
+    root, or a container without the capability): the caller's case is then left out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    try:
+        yield folder if made.returncode == 0 else None
+    finally:
+        if made.returncode == 0:
+            subprocess.run(["umount", str(folder)], check=True)
+
+
+def assert_modes_follow_umask(folder: Path) -> None:
+    """Every file and folder of an export has the modes the umask gives (0644/0755 under 022),
+    not a library's private 0600."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert path.stat().st_mode & 0o777 == want, f"{path}: {oct(path.stat().st_mode & 0o777)}"
 
 
 def assert_numeric_flags_checked(main: Callable, commands: dict, capsys) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from shared.download import data_root, extract, fetch
 from shared.errors import UserError
+from shared.text import name_some
 from shared.progress import info
 
 GENRES = (
@@ -94,7 +95,7 @@ def list_clips(root: Path) -> list[Clip]:
     empty = [f.name for f in folders if not audio_files(f)]
     if empty:
         raise UserError(
-            f"label folder(s) {', '.join(empty)} in {root} hold no audio files "
+            f"label folder(s) {name_some(empty)} in {root} hold no audio files "
             f"({', '.join(sorted(AUDIO_SUFFIXES))}): add clips or remove the folder(s)"
         )
     if len(folders) < 2:
@@ -178,7 +179,7 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
     every = [c for part in split.values() for c in part]
     names = {c.genre: c.label or str(c.genre) for c in every}
     if len({c.genre for c in split["train"]}) < 2:
-        found = ", ".join(sorted({names[c.genre] for c in split["train"]})) or "none"
+        found = name_some(sorted({names[c.genre] for c in split["train"]})) or "none"
         raise UserError(
             f"training needs clips of at least 2 labels; the training split has {found}"
         )
@@ -187,7 +188,8 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
     )
     if thin and not all(split[n] for n in (("val", "test") if need_test else ("val",))):
         raise UserError(
-            f"too few clips of {', '.join(thin)} for a train/validation/test split: give each "
+            f"too few clips of {name_some(thin)} ({len(thin)} labels) for a train/validation/test "
+            "split: give each "
             "label at least 3 clips, or use --cv K on a small set"
         )
     for name in ("val", "test") if need_test else ("val",):
@@ -199,7 +201,8 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
     missing = sorted(names[g] for g in names if not any(c.genre == g for c in split["val"]))
     if thin and missing:
         raise UserError(
-            f"too few clips of {', '.join(thin)} to validate on every label: give each label at "
+            f"too few clips of {name_some(thin)} ({len(thin)} labels) to validate on every label: "
+            "give each label at "
             "least 3 clips, or use --cv K on a small set"
         )
 
@@ -216,7 +219,8 @@ def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
     thin = [names[g] for g in present if (labels == g).sum() < k]
     if thin:
         raise UserError(
-            f"--cv {k} needs at least {k} clips of every label; too few of {', '.join(thin)}"
+            f"--cv {k} needs at least {k} clips of every label; too few of {name_some(thin)} "
+            f"({len(thin)} labels)"
         )
     folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(labels, labels)
     return [[clips[i] for i in sorted(test)] for _, test in folds]

@@ -22,7 +22,15 @@ from audio_net.dataset import GENRES
 from audio_net.features import LogMel, featurize_waves
 from audio_net.inference import PROJECT, load_classifier
 from shared.config import DemoOptions
-from shared.demo import find_run, import_gradio, model_card, prune_uploads, refuse, serve
+from shared.demo import (
+    discard_upload,
+    find_run,
+    import_gradio,
+    model_card,
+    prune_uploads,
+    refuse,
+    serve,
+)
 from shared.device import select_device
 from shared.errors import UserError
 from shared.paths import cache_root
@@ -116,9 +124,10 @@ def build_app(opts: DemoOptions, max_seconds: float):
         try:
             a = model.analyse(Path(path))
         except AudioError as exc:  # named by the user's file name, never the server's path
+            discard_upload(path)  # refused: gone at once, not kept until the next prune
             message = str(exc).replace(str(path), Path(path).name)
             raise refuse(gr, message, opts.debug) from exc
-        finally:  # not deleted on reading: clients sending one file share its stored path
+        finally:  # a good one is kept a while: clients sending one file share its stored path
             prune_uploads(max_upload_total(max_seconds))
         spec = spectrogram_figure(a, p.hop_length / p.sample_rate)
         timeline = timeline_figure(a, model.genres, p.window_seconds)

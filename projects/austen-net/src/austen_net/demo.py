@@ -27,16 +27,6 @@ MAX_PROMPT_CHARS = 2000
 MAX_SCORE_CHARS = 200_000
 
 
-def unknown_characters(tok: Tokenizer, text: str) -> list[str]:
-    """Characters the tokenizer can only map to its unknown token (never seen in training)."""
-    if tok.kind == "char":
-        return sorted({c for c in text if c not in tok.index})
-    sp = tok.sp
-    if sp.piece_to_id("<0x00>") != sp.unk_id():  # byte fallback: every character is encodable
-        return []
-    return sorted({c for c in set(text) if sp.unk_id() in sp.encode(c)})
-
-
 def newlines(text: str) -> str:
     """Line ends as the corpus has them (the loader turns \\r\\n and \\r into \\n)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -45,7 +35,7 @@ def newlines(text: str) -> str:
 def check_text(tok: Tokenizer, text: str, what: str, limit: int) -> None:
     if len(text) > limit:
         raise UserError(f"the {what} has {len(text):,} characters; the limit is {limit:,}")
-    unknown = unknown_characters(tok, text)
+    unknown = tok.unknown_characters(text)
     if unknown:
         shown = " ".join(repr(c) for c in unknown[:8])
         raise UserError(

@@ -72,7 +72,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
     prompt = cfg.prompt.replace("\\n", "\n")
     ids = tok.encode(prompt) or tok.encode("\n")
     if cfg.num_samples > 1 and cfg.batch_samples and not cfg.infinite:
-        batches = [cfg.num_samples]  # every sample in one batch
+        batches = sample_batches(cfg.num_samples, rows_that_fit(model.cfg))
     else:
         batches = [1] * cfg.num_samples
     first = 0
@@ -93,6 +93,23 @@ def generate(cfg: GenerateConfig, out=None) -> int:
             return 0  # Ctrl-C is how an --infinite story ends
         first += rows
     return 0
+
+
+BATCH_CACHE_BYTES = 1 << 30  # the KV cache one batch of samples may hold
+MAX_BATCH_ROWS = 64  # past this a CPU gains nothing from a wider batch
+
+
+def rows_that_fit(cfg) -> int:
+    """Samples per batch: as many as ``BATCH_CACHE_BYTES`` of fp32 keys and values hold at the
+    full context (``--num-samples 100000`` in one batch asked for 3.2 GB and failed), at most
+    ``MAX_BATCH_ROWS``, at least 1."""
+    per_row = 2 * cfg.n_layer * cfg.block_size * cfg.kv_heads * cfg.head_dim * 4
+    return max(1, min(MAX_BATCH_ROWS, BATCH_CACHE_BYTES // max(per_row, 1)))
+
+
+def sample_batches(samples: int, rows: int) -> list[int]:
+    """``samples`` split into batches of ``rows`` (the last holds the rest)."""
+    return [rows] * (samples // rows) + ([samples % rows] if samples % rows else [])
 
 
 def write_samples(tokens, tok: Tokenizer, prompt: str, numbers, out) -> bool:

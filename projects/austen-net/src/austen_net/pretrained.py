@@ -20,6 +20,7 @@ a Hub name fetched through ``huggingface_hub`` into its usual cache.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -27,9 +28,10 @@ import torch
 from austen_net.config import ImportConfig
 from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import HFTokenizer
-from shared.checkpoint import save_checkpoint
+from shared.checkpoint import model_from_checkpoint, save_checkpoint
 from shared.errors import UserError
 from shared.extras import require
+from shared.paths import read_regular_file
 
 PROJECT = "austen-net"
 
@@ -44,6 +46,8 @@ WANTED_FILES = [
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 MAX_CONTEXT = 1 << 16  # our checkpoints' bound on block_size
 MAX_TOKENIZER_BYTES = 64 << 20  # and on a stored tokenizer (Llama 3's tokenizer.json: 9 MB)
+MAX_JSON_BYTES = 16 << 20  # a config, tokenizer config or shard index (Llama 3 70B's index: 60 KB)
+DEFAULT_LLAMA_CONTEXT = 2048  # a Llama's context unless --block-size asks for more
 
 
 def require_pretrained() -> None:
@@ -75,13 +79,15 @@ def source_folder(source: str, quiet: bool = False) -> Path:
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object from a regular file of at most ``MAX_JSON_BYTES``: a symbolic link to
+    ``/dev/zero``, a FIFO or a 10 GB file is refused before it is read, a document nested too deep
+    for Python's parser is one message."""
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"{path.parent} has no {path.name}: not a transformers model folder")
+    raw = read_regular_file(path, MAX_JSON_BYTES, "JSON file of a model folder")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(
-            f"{path.parent} has no {path.name}: not a transformers model folder"
-        ) from exc
-    except (OSError, ValueError) as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise UserError(f"{path} is not readable JSON ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object")
@@ -91,6 +97,10 @@ def read_json(path: Path) -> dict:
 def architecture(config: dict, path: Path) -> str:
     names = config.get("architectures") or []
     kind = config.get("model_type")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{path}: architectures {shown(names)} is not a list of class names")
+    if kind is not None and not isinstance(kind, str):
+        raise UserError(f"{path}: model_type {shown(kind)} is not a name")
     if "GPT2LMHeadModel" in names or (not names and kind == "gpt2"):
         return "gpt2"
     if "LlamaForCausalLM" in names or (not names and kind == "llama"):
@@ -102,6 +112,12 @@ def architecture(config: dict, path: Path) -> str:
     )
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A config value as a message shows it: at most ``limit`` characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def refuse(path: Path, what: str) -> None:
     raise UserError(f"{path}: {what}: austen-net's model has no equivalent, so it is not imported")
 
@@ -109,15 +125,53 @@ def refuse(path: Path, what: str) -> None:
 def integer(config: dict, key: str, path: Path, low: int = 1, high: int = 1 << 20) -> int:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise UserError(f"{path}: {key} {value!r} is not an integer in [{low}, {high}]")
+        raise UserError(f"{path}: {key} {shown(value)} is not an integer in [{low}, {high}]")
     return value
+
+
+def number(config: dict, key: str, default: float, path: Path, high: float) -> float:
+    """A positive, finite number at most ``high`` (a norm's epsilon, RoPE's base): a string, a
+    list, NaN or infinity is refused here, not met later as a traceback or a model that
+    ``generate`` refuses."""
+    value = config.get(key, default)
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 < value <= high
+    ):
+        raise UserError(f"{path}: {key} {shown(value)} is not a number in (0, {high:g}]")
+    return float(value)
+
+
+def boolean(config: dict, key: str, default: bool, path: Path) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"{path}: {key} {shown(value)} is not true or false")
+    return value
+
+
+def context(block_size: int | None, positions: int, source: Path, default: int) -> int:
+    """The context to import: ``--block-size`` if the source has that many positions (the same
+    rule ``train --init-from`` applies), else the source's own (at most ``default``)."""
+    longest = min(positions, MAX_CONTEXT)
+    if block_size is not None and block_size > longest:
+        raise UserError(f"--block-size {block_size}: {source} has a context of {longest}")
+    return block_size or min(longest, default)
+
+
+def heads(n_embd: int, n_head: int, path: Path, rope: bool) -> None:
+    if n_embd % n_head or (rope and (n_embd // n_head) % 2):
+        width = " of even width" if rope else ""
+        refuse(path, f"a width of {n_embd} does not split into {n_head} heads{width}")
 
 
 def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     act = c.get("activation_function", "gelu_new")
-    gelu = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}.get(act)
+    gelus = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
+    gelu = gelus.get(act) if isinstance(act, str) else None
     if gelu is None:
-        refuse(path, f"activation_function {act!r}")
+        refuse(path, f"activation_function {shown(act)}")
     for flag in (
         "scale_attn_by_inverse_layer_idx",
         "reorder_and_upcast_attn",
@@ -128,12 +182,14 @@ def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     if c.get("scale_attn_weights", True) is False:
         refuse(path, "scale_attn_weights is off")
     n_embd, positions = integer(c, "n_embd", path), integer(c, "n_positions", path, 1, MAX_CONTEXT)
+    n_head = integer(c, "n_head", path, 1, 1024)
+    heads(n_embd, n_head, path, rope=False)
     inner = c.get("n_inner")
     return GPTConfig(
         vocab_size=integer(c, "vocab_size", path),
-        block_size=min(block_size or positions, positions),
+        block_size=context(block_size, positions, path, MAX_CONTEXT),
         n_layer=integer(c, "n_layer", path, 1, 1024),
-        n_head=integer(c, "n_head", path, 1, 1024),
+        n_head=n_head,
         n_embd=n_embd,
         dropout=0.0,
         bias=True,
@@ -142,37 +198,39 @@ def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         mlp="gelu",
         tie_weights=True,
         intermediate_size=integer(c, "n_inner", path) if inner is not None else 0,
-        norm_eps=float(c.get("layer_norm_epsilon", 1e-5)),
+        norm_eps=number(c, "layer_norm_epsilon", 1e-5, path, 1.0),
         gelu=gelu,
     )
 
 
 def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     if c.get("rope_scaling"):
-        refuse(path, f"rope_scaling {c['rope_scaling']!r}")
+        refuse(path, f"rope_scaling {shown(c['rope_scaling'])}")
     rope = c.get("rope_parameters") or {}  # transformers 5 keeps rope_theta here
-    if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default":
-        refuse(path, f"rope_parameters {rope!r} (rope scaling)")
+    if not isinstance(rope, dict) or rope.get("rope_type", "default") not in ("default", None):
+        refuse(path, f"rope_parameters {shown(rope)} (rope scaling)")
     if c.get("sliding_window") or c.get("use_sliding_window"):
         refuse(path, "a sliding attention window")
     for flag in ("attention_bias", "mlp_bias"):
         if c.get(flag):
             refuse(path, f"{flag} is set (biases on the q/k/v or MLP projections)")
     if c.get("hidden_act", "silu") != "silu":
-        refuse(path, f"hidden_act {c['hidden_act']!r}")
+        refuse(path, f"hidden_act {shown(c['hidden_act'])}")
     if c.get("num_local_experts") or c.get("num_experts"):
         refuse(path, "a mixture of experts")
     n_embd, n_head = integer(c, "hidden_size", path), integer(c, "num_attention_heads", path)
     kv = c.get("num_key_value_heads") or n_head
-    if not isinstance(kv, int) or n_head % kv:
-        refuse(path, f"{kv} key/value heads for {n_head} query heads")
-    if n_embd % n_head or c.get("head_dim", n_embd // n_head) != n_embd // n_head:
-        refuse(path, f"head_dim {c.get('head_dim')} with hidden_size {n_embd}, {n_head} heads")
+    if not isinstance(kv, int) or isinstance(kv, bool) or not 1 <= kv <= n_head or n_head % kv:
+        refuse(path, f"{shown(kv)} key/value heads for {n_head} query heads")
+    heads(n_embd, n_head, path, rope=True)
+    head_dim = c.get("head_dim")
+    if head_dim is not None and head_dim != n_embd // n_head:
+        refuse(path, f"head_dim {shown(head_dim)} with hidden_size {n_embd}, {n_head} heads")
     positions = integer(c, "max_position_embeddings", path, 1, 1 << 24)
-    context = min(block_size or min(positions, 2048), positions, MAX_CONTEXT)
+    theta = {"rope_theta": rope.get("rope_theta", c.get("rope_theta", 10000.0))}
     return GPTConfig(
         vocab_size=integer(c, "vocab_size", path),
-        block_size=context,
+        block_size=context(block_size, positions, path, DEFAULT_LLAMA_CONTEXT),
         n_layer=integer(c, "num_hidden_layers", path, 1, 1024),
         n_head=n_head,
         n_embd=n_embd,
@@ -181,21 +239,35 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         pos="rope",
         norm="rmsnorm",
         mlp="swiglu",
-        tie_weights=bool(c.get("tie_word_embeddings", False)),
+        tie_weights=boolean(c, "tie_word_embeddings", False, path),
         n_kv_head=kv if kv != n_head else 0,
-        rope_theta=float(rope.get("rope_theta", c.get("rope_theta", 10000.0))),
+        rope_theta=number(theta, "rope_theta", 10000.0, path, 1e12),
         intermediate_size=integer(c, "intermediate_size", path),
-        norm_eps=float(c.get("rms_norm_eps", 1e-6)),
+        norm_eps=number(c, "rms_norm_eps", 1e-6, path, 1.0),
     )
+
+
+def shard_names(index: Path) -> list[str]:
+    """The shard files an index names: a ``weight_map`` of weight names to file names inside the
+    folder (an absolute path or ``..`` would read a file elsewhere on the machine)."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        raise UserError(f"{index}: weight_map is not a mapping of weight names to file names")
+    shards = sorted(set(weight_map.values()))
+    for name in shards:
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise UserError(f"{index}: shard {shown(name)} is not a file inside the model folder")
+    return shards
 
 
 def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file  # optional: the pretrained extra
 
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-        files = [folder / s for s in shards]
+    if index.exists() or index.is_symlink():  # read_json refuses one that is not a file
+        files = [folder / s for s in shard_names(index)]
     else:
         files = [folder / "model.safetensors"]
     missing = [str(f) for f in files if not f.is_file()]
@@ -279,13 +351,12 @@ def llama_weights(w: dict, cfg: GPTConfig) -> dict[str, torch.Tensor]:
 
 def tokenizer_of(folder: Path) -> HFTokenizer:
     path = folder / "tokenizer.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(
             f"{folder} has no tokenizer.json (transformers' fast tokenizer): save the tokenizer "
             "with a recent transformers (AutoTokenizer ... save_pretrained) and import again"
         )
-    if path.stat().st_size > MAX_TOKENIZER_BYTES:
-        raise UserError(f"{path} is over {MAX_TOKENIZER_BYTES >> 20} MB: not a tokenizer to store")
+    raw = read_regular_file(path, MAX_TOKENIZER_BYTES, "tokenizer to store")
     special = {}
     config = folder / "tokenizer_config.json"
     if config.is_file():
@@ -295,7 +366,7 @@ def tokenizer_of(folder: Path) -> HFTokenizer:
                 if isinstance(value, str):
                     special[name] = value
     try:
-        return HFTokenizer(path.read_text(encoding="utf-8"), special)
+        return HFTokenizer(raw.decode("utf-8"), special)
     except Exception as exc:  # the tokenizers library raises plain Exceptions
         raise UserError(f"{path} is not a tokenizer the tokenizers library reads ({exc})") from exc
 
@@ -318,18 +389,14 @@ def load_pretrained(
     raw = read_safetensors(folder)
     try:
         sd = (gpt2_weights if arch == "gpt2" else llama_weights)(raw, cfg)
+        sd = {k: v.float() for k, v in sd.items()}
     except KeyError as exc:
         raise UserError(f"{folder}: the weights lack {exc.args[0]} ({arch} layout)") from exc
-    model = GPT(cfg)
-    expected = model.state_dict()
-    wrong = [k for k, v in sd.items() if k not in expected or expected[k].shape != v.shape]
-    if wrong:
-        k = wrong[0]
-        raise UserError(
-            f"{folder}: weight {k} has shape {tuple(sd[k].shape)}, the config gives "
-            f"{tuple(expected[k].shape) if k in expected else 'no such weight'}"
-        )
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # a tensor of the wrong rank
+        raise UserError(f"{folder}: weights that do not fit its config.json ({exc})") from exc
+    # shapes checked against a model built on the meta device first: memory follows the weights
+    # in the files, never a config that asks for a 262,144-token vocabulary 4,096 wide
+    model = model_from_checkpoint(lambda: GPT(cfg), sd, folder)
     about = {
         "source": source,
         "folder": str(folder),

@@ -48,6 +48,10 @@ class Tokenizer:
     def state(self) -> dict:
         raise NotImplementedError
 
+    def unknown_characters(self, text: str) -> list[str]:
+        """Characters of ``text`` this tokenizer can only map to its unknown token."""
+        raise NotImplementedError
+
     @staticmethod
     def from_state(state: dict) -> Tokenizer:
         if state["kind"] == "bpe":
@@ -76,6 +80,12 @@ class BPETokenizer(Tokenizer):
     def state(self) -> dict:
         return {"kind": "bpe", "model": torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)}
 
+    def unknown_characters(self, text: str) -> list[str]:
+        sp = self.sp
+        if sp.piece_to_id("<0x00>") != sp.unk_id():  # byte fallback: every character is encodable
+            return []
+        return sorted({c for c in set(text) if sp.unk_id() in self.encode(c)})
+
 
 class HFTokenizer(Tokenizer):
     """A pretrained model's tokenizer (GPT-2's byte-level BPE, a Llama's): its ``tokenizer.json``
@@ -101,6 +111,15 @@ class HFTokenizer(Tokenizer):
     def state(self) -> dict:
         data = torch.frombuffer(bytearray(self.spec.encode()), dtype=torch.uint8)
         return {"kind": "hf", "json": data, "special": self.special}
+
+    def unknown_characters(self, text: str) -> list[str]:
+        """None for a byte-level BPE (GPT-2) or one with byte fallback (a Llama's): their unknown
+        token, if they name one, is never produced; otherwise the characters that produce it."""
+        unk = self.special.get("unk_token")
+        unk_id = self.rust.token_to_id(unk) if isinstance(unk, str) else None
+        if unk_id is None:
+            return []
+        return sorted({c for c in set(text) if unk_id in self.encode(c)})
 
 
 class CharTokenizer(Tokenizer):
@@ -133,6 +152,9 @@ class CharTokenizer(Tokenizer):
 
     def state(self) -> dict:
         return {"kind": "char", "chars": self.chars}
+
+    def unknown_characters(self, text: str) -> list[str]:
+        return sorted({c for c in text if c not in self.index})
 
 
 def bpe_options(vocab_size: int) -> dict:

