@@ -167,3 +167,42 @@ def test_offline_download_message(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="data download"):
         find_gtzan(None, download=False)
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+def test_artist_split_is_the_fault_filtered_partition(tmp_path, capsys):
+    """``--split artist``: each clip goes where GTZAN's fault-filtered lists put it, a clip in no
+    list (faulty) is left out, and data that is not GTZAN's is refused in one line."""
+    from torchaudio.datasets import gtzan
+
+    from audio_net.dataset import artist_split, check_split, find_gtzan
+
+    base = tmp_path / "gtzan" / "genres_original"
+    expected = {"train": set(), "val": set(), "test": set()}
+    for genre in ("disco", "jazz", "pop"):  # each with clips in no list (rock and blues have none)
+        (base / genre).mkdir(parents=True)
+        for part, names in (
+            ("train", gtzan.filtered_train),
+            ("val", gtzan.filtered_valid),
+            ("test", gtzan.filtered_test),
+        ):
+            for name in [n for n in names if n.startswith(genre + ".")][:2]:
+                sf.write(base / genre / f"{name}.wav", np.zeros(SR, np.float32) + 0.1, SR)
+                expected[part].add(name)
+        listed = set(gtzan.filtered_train) | set(gtzan.filtered_valid) | set(gtzan.filtered_test)
+        faulty = next(f"{genre}.{i:05d}" for i in range(100) if f"{genre}.{i:05d}" not in listed)
+        sf.write(base / genre / f"{faulty}.wav", np.zeros(SR, np.float32) + 0.1, SR)
+    clips = find_gtzan(tmp_path / "gtzan", download=False, quiet=True)
+    split = artist_split(clips)
+    assert {k: {c.name for c in v} for k, v in split.items()} == expected
+    check_split(split)
+    assert "3 clips in no list" in capsys.readouterr().err
+    from audio_net.cli import main
+    from testkit import assert_clean_failure
+
+    own = tmp_path / "own"
+    for label in ("dog", "cat"):
+        (own / label).mkdir(parents=True)
+        for i in range(3):
+            sf.write(own / label / f"{i}.wav", np.zeros(SR, np.float32) + 0.1, SR)
+    argv = ["train", "--data-dir", own, "--split", "artist", "--no-pretrained", "--quiet"]
+    assert_clean_failure(main, argv, capsys, "none of these clips is a GTZAN clip")

@@ -6,11 +6,13 @@ import time
 
 import torch
 
+from audio_net.ast import ast_config, base_feature_params
 from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
 from audio_net.data import feature_params
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import compute_features
+from audio_net.inference import window_logits
 from audio_net.model import SpectrogramClassifier, build_backbone
 from audio_net.train import WindowBatches, loss_fn
 from shared.device import device_name, seed_everything, select_device
@@ -29,9 +31,10 @@ def run_bench(cfg: BenchConfig) -> int:
     device = select_device(cfg.device)
     run = Run("audio-net", cfg.out, cfg)
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=True)
-    classes = len(labels_of(clips))
+    labels = labels_of(clips)
+    classes = len(labels)
     clips = (clips * (cfg.clips // len(clips) + 1))[: cfg.clips]
-    p = feature_params(cfg)
+    p = feature_params(cfg) if cfg.model != "ast" else base_feature_params(cfg.hop_seconds)
     compute_features(clips[:4], p, device, quiet=True)  # warm-up
     sync(device)
     t0 = time.perf_counter()
@@ -40,11 +43,13 @@ def run_bench(cfg: BenchConfig) -> int:
     featurize_s = time.perf_counter() - t0
 
     x = feats.windows.to(device)
+    cfg.batch_size = cfg.batch_size or (12 if cfg.model == "ast" else 128)
     reps = max(1, (cfg.batch_size * 4) // len(x) + 1)
     x = x.repeat(reps, 1, 1)
     y = torch.randint(0, classes, (len(x),), device=device)
+    config = ast_config({}, labels, "bench") if cfg.model == "ast" else None  # AST-Base's shape
     model = SpectrogramClassifier(
-        build_backbone(cfg.model, classes),
+        build_backbone(cfg.model, classes, ast_config=config),
         float(x.float().mean()),
         float(x.float().std()),
     )
@@ -57,7 +62,7 @@ def run_bench(cfg: BenchConfig) -> int:
         precision=cfg.precision,
         compile=cfg.compile,
     )
-    batches = WindowBatches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model)
+    batches = WindowBatches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model, classes)
     steps = cfg.train_steps or (30 if device.type == "cuda" else 3)
     for s in range(3 if device.type == "cuda" else 1):  # warm-up, compilation
         trainer.train_step(batches(s), loss_fn)
@@ -67,6 +72,12 @@ def run_bench(cfg: BenchConfig) -> int:
         trainer.train_step(batches(s), loss_fn)
     sync(device)
     train_s = time.perf_counter() - t0
+    n = min(len(x), 2 * cfg.batch_size)
+    t0 = time.perf_counter()
+    with trainer.autocast():
+        window_logits(model, model.normalise, x[:n])
+    sync(device)
+    predict_s = time.perf_counter() - t0
     run.finish(
         {
             "device": device_name(device),
@@ -75,11 +86,14 @@ def run_bench(cfg: BenchConfig) -> int:
             "featurize_clips_per_s": round(len(feats.names) / featurize_s, 1),
             "featurize_windows_per_s": round(len(feats.windows) / featurize_s, 1),
             "model": cfg.model,
+            "parameters_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
             "batch_size": cfg.batch_size,
             "precision": cfg.precision,
             "compile": cfg.compile,
             "train_steps_timed": steps,
             "train_windows_per_s": round(steps * cfg.batch_size / train_s, 1),
+            "predict_windows_per_s": round(n / predict_s, 1),
+            "window_seconds": p.window_seconds,
         }
     )
     return 0

@@ -18,10 +18,12 @@ class DataOptions:
     cache_dir: Path | None = arg(
         None, "feature cache (default: <data root>/cache/audio-net; --data-dir moves it too)"
     )
-    window_seconds: float = arg(
-        3.0, "window length in seconds (music: 3; spoken words and short sounds: about 1)"
+    window_seconds: float | None = arg(
+        None,
+        "window length in seconds (default 3: music; spoken words and short sounds: about 1; "
+        "--model ast: its input, 10.24 s for AudioSet's models, set by the model)",
     )
-    hop_seconds: float = arg(1.5, "hop between windows")
+    hop_seconds: float | None = arg(None, "hop between windows (default 1.5; AST: half a window)")
     n_mels: int = arg(128, "mel bands")
 
 
@@ -30,10 +32,23 @@ class TrainConfig(RunConfig, DataOptions):
     split_file: list[Path] = arg(
         default_factory=list, help="split lists (train*/val*/test* files of clip names)"
     )
-    model: Literal["auto", "resnet18", "cnn"] = arg(
+    split: Literal["random", "artist"] = arg(
+        "random",
+        "random: stratified by label, seeded (any data); artist: GTZAN's fault-filtered "
+        "partition (443/197/290 clips, no artist on two sides, faulty clips left out), the "
+        "honest GTZAN figure: a random split puts an artist's songs on both sides",
+    )
+    model: Literal["auto", "resnet18", "cnn", "ast"] = arg(
         "auto",
-        "network: ResNet18 (fine-tuned from ImageNet weights) or a small CNN (trained from "
-        "scratch); auto: ResNet18 with ImageNet weights, the small CNN with --no-pretrained",
+        "network: ResNet18 (fine-tuned from ImageNet weights), a small CNN (trained from "
+        "scratch), or ast: the Audio Spectrogram Transformer pretrained on AudioSet (fine-tuned, "
+        "its own Kaldi filter-bank features; see --model-source); auto: ResNet18 with ImageNet "
+        "weights, the small CNN with --no-pretrained",
+    )
+    model_source: str | None = arg(
+        None,
+        "--model ast: a folder in transformers' layout (config.json, model.safetensors, "
+        "preprocessor_config.json) or a Hub name (default: MIT/ast-finetuned-audioset-10-10-0.4593)",
     )
     cv: int = arg(
         0,
@@ -55,25 +70,27 @@ class TrainConfig(RunConfig, DataOptions):
         "auto, 10 epochs or 400 steps, whichever is longer; with --epochs N, never)",
         low=0,
     )
-    batch_size: int = arg(64, "windows per batch")
+    batch_size: int | None = arg(None, "windows per batch (default 64; AST: 12)")
     lr: float | None = arg(
         None,
-        "peak learning rate of the head (AdamW; default: 1e-3 from ImageNet weights, 3e-3 "
+        "peak learning rate of the head (AdamW; default: 1e-3 from pretrained weights, 3e-3 "
         "from random weights)",
     )
     backbone_lr_ratio: float | None = arg(
         None,
-        "backbone learning rate as a share of --lr (default: 0.1 from ImageNet weights, 1 from "
-        "random weights)",
+        "backbone learning rate as a share of --lr (default: 0.1 from ImageNet weights, 0.05 "
+        "for AST, 1 from random weights)",
     )
     weight_decay: float = arg(1e-4, "AdamW weight decay")
     warmup_epochs: float = arg(1.0, "linear warmup")
     freeze_epochs: int | None = arg(
         None,
-        "train only the head for the first K epochs (default: 1 from ImageNet weights, 0 from "
+        "train only the head for the first K epochs (default: 1 from pretrained weights, 0 from "
         "random weights)",
     )
-    pretrained: bool = arg(True, "start from ImageNet weights (--no-pretrained: random)")
+    pretrained: bool = arg(
+        True, "start from pretrained weights (ImageNet's or AST's; --no-pretrained: random)"
+    )
     weights: Path | None = arg(None, "local ImageNet ResNet18 state_dict (offline)")
     augment: bool = arg(True, "master switch for all augmentations")
     freq_mask: int = arg(24, "SpecAugment: max masked mel bands (0: off)")
@@ -90,15 +107,30 @@ class TrainConfig(RunConfig, DataOptions):
     def from_imagenet(self) -> bool:
         return self.model == "resnet18" and (self.pretrained or self.weights is not None)
 
+    @property
+    def from_pretrained(self) -> bool:
+        """Whether the network starts from pretrained weights (ImageNet's or AudioSet's)."""
+        return self.from_imagenet or (self.model == "ast" and self.pretrained)
+
     def __post_init__(self) -> None:
         if self.model == "auto":
             self.model = "resnet18" if self.pretrained or self.weights is not None else "cnn"
+        ast = self.model == "ast"
+        if ast and self.window_seconds is not None:
+            raise UserError(
+                "--window-seconds: AST's window is its input length (10.24 s for AudioSet's "
+                "models), set by the model; give --hop-seconds only"
+            )
+        if self.model_source is not None and not ast:
+            raise UserError("--model-source names AST weights: add --model ast")
+        if self.batch_size is None:
+            self.batch_size = 12 if ast else 64
         if self.lr is None:
-            self.lr = 1e-3 if self.from_imagenet else 3e-3
+            self.lr = 1e-3 if self.from_pretrained else 3e-3
         if self.backbone_lr_ratio is None:
-            self.backbone_lr_ratio = 0.1 if self.from_imagenet else 1.0
+            self.backbone_lr_ratio = (0.05 if ast else 0.1) if self.from_pretrained else 1.0
         if self.freeze_epochs is None:
-            self.freeze_epochs = 1 if self.from_imagenet else 0
+            self.freeze_epochs = 1 if self.from_pretrained else 0
         if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be at least 1")
         most = 10**9 if self.epochs == AUTO else self.epochs
@@ -106,10 +138,13 @@ class TrainConfig(RunConfig, DataOptions):
             raise UserError("--freeze-epochs must be between 0 and --epochs - 1")
         if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
             raise UserError("--val-fraction and --test-fraction must be between 0 and 0.5")
-        if self.hop_seconds <= 0 or self.window_seconds < 0.5:
+        window = 3.0 if self.window_seconds is None else self.window_seconds
+        if self.hop_seconds is not None and self.hop_seconds <= 0 or window < 0.5:
             raise UserError("--window-seconds must be >= 0.5 and --hop-seconds > 0")
         if self.cv == 1 or self.cv < 0:
             raise UserError("--cv takes K >= 2 folds (or 0 for one split)")
+        if self.split == "artist" and (self.cv or self.split_file):
+            raise UserError("--split artist is a fixed partition: drop --cv and --split-file")
         if self.pitch_shift < 0 or not 0 <= self.time_stretch < 1:
             raise UserError("--pitch-shift must be >= 0 and --time-stretch in [0, 1)")
 
@@ -155,8 +190,10 @@ class ExportConfig:
 
 @dataclass
 class BenchConfig(RunConfig, DataOptions):
-    model: Literal["resnet18", "cnn"] = arg("resnet18", "network to time")
-    batch_size: int = arg(128, "training batch size")
+    model: Literal["resnet18", "cnn", "ast"] = arg(
+        "resnet18", "network to time (random weights; ast: AST-Base's shape, 87M parameters)"
+    )
+    batch_size: int | None = arg(None, "training batch size (default 128; ast: 12)")
     train_steps: int | None = arg(None, "timed training steps (default: 30 on CUDA, 3 on CPU)")
     clips: int = arg(64, "clips to featurize (the real samples are repeated if fewer)")
 

@@ -12,15 +12,26 @@ from shared.config import DataCommandConfig
 from shared.paths import cache_root
 from shared.progress import info
 
+WINDOW_SECONDS, HOP_SECONDS = 3.0, 1.5  # the defaults of --window-seconds and --hop-seconds
+
 
 def feature_params(opts: DataOptions) -> FeatureParams:
+    """The features the flags ask for: our log-mel windows, or, for ``--model ast``, the Kaldi
+    filter bank the AST source was trained on (its rate, mel bins and input length)."""
+    if getattr(opts, "model", None) == "ast":
+        from audio_net.ast import DEFAULT_SOURCE, source_folder
+        from audio_net.ast import feature_params as ast_features
+
+        folder = source_folder(opts.model_source or DEFAULT_SOURCE, getattr(opts, "quiet", False))
+        return ast_features(folder, opts.hop_seconds)
+    window = opts.window_seconds or WINDOW_SECONDS
     # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
     # a shorter one is padded with silence
     return FeatureParams(
-        window_seconds=opts.window_seconds,
-        hop_seconds=opts.hop_seconds,
+        window_seconds=window,
+        hop_seconds=opts.hop_seconds or HOP_SECONDS,
         n_mels=opts.n_mels,
-        min_seconds=min(1.0, opts.window_seconds / 3),
+        min_seconds=min(1.0, window / 3),
     )
 
 

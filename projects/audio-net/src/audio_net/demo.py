@@ -19,8 +19,8 @@ import torch
 from audio_net.audio import AudioError, read_audio
 from audio_net.config import DemoConfig
 from audio_net.dataset import GENRES
-from audio_net.features import LogMel, featurize_waves
-from audio_net.inference import PROJECT, load_classifier
+from audio_net.features import featurize_waves, frontend
+from audio_net.inference import PROJECT, load_classifier, window_logits
 from shared.config import DemoOptions
 from shared.demo import (
     discard_upload,
@@ -48,7 +48,7 @@ class Analysis:
 class GenreModel:
     def __init__(self, checkpoint: Path, device: torch.device, max_seconds: float) -> None:
         self.model, self.params, self.genres, _ = load_classifier(checkpoint, device)
-        self.logmel = LogMel(self.params).to(device)
+        self.logmel = frontend(self.params).to(device)
         self.device = device
         self.max_seconds = max_seconds
 
@@ -69,7 +69,7 @@ class GenreModel:
         p = self.params
         wave = read_audio(path, p.sample_rate, p.min_seconds)
         windows = featurize_waves([wave], self.logmel, self.device)[0]
-        probs = self.model(self.model.normalise(windows)).float().softmax(-1)
+        probs = window_logits(self.model, self.model.normalise, windows).softmax(-1)
         spec = self.logmel(wave.to(self.device)[None])[0].cpu().numpy()
         return Analysis(
             {g: float(v) for g, v in zip(self.genres, probs.mean(0).cpu(), strict=True)},

@@ -13,20 +13,12 @@ from audio_net.config import EvaluateConfig
 from audio_net.data import cache_dir
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import Features, load_features
-from audio_net.inference import PROJECT, load_classifier
+from audio_net.inference import PROJECT, load_classifier, window_logits
 from shared.device import select_device
 from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
 from shared.precision import autocast, resolve_precision
 from shared.runs import Run
-
-
-@torch.no_grad()
-def window_logits(model, normalise, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    model.eval()
-    return torch.cat(
-        [model(normalise(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
-    )
 
 
 def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +31,9 @@ def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Ten
     return ids, sums / counts[:, None]
 
 
-def evaluate_windows(model, normalise, x, y, clip_ids, batch_size: int = 256) -> dict[str, float]:
+def evaluate_windows(
+    model, normalise, x, y, clip_ids, batch_size: int | None = None
+) -> dict[str, float]:
     if len(y) == 0:
         raise ValueError("evaluate_windows needs at least one window")
     logits = window_logits(model, normalise, x, batch_size)

@@ -44,13 +44,20 @@ class WindowClassifier(torch.nn.Module):
 
 def preprocessing(p: FeatureParams) -> dict:
     """The exact steps from a sound file to the graph's input, with every number they use."""
-    return {
-        **dataclasses.asdict(p),
-        "window_frames": p.window_frames,
-        "hop_frames": p.hop_frames,
-        "steps": [
-            "decode; mix to mono as the mean of the channels",
-            f"resample to sample_rate ({p.sample_rate} Hz); refuse a clip shorter than min_seconds",
+    if p.frontend == "kaldi_fbank":
+        spectrum = [
+            f"frames: n_fft ({p.n_fft}) samples every hop_length ({p.hop_length}), none past "
+            "the ends (Kaldi's snip_edges); per frame: subtract its mean, pre-emphasis 0.97 "
+            f"(x[i] - 0.97 x[i-1], x[-1] = x[0]), symmetric Hann window of n_fft, zero-padded "
+            "to the next power of two",
+            f"power spectrum re^2 + im^2; n_mels ({p.n_mels}) Kaldi mel banks from 20 Hz to "
+            "sample_rate/2 (torchaudio.compliance.kaldi.get_mel_banks)",
+            "natural log of max(mel, 1.1920929e-07): transformers' ASTFeatureExtractor without "
+            "its normalisation",
+            "windows: window_frames frames every hop_frames frames; zeros fill the last window",
+        ]
+    else:
+        spectrum = [
             f"STFT: n_fft {p.n_fft}, hop_length {p.hop_length}, periodic Hann window of n_fft, "
             "centred frames (reflect padding), power = re^2 + im^2",
             f"mel: n_mels {p.n_mels} HTK-scale triangular filters from 0 Hz to sample_rate/2, "
@@ -58,6 +65,15 @@ def preprocessing(p: FeatureParams) -> dict:
             "dB: 10*log10(max(mel, 1e-10)), then floored at (the clip's maximum - top_db)",
             "windows: window_frames frames every hop_frames frames; the clip is padded with "
             "its own minimum (the floor) to fill the last window",
+        ]
+    return {
+        **dataclasses.asdict(p),
+        "window_frames": p.window_frames,
+        "hop_frames": p.hop_frames,
+        "steps": [
+            "decode; mix to mono as the mean of the channels",
+            f"resample to sample_rate ({p.sample_rate} Hz); refuse a clip shorter than min_seconds",
+            *spectrum,
             "the graph: input logmel (windows, n_mels, window_frames); it normalises inside",
             "the clip's answer: the mean of its windows' probabilities",
         ],

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from audio_net.audio import MAX_RATE, MIN_RATE
-from audio_net.features import FeatureParams
+from audio_net.features import FRONTENDS, FeatureParams
 from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
 from shared.checkpoint import (
     load_checkpoint,
@@ -53,9 +53,12 @@ def checked_labels(state: dict, path: Path) -> list[str]:
 
 
 def checked_feature_params(state: dict, path: Path) -> FeatureParams:
-    return settings_from_checkpoint(
+    params = settings_from_checkpoint(
         FeatureParams, state["feature_params"], FEATURE_BOUNDS, path, "its feature_params"
     )
+    if params.frontend not in FRONTENDS:
+        raise UserError(f"{path}: its feature front end {params.frontend!r} is not one we compute")
+    return params
 
 
 def load_classifier(
@@ -68,8 +71,17 @@ def load_classifier(
         params = checked_feature_params(state, path)
         if state["backbone"] not in BACKBONES:
             raise UserError(f"{path}: unknown model {state['backbone']!r}")
+        config = None
+        if state["backbone"] == "ast":
+            from audio_net.ast import ast_config  # transformers: the pretrained extra
+
+            if not isinstance(state.get("ast_config"), dict):
+                raise UserError(f"{path}: an AST checkpoint without its ast_config")
+            config = ast_config(state["ast_config"], genres, path)
         model = model_from_checkpoint(
-            lambda: SpectrogramClassifier(build_backbone(state["backbone"], len(genres))),
+            lambda: SpectrogramClassifier(
+                build_backbone(state["backbone"], len(genres), ast_config=config)
+            ),
             state["model"],
             path,
         )
@@ -110,6 +122,10 @@ class OnnxClassifier:
         self.params = settings_from_checkpoint(
             FeatureParams, raw, FEATURE_BOUNDS, sidecar_path, "its preprocessing"
         )
+        if self.params.frontend not in FRONTENDS:
+            raise UserError(
+                f"{sidecar_path}: front end {self.params.frontend!r} is not one we compute"
+            )
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a bad file
@@ -144,3 +160,17 @@ class OnnxClassifier:
     def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
         (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})
         return torch.from_numpy(probs)
+
+
+WINDOW_VALUES_PER_BATCH = 1 << 22  # 4M input values: 252 log-mel windows, 32 of AST's
+
+
+@torch.no_grad()
+def window_logits(model, normalise, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits of windows ``x``, a batch at a time: by default as many windows as hold
+    ``WINDOW_VALUES_PER_BATCH`` values (AST's 1024-frame windows go 32 at a time, not 256)."""
+    model.eval()
+    batch_size = batch_size or max(1, WINDOW_VALUES_PER_BATCH // max(x[0].numel(), 1))
+    return torch.cat(
+        [model(normalise(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
+    )

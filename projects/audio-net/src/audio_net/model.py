@@ -1,5 +1,7 @@
 """The genre classifiers: normalised log-mel windows into a one-channel ResNet18 (shared.resnet,
-ImageNet weights where they exist) or a small CNN built for training from scratch on small data."""
+ImageNet weights where they exist) or a small CNN built for training from scratch on small data;
+or Kaldi filter-bank windows into the Audio Spectrogram Transformer pretrained on AudioSet
+(``audio_net.ast``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from torch import nn
 
 from shared.resnet import resnet18_one_channel
 
-BACKBONES = ("resnet18", "cnn")
+BACKBONES = ("resnet18", "cnn", "ast")
 
 
 class SmallCNN(nn.Module):
@@ -46,8 +48,19 @@ class SmallCNN(nn.Module):
 
 
 def build_backbone(
-    name: str, num_classes: int, pretrained: bool = False, weights: Path | None = None
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights: Path | None = None,
+    ast_config=None,
 ) -> nn.Module:
+    """A backbone with random weights (or ImageNet's for ``resnet18`` with ``pretrained``);
+    ``ast`` is built from its transformers ``ASTConfig`` (its pretrained weights come from
+    ``audio_net.ast.pretrained_backbone``)."""
+    if name == "ast":
+        from audio_net.ast import ASTBackbone  # transformers: the pretrained extra
+
+        return ASTBackbone(ast_config)
     if name == "resnet18":
         return resnet18_one_channel(num_classes, pretrained, weights)
     if name == "cnn":
@@ -56,8 +69,9 @@ def build_backbone(
 
 
 class SpectrogramClassifier(nn.Module):
-    """Normalises (N, mels, frames) log-mels with the training set's statistics, then a backbone
-    whose last layer is ``fc`` (the head that a frozen-backbone phase trains alone)."""
+    """Normalises (N, mels, frames) spectrograms with the training set's statistics (AST: its
+    pretraining's, (x - mean) / (2 std)), then a backbone whose last layer is ``fc`` (the head that
+    a frozen-backbone phase trains alone)."""
 
     def __init__(self, backbone: nn.Module, mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__()

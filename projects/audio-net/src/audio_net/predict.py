@@ -9,8 +9,8 @@ import torch
 
 from audio_net.audio import AudioError, read_audio_segments
 from audio_net.config import PredictConfig
-from audio_net.features import LogMel, featurize_waves
-from audio_net.inference import OnnxClassifier, load_classifier
+from audio_net.features import KaldiFbank, LogMel, featurize_waves, frontend
+from audio_net.inference import OnnxClassifier, load_classifier, window_logits
 from shared.device import select_device
 from shared.errors import UserError
 from shared.progress import warn
@@ -40,9 +40,9 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
         model, params, genres, _ = load_classifier(cfg.checkpoint, device)
 
         def window_probabilities(windows: torch.Tensor) -> torch.Tensor:
-            return model(model.normalise(windows)).float().softmax(-1)
+            return window_logits(model, model.normalise, windows).softmax(-1)
 
-    logmel = LogMel(params).to(device)
+    logmel = frontend(params).to(device)
     results = []
     for path in cfg.files:
         try:
@@ -52,7 +52,9 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
     return results
 
 
-def classify_file(path, cfg: PredictConfig, logmel: LogMel, window_probabilities, labels) -> dict:
+def classify_file(
+    path, cfg: PredictConfig, logmel: LogMel | KaldiFbank, window_probabilities, labels
+) -> dict:
     """One file's top labels, decoded and classified one segment at a time: the whole-file answer
     averages every window's probabilities, and a file longer than one segment also lists each
     segment's top label under ``segments``."""

@@ -9,6 +9,7 @@ held-out clips) are scored once, at the end.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 
 import torch
@@ -18,7 +19,14 @@ from audio_net.augment import AugmentConfig, augment
 from audio_net.baseline import baseline_report
 from audio_net.config import TrainConfig
 from audio_net.data import feature_params, load_clip_features
-from audio_net.dataset import Clip, check_split, cv_folds, split_clips, split_from_files
+from audio_net.dataset import (
+    Clip,
+    artist_split,
+    check_split,
+    cv_folds,
+    split_clips,
+    split_from_files,
+)
 from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import Features
 from audio_net.inference import PROJECT
@@ -42,11 +50,12 @@ CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "back
 
 
 def make_split(cfg: TrainConfig, clips: list[Clip]) -> dict[str, list[str]]:
-    split = (
-        split_from_files(clips, cfg.split_file)
-        if cfg.split_file
-        else split_clips(clips, cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    )
+    if cfg.split_file:
+        split = split_from_files(clips, cfg.split_file)
+    elif cfg.split == "artist":
+        split = artist_split(clips, cfg.quiet)
+    else:
+        split = split_clips(clips, cfg.seed, cfg.val_fraction, cfg.test_fraction)
     check_split(split)
     return {k: [c.name for c in v] for k, v in split.items()}
 
@@ -110,15 +119,51 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig | None:
     )
 
 
-def initial_backbone(cfg: TrainConfig, classes: int, fresh: bool = True) -> torch.nn.Module:
-    """The backbone a run starts from: ImageNet weights (a fresh resnet18 run) or random ones.
-    Built before the run folder exists, so that missing weights offline leave no folder behind."""
+def initial_backbone(
+    cfg: TrainConfig, labels: list[str], fresh: bool = True, resumed: dict | None = None
+) -> torch.nn.Module:
+    """The backbone a run starts from: ImageNet weights (a fresh resnet18 run), AST's (a fresh
+    ast run) or random ones (a resumed run's are loaded after). Built before the run folder
+    exists, so that missing weights offline leave no folder behind."""
+    if cfg.model == "ast":
+        return initial_ast(cfg, labels, fresh, resumed)
     return build_backbone(
         cfg.model,
-        classes,
+        len(labels),
         cfg.pretrained and fresh and cfg.model == "resnet18",
         cfg.weights if fresh else None,
     )
+
+
+def initial_ast(cfg: TrainConfig, labels: list[str], fresh: bool, resumed: dict | None):
+    """AST from ``--model-source`` (its weights, a new head for ``labels``), or from the resumed
+    checkpoint's config (its weights come with the trainer's state)."""
+    from audio_net.ast import ast_config, pretrained_backbone, read_json
+
+    if resumed is not None:
+        config = ast_config(resumed.get("ast_config") or {}, labels, "the resumed checkpoint")
+        return build_backbone("ast", len(labels), ast_config=config)
+    folder = ast_folder(cfg)
+    if fresh and cfg.pretrained:
+        return pretrained_backbone(folder, labels)
+    config = ast_config(read_json(folder / "config.json"), labels, folder)
+    return build_backbone("ast", len(labels), ast_config=config)
+
+
+def ast_folder(cfg: TrainConfig):
+    from audio_net.ast import DEFAULT_SOURCE, source_folder
+
+    return source_folder(cfg.model_source or DEFAULT_SOURCE, cfg.quiet)
+
+
+def input_statistics(cfg: TrainConfig, x: torch.Tensor) -> tuple[float, float]:
+    """(mean, scale) the classifier normalises with: the training windows' own, or for AST the
+    statistics of its pretraining (its weights expect exactly those inputs)."""
+    if cfg.model == "ast":
+        from audio_net.ast import normalisation
+
+        return normalisation(ast_folder(cfg))
+    return float(x.float().mean()), float(x.float().std())
 
 
 class AudioTask(TrainingTask):
@@ -129,7 +174,7 @@ class AudioTask(TrainingTask):
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
-    settings_fixed_on_resume = ("model", "window_seconds", "hop_seconds", "n_mels")
+    settings_fixed_on_resume = ("model", "model_source", "window_seconds", "hop_seconds", "n_mels")
 
     early_stops = True  # validation may stop the run (never where it is the scored set)
 
@@ -156,14 +201,14 @@ class AudioTask(TrainingTask):
                 cfg.quiet,
             )
         self.epochs = self.epochs or cfg.epochs
-        self.backbone = initial_backbone(cfg, len(self.feats.label_names), resumed is None)
+        self.backbone = initial_backbone(cfg, self.feats.label_names, resumed is None, resumed)
 
     def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
         self.load_clips(cfg, device, resumed)
         feats, split = self.feats, self.split
         xtr, ytr, _ = feats.select(set(split["train"]))
         xtr, ytr = xtr.to(device), ytr.to(device)
-        mean, std = float(xtr.float().mean()), float(xtr.float().std())
+        mean, std = input_statistics(cfg, xtr)
         val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
         model = SpectrogramClassifier(self.backbone, mean, std)
         classes = len(feats.label_names)
@@ -187,7 +232,7 @@ class AudioTask(TrainingTask):
 
         def evaluate(tr: Trainer) -> dict[str, float]:
             with tr.autocast():
-                m = evaluate_windows(tr.eval_model, model.normalise, *val, batch_size=256)
+                m = evaluate_windows(tr.eval_model, model.normalise, *val)
             return {
                 "val_loss": m["loss"],
                 "val_acc": m["window_accuracy"],
@@ -213,6 +258,7 @@ class AudioTask(TrainingTask):
                 "split": split,
                 "genres": list(feats.label_names),
                 "feature_params": dataclasses.asdict(feature_params(cfg)),
+                **backbone_config(self.backbone),
             },
             plot=LivePlot("curves.png", redraw_every=2, title=self.title),
             callbacks=[FreezeBody(model, freeze)] if freeze else [],
@@ -251,6 +297,15 @@ class AudioTask(TrainingTask):
         }
 
 
+def backbone_config(backbone: torch.nn.Module) -> dict:
+    """What a checkpoint needs to rebuild the backbone beyond its name: AST's transformers config
+    (plain JSON values, read back through ``ast.ast_config``)."""
+    ast = getattr(backbone, "ast", None)
+    if ast is None:
+        return {}
+    return {"ast_config": json.loads(ast.config.to_json_string(use_diff=False))}
+
+
 def below_baseline(network: float, baseline: float, cfg: TrainConfig) -> dict:
     """A network that scores below the classical baseline says so: one line on stderr, and the
     same advice in the summary under ``warning``."""
@@ -276,7 +331,8 @@ def common_summary(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
         "device": str(outcome.device),
         "world_size": world_size(),
         "model": cfg.model,
-        "pretrained": bool(cfg.model == "resnet18" and (cfg.pretrained or cfg.weights)),
+        "pretrained": cfg.from_pretrained,
+        **({"model_source": cfg.model_source or "default"} if cfg.model == "ast" else {}),
         "skipped_files": len(feats.skipped),
     }
 
@@ -398,7 +454,7 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
         raise UserError("--resume continues a single-split run; --cv runs are not resumable")
     clips, feats = load_clip_features(cfg, select_device(cfg.device))  # decoded once, for all
     folds = cv_folds(clips, cfg.cv, cfg.seed)
-    initial_backbone(cfg, len(feats.label_names))  # loads (or fails, offline) before the folder
+    initial_backbone(cfg, feats.label_names)  # loads (or fails, offline) before the folder
     run = Run(PROJECT, cfg.out, cfg)
     names = [c.name for c in clips]
     rows, fold_runs = [], []

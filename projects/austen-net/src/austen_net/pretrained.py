@@ -31,6 +31,7 @@ from austen_net.tokenizer import HFTokenizer
 from shared.checkpoint import model_from_checkpoint, save_checkpoint
 from shared.errors import UserError
 from shared.extras import require
+from shared.hub import model_folder, read_model_json
 from shared.paths import read_regular_file
 
 PROJECT = "austen-net"
@@ -46,7 +47,6 @@ WANTED_FILES = [
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 MAX_CONTEXT = 1 << 16  # our checkpoints' bound on block_size
 MAX_TOKENIZER_BYTES = 64 << 20  # and on a stored tokenizer (Llama 3's tokenizer.json: 9 MB)
-MAX_JSON_BYTES = 16 << 20  # a config, tokenizer config or shard index (Llama 3 70B's index: 60 KB)
 DEFAULT_LLAMA_CONTEXT = 2048  # a Llama's context unless --block-size asks for more
 
 
@@ -56,42 +56,14 @@ def require_pretrained() -> None:
 
 def source_folder(source: str, quiet: bool = False) -> Path:
     """A local folder as it is; otherwise a Hub name, downloaded (once) into the Hub's cache."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise UserError(f"{source}: not a folder holding a model in transformers' layout")
-    require(("huggingface_hub",), "austen-net", "pretrained", f"fetching {source} from the Hub")
-    from huggingface_hub import snapshot_download  # optional: the pretrained extra
-    from huggingface_hub.utils import disable_progress_bars
-
-    if quiet:
-        disable_progress_bars()
-    try:
-        return Path(snapshot_download(repo_id=source, allow_patterns=WANTED_FILES))
-    except Exception as exc:  # offline, a name that does not exist, a gated model
-        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(
-            f"could not fetch {source!r} from the Hugging Face Hub ({reason}). Without the "
-            f"internet, download it elsewhere (huggingface-cli download {source}) and pass the "
-            "folder that holds its config.json instead of the name"
-        ) from exc
+    return model_folder(
+        source, flag="SOURCE", project="austen-net", wanted=WANTED_FILES, quiet=quiet
+    )
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from a regular file of at most ``MAX_JSON_BYTES``: a symbolic link to
-    ``/dev/zero``, a FIFO or a 10 GB file is refused before it is read, a document nested too deep
-    for Python's parser is one message."""
-    if not path.exists() and not path.is_symlink():
-        raise UserError(f"{path.parent} has no {path.name}: not a transformers model folder")
-    raw = read_regular_file(path, MAX_JSON_BYTES, "JSON file of a model folder")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise UserError(f"{path} is not readable JSON ({exc.__class__.__name__})") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is not a JSON object")
-    return data
+    """A JSON object from a regular file of at most 16 MB (``shared.hub.read_model_json``)."""
+    return read_model_json(path)
 
 
 def architecture(config: dict, path: Path) -> str:

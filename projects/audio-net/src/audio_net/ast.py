@@ -1,0 +1,202 @@
+"""The Audio Spectrogram Transformer (AST, Gong et al. 2021), pretrained on AudioSet, as an audio-net
+backbone: ``audio-net train --model ast --model-source SOURCE``.
+
+AST cuts a (1024 frames x 128 mel bins) Kaldi filter bank into 16 x 16 patches with stride 10,
+adds learned positions and a class and a distillation token, and runs a ViT-Base encoder (12 layers,
+768 wide, 87M parameters); the pooled tokens go through a LayerNorm and a Linear head. We keep
+transformers' ``ASTForAudioClassification`` as the network (its weights load unchanged), replace
+the head for the user's labels, and feed it our own batched Kaldi front end
+(``features.KaldiFbank``), equal to transformers' ``ASTFeatureExtractor`` to 1e-4 (tested).
+
+SOURCE is a local folder in transformers' layout (``config.json``, ``model.safetensors``, and
+``preprocessor_config.json`` for the normalisation) or a Hub name fetched into the Hub's cache
+(``MIT/ast-finetuned-audioset-10-10-0.4593``, AudioSet mAP 0.459 by its authors). Offline, a Hub
+name is one message naming the folder to pass instead.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from audio_net.features import FeatureParams
+from shared.errors import UserError
+from shared.extras import require
+from shared.hub import model_folder, read_model_json
+
+DEFAULT_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
+WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
+MAX_JSON_BYTES = 4 << 20
+# AudioSet's statistics of the filter bank: AST's default normalisation, (x - mean) / (2 std)
+AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
+
+
+def require_transformers() -> None:
+    require(("transformers", "safetensors"), "audio-net", "pretrained", "the AST backbone")
+
+
+def source_folder(source: str, quiet: bool = False) -> Path:
+    """A local folder as it is; otherwise a Hub name, downloaded (once) into the Hub's cache."""
+    return model_folder(
+        source, flag="--model-source", project="audio-net", wanted=WANTED_FILES, quiet=quiet
+    )
+
+
+def read_json(path: Path, required: bool = True) -> dict:
+    return read_model_json(path, required, MAX_JSON_BYTES)
+
+
+def ast_config(raw: dict, labels: list[str], where: object):
+    """transformers' ``ASTConfig`` from a config dict (a source's config.json or a checkpoint's
+    copy), with the head sized for ``labels``; a config of another model is refused."""
+    require_transformers()
+    from transformers import ASTConfig
+
+    if raw.get("model_type", "audio-spectrogram-transformer") != "audio-spectrogram-transformer":
+        raise UserError(f"{where}: model_type {raw.get('model_type')!r} is not an AST")
+    kept = {k: v for k, v in raw.items() if k not in ("id2label", "label2id", "num_labels")}
+    try:
+        config = ASTConfig(
+            **kept,
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: not an AST config ({exc})") from exc
+    for key, low, high in (
+        ("num_mel_bins", 16, 512),
+        ("max_length", 16, 8192),
+        ("hidden_size", 8, 8192),
+        ("num_hidden_layers", 1, 96),
+        ("patch_size", 2, 64),
+    ):
+        value = getattr(config, key, None)
+        if not isinstance(value, int) or not low <= value <= high:
+            raise UserError(f"{where}: {key} {value!r} is not an integer in [{low}, {high}]")
+    return config
+
+
+def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
+    """AST's front end as the source describes it: 16 kHz (its feature extractor's rate), its mel
+    bins, windows of its ``max_length`` frames of 10 ms (10.24 s for AudioSet's models)."""
+    config = read_json(folder / "config.json")
+    pre = read_json(folder / "preprocessor_config.json", required=False)
+    rate = pre.get("sampling_rate", 16000)
+    mels, frames = config.get("num_mel_bins", 128), config.get("max_length", 1024)
+    for name, value in (("sampling_rate", rate), ("num_mel_bins", mels), ("max_length", frames)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
+            raise UserError(f"{folder}: {name} {value!r} is not a positive integer")
+    window = frames * 160 / rate if rate == 16000 else frames / 100
+    return FeatureParams(
+        sample_rate=rate,
+        n_fft=rate * 25 // 1000,
+        hop_length=rate // 100,
+        n_mels=mels,
+        window_seconds=window,
+        hop_seconds=hop_seconds or window / 2,
+        min_seconds=min(1.0, window / 3),
+        frontend="kaldi_fbank",
+    )
+
+
+def base_feature_params(hop_seconds: float | None = None) -> FeatureParams:
+    """AudioSet AST's front end (16 kHz, 128 mel bins, 1024 frames) without a folder: ``bench``
+    times an AST-Base-shaped network built from transformers' default ``ASTConfig``."""
+    return FeatureParams(
+        sample_rate=16000,
+        n_fft=400,
+        hop_length=160,
+        n_mels=128,
+        window_seconds=10.24,
+        hop_seconds=hop_seconds or 5.12,
+        frontend="kaldi_fbank",
+    )
+
+
+def normalisation(folder: Path) -> tuple[float, float]:
+    """(mean, scale) with which the classifier normalises the filter bank: AST divides by twice
+    the standard deviation, so the scale is 2 std."""
+    pre = read_json(folder / "preprocessor_config.json", required=False)
+    mean, std = pre.get("mean", AUDIOSET_MEAN), pre.get("std", AUDIOSET_STD)
+    for name, value in (("mean", mean), ("std", std)):
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise UserError(f"{folder}/preprocessor_config.json: {name} {value!r} is not a number")
+    if not std > 0:
+        raise UserError(f"{folder}/preprocessor_config.json: std {std!r} is not positive")
+    return float(mean), 2.0 * float(std)
+
+
+class ASTBackbone(nn.Module):
+    """transformers' ``ASTForAudioClassification`` taking our (N, 1, mels, frames) windows; ``fc``
+    is its head (LayerNorm + Linear), the part a frozen-body phase trains alone."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        require_transformers()
+        from transformers import ASTForAudioClassification
+
+        self.ast = ASTForAudioClassification(config)
+
+    @property
+    def fc(self) -> nn.Module:
+        return self.ast.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ast(input_values=x.squeeze(1).transpose(1, 2)).logits
+
+
+def pretrained_backbone(folder: Path, labels: list[str]) -> ASTBackbone:
+    """The source's weights in an ``ASTBackbone`` whose head has one output per label (a new head,
+    unless the source's already has exactly these labels). Before transformers allocates
+    anything, the network the config describes is built on the meta device and its parameter
+    count compared with the weights the file holds: a config cannot make us allocate what the
+    weights do not hold."""
+    config = ast_config(read_json(folder / "config.json"), labels, folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(
+            f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
+        )
+    from safetensors import safe_open
+    from transformers import ASTForAudioClassification
+    from transformers.utils import logging as hf_logging
+
+    with torch.device("meta"):
+        probe = ASTBackbone(config)
+    body = sum(
+        p.numel() for n, p in probe.ast.named_parameters() if not n.startswith("classifier.")
+    )
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            held = sum(math.prod(f.get_slice(k).get_shape()) for k in list(f.keys()))
+    except Exception as exc:  # safetensors raises its own error types
+        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from exc
+    if body > held:
+        raise UserError(
+            f"{weights}: its config.json gives {body:,} parameters before the head, the file "
+            f"holds {held:,}: the config does not describe these weights"
+        )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier..." is the point here
+    try:
+        source = ASTForAudioClassification.from_pretrained(
+            folder, config=config, ignore_mismatched_sizes=True, use_safetensors=True
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(
+            f"{folder}: transformers could not load its AST weights ({reason})"
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model = ASTBackbone.__new__(ASTBackbone)
+    nn.Module.__init__(model)
+    model.ast = source.float()
+    return model

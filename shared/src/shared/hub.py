@@ -1,0 +1,69 @@
+"""Pretrained models in transformers' layout, from a local folder or the Hugging Face Hub: where
+they are (``model_folder``), and their JSON files read as data (``read_model_json``: regular files
+of bounded size only, so a symlink to ``/dev/zero`` or a FIFO is refused before it is read).
+
+austen-net imports GPT-2 and Llama folders, audio-net fine-tunes AST, multi-net embeds audio with
+CLAP: one rule for all three. Offline, a Hub name is one message naming the folder to pass instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.errors import UserError
+from shared.extras import require
+from shared.paths import read_regular_file
+
+MAX_JSON_BYTES = 16 << 20  # a config or tokenizer config (Llama 3 70B's shard index: 60 KB)
+
+
+def model_folder(
+    source: str,
+    *,
+    flag: str,
+    project: str,
+    wanted: list[str],
+    quiet: bool = False,
+) -> Path:
+    """``source`` as a local folder, or a Hub name downloaded (once, the ``wanted`` file patterns
+    only) into the Hub's cache. ``flag`` names the option in messages; the ``pretrained`` extra of
+    ``project`` installs huggingface_hub."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise UserError(f"{flag} {source}: not a folder holding a model in transformers' layout")
+    require(("huggingface_hub",), project, "pretrained", f"fetching {source} from the Hub")
+    from huggingface_hub import snapshot_download  # optional: the pretrained extra
+    from huggingface_hub.utils import disable_progress_bars
+
+    if quiet:
+        disable_progress_bars()
+    try:
+        return Path(snapshot_download(repo_id=source, allow_patterns=wanted))
+    except Exception as exc:  # offline, a name that does not exist, a gated model
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(
+            f"could not fetch {source!r} from the Hugging Face Hub ({reason}). Without the "
+            f"internet, download it elsewhere (huggingface-cli download {source}) and pass the "
+            f"folder that holds its config.json as {flag}"
+        ) from exc
+
+
+def read_model_json(path: Path, required: bool = True, limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from a regular file of at most ``limit`` bytes: a device, a FIFO, a folder or
+    a document nested too deep for Python's parser is one message. A missing optional file
+    (``required=False``) reads as ``{}``."""
+    if not path.exists() and not path.is_symlink():
+        if required:
+            raise UserError(f"{path.parent} has no {path.name}: not a transformers model folder")
+        return {}
+    raw = read_regular_file(path, limit, "JSON file of a model folder")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{path} is not readable JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object")
+    return data
