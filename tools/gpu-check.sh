@@ -74,6 +74,16 @@ step audio-bench 240 py audio_net.cli bench --precision bf16 "$COMPILE" --data-d
     --no-download --out "$runs/ub" --quiet
 step audio-train 240 py audio_net.cli train --model resnet18 --no-pretrained --data-dir .devdata \
     --no-download --epochs 8 --out "$runs/ut" --quiet
+# 2b. audio-net: AST-Base fine-tuned on the carried clips (random weights of the real shape: the
+#     machine cannot download them), where this machine's python has transformers (it is not
+#     carried: its wheels would pass the 64 MiB limit); time per epoch and peak memory
+if "$PY" -c "import transformers" 2>/dev/null; then
+    step audio-ast-folder 180 "$PY" tools/random_pretrained.py ast "$runs/astsrc"
+    step audio-ast-train 360 py audio_net.cli train --model ast --model-source "$runs/astsrc" \
+        --data-dir .devdata --no-download --epochs 2 --precision bf16 --out "$runs/uat" --quiet
+else
+    echo '{"step": "audio-ast-train", "rc": null, "seconds": 0, "skipped": "no transformers on this machine"}' >> "$OUT/steps.jsonl"
+fi
 # 3. multi-net: ViT-B/32 frame embedding and the 1M search on the GPU; the synthetic benchmark
 step multi-bench 240 py multi_net.cli bench --no-pretrained --out "$runs/mb" --quiet
 # shellcheck disable=SC2086  # $SYNTH holds two flags

@@ -184,6 +184,7 @@ def pretrained_backbone(folder: Path, labels: list[str]) -> ASTBackbone:
             f"holds {held:,}: the config does not describe these weights"
         )
     verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()  # one line per command, not a loading bar
     hf_logging.set_verbosity_error()  # "newly initialized: classifier..." is the point here
     try:
         source = ASTForAudioClassification.from_pretrained(

@@ -55,6 +55,11 @@ class Clip:
         return self.key or self.path.stem  # e.g. "blues.00042"
 
 
+def some_labels(names: list[str]) -> str:
+    """Labels named in a one-line message: all of a few, or the first five and the count."""
+    return name_some(names) + (f" ({len(names)} labels)" if len(names) > 5 else "")
+
+
 def labels_of(clips: list[Clip]) -> list[str]:
     """The data set's labels, in index order."""
     return sorted({c.label for c in clips})
@@ -95,7 +100,7 @@ def list_clips(root: Path) -> list[Clip]:
     empty = [f.name for f in folders if not audio_files(f)]
     if empty:
         raise UserError(
-            f"label folder(s) {name_some(empty)} in {root} hold no audio files "
+            f"label folder(s) {some_labels(empty)} in {root} hold no audio files "
             f"({', '.join(sorted(AUDIO_SUFFIXES))}): add clips or remove the folder(s)"
         )
     if len(folders) < 2:
@@ -188,7 +193,7 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
     )
     if thin and not all(split[n] for n in (("val", "test") if need_test else ("val",))):
         raise UserError(
-            f"too few clips of {name_some(thin)} ({len(thin)} labels) for a train/validation/test "
+            f"too few clips of {some_labels(thin)} for a train/validation/test "
             "split: give each "
             "label at least 3 clips, or use --cv K on a small set"
         )
@@ -201,7 +206,7 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
     missing = sorted(names[g] for g in names if not any(c.genre == g for c in split["val"]))
     if thin and missing:
         raise UserError(
-            f"too few clips of {name_some(thin)} ({len(thin)} labels) to validate on every label: "
+            f"too few clips of {some_labels(thin)} to validate on every label: "
             "give each label at "
             "least 3 clips, or use --cv K on a small set"
         )
@@ -219,8 +224,7 @@ def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
     thin = [names[g] for g in present if (labels == g).sum() < k]
     if thin:
         raise UserError(
-            f"--cv {k} needs at least {k} clips of every label; too few of {name_some(thin)} "
-            f"({len(thin)} labels)"
+            f"--cv {k} needs at least {k} clips of every label; too few of {some_labels(thin)}"
         )
     folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(labels, labels)
     return [[clips[i] for i in sorted(test)] for _, test in folds]

@@ -334,7 +334,15 @@ def common_summary(cfg: TrainConfig, outcome: Outcome, feats: Features) -> dict:
         "pretrained": cfg.from_pretrained,
         **({"model_source": cfg.model_source or "default"} if cfg.model == "ast" else {}),
         "skipped_files": len(feats.skipped),
+        **peak_memory(outcome.device),
     }
+
+
+def peak_memory(device: torch.device) -> dict:
+    """The most GPU memory the run held at once (CUDA only: a CPU has no such counter)."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 2)}
 
 
 def optimizer_and_schedule(

@@ -114,10 +114,16 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     fusion_layers: int = arg(2, "fusion transformer layers")
     modality_dropout: float = arg(0.3, "chance to hide the audio token in training")
     audio_width: int = arg(64, "base width of the audio CNN")
-    audio_encoder: Literal["cnn", "resnet18"] = arg(
+    audio_encoder: Literal["cnn", "resnet18", "clap"] = arg(
         "cnn",
-        "log-mel audio encoder: a small CNN from scratch, or ResNet18 from ImageNet weights "
-        "(always trained, on the cached log-mels)",
+        "audio encoder: a small CNN from scratch or ResNet18 from ImageNet weights (trained, on "
+        "the cached log-mels), or clap: CLAP's audio tower pretrained on sounds and their "
+        "descriptions (frozen, its embedding cached; see --audio-source)",
+    )
+    audio_source: str | None = arg(
+        None,
+        "--audio-encoder clap: a folder in transformers' layout (config.json, model.safetensors, "
+        "preprocessor_config.json) or a Hub name (default: laion/clap-htsat-unfused)",
     )
     weights: Path | None = arg(
         None, "local ImageNet ResNet18 state_dict for --audio-encoder resnet18 (offline)"
@@ -139,6 +145,8 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
             raise UserError(
                 "--weights holds ResNet18 weights: use it with --audio-encoder resnet18"
             )
+        if self.audio_source is not None and self.audio_encoder != "clap":
+            raise UserError("--audio-source names CLAP weights: add --audio-encoder clap")
         if self.audio_seconds <= 0 or self.val_videos < 0:
             raise UserError("--audio-seconds must be positive and --val-videos >= 0")
 

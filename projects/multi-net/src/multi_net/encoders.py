@@ -1,5 +1,6 @@
 """Pretrained encoders: open_clip's image and text towers; log-mel audio through a small CNN or a
-ResNet18 (ImageNet weights, conv1 averaged to one channel)."""
+ResNet18 (ImageNet weights, conv1 averaged to one channel), or CLAP's pretrained audio embedding
+(``multi_net.clap``) through a projection."""
 
 from __future__ import annotations
 
@@ -221,7 +222,27 @@ class AudioResNet(nn.Module):
         return self.net(self.scale(logmel.unsqueeze(1)))
 
 
-def audio_encoder(kind: str, n_mels: int, out_dim: int, width: int = 64) -> nn.Module:
+class ClapProjection(nn.Module):
+    """A cached CLAP audio embedding (B, audio_dim) -> the fusion model's audio token: the
+    pretrained tower stays frozen (its embeddings are computed once, like CLIP's frame features);
+    only this LayerNorm and Linear train."""
+
+    def __init__(self, audio_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(audio_dim)
+        self.proj = nn.Linear(audio_dim, out_dim)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(embedding))
+
+
+def audio_encoder(
+    kind: str, n_mels: int, out_dim: int, width: int = 64, audio_dim: int = 512
+) -> nn.Module:
+    """The audio token's encoder: ``cnn`` and ``resnet18`` read log-mels and train; ``clap``
+    projects CLAP's frozen, cached embedding of ``audio_dim`` values."""
+    if kind == "clap":
+        return ClapProjection(audio_dim, out_dim)
     if kind == "cnn":
         return AudioCNN(n_mels, width=width, out_dim=out_dim)
     if kind == "resnet18":

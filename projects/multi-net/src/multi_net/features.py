@@ -1,7 +1,9 @@
-"""Encoder features, computed once and cached: decoded clips -> CLIP frame features + log-mels.
+"""Encoder features, computed once and cached: decoded clips -> CLIP frame features + the audio
+input (log-mels for an audio encoder that trains, or CLAP's frozen audio embedding).
 
 Training with ``--freeze-encoders`` never touches video again after the first pass: epochs read
-(N, K, D) frame features and (N, n_mels, T) log-mels from one cached file.
+(N, K, D) frame features and the audio inputs, (N, n_mels, T) log-mels or (N, D) CLAP
+embeddings, from one cached file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from multi_net.encoders import LogMel, frame_features
 from multi_net.video import DecodeCache, Decoded, DecodeError, DecodeParams, decode_many
@@ -44,10 +47,24 @@ def video_files(folder: Path) -> dict[str, Path]:
 
 
 @dataclass
+class AudioInput:
+    """How a video's audio track becomes the fusion model's audio input: ``module`` maps a batch
+    of waveforms (B, samples) to it; ``key`` names it in the feature cache's key."""
+
+    module: nn.Module
+    key: str
+
+
+def logmel_input(rate: int, n_mels: int = 64) -> AudioInput:
+    """Log-mels (B, n_mels, T), for the audio encoders that train (the CNN, ResNet18)."""
+    return AudioInput(LogMel(rate, n_mels), f"logmel{n_mels}@{rate}")
+
+
+@dataclass
 class VideoFeatures:
     ids: list[str]
     frames: torch.Tensor  # (N, K, D) float16, L2-normalised CLIP features
-    logmel: torch.Tensor  # (N, n_mels, T) float16
+    audio: torch.Tensor  # (N, n_mels, T) log-mels or (N, D) CLAP embeddings, float16
     has_audio: torch.Tensor  # (N,) bool
     skipped: list[str]
 
@@ -95,26 +112,24 @@ def decode_cached(paths: dict[str, Path], p: DecodeParams, cache: DecodeCache | 
 
 
 @torch.no_grad()
-def encode_decoded(
-    decoded: dict[str, Decoded], clip, device, n_mels: int, rate: int, batch: int = 32
-):
+def encode_decoded(decoded: dict[str, Decoded], clip, device, audio: AudioInput, batch: int = 32):
     ids = list(decoded)
-    logmel = LogMel(rate, n_mels).to(device)
+    to_input = audio.module.to(device)
     frames, mels = [], []
     for i in range(0, len(ids), batch):
         chunk = [decoded[v] for v in ids[i : i + batch]]
         f = torch.from_numpy(np.stack([d.frames for d in chunk])).to(device)
         frames.append(frame_features(clip, f).half().cpu())
         a = torch.from_numpy(np.stack([d.audio for d in chunk])).to(device)
-        mels.append(logmel(a).half().cpu())
+        mels.append(to_input(a).half().cpu())
     has_audio = torch.tensor([decoded[v].has_audio for v in ids], dtype=torch.bool)
     return ids, torch.cat(frames), torch.cat(mels), has_audio
 
 
 def features_key(
-    ids: list[str], paths: dict[str, Path], p: DecodeParams, clip_id: str, n_mels: int
+    ids: list[str], paths: dict[str, Path], p: DecodeParams, clip_id: str, audio_key: str
 ) -> str:
-    h = hashlib.sha256(f"{p.key()}|{clip_id}|{n_mels}".encode())
+    h = hashlib.sha256(f"{p.key()}|{clip_id}|{audio_key}".encode())
     for v in ids:
         st = paths[v].stat()
         h.update(f"{v}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -129,14 +144,16 @@ def load_video_features(
     device,
     cache_root: Path | None,
     *,
-    n_mels: int = 64,
+    audio: AudioInput | None = None,
     quiet: bool = False,
 ) -> VideoFeatures:
-    """Frame features and log-mels of ``paths``, from the feature cache when everything matches."""
+    """Frame features and audio inputs (``audio``; default: 64-band log-mels) of ``paths``, from
+    the feature cache when everything matches."""
+    audio = audio or logmel_input(p.audio_rate)
     ids = sorted(paths)
     feat_path = None
     if cache_root is not None:
-        feat_path = cache_root / f"features-{features_key(ids, paths, p, clip_id, n_mels)}.pt"
+        feat_path = cache_root / f"features-{features_key(ids, paths, p, clip_id, audio.key)}.pt"
         if feat_path.is_file():
             try:
                 return VideoFeatures.load(feat_path)
@@ -147,7 +164,7 @@ def load_video_features(
     )
     if not decoded:
         raise UserError("no decodable videos")
-    vids, frames, mels, has_audio = encode_decoded(decoded, clip, device, n_mels, p.audio_rate)
+    vids, frames, mels, has_audio = encode_decoded(decoded, clip, device, audio)
     feats = VideoFeatures(vids, frames, mels, has_audio, skipped)
     info(
         f"features: {len(vids)} videos ({int(has_audio.sum())} with audio), {len(skipped)} skipped",

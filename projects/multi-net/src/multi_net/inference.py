@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from multi_net.encoders import CLIP_MEAN, CLIP_STD, load_clip, text_features
-from multi_net.features import VideoFeatures, load_video_features
+from multi_net.features import AudioInput, VideoFeatures, load_video_features, logmel_input
 from multi_net.model import FusionConfig, FusionModel
 from multi_net.video import DecodeParams
 from shared.checkpoint import (
@@ -49,7 +49,13 @@ def clip_identity(cfg, seed: int) -> str:
     return f"{cfg.clip_model}|random:{seed}"
 
 
-DECODE_BOUNDS = {"num_frames": (1, 1024), "size": (8, 4096), "audio_seconds": (0.0, 3600.0)}
+DECODE_BOUNDS = {
+    "num_frames": (1, 1024),
+    "size": (8, 4096),
+    "audio_seconds": (0.0, 3600.0),
+    "audio_rate": (1000, 384000),
+}
+CLAP_RATE = 48000  # CLAP's feature extractor's rate
 
 
 def decode_params(decode: dict, path: Path | str = "checkpoint") -> DecodeParams:
@@ -57,9 +63,21 @@ def decode_params(decode: dict, path: Path | str = "checkpoint") -> DecodeParams
         "num_frames": decode["num_frames"],
         "size": decode["size"],
         "audio_seconds": decode.get("audio_seconds", DecodeParams.audio_seconds),
+        "audio_rate": decode.get("audio_rate", DecodeParams.audio_rate),
     }
     check_bounds(path, values, DECODE_BOUNDS)
     return DecodeParams(**values)
+
+
+def audio_input(encoder: str, source: str | None, rate: int, quiet: bool = True) -> AudioInput:
+    """What the audio track becomes before the fusion model: CLAP's frozen embedding for
+    ``clap`` (its tower loaded from ``source``), 64-band log-mels at ``rate`` otherwise."""
+    if encoder != "clap":
+        return logmel_input(rate)
+    from multi_net.clap import load_clap_audio  # transformers: the pretrained extra
+
+    tower, identity = load_clap_audio(source, quiet)
+    return AudioInput(tower, identity)
 
 
 class EndToEnd(nn.Module):
@@ -98,7 +116,7 @@ def embed_videos(
         out.append(
             model.encode_video(
                 feats.frames[idx].to(device),
-                feats.logmel[idx].to(device),
+                feats.audio[idx].to(device),
                 torch.zeros_like(has_audio) if mask_audio else has_audio,
             )
         )
@@ -114,6 +132,7 @@ FUSION_BOUNDS = {  # far around every preset; checked before anything is built
     "num_frames": (1, 1024),
     "n_mels": (1, 1024),
     "audio_width": (1, 4096),
+    "audio_dim": (1, 1 << 14),
     "modality_dropout": (0.0, 1.0),
     "dropout": (0.0, 1.0),
 }
@@ -159,6 +178,9 @@ class TrainedModel:
         self.model = model_from_checkpoint(lambda: FusionModel(fusion), weights, checkpoint)
         self.model = self.model.to(device).eval()
         self.params = decode_params(state["decode"], checkpoint)
+        self.audio = audio_input(
+            fusion.audio_encoder, getattr(cfg, "audio_source", None), self.params.audio_rate
+        )
         self.clip_id = clip_identity(cfg, cfg.seed)
         if state["end_to_end"]:  # features of a fine-tuned tower belong to this checkpoint alone
             st = Path(checkpoint).stat()
@@ -167,7 +189,14 @@ class TrainedModel:
 
     def features(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):
         return load_video_features(
-            paths, self.params, self.clip, self.clip_id, self.device, cache, quiet=quiet
+            paths,
+            self.params,
+            self.clip,
+            self.clip_id,
+            self.device,
+            cache,
+            audio=self.audio,
+            quiet=quiet,
         )
 
     def videos(self, paths: dict[str, Path], cache: Path | None, quiet: bool = True):

@@ -1,7 +1,8 @@
 """Early fusion of video and audio into one embedding, trained against CLIP text embeddings.
 
 Frames -> CLIP image features -> projected tokens (+ frame position and modality embeddings);
-audio -> log-mel CNN or ResNet18 -> one projected token (+ modality embedding). A small transformer fuses
+audio -> log-mel CNN or ResNet18, or CLAP's pretrained embedding -> one projected token (+ modality
+embedding). A small transformer fuses
 [CLS, frame tokens, audio token]; the CLS output, projected and normalised, is the video
 embedding. A missing audio track (or modality dropout in training) masks the audio token out, so
 the model works without audio. Captions go through CLIP's text tower and a projection into the
@@ -30,8 +31,9 @@ class FusionConfig:
     fusion_heads: int = 4
     num_frames: int = 8
     n_mels: int = 64
-    audio_encoder: Literal["cnn", "resnet18"] = "cnn"
+    audio_encoder: Literal["cnn", "resnet18", "clap"] = "cnn"
     audio_width: int = 64  # the CNN's base width (its channels: w/2, w, 2w, 2w)
+    audio_dim: int = 512  # clap: the width of CLAP's audio embedding
     temporal: Literal["transformer", "mean"] = "transformer"
     motion: bool = False  # add a token per pair of consecutive frames: their feature difference
     modality_dropout: float = 0.3
@@ -47,7 +49,7 @@ class FusionModel(nn.Module):
         self.cfg = cfg
         d = cfg.fusion_dim
         self.frame_proj = nn.Linear(cfg.clip_dim, d)
-        self.audio = audio_encoder(cfg.audio_encoder, cfg.n_mels, d, cfg.audio_width)
+        self.audio = audio_encoder(cfg.audio_encoder, cfg.n_mels, d, cfg.audio_width, cfg.audio_dim)
         self.modality = nn.Parameter(torch.zeros(3 if cfg.motion else 2, d))  # video, audio, motion
         self.motion_proj = nn.Linear(cfg.clip_dim, d) if cfg.motion else None
         self.frame_pos = nn.Parameter(torch.zeros(cfg.num_frames, d))
@@ -74,7 +76,8 @@ class FusionModel(nn.Module):
     def encode_video(
         self, frame_feats: torch.Tensor, logmel: torch.Tensor, has_audio: torch.Tensor
     ) -> torch.Tensor:
-        """frame_feats (B, K, clip_dim), logmel (B, n_mels, T), has_audio (B,) -> (B, embed_dim)."""
+        """frame_feats (B, K, clip_dim), logmel (B, n_mels, T) (or CLAP's (B, audio_dim) embedding),
+        has_audio (B,) -> (B, embed_dim)."""
         b, k, _ = frame_feats.shape
         frame_feats = frame_feats.float()
         use_audio = has_audio.bool()

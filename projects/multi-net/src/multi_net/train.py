@@ -18,7 +18,15 @@ from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, st
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.evaluation import evaluate_pairs
 from multi_net.features import VideoFeatures, load_video_features
-from multi_net.inference import CHECKPOINT_KEYS, PROJECT, EndToEnd, cache_dir, clip_identity
+from multi_net.inference import (
+    CHECKPOINT_KEYS,
+    CLAP_RATE,
+    PROJECT,
+    EndToEnd,
+    audio_input,
+    cache_dir,
+    clip_identity,
+)
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.batching import EpochBatches
@@ -39,7 +47,11 @@ LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_s
 
 
 def decode_params(cfg, size: int) -> DecodeParams:
-    return DecodeParams(num_frames=cfg.num_frames, size=size, audio_seconds=cfg.audio_seconds)
+    """How videos are decoded: CLAP listens at 48 kHz, the log-mel encoders at 16 kHz."""
+    rate = CLAP_RATE if cfg.audio_encoder == "clap" else DecodeParams.audio_rate
+    return DecodeParams(
+        num_frames=cfg.num_frames, size=size, audio_seconds=cfg.audio_seconds, audio_rate=rate
+    )
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -95,7 +107,7 @@ class EncodedData:
 
     def videos(self, idx: torch.Tensor, device):
         f = self.feats
-        return f.frames[idx].to(device), f.logmel[idx].to(device), f.has_audio[idx].to(device)
+        return f.frames[idx].to(device), f.audio[idx].to(device), f.has_audio[idx].to(device)
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -166,7 +178,7 @@ class FrameBatches(ContrastiveBatches):
         tokens = self.tokenizer([self.data.texts[i] for i in cap.tolist()]).to(self.device)
         noise = torch.randn((*frames.shape[:2], self.dim), generator=g).to(self.device)
         return [
-            (frames, f.logmel[idx].to(self.device), f.has_audio[idx].to(self.device), tokens, noise)
+            (frames, f.audio[idx].to(self.device), f.has_audio[idx].to(self.device), tokens, noise)
         ]
 
 
@@ -203,9 +215,9 @@ def make_loss(vv_weight: float):
 # --- models ----------------------------------------------------------------------------------
 
 
-def build_models(cfg: TrainConfig, device, resumed: dict | None):
+def build_models(cfg: TrainConfig, device, resumed: dict | None, audio_dim: int = 0):
     """(CLIP, its tokenizer, its image size, the fusion model), the fusion model from the
-    checkpoint's config when resuming."""
+    checkpoint's config when resuming; ``audio_dim``: the width of CLAP's embedding."""
     try:
         clip, tokenizer, size = load_clip(
             cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.pretrained
@@ -234,6 +246,7 @@ def build_models(cfg: TrainConfig, device, resumed: dict | None):
             modality_dropout=cfg.modality_dropout,
             audio_encoder=cfg.audio_encoder,
             audio_width=cfg.audio_width,
+            **({"audio_dim": audio_dim} if cfg.audio_encoder == "clap" else {}),
         )
     )
     model = FusionModel(fcfg)
@@ -273,7 +286,7 @@ def current_features(
             for i in range(0, len(ids), 64)
         ]
     frames = torch.cat(frames) if frames else feats.frames[:0]
-    return VideoFeatures(ids, frames, feats.logmel[rows], feats.has_audio[rows], [])
+    return VideoFeatures(ids, frames, feats.audio[rows], feats.has_audio[rows], [])
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -289,6 +302,7 @@ MODEL_SETTINGS = (
     "fusion_layers",
     "audio_width",
     "audio_encoder",
+    "audio_source",
     "freeze_encoders",
 )
 
@@ -305,7 +319,10 @@ class MultiTask(TrainingTask):
         """The splits, CLIP and the fusion model, the videos' cached features, the training
         captions encoded, and what trains on which batches."""
         self.data, self.splits = data, splits = load_data(cfg)
-        self.clip, self.tokenizer, self.size, self.model = build_models(cfg, device, resumed)
+        audio = audio_input(cfg.audio_encoder, cfg.audio_source, DecodeParams.audio_rate, cfg.quiet)
+        self.clip, self.tokenizer, self.size, self.model = build_models(
+            cfg, device, resumed, getattr(audio.module, "dim", 0)
+        )
         params = decode_params(cfg, self.size)
         wanted = splits.train + [v for v, _ in splits.val + splits.test]
         self.feats = load_video_features(
@@ -315,6 +332,7 @@ class MultiTask(TrainingTask):
             clip_identity(cfg, cfg.seed),
             device,
             cache_dir(cfg),
+            audio=audio,
             quiet=cfg.quiet,
         )
         train_set = set(splits.train)  # only training captions are encoded for training
@@ -385,6 +403,7 @@ class MultiTask(TrainingTask):
                     "num_frames": cfg.num_frames,
                     "size": self.size,
                     "audio_seconds": cfg.audio_seconds,
+                    "audio_rate": decode_params(cfg, self.size).audio_rate,
                 },
             },
             plot=LivePlot(
