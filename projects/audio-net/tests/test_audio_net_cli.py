@@ -301,3 +301,17 @@ def test_the_demo_page_speaks_of_genres_only_for_gtzan_labels():
     assert page_words(list(reversed(GENRES)))["what"] == "music genre"
     words = page_words(["bird_call", "door_knock"])
     assert "genre" not in " ".join(words.values()) and words["label"] == "label"
+
+
+def test_bench_prints_one_json_object(capsys, tmp_path):
+    """``bench`` featurizes, trains and predicts, and prints one JSON object (it once failed
+    before printing: a batch helper lacked its label count, and no test ran it)."""
+    from audio_net_data import make_gtzan
+
+    data = make_gtzan(tmp_path / "g", per_genre=2, seconds=4.0)
+    argv = ["bench", "--model", "cnn", "--data-dir", data, "--no-download", "--clips", "8"]
+    argv += ["--batch-size", "8", "--train-steps", "1", "--device", "cpu", "--quiet"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "bench"]]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["model"] == "cnn" and out["clips"] == 8 and out["train_steps_timed"] == 1
+    assert out["train_windows_per_s"] > 0 and out["predict_windows_per_s"] > 0

@@ -14,6 +14,7 @@ variables move them: ``DL_DATA_DIR`` (data and caches) and ``DL_RUNS_DIR`` (run 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from shared.errors import UserError
@@ -70,8 +71,6 @@ def read_regular_file(path: Path, limit: int, what: str = "") -> bytes:
     bytes, else one ``UserError``: a device (``/dev/zero``), a FIFO (which would block the read
     forever), a folder, or a file too big to be what ``what`` names is refused before it is read.
     The read itself is bounded too, so a file that grows while read cannot exceed the limit."""
-    import stat
-
     path = Path(path)
     name = what or path.name
     try:

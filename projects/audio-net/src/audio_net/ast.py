@@ -53,7 +53,7 @@ def ast_config(raw: dict, labels: list[str], where: object):
     """transformers' ``ASTConfig`` from a config dict (a source's config.json or a checkpoint's
     copy), with the head sized for ``labels``; a config of another model is refused."""
     require_transformers()
-    from transformers import ASTConfig
+    from transformers import ASTConfig  # optional: the pretrained extra
 
     if raw.get("model_type", "audio-spectrogram-transformer") != "audio-spectrogram-transformer":
         raise UserError(f"{where}: model_type {raw.get('model_type')!r} is not an AST")
@@ -140,7 +140,7 @@ class ASTBackbone(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         require_transformers()
-        from transformers import ASTForAudioClassification
+        from transformers import ASTForAudioClassification  # optional: the pretrained extra
 
         self.ast = ASTForAudioClassification(config)
 
@@ -164,6 +164,7 @@ def pretrained_backbone(folder: Path, labels: list[str]) -> ASTBackbone:
         raise UserError(
             f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
         )
+    # optional: the pretrained extra
     from safetensors import safe_open
     from transformers import ASTForAudioClassification
     from transformers.utils import logging as hf_logging

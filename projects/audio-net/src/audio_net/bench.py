@@ -26,13 +26,10 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def run_bench(cfg: BenchConfig) -> int:
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
-    run = Run("audio-net", cfg.out, cfg)
+def timed_featurize(cfg: BenchConfig, device):
+    """(the bench's features, their parameters, the labels, seconds to featurize the clips)."""
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=True)
     labels = labels_of(clips)
-    classes = len(labels)
     clips = (clips * (cfg.clips // len(clips) + 1))[: cfg.clips]
     p = feature_params(cfg) if cfg.model != "ast" else base_feature_params(cfg.hop_seconds)
     compute_features(clips[:4], p, device, quiet=True)  # warm-up
@@ -40,21 +37,11 @@ def run_bench(cfg: BenchConfig) -> int:
     t0 = time.perf_counter()
     feats = compute_features(clips, p, device, quiet=True)
     sync(device)
-    featurize_s = time.perf_counter() - t0
+    return feats, p, labels, time.perf_counter() - t0
 
-    x = feats.windows.to(device)
-    cfg.batch_size = cfg.batch_size or (12 if cfg.model == "ast" else 128)
-    reps = max(1, (cfg.batch_size * 4) // len(x) + 1)
-    x = x.repeat(reps, 1, 1)
-    y = torch.randint(0, classes, (len(x),), device=device)
-    config = ast_config({}, labels, "bench") if cfg.model == "ast" else None  # AST-Base's shape
-    model = SpectrogramClassifier(
-        build_backbone(cfg.model, classes, ast_config=config),
-        float(x.float().mean()),
-        float(x.float().std()),
-    )
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+
+def timed_training(cfg: BenchConfig, model, x, y, classes: int, device) -> tuple[int, float, float]:
+    """(steps timed, seconds for them, seconds to predict 2 batches), after warm-up steps."""
     trainer = Trainer(
         model,
         adamw(model.parameters(), device, lr=1e-4),
@@ -72,12 +59,33 @@ def run_bench(cfg: BenchConfig) -> int:
         trainer.train_step(batches(s), loss_fn)
     sync(device)
     train_s = time.perf_counter() - t0
-    n = min(len(x), 2 * cfg.batch_size)
     t0 = time.perf_counter()
     with trainer.autocast():
-        window_logits(model, model.normalise, x[:n])
+        window_logits(model, model.normalise, x[: 2 * cfg.batch_size])
     sync(device)
-    predict_s = time.perf_counter() - t0
+    return steps, train_s, time.perf_counter() - t0
+
+
+def run_bench(cfg: BenchConfig) -> int:
+    """``audio-net bench``: featurizing, training and predicting speed of one backbone."""
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    run = Run("audio-net", cfg.out, cfg)
+    feats, p, labels, featurize_s = timed_featurize(cfg, device)
+    classes = len(labels)
+    x = feats.windows.to(device)
+    cfg.batch_size = cfg.batch_size or (12 if cfg.model == "ast" else 128)
+    x = x.repeat(max(1, (cfg.batch_size * 4) // len(x) + 1), 1, 1)
+    y = torch.randint(0, classes, (len(x),), device=device)
+    config = ast_config({}, labels, "bench") if cfg.model == "ast" else None  # AST-Base's shape
+    model = SpectrogramClassifier(
+        build_backbone(cfg.model, classes, ast_config=config),
+        float(x.float().mean()),
+        float(x.float().std()),
+    )
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    steps, train_s, predict_s = timed_training(cfg, model, x, y, classes, device)
     run.finish(
         {
             "device": device_name(device),
@@ -92,7 +100,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "compile": cfg.compile,
             "train_steps_timed": steps,
             "train_windows_per_s": round(steps * cfg.batch_size / train_s, 1),
-            "predict_windows_per_s": round(n / predict_s, 1),
+            "predict_windows_per_s": round(min(len(x), 2 * cfg.batch_size) / predict_s, 1),
             "window_seconds": p.window_seconds,
         }
     )

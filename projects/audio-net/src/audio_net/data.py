@@ -4,6 +4,8 @@ and ``audio-net data download|check``."""
 
 from __future__ import annotations
 
+from audio_net.ast import DEFAULT_SOURCE, source_folder
+from audio_net.ast import feature_params as ast_features
 from audio_net.config import DataOptions
 from audio_net.dataset import Clip, find_gtzan
 from audio_net.features import FeatureParams, Features, load_features
@@ -19,9 +21,6 @@ def feature_params(opts: DataOptions) -> FeatureParams:
     """The features the flags ask for: our log-mel windows, or, for ``--model ast``, the Kaldi
     filter bank the AST source was trained on (its rate, mel bins and input length)."""
     if getattr(opts, "model", None) == "ast":
-        from audio_net.ast import DEFAULT_SOURCE, source_folder
-        from audio_net.ast import feature_params as ast_features
-
         folder = source_folder(opts.model_source or DEFAULT_SOURCE, getattr(opts, "quiet", False))
         return ast_features(folder, opts.hop_seconds)
     window = opts.window_seconds or WINDOW_SECONDS

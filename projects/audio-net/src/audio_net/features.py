@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torchaudio
+from torchaudio.compliance.kaldi import get_mel_banks
 
 from audio_net.audio import AudioError, read_audio
 from audio_net.dataset import Clip, labels_of
@@ -124,8 +125,6 @@ class KaldiFbank(torch.nn.Module):
 
     def __init__(self, p: FeatureParams) -> None:
         super().__init__()
-        from torchaudio.compliance.kaldi import get_mel_banks
-
         self.p = p
         self.fft = 1 << (p.n_fft - 1).bit_length()  # the next power of two: 512 for 400
         self.register_buffer("window", torch.hann_window(p.n_fft, periodic=False), False)

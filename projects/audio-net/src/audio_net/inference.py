@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from audio_net.ast import ast_config
 from audio_net.audio import MAX_RATE, MIN_RATE
 from audio_net.features import FRONTENDS, FeatureParams
 from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
@@ -73,8 +74,6 @@ def load_classifier(
             raise UserError(f"{path}: unknown model {state['backbone']!r}")
         config = None
         if state["backbone"] == "ast":
-            from audio_net.ast import ast_config  # transformers: the pretrained extra
-
             if not isinstance(state.get("ast_config"), dict):
                 raise UserError(f"{path}: an AST checkpoint without its ast_config")
             config = ast_config(state["ast_config"], genres, path)

@@ -15,6 +15,14 @@ import statistics
 import torch
 import torch.nn.functional as F
 
+from audio_net.ast import (
+    DEFAULT_SOURCE,
+    ast_config,
+    normalisation,
+    pretrained_backbone,
+    read_json,
+    source_folder,
+)
 from audio_net.augment import AugmentConfig, augment
 from audio_net.baseline import baseline_report
 from audio_net.config import TrainConfig
@@ -138,8 +146,6 @@ def initial_backbone(
 def initial_ast(cfg: TrainConfig, labels: list[str], fresh: bool, resumed: dict | None):
     """AST from ``--model-source`` (its weights, a new head for ``labels``), or from the resumed
     checkpoint's config (its weights come with the trainer's state)."""
-    from audio_net.ast import ast_config, pretrained_backbone, read_json
-
     if resumed is not None:
         config = ast_config(resumed.get("ast_config") or {}, labels, "the resumed checkpoint")
         return build_backbone("ast", len(labels), ast_config=config)
@@ -151,8 +157,6 @@ def initial_ast(cfg: TrainConfig, labels: list[str], fresh: bool, resumed: dict 
 
 
 def ast_folder(cfg: TrainConfig):
-    from audio_net.ast import DEFAULT_SOURCE, source_folder
-
     return source_folder(cfg.model_source or DEFAULT_SOURCE, cfg.quiet)
 
 
@@ -160,8 +164,6 @@ def input_statistics(cfg: TrainConfig, x: torch.Tensor) -> tuple[float, float]:
     """(mean, scale) the classifier normalises with: the training windows' own, or for AST the
     statistics of its pretraining (its weights expect exactly those inputs)."""
     if cfg.model == "ast":
-        from audio_net.ast import normalisation
-
         return normalisation(ast_folder(cfg))
     return float(x.float().mean()), float(x.float().std())
 

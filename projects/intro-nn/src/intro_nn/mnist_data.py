@@ -11,6 +11,7 @@ seeded, into train and test, and the ``source`` says so.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +150,6 @@ def check_data_dir(folder: Path) -> None:
     """A ``--data-dir`` the user gave that cannot hold MNIST (a file, a FIFO, a folder this user
     cannot read) is an error, never a silent fallback to other digits. A folder that does not
     exist yet is where MNIST will be downloaded."""
-    import os
-
     if folder.exists() and not folder.is_dir():
         raise IdxError(f"--data-dir {folder} is not a folder")
     if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):

@@ -144,6 +144,7 @@ def load_clap_audio(source: str | None, quiet: bool = False) -> tuple[ClapAudioE
     built on the meta device and its parameter count compared with the file's before transformers
     allocates anything."""
     require_transformers()
+    # optional: the pretrained extra
     from safetensors import safe_open
     from transformers import ClapAudioConfig, ClapAudioModelWithProjection
     from transformers.utils import logging as hf_logging
