@@ -55,3 +55,22 @@ def test_the_toy_resumes_to_the_same_weights_as_a_straight_run(tmp_path):
     last = tmp_path / "r" / "checkpoints" / "last.pt"
     _, resumed = run_training(Regression(), ToyConfig(steps=40, resume=str(last), quiet=True))
     assert resumed["val_loss"] == straight["val_loss"]
+
+
+def test_a_log_gets_progress_lines_at_a_steady_interval(tmp_path, capsys, monkeypatch):
+    """With stderr not a terminal (a log file, CI, a notebook) no bar is drawn: plain lines come
+    at the interval ``$DL_PROGRESS_EVERY`` sets (every update here), each with the step, the loss,
+    the time so far and the time left; the interval's default keeps a short run's log quiet."""
+    import re
+
+    monkeypatch.setenv("DL_PROGRESS_EVERY", "0")
+    run_training(Regression(), ToyConfig(out=tmp_path / "a", steps=20))
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("train: step")]
+    assert len(lines) >= 20, lines
+    assert re.fullmatch(
+        r"train: step 5/20 \(25%\)(, loss [\d.]+)?, \d+ s elapsed, about \d+ s left", lines[4]
+    ), lines[4]
+    assert lines[-1].startswith("train: step 20/20 (100%)")
+    monkeypatch.delenv("DL_PROGRESS_EVERY")
+    run_training(Regression(), ToyConfig(out=tmp_path / "b", steps=20))
+    assert "train: step" not in capsys.readouterr().err

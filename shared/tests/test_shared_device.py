@@ -46,3 +46,14 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA"):
             select_device("cuda")
+
+
+def test_no_cuda_runtime_warning_reaches_a_cpu_user():
+    """torch.utils.cpp_extension, imported by every CPU compile, warned "No CUDA runtime is
+    found, using CUDA_HOME=..." into the user's terminal; shared.device silences that logger."""
+    import subprocess
+    import sys
+
+    code = "import shared.device, torch.utils.cpp_extension"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "No CUDA runtime" not in out.stderr, out.stderr

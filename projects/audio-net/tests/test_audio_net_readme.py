@@ -27,13 +27,35 @@ def listing(folder: Path) -> dict:
     return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
 
 
-def test_the_offline_block_runs_as_written(real_data, capsys):
-    """The README's first block, pasted: every command exits 0 on the real samples, the demo line
-    serves the run the block trained, and nothing is written into the (read-only) data folder."""
-    before = listing(real_data / "gtzan")
-    assert run_offline_block(README, PROG, main, real_data) >= 4
-    assert listing(real_data / "gtzan") == before  # the feature cache went to the cache root
+def test_the_offline_block_runs_as_written(capsys):
+    """The README's first block, pasted in a fresh clone with nothing beside it: ``data sample``
+    makes the set, every command exits 0, the demo line serves the run the block trained, and
+    the feature cache goes to the cache root, not into the sample's folder."""
+    assert run_offline_block(README, PROG, main, None) >= 5
+    sample = Path("data/sounds-sample")
+    assert (sample / "new-recording.wav").is_file()
+    assert not list(sample.rglob("*.pt"))
     assert list(Path("data/cache/audio-net").glob("features-*.pt"))
+
+
+def test_the_sample_without_espeak_is_tones_and_chirps(capsys, monkeypatch):
+    """Where espeak-ng is not installed, ``data sample`` generates four kinds of sound; run again,
+    it keeps the folder it made."""
+    from audio_net import sample
+
+    monkeypatch.setattr(sample, "espeak", lambda: None)
+    assert main(["data", "sample"]) == 0
+    root = Path("data/sounds-sample")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        "chirp-down",
+        "chirp-up",
+        "tone-high",
+        "tone-low",
+    ]
+    assert len(list(root.rglob("*.wav"))) == 49
+    before = listing(root)
+    assert main(["data", "sample"]) == 0
+    assert listing(root) == before and "already there" in capsys.readouterr().err
 
 
 def test_the_export_section_runs_as_written(capsys):
@@ -66,7 +88,7 @@ def test_the_own_sounds_recipe_reaches_the_baseline_on_spoken_words(capsys):
 
     import pytest
 
-    from testkit.spoken import espeak, write_spoken_words
+    from audio_net.sample import espeak, write_spoken_words
 
     if espeak() is None:
         pytest.skip("espeak-ng is not installed (.ci/run installs it)")

@@ -73,6 +73,9 @@ def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):
     assert compiled.out == eager.out and len(compiled.out) > 100
     assert "compiled the decode step in" in compiled.err
     assert "compiled" not in eager.err
+    # the speed the reader saw, with the weights and the path that gave it
+    assert "tokens/s (fp32 weights, compiled decode step, cpu" in compiled.err
+    assert "tokens/s (fp32 weights, eager decode step, cpu" in eager.err
     assert main([*argv, "--compile", "auto"]) == 0  # 150 tokens do not repay a CPU compile
     assert "compiled" not in capsys.readouterr().err
 

@@ -81,6 +81,11 @@ def test_served_demo_answers_like_the_models(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))  # the newest run is found there
     with ServedDemo("intro_nn.cli", [], cwd=tmp_path) as demo:
         client = demo_client(demo.url)
+        import urllib.request
+
+        with urllib.request.urlopen(demo.url + "config") as page:  # the page's components
+            config = page.read().decode()
+        assert "Trained on:** MNIST IDX files in" in config  # which digits the model learnt from
         png = digit_png(tmp_path / "one.png")
         from gradio_client import handle_file
 

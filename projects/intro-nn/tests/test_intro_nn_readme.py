@@ -11,6 +11,7 @@ from testkit import (
     run_offline_block,
     run_shell_block,
     section,
+    served_folder,
     shell_blocks,
 )
 
@@ -24,9 +25,38 @@ def test_readme_commands_parse_links_exist_and_a_made_up_flag_fails():
     assert readme.made_up_flag_refused
 
 
-def test_the_offline_block_runs_as_written(real_data, capsys):
-    """The README's first block, pasted: every command exits 0 on the real samples."""
-    assert run_offline_block(README, PROG, main, real_data) >= 3
+def test_the_offline_block_runs_as_written(real_data, capsys, monkeypatch):
+    """The README's first block, pasted in a fresh clone: ``data sample`` downloads the real loan
+    CSV and MNIST test pair (served here from the real samples on 127.0.0.1, through the same
+    fetch and checks as from the real hosts), then every command exits 0."""
+    from intro_nn import data, loan_data
+
+    with served_folder(real_data) as url:
+        monkeypatch.setattr(loan_data, "LOAN_URLS", [url + "loan/loan_data.csv"])
+        monkeypatch.setattr(data, "MNIST_MIRRORS", (url + "mnist/",))
+        assert run_offline_block(README, PROG, main, None) >= 5
+    assert sorted(p.name for p in Path("data/mnist").iterdir()) == sorted(data.MNIST_TEST)
+
+
+def test_a_sample_that_is_not_mnist_is_removed_and_refused(capsys, monkeypatch, tmp_path):
+    """A mirror serving other bytes (a re-encoded or truncated file) is caught by the sha256 of
+    the IDX data inside the gzip: one message, the file removed."""
+    import gzip
+
+    from intro_nn import data, loan_data
+    from testkit import assert_clean_failure
+
+    site = tmp_path / "site"
+    (site / "mnist").mkdir(parents=True)
+    for name in data.MNIST_TEST:
+        (site / "mnist" / name).write_bytes(gzip.compress(b"not mnist"))
+    (site / "loan_data.csv").write_text("a,b\n1,2\n")
+    with served_folder(site) as url:
+        monkeypatch.setattr(loan_data, "LOAN_URLS", [url + "loan_data.csv"])
+        monkeypatch.setattr(loan_data, "LOAN_SHA256", None)
+        monkeypatch.setattr(data, "MNIST_MIRRORS", (url + "mnist/",))
+        assert_clean_failure(main, ["data", "sample"], capsys, "does not hold MNIST's test data")
+    assert not list(Path("data/mnist").glob("*.gz"))
 
 
 def test_the_front_page_commands_parse():

@@ -89,6 +89,8 @@ def test_train_evaluate_index_recommend(capsys, clips, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "ev2")]) == 0
     out_err = capsys.readouterr()
     assert "using the run's own data" in out_err.err
+    videos, ann, pairs = clips  # the annotation files as typed, never a list's repr
+    assert f"--annotations {ann} {pairs}" in out_err.err and "PosixPath" not in out_err.err
     again = json.loads(out_err.out.strip().splitlines()[-1])
     assert again["t2v_r1"] == ev["t2v_r1"] and again["v2t_r5"] == ev["v2t_r5"]
 

@@ -349,6 +349,13 @@ def check_resume_settings(
             )
 
 
+def as_flag_value(value: Any) -> str:
+    """A value as a user types it after its flag: a list's items separated by spaces."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
 def run_data_settings(cfg: Any, saved: Any, fields: Iterable[str], *, quiet: bool = False) -> Any:
     """``cfg`` with the data settings of the run that wrote a checkpoint (``saved``: its
     config) where the command gives none: ``evaluate`` scores the data the run trained on, not a
@@ -366,7 +373,7 @@ def run_data_settings(cfg: Any, saved: Any, fields: Iterable[str], *, quiet: boo
         elif isinstance(value, list) and value and all(Path(str(v)).exists() for v in value):
             taken[name] = [Path(str(v)) for v in value]
     if taken:
-        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
+        shown = ", ".join(f"--{k.replace('_', '-')} {as_flag_value(v)}" for k, v in taken.items())
         info(f"using the run's own data ({shown}); give the flags to choose other data", quiet)
         return dataclasses.replace(cfg, **taken)
     return cfg

@@ -121,8 +121,12 @@ class DataCommandConfig:
     """``<project> data download|check``: fetch a project's data, or check that it is there. A
     project whose data command does more subclasses it (another ``action``, more flags)."""
 
-    action: Literal["download", "check"] = arg(
-        "download", "download the data, or check that it is there", positional=True
+    action: Literal["download", "check", "sample"] = arg(
+        "download",
+        "download the data, check that it is there, or get a small sample to start from "
+        "(sample: a few MB, downloaded where the data's licence allows, generated otherwise, into "
+        "the data root)",
+        positional=True,
     )
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     quiet: bool = arg(False, "no progress bars")

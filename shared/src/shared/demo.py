@@ -246,8 +246,11 @@ def model_card(
         "\n".join(["| metric (from summary.json) | value |", "|---|---|", *rows]) if rows else ""
     )
     source = served.checkpoint or served.run
+    data = served.summary.get("data")  # which data set the run learned from, where it says
+    trained_on = f"**Trained on:** {data}\n\n" if isinstance(data, str) and data else ""
     gr.Markdown(
-        f"# {title}\n\n{about}\n\n**Model:** `{source}` &nbsp; **Device:** `{device}`\n\n{table}"
+        f"# {title}\n\n{about}\n\n**Model:** `{source}` &nbsp; **Device:** `{device}`\n\n"
+        f"{trained_on}{table}"
     )
 
 

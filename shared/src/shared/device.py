@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 import random
 from typing import Any
@@ -11,6 +12,10 @@ import torch
 
 from shared.distributed import init_distributed
 from shared.errors import UserError
+
+# torch.utils.cpp_extension warns "No CUDA runtime is found, using CUDA_HOME=..." on every CPU
+# compile where a CUDA toolkit folder exists: library noise in the user's terminal, not theirs to act on
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -60,7 +60,7 @@ class AutoLength:
         return max(self.patience_epochs, math.ceil(self.patience_steps / max(steps_per_epoch, 1)))
 
     def describe(self, epochs: int, patience: int, steps_per_epoch: int) -> str:
-        stop = f", stopped early after {patience} epochs without a better score" if patience else ""
+        stop = f"; stops early after {patience} epochs without improvement" if patience else ""
         return (
             f"{epochs} epochs of {steps_per_epoch} steps ({epochs * steps_per_epoch} steps){stop}"
         )

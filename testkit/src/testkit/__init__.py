@@ -7,7 +7,7 @@ Import the fixtures into a project's ``conftest.py``::
     from testkit import isolated, real_data  # noqa: F401
 
 One module per kind of check: ``fixtures``, ``cli_checks``, ``signals``, ``demos``, ``browser``,
-``readme``, ``imports`` and ``notebooks``; the names below are the package's API.
+``readme``, ``imports``, ``notebooks`` and ``served``; the names below are the package's API.
 """
 
 from testkit.browser import (
@@ -46,9 +46,11 @@ from testkit.readme import (
     section,
     shell_blocks,
 )
+from testkit.served import served_folder
 from testkit.signals import sigterm_then_resume, sigterm_when
 
 __all__ = [
+    "served_folder",
     "assert_modes_follow_umask",
     "real_data_root",
     "real_data",

@@ -10,6 +10,7 @@ from audio_net.config import DataOptions
 from audio_net.dataset import Clip, find_gtzan
 from audio_net.features import FeatureParams, Features, load_features
 from audio_net.inference import PROJECT
+from audio_net.sample import write_sample
 from shared.config import DataCommandConfig
 from shared.paths import cache_root
 from shared.progress import info
@@ -56,7 +57,10 @@ def load_clip_features(cfg, device) -> tuple[list[Clip], Features]:
 
 
 def data(cfg: DataCommandConfig) -> int:
-    """``audio-net data``: download GTZAN, or check that it is there."""
+    """``audio-net data``: download GTZAN, check that it is there, or make the sample set."""
+    if cfg.action == "sample":
+        write_sample(cfg.data_dir, cfg.quiet)
+        return 0
     clips = find_gtzan(cfg.data_dir, download=cfg.action == "download", quiet=cfg.quiet)
     info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
     return 0

@@ -365,7 +365,17 @@ def split_corpus(
     return Split(train, val)
 
 
+SAMPLE_WORKS = (105, 121)  # Persuasion and Northanger Abbey: 1.3 MB, the shortest two
+
+
 def data(cfg: DataConfig) -> int:
-    """``austen-net data download|check``."""
+    """``austen-net data download|check|sample``: every work, or (sample) two of them, into
+    ``<data root>/austen``; each checked against its pinned edition."""
+    if cfg.action == "sample":
+        root = data_root(cfg.data_dir)
+        paths = download_works(root, list(SAMPLE_WORKS), quiet=cfg.quiet)
+        folder = root / "austen"
+        info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})", cfg.quiet)
+        return 0
     load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
     return 0

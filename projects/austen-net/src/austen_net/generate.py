@@ -75,24 +75,49 @@ def generate(cfg: GenerateConfig, out=None) -> int:
         batches = sample_batches(cfg.num_samples, rows_that_fit(model.cfg))
     else:
         batches = [1] * cfg.num_samples
-    first = 0
-    for rows in batches:
-        idx = torch.tensor([ids] * rows, dtype=torch.long, device=device)
-        tokens = model.generate(
-            idx,
-            None if cfg.infinite else cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_k=cfg.top_k,
-            top_p=cfg.top_p,
-            use_cache=cfg.cache,
-            generator=generator,
-            step=step,
-        )
-        numbers = range(first + 1, first + rows + 1) if cfg.num_samples > 1 else [None]
-        if not write_samples(tokens, tok, prompt, numbers, out):
-            return 0  # Ctrl-C is how an --infinite story ends
-        first += rows
+    first, speed = 0, Speed()
+    try:
+        for rows in batches:
+            idx = torch.tensor([ids] * rows, dtype=torch.long, device=device)
+            tokens = model.generate(
+                idx,
+                None if cfg.infinite else cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                use_cache=cfg.cache,
+                generator=generator,
+                step=step,
+            )
+            numbers = range(first + 1, first + rows + 1) if cfg.num_samples > 1 else [None]
+            if not write_samples(speed.count(tokens, rows), tok, prompt, numbers, out):
+                return 0  # Ctrl-C is how an --infinite story ends
+            first += rows
+    finally:
+        info(speed.line(cfg.weights, step is not None, device))
     return 0
+
+
+class Speed:
+    """Tokens per second as the reader saw them: every token after each batch's first (the
+    first carries the prompt and, compiled, the compile itself)."""
+
+    def __init__(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+
+    def count(self, tokens, rows: int):
+        last = None
+        for t in tokens:
+            now = time.perf_counter()
+            if last is not None:
+                self.tokens, self.seconds = self.tokens + rows, self.seconds + now - last
+            last = now
+            yield t
+
+    def line(self, weights: str, compiled: bool, device) -> str:
+        rate = f"{self.tokens / self.seconds:,.1f} tokens/s" if self.seconds else "too few tokens"
+        path = "compiled" if compiled else "eager"
+        return f"{rate} ({weights} weights, {path} decode step, {device}; first token not counted)"
 
 
 BATCH_CACHE_BYTES = 1 << 30  # the KV cache one batch of samples may hold

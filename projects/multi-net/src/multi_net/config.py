@@ -202,9 +202,10 @@ class BenchConfig(RunConfig, ModelOptions):
 
 @dataclass
 class DataConfig(DataCommandConfig):
-    action: Literal["download", "check", "synth"] = arg(
+    action: Literal["download", "check", "synth", "sample"] = arg(
         "download",
-        "download MSR-VTT, check it, or write the synthetic audio-visual benchmark (synth)",
+        "download MSR-VTT, check it, write the synthetic audio-visual benchmark (synth), or its "
+        "small version as a sample to start from (sample: 96 clips in <data root>/synth-sample)",
         positional=True,
     )
     out: Path | None = arg(

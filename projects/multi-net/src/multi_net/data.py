@@ -3,6 +3,7 @@ audio-visual benchmark written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from multi_net.config import DataConfig
@@ -12,8 +13,13 @@ from shared.paths import data_root
 from shared.progress import info
 from shared.runs import check_writable_dir
 
+SAMPLE_FOLDER = "synth-sample"  # `data sample`: the small benchmark, under the data root
+
 
 def data(cfg: DataConfig) -> int:
+    if cfg.action == "sample":  # generated: no download, the same on every machine
+        out = cfg.out or data_root(cfg.data_dir) / SAMPLE_FOLDER
+        return synth(dataclasses.replace(cfg, out=out, small=True))
     if cfg.action == "synth":
         return synth(cfg)
     if cfg.action == "download":
