@@ -7,7 +7,8 @@ Modules, each named for what it holds:
 - ``config``: command options as dataclasses (``arg``, ``RunConfig``, ``apply_defaults``).
 - ``cli``: those dataclasses as argparse subcommands; ``run_cli``.
 - ``optim``: AdamW (fused where it can be) and its weight-decay groups.
-- ``paths``: the data root, the runs root and the cache folders (one rule for all three).
+- ``paths``: the data root, the runs root and the cache folders (one rule for all three); bounded
+  reads of regular files.
 - ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture.
 - ``precision``: autocast contexts and the fp16 GradScaler.
 - ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
@@ -24,7 +25,9 @@ Modules, each named for what it holds:
 - ``layers``: a dropout that is cheap on the CPU (same distribution as ``nn.Dropout``).
 - ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving
   (``demo`` extra).
-- ``progress``: tqdm bars that go quiet when asked or when stdout is not a terminal.
+- ``progress``: tqdm bars in a terminal, a plain line every 30 s in a log, nothing when quiet.
+- ``hub``: pretrained model folders in transformers' layout, or Hub names; their JSON read as data.
+- ``text``: user text made safe to encode; lists of names shortened for one-line messages.
 
 The pytest helpers the packages' tests share are the workspace's ``testkit`` package.
 """
