@@ -9,6 +9,7 @@ CLAP: one rule for all three. Offline, a Hub name is one message naming the fold
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from shared.errors import UserError
@@ -67,3 +68,49 @@ def read_model_json(path: Path, required: bool = True, limit: int = MAX_JSON_BYT
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object")
     return data
+
+
+def safetensors_file(folder: Path) -> Path:
+    """``folder/model.safetensors``; PyTorch ``.bin`` files are pickles and are never read."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(
+            f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
+        )
+    return weights
+
+
+def check_config_fits_weights(wanted: int, weights: Path, what: str) -> None:
+    """Refuse a config whose network (``wanted`` parameters, counted on the meta device) is larger
+    than the tensors ``weights`` holds, read from the safetensors header alone: a config cannot
+    make a loader allocate what the file does not hold."""
+    from safetensors import safe_open  # optional: the project's pretrained extra
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            held = sum(math.prod(f.get_slice(k).get_shape()) for k in list(f.keys()))
+    except Exception as exc:  # safetensors raises its own error types
+        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from exc
+    if wanted > held:
+        raise UserError(
+            f"{weights}: its config.json gives {what} of {wanted:,} parameters, the file holds "
+            f"{held:,}: the config does not describe these weights"
+        )
+
+
+def from_pretrained_quietly(model_class, folder: Path, what: str, **kwargs):
+    """``model_class.from_pretrained(folder, use_safetensors=True, **kwargs)`` without
+    transformers' loading bar and load report (a new head or an unused tower is the point
+    here), its failures one ``UserError`` naming ``what``."""
+    from transformers.utils import logging as hf_logging  # optional: the pretrained extra
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()  # one line per command, not a loading bar
+    hf_logging.set_verbosity_error()
+    try:
+        return model_class.from_pretrained(folder, use_safetensors=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(f"{folder}: transformers could not load its {what} ({reason})") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -25,7 +25,13 @@ from torch import nn
 from audio_net.features import FeatureParams
 from shared.errors import UserError
 from shared.extras import require
-from shared.hub import model_folder, read_model_json
+from shared.hub import (
+    check_config_fits_weights,
+    from_pretrained_quietly,
+    model_folder,
+    read_model_json,
+    safetensors_file,
+)
 
 DEFAULT_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
 WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
@@ -159,45 +165,22 @@ def pretrained_backbone(folder: Path, labels: list[str]) -> ASTBackbone:
     count compared with the weights the file holds: a config cannot make us allocate what the
     weights do not hold."""
     config = ast_config(read_json(folder / "config.json"), labels, folder)
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(
-            f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
-        )
-    # optional: the pretrained extra
-    from safetensors import safe_open
-    from transformers import ASTForAudioClassification
-    from transformers.utils import logging as hf_logging
+    weights = safetensors_file(folder)
+    from transformers import ASTForAudioClassification  # optional: the pretrained extra
 
     with torch.device("meta"):
         probe = ASTBackbone(config)
     body = sum(
         p.numel() for n, p in probe.ast.named_parameters() if not n.startswith("classifier.")
     )
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            held = sum(math.prod(f.get_slice(k).get_shape()) for k in list(f.keys()))
-    except Exception as exc:  # safetensors raises its own error types
-        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from exc
-    if body > held:
-        raise UserError(
-            f"{weights}: its config.json gives {body:,} parameters before the head, the file "
-            f"holds {held:,}: the config does not describe these weights"
-        )
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()  # one line per command, not a loading bar
-    hf_logging.set_verbosity_error()  # "newly initialized: classifier..." is the point here
-    try:
-        source = ASTForAudioClassification.from_pretrained(
-            folder, config=config, ignore_mismatched_sizes=True, use_safetensors=True
-        )
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(
-            f"{folder}: transformers could not load its AST weights ({reason})"
-        ) from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    check_config_fits_weights(body, weights, "a network before its head")
+    source = from_pretrained_quietly(  # the head is new unless the labels are the source's
+        ASTForAudioClassification,
+        folder,
+        "AST weights",
+        config=config,
+        ignore_mismatched_sizes=True,
+    )
     model = ASTBackbone.__new__(ASTBackbone)
     nn.Module.__init__(model)
     model.ast = source.float()

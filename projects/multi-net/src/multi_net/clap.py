@@ -25,7 +25,13 @@ from torch import nn
 
 from shared.errors import UserError
 from shared.extras import require
-from shared.hub import model_folder, read_model_json
+from shared.hub import (
+    check_config_fits_weights,
+    from_pretrained_quietly,
+    model_folder,
+    read_model_json,
+    safetensors_file,
+)
 
 DEFAULT_SOURCE = "laion/clap-htsat-unfused"
 WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
@@ -144,20 +150,13 @@ def load_clap_audio(source: str | None, quiet: bool = False) -> tuple[ClapAudioE
     built on the meta device and its parameter count compared with the file's before transformers
     allocates anything."""
     require_transformers()
-    # optional: the pretrained extra
-    from safetensors import safe_open
-    from transformers import ClapAudioConfig, ClapAudioModelWithProjection
-    from transformers.utils import logging as hf_logging
+    from transformers import ClapAudioConfig, ClapAudioModelWithProjection  # the pretrained extra
 
     folder = source_folder(source, quiet)
     raw = read_model_json(folder / "config.json")
     if raw.get("model_type") not in ("clap", "clap_audio_model"):
         raise UserError(f"{folder}: model_type {raw.get('model_type')!r} is not a CLAP model")
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(
-            f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
-        )
+    weights = safetensors_file(folder)
     try:
         audio = raw.get("audio_config", raw) if raw.get("model_type") == "clap" else raw
         kept = {k: v for k, v in audio.items() if k not in ("model_type", "projection_dim")}
@@ -168,28 +167,9 @@ def load_clap_audio(source: str | None, quiet: bool = False) -> tuple[ClapAudioE
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"{folder}: not a CLAP audio config ({exc})") from exc
     wanted = sum(p.numel() for p in probe.parameters())
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            held = sum(math.prod(f.get_slice(k).get_shape()) for k in list(f.keys()))
-    except Exception as exc:  # safetensors raises its own error types
-        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from exc
-    if wanted > held:
-        raise UserError(
-            f"{weights}: its config.json gives an audio tower of {wanted:,} parameters, the file "
-            f"holds {held:,}: the config does not describe these weights"
-        )
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()  # one line per command, not a loading bar
-    hf_logging.set_verbosity_error()  # a full CLAP's text tower is "unexpected" here: not used
-    try:
-        tower = ClapAudioModelWithProjection.from_pretrained(folder, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(
-            f"{folder}: transformers could not load its CLAP weights ({reason})"
-        ) from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    check_config_fits_weights(wanted, weights, "an audio tower")
+    # a full CLAP's text tower is "unexpected" here: not used
+    tower = from_pretrained_quietly(ClapAudioModelWithProjection, folder, "CLAP weights")
     st = weights.stat()
     identity = f"clap:{source or DEFAULT_SOURCE}:{st.st_size}:{st.st_mtime_ns}"
     return ClapAudioEncoder(tower.float(), ClapLogMel.from_folder(folder)), identity
