@@ -95,7 +95,7 @@ def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
     for name, value in (("sampling_rate", rate), ("num_mel_bins", mels), ("max_length", frames)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
             raise UserError(f"{folder}: {name} {value!r} is not a positive integer")
-    window = frames * 160 / rate if rate == 16000 else frames / 100
+    window = frames / 100  # frames of 10 ms
     return FeatureParams(
         sample_rate=rate,
         n_fft=rate * 25 // 1000,
@@ -143,12 +143,15 @@ class ASTBackbone(nn.Module):
     """transformers' ``ASTForAudioClassification`` taking our (N, 1, mels, frames) windows; ``fc``
     is its head (LayerNorm + Linear), the part a frozen-body phase trains alone."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config=None, model: nn.Module | None = None) -> None:
+        """A new network of ``config``'s shape, or ``model`` (one transformers loaded) as it is."""
         super().__init__()
-        require_transformers()
-        from transformers import ASTForAudioClassification  # optional: the pretrained extra
+        if model is None:
+            require_transformers()
+            from transformers import ASTForAudioClassification  # optional: the pretrained extra
 
-        self.ast = ASTForAudioClassification(config)
+            model = ASTForAudioClassification(config)
+        self.ast = model
 
     @property
     def fc(self) -> nn.Module:
@@ -181,7 +184,4 @@ def pretrained_backbone(folder: Path, labels: list[str]) -> ASTBackbone:
         config=config,
         ignore_mismatched_sizes=True,
     )
-    model = ASTBackbone.__new__(ASTBackbone)
-    nn.Module.__init__(model)
-    model.ast = source.float()
-    return model
+    return ASTBackbone(model=source.float())

@@ -44,7 +44,7 @@ def data(cfg: DataCommandConfig) -> int:
 def sample(data_dir: Path | None, quiet: bool) -> int:
     """The loan CSV and MNIST's test pair, each verified, into the data root."""
     root = data_root(data_dir)
-    loan = fetch_loan_csv(None, None if data_dir is None else Path(data_dir), quiet=quiet)
+    loan = fetch_loan_csv(None, data_dir, quiet=quiet)
     folder = root / "mnist"
     for name, digest in MNIST_TEST.items():
         dest = folder / name
