@@ -3,9 +3,10 @@
     uv run --package intro-nn python tools/notebooks.py refresh projects/intro-nn/walkthrough.ipynb
     uv run --package intro-nn python tools/notebooks.py check projects/*/walkthrough.ipynb
 
-``refresh`` re-executes a notebook in place (a fresh kernel in the notebook's folder, the real
-samples of ``../shared/data`` or ``$DL_TEST_DATA``), so its committed outputs are the ones its code
-produces, and records a digest of its code cells in its metadata. Run it with the notebook's own
+``refresh`` re-executes a notebook in place (a fresh kernel in the notebook's folder, reading the
+data root as the CLIs do: ``$DL_DATA_DIR``, else ``data/``; what is missing there is downloaded),
+so its committed outputs are the ones its code produces, and records a digest of its code cells
+in its metadata. Run it with the notebook's own
 project (``--package``), whose modules the notebook imports. ``check`` says, without running
 anything, whether each committed notebook is current: digest, execution counts 1, 2, 3, ...,
 figures and size (the projects' tests check the same).

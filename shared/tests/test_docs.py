@@ -51,3 +51,13 @@ def test_performance_page_is_generated_from_the_records():
     tool = ROOT / "tools" / "performance_doc.py"
     proc = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_shared_module_is_listed_in_the_readme_and_the_package_docstring():
+    import shared
+
+    package = Path(shared.__file__).parent
+    readme = (package.parents[1] / "README.md").read_text()
+    modules = sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    assert [m for m in modules if f"`{m}`" not in readme] == []
+    assert [m for m in modules if f"``{m}``" not in shared.__doc__] == []

@@ -10,8 +10,7 @@ import torch
 from test_audio_net_own_labels import LABELS, write_sounds
 
 from audio_net.cli import main as cli_main
-from audio_net.export import require_onnx
-from audio_net.inference import OnnxClassifier, load_classifier
+from audio_net.inference import OnnxClassifier, load_classifier, require_onnx
 from shared.errors import UserError
 from testkit import assert_clean_failure, check_export_folder_refusals, leftovers
 

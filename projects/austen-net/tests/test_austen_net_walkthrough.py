@@ -1,37 +1,35 @@
-"""The walkthrough notebook: the committed copy is what its code produced, it teaches the loop on
-the project's own modules, and it runs from a clean kernel on the real samples."""
+"""The walkthrough notebook: the committed copy is what its code produced, it teaches (equations,
+the loop on the project's own modules, exercises whose solutions assert their outcome, numbers in
+the prose that the outputs print), it runs from a clean kernel on a data root holding its data,
+and without its data it stops in one sentence."""
 
 from pathlib import Path
+
+import pytest
 
 from testkit import notebooks
 
 PROJECT = Path(__file__).parents[1]
-NOTEBOOK = PROJECT / notebooks.NOTEBOOK
 
 
 def test_committed_walkthrough_is_current():
-    nb = notebooks.read(NOTEBOOK)
-    refresh = (
-        f"refresh it: uv run --package austen-net python tools/notebooks.py refresh {NOTEBOOK}"
+    notebooks.check_committed(PROJECT)
+
+
+def test_walkthrough_teaches_on_the_project_modules():
+    notebooks.check_lesson(PROJECT, "austen_net")
+
+
+def test_walkthrough_runs_on_its_data(tmp_path):
+    root = notebooks.notebook_data_root(tmp_path)
+    if root is None:
+        pytest.skip(
+            "no data: set DL_NOTEBOOK_DATA or DL_TEST_DATA (or ../shared/data beside the checkout)"
+        )
+    notebooks.check_runs(PROJECT, root, tmp_path)
+
+
+def test_walkthrough_without_its_data_stops_in_one_sentence(tmp_path):
+    notebooks.check_stops_without_data(
+        PROJECT, tmp_path, "uv run --package austen-net austen-net data sample"
     )
-    assert notebooks.recorded_digest(nb) == notebooks.code_digest(nb), refresh
-    counts = notebooks.execution_counts(nb)
-    assert counts == list(range(1, len(counts) + 1)), refresh  # run top to bottom, once
-    assert [o.ename for c in notebooks.code_cells(nb) for o in c.outputs if "ename" in o] == []
-    assert notebooks.image_outputs(nb) >= 4
-    assert NOTEBOOK.stat().st_size <= notebooks.MAX_BYTES
-
-
-def test_walkthrough_teaches_the_loop_on_the_project_modules():
-    code = notebooks.code_text(notebooks.read(NOTEBOOK))
-    assert "from austen_net." in code
-    assert "loss.backward()" in code and "optimizer.step()" in code
-    assert "optimizer.zero_grad()" in code
-    readme = (PROJECT / "README.md").read_text()
-    assert "\nLearn: [walkthrough.ipynb](walkthrough.ipynb)" in readme
-
-
-def test_walkthrough_runs_on_the_real_samples(real_data):
-    nb = notebooks.execute(NOTEBOOK)  # raises, naming the cell, if any cell fails
-    assert notebooks.execution_counts(nb)[-1] == len(notebooks.code_cells(nb))
-    assert notebooks.image_outputs(nb) >= 4

@@ -11,6 +11,7 @@ Modules, each named for what it holds:
   reads of regular files.
 - ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture.
 - ``precision``: autocast contexts and the fp16 GradScaler.
+- ``length``: how long to train on the user's data (``--epochs auto``, ``--patience``).
 - ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
 - ``batching``: epoch-permuted batches of rows, a pure function of (seed, step).
 - ``training``: the ``Trainer`` (one optimizer step at a time), ``fit`` with its ``Callback`` hooks.
@@ -19,6 +20,9 @@ Modules, each named for what it holds:
 - ``runs``: run folders with config.json, metrics.csv, summary.json, figures and checkpoints.
 - ``atomic``: write-then-rename file writes that follow the umask.
 - ``plots``: live curves, labelled image/spectrogram grids, confusion matrices (``plots`` extra).
+- ``jsonable``: configs and summaries as strict JSON values (NaN as null).
+- ``extras``: optional dependencies, one message naming the extra that installs them.
+- ``onnx_export``: a module to ONNX (dynamo exporter, dynamic batch axis, written atomically).
 - ``download``: downloads with sha256 verification, safe archive extraction.
 - ``distributed``: torchrun / DistributedDataParallel, rank-0 side effects, global negatives.
 - ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
@@ -27,6 +31,7 @@ Modules, each named for what it holds:
   (``demo`` extra).
 - ``progress``: tqdm bars in a terminal, a plain line every 30 s in a log, nothing when quiet.
 - ``hub``: pretrained model folders in transformers' layout, or Hub names; their JSON read as data.
+- ``lessons``: what the walkthrough notebooks share: data found or fetched, scratch, a clean stop.
 - ``text``: user text made safe to encode; lists of names shortened for one-line messages.
 
 The pytest helpers the packages' tests share are the workspace's ``testkit`` package.

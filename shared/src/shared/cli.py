@@ -173,7 +173,7 @@ class Command:
 
     ``run`` is the function, or its name as ``"package.module:function"``, imported only when the
     command runs: a project's ``cli.py`` is then a table of names, and ``--help`` or a refused flag
-    never imports what the commands import (torch alone takes about 2.5 s). The function takes the
+    never imports what the commands import (torch alone takes about 1.5 s on a 2-core Xeon). The function takes the
     config; an ``int`` it returns is the exit status, anything else (a trainer's run and summary)
     means success."""
 
@@ -236,7 +236,7 @@ def run_cli(
     finished = False
     try:
         cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
-        # shared.runs and shared.device import torch (about 2.5 s), which --help, a refused flag
+        # shared.runs and shared.device import torch (about 1.5 s), which --help, a refused flag
         # and a missing input file never need: imported only where needed
         if isinstance(cfg, RunConfig) and cfg.out is not None:
             from shared.runs import check_writable_dir  # slow: torch

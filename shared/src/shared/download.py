@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tarfile
 import zipfile
 from collections.abc import Sequence
@@ -19,7 +20,6 @@ import requests
 
 from shared.atomic import atomic_dir
 from shared.errors import UserError
-from shared.paths import data_root  # noqa: F401  (the data root, re-exported for the projects)
 from shared.progress import bars_enabled, info
 
 pooch.get_logger().setLevel(logging.WARNING)
@@ -96,7 +96,17 @@ def fetch(
         raise
 
 
+def offline() -> bool:
+    """``$DL_OFFLINE`` set (to anything but "" or "0"): no download is attempted, as with
+    ``HF_HUB_OFFLINE`` (a test of the offline path, a machine that must not reach the network)."""
+    return os.environ.get("DL_OFFLINE", "") not in ("", "0")
+
+
 def _download(urls, dest: Path, sha256, quiet: bool, timeout: float, hint) -> Path:
+    if offline():
+        raise DownloadError(
+            "not downloading: $DL_OFFLINE is set" + _by_hand(urls, dest, sha256, hint)
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:

@@ -140,8 +140,10 @@ def image_grid(
     cell: tuple[float, float] = (1.4, 1.6),
     suptitle: str | None = None,
     dpi: int = 110,
+    colorbar: str | None = None,
 ) -> Path:
-    """Images (N,H,W), (N,1,H,W) or (N,3,H,W)/(N,H,W,3) in a grid, each with an optional title."""
+    """Images (N,H,W), (N,1,H,W) or (N,3,H,W)/(N,H,W,3) in a grid, each with an optional title.
+    ``colorbar``: one colour scale for all the (grey) images and a colour bar with this label."""
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[1] in (1, 3):
         images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
@@ -151,16 +153,22 @@ def image_grid(
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(cell[0] * ncols, cell[1] * nrows), squeeze=False
     )
+    scale = {"vmin": float(images.min()), "vmax": float(images.max())} if colorbar else {}
+    shown = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
             continue
-        ax.imshow(images[i], cmap=cmap, origin=origin, aspect=aspect, interpolation="nearest")
+        shown = ax.imshow(
+            images[i], cmap=cmap, origin=origin, aspect=aspect, interpolation="nearest", **scale
+        )
         if titles is not None:
             ax.set_title(titles[i], fontsize=8, color=colors[i] if colors else "black")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    if colorbar and shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, label=colorbar)
     return save_figure(fig, path, dpi)
 
 
@@ -215,5 +223,5 @@ def confusion_matrix_figure(
                 fontsize=8,
                 color="white" if norm[i, j] > 0.5 else "black",
             )
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true row")
     return save_figure(fig, path)

@@ -4,7 +4,8 @@
 accumulation, clipping and loss scaling live here once. ``fit`` drives it for a project: it asks
 the project for the micro-batches of each step and for a loss, logs to the run folder, evaluates,
 checkpoints and updates the live plot; ``Callback`` hooks let a project act at fixed points (e.g.
-unfreeze a backbone at a step) without bending the loop. Projects stay free to write their own loop.
+unfreeze a backbone at a step) without bending the loop. Every project trains through ``fit`` (the import-graph test keeps
+it so): one loop to read, resume and test.
 
 Exact resume: the checkpoint holds model, optimizer, scheduler, scaler, step and RNG states, and
 data order should be a pure function of (seed, step or epoch) (see ``shared.batching``), so N steps

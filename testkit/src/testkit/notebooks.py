@@ -1,25 +1,46 @@
 """Walkthrough notebooks: run one (in memory: the executed copy is never written back unless asked),
-and read what a committed one says about itself (the digest of its code cells recorded when its
-outputs were last refreshed, its execution counts, its figures, its size).
+read what a committed one says about itself, and check that it teaches what it claims.
 
-``tools/notebooks.py refresh`` re-executes a notebook in place and records the digest; the
-projects' tests execute each notebook and check that the committed copy is current.
+``tools/notebooks.py refresh`` re-executes a notebook in place and records the digest of its code
+cells; the projects' tests (``check_*`` below, one call each) execute each notebook and check:
+
+- the committed copy is current (digest, execution counts 1, 2, 3, ..., no error, size);
+- the lesson's parts: equations in Markdown math, a training loop with ``zero_grad``, ``backward``
+  and ``step`` (found in the parsed code, not in a comment), "Try it yourself" exercises each
+  followed by a solution cell that asserts its stated outcome, links to the project's modules;
+- prose that cannot drift: every number the Markdown quotes (outside math and code; integers
+  below 100 are counts and sizes) is one the outputs print, rounded as quoted, or a fact the
+  notebook lists in its metadata (``walkthrough.facts``: "1.2 million photographs");
+- no path outside the repository; without its data (offline) the notebook stops in one sentence.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from shared.atomic import atomic_path
 
 NOTEBOOK = "walkthrough.ipynb"
-MAX_BYTES = 2_000_000  # with its outputs: PNG figures at a sensible DPI stay well under this
-METADATA_KEY = "walkthrough"  # nb.metadata["walkthrough"]["code_sha256"]
+MAX_BYTES = 3_000_000  # with its outputs: PNG figures at 100 dpi stay well under this
+METADATA_KEY = "walkthrough"  # nb.metadata["walkthrough"]: "code_sha256", "facts"
+EXERCISE = re.compile(r"^#{2,4} Try it yourself", re.M)
+SAMPLE_FOLDERS = ("loan", "mnist", "austen", "gtzan", "msrvtt")  # the data root's layout
+
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+LINK_TARGET = re.compile(r"\]\([^)]*\)")
+# a number, its decimals, a percent sign, and a unit letter ("0.1M weights", "2 GB" is apart)
+NUMBER = re.compile(
+    r"(?<![\w.,/-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(%?)(?:[kKMGB]|[kKMG]B)?(?![\w])"
+)
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -28,6 +49,10 @@ def read(path: Path) -> nbformat.NotebookNode:
 
 def code_cells(nb: nbformat.NotebookNode) -> list:
     return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def markdown(nb: nbformat.NotebookNode) -> str:
+    return "\n\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
 
 
 def code_digest(nb: nbformat.NotebookNode) -> str:
@@ -57,24 +82,139 @@ def code_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(cell.source for cell in code_cells(nb))
 
 
-def kernel_env() -> dict[str, str]:
-    """The kernel's environment: the real samples located for it, figures drawn inline."""
-    from testkit.fixtures import real_data_root
+def python_source(nb: nbformat.NotebookNode) -> ast.Module:
+    """The code cells parsed as one module (IPython's ``%magic`` lines left out)."""
+    lines = [ln for ln in code_text(nb).splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return ast.parse("\n".join(lines))
 
+
+def output_text(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in code_cells(nb):
+        for out in cell.outputs:
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+# -- the lesson's parts -----------------------------------------------------------------------
+
+
+def equations(nb: nbformat.NotebookNode) -> int:
+    """Display equations ($$...$$) in the Markdown."""
+    return sum(m.group(0).startswith("$$") for m in MATH.finditer(markdown(nb)))
+
+
+def has_training_loop(nb: nbformat.NotebookNode) -> bool:
+    """A ``for`` loop whose body calls ``.zero_grad()``, ``.backward()`` and ``.step()``."""
+    for node in ast.walk(python_source(nb)):
+        if isinstance(node, ast.For):
+            called = {
+                n.func.attr
+                for n in ast.walk(node)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            }
+            if {"zero_grad", "backward", "step"} <= called:
+                return True
+    return False
+
+
+def exercises(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(the exercise's Markdown, its solution cell's code) for every "Try it yourself" heading;
+    the solution is the next code cell."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and EXERCISE.search(cell.source):
+            nxt = next((c for c in nb.cells[i + 1 :] if c.cell_type == "code"), None)
+            found.append((cell.source, nxt.source if nxt is not None else ""))
+    return found
+
+
+def asserts(source: str) -> int:
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return sum(isinstance(n, ast.Assert) for n in ast.walk(ast.parse("\n".join(lines))))
+
+
+def quoted_numbers(text: str) -> list[tuple[str, float, int, bool]]:
+    """Numbers the prose quotes: (as written, value, decimals, percent), outside math, code and
+    link targets; integers below 100 are left out (counts, sizes, section numbers)."""
+    prose = LINK_TARGET.sub("]", CODE.sub(" ", MATH.sub(" ", text)))
+    found = []
+    for m in NUMBER.finditer(prose):
+        whole, frac, pct = m.groups()
+        value = float(whole.replace(",", "") + (frac or ""))
+        if frac is None and value < 100:
+            continue
+        found.append((m.group(0), value, len(frac) - 1 if frac else 0, bool(pct)))
+    return found
+
+
+def drifted_numbers(nb: nbformat.NotebookNode) -> list[str]:
+    """Numbers the Markdown quotes that no output prints (to the quoted precision) and that the
+    notebook does not list as a fact: a figure typed into the prose that the code no longer makes."""
+    printed = [
+        float(whole.replace(",", "") + (frac or ""))
+        for whole, frac, _ in NUMBER.findall(output_text(nb))
+    ]
+    facts = {str(f) for f in nb.metadata.get(METADATA_KEY, {}).get("facts", [])}
+    drifted = []
+    for written, value, decimals, pct in quoted_numbers(markdown(nb)):
+        if written in facts or written.rstrip("%") in facts:
+            continue
+        scales = (1.0, 100.0) if pct else (1.0,)
+        if not any(round(p * s, decimals) == value for p in printed for s in scales):
+            drifted.append(written)
+    return drifted
+
+
+def outside_paths(nb: nbformat.NotebookNode) -> list[str]:
+    """Paths that leave the repository (a notebook sits two folders below its root)."""
+    text = markdown(nb) + "\n" + code_text(nb)
+    return sorted(set(re.findall(r"(?:\.\./){3,}\S*|\S*shared/data\S*", text)))
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def sample_data_root(real: Path, into: Path) -> Path:
+    """A data root (``DL_DATA_DIR``) whose data folders link to the real samples, read-only, and
+    whose caches are written beside them: what a user has after the projects' downloads."""
+    into.mkdir(parents=True, exist_ok=True)
+    for name in SAMPLE_FOLDERS:
+        if (real / name).is_dir() and not (into / name).exists():
+            (into / name).symlink_to(real / name, target_is_directory=True)
+    return into
+
+
+def kernel_env(data_root: Path | None = None, *, offline: bool = False) -> dict[str, str]:
+    """The kernel's environment: the data root the notebook reads, figures drawn inline."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # CI exports Agg for scripts; a notebook draws inline
-    root = real_data_root()
-    if root is not None:
-        env["DL_TEST_DATA"] = str(root)
+    if data_root is not None:
+        env["DL_DATA_DIR"] = str(data_root)
+    if offline:
+        env["DL_OFFLINE"] = "1"
     return env
 
 
-def execute(path: Path, *, timeout: int | None = None) -> nbformat.NotebookNode:
+def execute(
+    path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: int | None = None,
+    until: str | None = None,
+):
     """Run every cell in a fresh kernel started in the notebook's folder; an error raises
     ``nbclient.exceptions.CellExecutionError`` naming the cell. Returns the executed copy. No
     time limit per cell by default: a busy machine is slower, not wrong (a cell that took 51 s idle
-    took minutes beside two busy loops)."""
+    took minutes beside two busy loops). ``until``: stop after the first code cell holding it."""
     nb = read(path)
+    if until is not None:
+        last = next(
+            i for i, c in enumerate(nb.cells) if c.cell_type == "code" and until in c.source
+        )
+        nb.cells = nb.cells[: last + 1]
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -82,15 +222,103 @@ def execute(path: Path, *, timeout: int | None = None) -> nbformat.NotebookNode:
         record_timing=False,
         resources={"metadata": {"path": str(Path(path).parent)}},
     )
-    client.execute(env=kernel_env())
+    client.execute(env=env if env is not None else kernel_env())
     return nb
 
 
-def refresh(path: Path, *, timeout: int | None = None) -> nbformat.NotebookNode:
-    """Execute in place: the outputs and the digest of the code that made them are committed."""
-    nb = execute(path, timeout=timeout)
-    nb.metadata[METADATA_KEY] = {"code_sha256": code_digest(nb)}
+def refresh(path: Path, *, env: dict[str, str] | None = None, timeout: int | None = None):
+    """Execute in place: the outputs and the digest of the code that made them are committed
+    (the notebook's other metadata, its facts, kept)."""
+    nb = execute(path, env=env, timeout=timeout)
+    nb.metadata.setdefault(METADATA_KEY, {})["code_sha256"] = code_digest(nb)
     nb.metadata.pop("widgets", None)
     with atomic_path(Path(path)) as tmp:
         nbformat.write(nb, str(tmp))
     return nb
+
+
+# -- the checks each project's test calls ---------------------------------------------------
+
+
+def check_committed(project: Path) -> None:
+    """The committed copy is what its code produced, top to bottom, without an error."""
+    path = project / NOTEBOOK
+    nb = read(path)
+    refresh_it = (
+        f"refresh it: uv run --package {project.name} python tools/notebooks.py refresh {path}"
+    )
+    assert recorded_digest(nb) == code_digest(nb), refresh_it
+    counts = execution_counts(nb)
+    assert counts == list(range(1, len(counts) + 1)), refresh_it  # run top to bottom, once
+    assert [o.ename for c in code_cells(nb) for o in c.outputs if "ename" in o] == []
+    assert image_outputs(nb) >= 4
+    assert path.stat().st_size <= MAX_BYTES
+
+
+def check_lesson(project: Path, module: str) -> None:
+    """Equations, the loop on the project's modules, exercises that assert, links, no drift."""
+    nb = read(project / NOTEBOOK)
+    assert f"from {module}." in code_text(nb)
+    assert has_training_loop(nb), "no for-loop calling zero_grad(), backward() and step()"
+    assert equations(nb) >= 4, f"{equations(nb)} display equations (at least 4)"
+    found = exercises(nb)
+    assert len(found) >= 3, f"{len(found)} 'Try it yourself' exercises (at least 3)"
+    for text, solution in found:
+        assert asserts(solution) >= 1, f"the solution of {text.splitlines()[0]!r} asserts nothing"
+    links = re.findall(r"\]\((src/[^)]+\.py|NOTES\.md)\)", markdown(nb))
+    assert any(link.startswith("src/") for link in links) and "NOTES.md" in links
+    for link in links:
+        assert (project / link).is_file(), f"the link {link} names no file"
+    drifted = drifted_numbers(nb)
+    assert drifted == [], f"numbers in the prose that no output prints: {drifted}"
+    outside = outside_paths(nb)
+    assert outside == [], f"paths outside the repository: {outside}"
+    readme = (project / "README.md").read_text()
+    assert "\nLearn: [walkthrough.ipynb](walkthrough.ipynb)" in readme
+
+
+def notebook_data_root(tmp: Path) -> Path | None:
+    """The data root a notebook test reads: ``$DL_NOTEBOOK_DATA`` (a data root the CI workflow
+    filled with the projects' own ``data sample``/``data download``), else one linking to the
+    real samples (``$DL_TEST_DATA``, ``../shared/data``), else None."""
+    from testkit.fixtures import real_data_root
+
+    if os.environ.get("DL_NOTEBOOK_DATA"):
+        return Path(os.environ["DL_NOTEBOOK_DATA"])
+    real = real_data_root()
+    return sample_data_root(real, tmp / "data") if real is not None else None
+
+
+def check_runs(project: Path, root: Path, tmp: Path) -> nbformat.NotebookNode:
+    """The notebook runs from a clean kernel on the data root ``root`` (every solution cell's
+    assertion holds), writing its scratch under the data root, not in TMPDIR."""
+    env = kernel_env(root, offline=True)
+    env["TMPDIR"] = str(tmp / "tmp")
+    (tmp / "tmp").mkdir()
+    nb = execute(project / NOTEBOOK, env=env)
+    assert execution_counts(nb)[-1] == len(code_cells(nb))
+    assert image_outputs(nb) >= 4
+    assert (root / "cache" / project.name / "walkthrough").is_dir()
+    left = [p.name for p in (tmp / "tmp").iterdir() if "walkthrough" in p.name]
+    assert left == [], f"the notebook left {left} in TMPDIR"
+    return nb
+
+
+def check_stops_without_data(project: Path, tmp: Path, command: str) -> None:
+    """Offline with an empty data root, the notebook stops at its data cell with one sentence
+    naming the command that fetches the data: no traceback."""
+    try:
+        execute(project / NOTEBOOK, env=kernel_env(tmp / "empty", offline=True))
+    except CellExecutionError as exc:
+        lines = [ln for ln in str(exc).splitlines() if "This notebook needs" in ln]
+        assert lines and command in lines[0], str(exc)[-2000:]
+        assert "Traceback" not in str(exc) and "File " not in str(exc), str(exc)[-2000:]
+        return
+    raise AssertionError("the notebook ran to the end without its data")
+
+
+def check_goes_on_without(project: Path, tmp: Path, until: str, sentence: str) -> None:
+    """Offline with an empty data root, the notebook's optional data is missing: the cells up to
+    the one holding ``until`` run, and that cell prints ``sentence`` instead of failing."""
+    nb = execute(project / NOTEBOOK, env=kernel_env(tmp / "empty", offline=True), until=until)
+    assert sentence in output_text(nb), output_text(nb)[-2000:]

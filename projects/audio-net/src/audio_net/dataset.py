@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.download import data_root, extract, fetch
+from shared.download import extract, fetch
 from shared.errors import UserError
+from shared.paths import data_root
 from shared.progress import info
 from shared.text import name_some
 

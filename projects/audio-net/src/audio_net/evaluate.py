@@ -78,6 +78,7 @@ def report(
         titles=true_pred_titles(wt[pick], wp[pick], feats.label_names),
         colors=label_colors(wt[pick], wp[pick]),
         suptitle=f"{title}: log-mel windows",
+        colorbar="dB",
     )
     return {
         "clips": len(ids),

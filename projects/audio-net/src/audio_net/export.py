@@ -18,7 +18,7 @@ import torch
 
 from audio_net.config import ExportConfig
 from audio_net.features import FeatureParams
-from audio_net.inference import (  # noqa: F401  (require_onnx: imported from here too)
+from audio_net.inference import (
     ONNX_FORMAT,
     SIDECAR_FILE,
     load_classifier,

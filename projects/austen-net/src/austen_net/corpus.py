@@ -17,8 +17,9 @@ from pathlib import Path
 
 from austen_net.config import DataConfig
 from shared.atomic import write_json
-from shared.download import data_root, fetch, file_sha256
+from shared.download import fetch, file_sha256
 from shared.errors import UserError
+from shared.paths import data_root
 from shared.progress import info, warn
 
 # Gutenberg id -> (title, slug)

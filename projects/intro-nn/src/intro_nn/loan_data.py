@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.download import data_root, fetch
+from shared.download import fetch
 from shared.errors import UserError
+from shared.paths import data_root
 
 # The exact CSV the original Intro-NN notebook used (9,578 rows x 14 columns).
 LOAN_URLS = [

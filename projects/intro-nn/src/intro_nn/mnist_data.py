@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from intro_nn.idx import IdxError, read_idx
-from shared.download import data_root
+from shared.paths import data_root
 from shared.progress import info, warn
 
 

@@ -19,7 +19,7 @@ def train(cfg: TrainConfig) -> tuple[Run, dict]:
     if cfg.resume is not None:
         raise UserError(
             "--resume continues MNIST training; the loan model is refit from scratch "
-            "(drop --resume, or use --target mnist)"
+            "(drop --resume, or resume with 'intro-nn train mnist --resume ...')"
         )
     table = load_loan_table(cfg)
     run = Run(PROJECT, cfg.out, cfg)

@@ -10,8 +10,9 @@ from pathlib import Path
 from multi_net.annotations import Annotations, find_annotation_files, load_annotations
 from multi_net.features import video_files
 from shared.atomic import write_json
-from shared.download import data_root, extract, fetch, file_sha256
+from shared.download import extract, fetch, file_sha256
 from shared.errors import UserError
+from shared.paths import data_root
 from shared.progress import info, warn
 
 # Frozen-in-Time's copy (videos/all/*.mp4 + annotation/MSR_VTT.json) and CLIP4Clip's split files.

@@ -1,0 +1,67 @@
+"""What the walkthrough notebooks share: their data found (or fetched) in the data root, a scratch
+folder that does not pile up, readable figures, and a one-sentence stop when the data is missing.
+
+A notebook finds its data where the project's CLI puts it (``$DL_DATA_DIR``, else ``<repo>/data``);
+what is missing is fetched with the project's own downloader; offline (or with ``$DL_OFFLINE``
+set) it stops with ``MissingData``, which IPython shows as its one sentence, not a traceback.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from shared.errors import UserError
+from shared.paths import cache_root, data_root
+
+FIGURE_DPI = 100  # inline figures and the PNGs the projects' figure functions write
+
+
+class MissingData(Exception):
+    """A notebook's data is absent and could not be fetched. IPython renders an exception through
+    its ``_render_traceback_`` when it has one: here the message alone, one sentence."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+def find_or_fetch(
+    wanted: Sequence[Path], fetch: Callable[[], object], *, what: str, command: str
+) -> Path:
+    """The data root, once every path of ``wanted`` (relative to it) exists there; ``fetch()``
+    is called first when one is missing (the project's downloader). Raises ``MissingData`` naming
+    ``command`` when the download cannot happen."""
+    root = data_root()
+    if all((root / p).exists() for p in wanted):
+        return root
+    try:
+        fetch()
+    except UserError as exc:  # DownloadError offline; a refused file
+        reason = str(exc).strip().splitlines()[0]
+        raise MissingData(
+            f"This notebook needs {what} in {root}, and fetching it failed ({reason}): "
+            f"run `{command}` where the internet is reachable, or set DL_DATA_DIR to a data root "
+            "that holds it."
+        ) from None
+    missing = [str(p) for p in wanted if not (root / p).exists()]
+    if missing:
+        raise MissingData(f"This notebook needs {', '.join(missing)} in {root}: run `{command}`.")
+    return root
+
+
+def scratch(project: str) -> Path:
+    """An empty folder for the notebook's run folders and figures, under the project's cache in the
+    data root (git-ignored). Each run of the notebook empties it first, so it never piles up."""
+    folder = cache_root(project) / "walkthrough"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def readable_figures() -> None:
+    """Inline figures at ``FIGURE_DPI`` with a little larger text; called by each notebook's
+    first cell (matplotlib imported here: only notebooks call it)."""
+    import matplotlib.pyplot as plt  # the plots extra; notebooks only
+
+    plt.rcParams.update({"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "font.size": 9})
