@@ -130,7 +130,12 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         # kernel: with gloo on CPU each rank normalises its own share.
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # buffers are broadcast from rank 0 before each forward only when one is persistent (batch
+    # norm's running statistics): frozen weights kept as non-persistent buffers (LoRA's base) are
+    # identical on every rank and would cost a full copy of the model per step
+    persistent = set(model.state_dict())
+    broadcast = any(name in persistent for name, _ in model.named_buffers())
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=broadcast)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 from austen_net import int8
 from austen_net.config import BenchConfig
 from austen_net.data import lm_loss
+from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
@@ -254,6 +255,12 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
 def run_bench(cfg: BenchConfig) -> int:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
+    if cfg.finetune:
+        steps = cfg.finetune_steps or (5 if device.type == "cuda" else 1)
+        run = Run("austen-net", cfg.out, cfg)
+        result = finetune_bench(cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device)
+        run.finish({"device": device_name(device), **result})
+        return 0
     gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, **PRESETS[cfg.preset])
     gpt2_cfg = GPTConfig(
         vocab_size=cfg.vocab_size,

@@ -46,8 +46,8 @@ COMMANDS = {
     ),
     "import": Command(
         ImportConfig,
-        "austen_net.pretrained:main",
-        "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint",
+        "austen_net.importing:main",
+        "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint, or peft adapters on their base",
     ),
     "bench": Command(
         BenchConfig, "austen_net.bench:run_bench", "training and generation throughput as JSON"

@@ -21,6 +21,8 @@ class CorpusOptions:
 
 
 # --compile auto on a CPU: the shortest run that repays compiling (NOTES.md, "Compiling")
+# LoRA's targets, named as transformers and peft name a Llama's projections
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CPU_COMPILE_MIN_STEPS = 1000
 # generate --compile auto: the fewest tokens that repay compiling the decode step (on a 2-core
 # Intel Xeon the compile took 30-37 s and saved 1.1 ms a token: 30,000 tokens; README, "Speed")
@@ -92,6 +94,28 @@ class TrainConfig(RunConfig, CorpusOptions):
     pos: Literal["rope", "learned"] = arg("rope", "position encoding")
     norm: Literal["rmsnorm", "layernorm"] = arg("rmsnorm", "normalisation layer")
     mlp: Literal["swiglu", "gelu"] = arg("swiglu", "MLP activation")
+    grad_checkpoint: bool = arg(
+        False,
+        "activation checkpointing: keep each block's input only and recompute its activations "
+        "in the backward pass (less memory for long contexts, about a third more compute)",
+    )
+    lora_rank: int = arg(
+        0,
+        "train low-rank adapters (LoRA) of this rank beside the frozen --init-from weights: "
+        "checkpoints hold the adapters only (0: full fine-tuning)",
+        low=0,
+        high=1024,
+    )
+    lora_alpha: float = arg(16.0, "LoRA scale numerator: adapters add (alpha / rank) B A", above=0)
+    lora_dropout: float = arg(0.0, "dropout on the adapters' input", low=0, high=0.9)
+    lora_targets: list[str] = arg(
+        default_factory=lambda: list(LORA_TARGETS),
+        help="projections to adapt, named as transformers and peft name them: "
+        + ", ".join(LORA_TARGETS),
+    )
+    lora_base: Literal["bf16", "fp32"] = arg(
+        "bf16", "dtype of the frozen weights under LoRA (bf16: half the memory)"
+    )
 
     given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
 
@@ -117,6 +141,14 @@ class TrainConfig(RunConfig, CorpusOptions):
             raise UserError("--lr must be positive")
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
+        if self.lora_rank and not self.init_from:
+            raise UserError("--lora-rank adapts a pretrained model: add --init-from SOURCE")
+        unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+        if unknown or not self.lora_targets:
+            raise UserError(
+                f"--lora-targets {' '.join(unknown) or '(none)'}: choose among "
+                + ", ".join(LORA_TARGETS)
+            )
 
 
 @dataclass
@@ -179,8 +211,11 @@ class GenerateConfig:
 class ExportConfig:
     checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
     out: Path | None = arg(None, "new folder for the exported model", required=True)
-    format: Literal["hf"] = arg(
-        "hf", "hf: Hugging Face transformers (Llama or GPT-2 layout, safetensors, tokenizer)"
+    format: Literal["hf", "peft"] = arg(
+        "hf",
+        "hf: Hugging Face transformers (Llama or GPT-2 layout, safetensors, tokenizer; a LoRA "
+        "run's adapters merged into the weights); peft: a LoRA run's adapters alone "
+        "(adapter_config.json, adapter_model.safetensors) for peft or vLLM on its base model",
     )
 
 
@@ -197,6 +232,11 @@ class ImportConfig:
         None, "context length to keep (default: the source's, at most 2048 for RoPE models)"
     )
     quiet: bool = arg(False, "no download progress")
+    base: str | None = arg(
+        None,
+        "for a peft adapter folder (adapter_config.json): the base model it adapts (default: "
+        "the base_model_name_or_path it names)",
+    )
 
 
 @dataclass
@@ -207,6 +247,23 @@ class BenchConfig(RunConfig):
     train_steps: int | None = arg(None, "timed training steps (default: 20 on CUDA, 3 on CPU)")
     new_tokens: int = arg(512, "generated tokens of the long generation timing")
     prompt_tokens: int = arg(16, "prompt length of the generation timings")
+    finetune: bool = arg(
+        False,
+        "time one fine-tuning step instead: full, ours with LoRA, and peft + transformers with the "
+        "same rank and targets, each in its own process (peak memory and tokens/s)",
+    )
+    shape: Literal["smollm2-135m", "llama-3.2-1b", "tiny"] = arg(
+        "smollm2-135m", "--finetune: the model shape, built from its config with random weights"
+    )
+    context: int = arg(512, "--finetune: tokens per sequence", low=8, high=8192)
+    finetune_batch: int = arg(1, "--finetune: sequences per step", low=1, high=1024)
+    finetune_steps: int | None = arg(
+        None,
+        "--finetune: timed steps after one warm-up step (default: 5 on CUDA, 1 on a CPU)",
+        low=1,
+    )
+    rank: int = arg(8, "--finetune: LoRA rank (alpha is twice the rank)", low=1, high=1024)
+    grad_checkpoint: bool = arg(False, "--finetune: activation checkpointing in every mode")
 
 
 @dataclass

@@ -28,10 +28,13 @@ from pathlib import Path
 import torch
 
 from austen_net.config import ExportConfig
-from austen_net.inference import load_model
+from austen_net.inference import CHECKPOINT_KEYS, PROJECT, load_model, lora_run
+from austen_net.lora import peft_config, peft_state, settings_from
 from austen_net.model import GPT
+from austen_net.pretrained import rope_rows
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
-from shared.atomic import atomic_dir, require_new_folder
+from shared.atomic import atomic_dir, require_new_folder, write_json
+from shared.checkpoint import load_checkpoint
 from shared.errors import UserError
 from shared.extras import require
 
@@ -56,13 +59,6 @@ def layout_of(model: GPT) -> str:
             "or with --pos learned --norm layernorm --mlp gelu (a GPT-2) to export"
         )
     return "llama" if layout == LLAMA else "gpt2"
-
-
-def rope_rows(w: torch.Tensor, n_head: int) -> torch.Tensor:
-    """Rows of a q or k projection from our pairing (2i, 2i+1) to Llama's (i, i + D/2)."""
-    out, inp = w.shape
-    d = out // n_head
-    return w.view(n_head, d // 2, 2, inp).transpose(1, 2).reshape(out, inp)
 
 
 def llama_model(model: GPT):
@@ -302,7 +298,40 @@ def export_hf(checkpoint: Path, out: Path) -> dict:
     }
 
 
+def export_peft(checkpoint: Path, out: Path) -> dict:
+    """A LoRA run's adapters as peft writes them: ``adapter_config.json`` and
+    ``adapter_model.safetensors``, loadable by ``peft.PeftModel.from_pretrained`` (and vLLM)
+    onto the base model the run started from (``base_model_name_or_path``)."""
+    require_transformers()
+    from safetensors.torch import save_file  # optional: the export extra
+
+    require_new_folder(out)
+    state = load_checkpoint(checkpoint, project=PROJECT, required=CHECKPOINT_KEYS)
+    if not lora_run(state):
+        raise UserError(
+            f"{checkpoint} is a full model, not LoRA adapters: export it with --format hf "
+            "(train with --lora-rank to get adapters)"
+        )
+    model, _, state = load_model(checkpoint, torch.device("cpu"), merge=False)
+    settings = settings_from(state["config"])
+    tensors = peft_state(model)
+    with atomic_dir(out) as staging:
+        write_json(
+            staging / "adapter_config.json", peft_config(settings, state["config"]["init_from"])
+        )
+        save_file(tensors, str(staging / "adapter_model.safetensors"))
+    return {
+        "out": str(out),
+        "format": "peft",
+        "base_model": state["config"]["init_from"],
+        "rank": settings.rank,
+        "targets": list(settings.targets),
+        "adapter_parameters_m": round(sum(t.numel() for t in tensors.values()) / 1e6, 4),
+    }
+
+
 def main(cfg: ExportConfig) -> int:
     """``austen-net export``: one JSON line saying what was written."""
-    print(json.dumps(export_hf(cfg.checkpoint, cfg.out)))
+    export = export_peft if cfg.format == "peft" else export_hf
+    print(json.dumps(export(cfg.checkpoint, cfg.out)))
     return 0

@@ -13,9 +13,19 @@ import torch
 
 from austen_net import int8
 from austen_net.data import bits_per_char, predicted_chars, total_nll
+from austen_net.lora import (
+    apply_lora,
+    fingerprint,
+    freeze_into_buffers,
+    merge_lora,
+    settings_from,
+    thaw,
+)
 from austen_net.model import GPT, GPTConfig
+from austen_net.pretrained import load_pretrained
 from austen_net.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
 from shared.checkpoint import (
+    check_weights_fit,
     load_checkpoint,
     model_from_checkpoint,
     reading,
@@ -124,15 +134,72 @@ def hf_tokenizer_of(entry: dict, bad: str) -> HFTokenizer:
 WEIGHTS = ("fp32", "bf16", "int8")
 
 
-def load_model(path, device, weights: str = "fp32") -> tuple[GPT, Tokenizer, dict]:
+def load_model(
+    path, device, weights: str = "fp32", merge: bool = True
+) -> tuple[GPT, Tokenizer, dict]:
     """A trained model and its tokenizer (both live in the checkpoint), checked first; its
-    weights as trained (fp32), cast to bf16, or int8 (see :func:`with_weights`)."""
+    weights as trained (fp32), cast to bf16, or int8 (see :func:`with_weights`). A LoRA run's
+    checkpoint holds adapters: its base is loaded from the source it names and the adapters
+    merged into it (``merge=False``: kept apart, for ``export --format peft``)."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
     with reading(path):
         cfg = checked_config(state, path)
         tok = checked_tokenizer(state, path, cfg.vocab_size)
-        model = model_from_checkpoint(lambda: GPT(cfg), state["model"], path)
+        if lora_run(state):
+            model = adapted_model(state, cfg, path, merge)
+        else:
+            model = model_from_checkpoint(lambda: GPT(cfg), state["model"], path)
     return with_weights(model.to(device).eval(), weights), tok, state
+
+
+def lora_run(state: dict) -> bool:
+    config = state.get("config")
+    return isinstance(config, dict) and bool(config.get("lora_rank"))
+
+
+def pretrained_model(source: str, block_size: int | None, quiet: bool):
+    """(model, tokenizer) of an ``--init-from`` source: a transformers folder, a Hub name or an
+    austen-net checkpoint."""
+    if Path(source).is_file():
+        model, tok, _ = load_model(Path(source), "cpu")
+        return model, tok
+    model, tok, _ = load_pretrained(source, block_size=block_size, quiet=quiet)
+    return model, tok
+
+
+def base_weights(source: str, block_size: int, quiet: bool) -> dict:
+    """A LoRA run's frozen weights, from its ``--init-from`` source, cut to its context."""
+    model, _ = pretrained_model(source, block_size, quiet)
+    weights = model.state_dict()
+    if "pos_emb.weight" in weights:
+        weights["pos_emb.weight"] = weights["pos_emb.weight"][:block_size]
+    return weights
+
+
+def adapted_model(state: dict, cfg: GPTConfig, path, merge: bool) -> GPT:
+    """The base a LoRA checkpoint names (checked by its fingerprint) with the adapters loaded."""
+    config, lora = state["config"], state.get("lora")
+    if not isinstance(lora, dict) or not isinstance(config.get("init_from"), str):
+        raise UserError(f"{path}: a LoRA checkpoint without the base model it adapts")
+    start = base_weights(config["init_from"], cfg.block_size, quiet=True)
+    if fingerprint(start) != lora.get("base_fingerprint"):
+        raise UserError(
+            f"{path}: its adapters were trained on another version of {config['init_from']} "
+            "(the base weights' fingerprint differs)"
+        )
+    model = GPT(cfg)
+    model.load_state_dict(start)
+    try:
+        apply_lora(model, settings_from(config))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: its LoRA settings are damaged ({exc})") from None
+    freeze_into_buffers(model)
+    check_weights_fit(model.state_dict(), state["model"], path)
+    model.load_state_dict(state["model"])
+    if merge:
+        merge_lora(model)
+        thaw(model)
+    return model
 
 
 def with_weights(model: GPT, weights: str, int8_kernel: str | None = None) -> GPT:

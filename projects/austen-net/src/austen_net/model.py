@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from shared.layers import Dropout
@@ -269,6 +270,7 @@ class GPT(nn.Module):
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
         self.apply(self._init)
+        self.grad_checkpoint = False  # train --grad-checkpoint: recompute each block in backward
         # GPT-2's scaled init: residual projections shrink with depth so the stream stays O(1).
         for name, p in self.named_parameters():
             if name.endswith(RESIDUAL_PROJECTIONS):
@@ -285,6 +287,8 @@ class GPT(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
+        # weights frozen into buffers under LoRA (lora.freeze_into_buffers) count too
+        n += sum(b.numel() for k, b in self.named_buffers() if k.endswith((".weight", ".bias")))
         if non_embedding and self.pos_emb is not None:
             n -= self.pos_emb.weight.numel()
         return n
@@ -306,7 +310,11 @@ class GPT(nn.Module):
             x = x + self.pos_emb(torch.arange(start, start + t, device=idx.device))
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, cache, start)
+            if self.grad_checkpoint and self.training and cache is None and torch.is_grad_enabled():
+                # keep only each block's input; its activations are recomputed in backward
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x, cache, start)
         if last_only:
             x = x[:, -1:]
         return self.head(self.norm(x))

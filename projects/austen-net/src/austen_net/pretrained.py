@@ -19,13 +19,11 @@ a Hub name fetched through ``huggingface_hub`` into its usual cache.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
-from austen_net.config import ImportConfig
 from austen_net.model import GPT, GPTConfig
 from austen_net.tokenizer import HFTokenizer
 from shared.checkpoint import model_from_checkpoint, save_checkpoint
@@ -257,6 +255,13 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
+def rope_rows(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Rows of a q or k projection from our pairing (2i, 2i+1) to Llama's (i, i + D/2)."""
+    out, inp = w.shape
+    d = out // n_head
+    return w.view(n_head, d // 2, 2, inp).transpose(1, 2).reshape(out, inp)
+
+
 def inverse_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
     """Rows of a q or k projection from transformers' pairing (i, i + D/2) to ours (2i, 2i+1)."""
     out, inp = w.shape
@@ -404,9 +409,3 @@ def import_checkpoint(source: str, out: Path, block_size: int | None, quiet: boo
         "vocab_size": model.cfg.vocab_size,
         "tokenizer": tok.kind,
     }
-
-
-def main(cfg: ImportConfig) -> int:
-    """``austen-net import``: one JSON line saying what was imported."""
-    print(json.dumps(import_checkpoint(cfg.source, cfg.out, cfg.block_size, cfg.quiet)))
-    return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import describe_text, split_corpus, training_works
@@ -19,13 +18,20 @@ from austen_net.data import (
 from austen_net.inference import (
     CHECKPOINT_KEYS,
     PROJECT,
+    base_weights,
     checked_config,
     checked_tokenizer,
-    load_model,
+    pretrained_model,
+)
+from austen_net.lora import (
+    BASE_DTYPES,
+    apply_lora,
+    fingerprint,
+    freeze_into_buffers,
+    settings_from,
 )
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
-from austen_net.pretrained import load_pretrained
 from austen_net.tokenizer import build_tokenizer
 from shared.checkpoint import run_data_settings
 from shared.distributed import world_size
@@ -52,6 +58,11 @@ MODEL_SETTINGS = (
     "norm",
     "mlp",
     "init_from",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_targets",
+    "lora_base",
 )
 
 
@@ -70,10 +81,7 @@ def initial_weights(cfg: TrainConfig):
     that says otherwise is refused. The context is ``--block-size`` (at most the source's) or
     ``FINETUNE_CONTEXT``: a learned position table keeps its first rows, RoPE needs nothing."""
     source = cfg.init_from
-    if Path(source).is_file():
-        model, tok, _ = load_model(Path(source), "cpu")
-    else:
-        model, tok, _ = load_pretrained(source, block_size=cfg.block_size, quiet=cfg.quiet)
+    model, tok = pretrained_model(source, cfg.block_size, cfg.quiet)
     for name in ("n_layer", "n_head", "n_embd"):
         given = getattr(cfg, name)
         if given is not None and given != getattr(model.cfg, name):
@@ -120,6 +128,8 @@ class AustenTask(TrainingTask):
         if resumed is not None:
             self.gpt_cfg = checked_config(resumed, resume_path)
             self.tok = checked_tokenizer(resumed, resume_path, self.gpt_cfg.vocab_size)
+            if cfg.lora_rank:  # the checkpoint holds the adapters: the base comes from its source
+                start = base_weights(cfg.init_from, self.gpt_cfg.block_size, cfg.quiet)
         elif cfg.init_from:
             self.gpt_cfg, self.tok, start = initial_weights(cfg)
         else:
@@ -130,6 +140,10 @@ class AustenTask(TrainingTask):
         self.model = GPT(self.gpt_cfg)
         if start is not None:
             self.model.load_state_dict(start)
+        self.model.grad_checkpoint = cfg.grad_checkpoint
+        self.lora = None
+        if cfg.lora_rank:
+            self.lora = with_adapters(self.model, cfg, start, resumed, resume_path)
         info(
             f"model: {self.model.num_params() / 1e6:.2f}M parameters, {self.gpt_cfg.n_layer} "
             f"layers, {self.gpt_cfg.n_embd} wide, context {self.gpt_cfg.block_size}",
@@ -208,6 +222,7 @@ class AustenTask(TrainingTask):
                 "tokenizer": self.tok.state(),
                 "text": self.source,
                 "prompt": opening(self.split.val[0]),  # the demo's default prompt
+                **({"lora": self.lora} if self.lora else {}),
             },
             plot=LivePlot(
                 "loss.png",
@@ -226,6 +241,9 @@ class AustenTask(TrainingTask):
             "tokenizer": self.tok.kind,
             "vocab_size": self.tok.vocab_size,
             "params_m": round(self.model.num_params() / 1e6, 2),
+            "trainable_params_m": round(
+                sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6, 4
+            ),
             "device": str(outcome.device),
             "world_size": world_size(),
             "steps": trainer.step,
@@ -243,6 +261,23 @@ class AustenTask(TrainingTask):
             "compile_seconds": result["compile_seconds"],
             "checkpoint": str(ckpt.best_path),
         }
+
+
+def with_adapters(model: GPT, cfg: TrainConfig, start: dict, resumed, resume_path) -> dict:
+    """LoRA on ``model`` (its weights frozen in ``--lora-base``'s dtype, fp32 adapters); the
+    checkpoint's record of it: the settings and the base's fingerprint, checked on resume."""
+    print_ = fingerprint(start)
+    if resumed is not None and resumed.get("lora", {}).get("base_fingerprint") != print_:
+        raise UserError(
+            f"{resume_path}: its adapters were trained on another version of {cfg.init_from} "
+            "(the base weights' fingerprint differs)"
+        )
+    try:
+        apply_lora(model, settings_from(dataclasses.asdict(cfg)), BASE_DTYPES[cfg.lora_base])
+    except ValueError as exc:
+        raise UserError(f"--lora-rank: {exc}") from None
+    freeze_into_buffers(model)
+    return {"base": cfg.init_from, "base_fingerprint": print_, "base_dtype": cfg.lora_base}
 
 
 def preset_name(cfg: TrainConfig) -> str:
