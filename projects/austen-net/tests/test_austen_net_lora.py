@@ -231,11 +231,13 @@ def test_bench_finetune_reports_the_contract_keys(tmp_path, capsys):
     from austen_net.cli import main
 
     argv = ["bench", "--finetune", "--shape", "tiny", "--context", "16", "--device", "cpu"]
+    argv += ["--grad-checkpoint"]
     assert main([*argv, "--out", str(tmp_path / "bench")]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for mode in ("full", "lora", "peft"):
         assert result[f"{mode}_peak_gb"] > 0 and result[f"{mode}_tokens_per_s"] > 0, result
     assert result["finetune_shape"] == "tiny" and result["lora_rank"] == 8
+    assert result["grad_checkpoint"] is True
 
 
 def test_grad_checkpoint_gives_the_same_loss_and_gradients():

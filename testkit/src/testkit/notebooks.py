@@ -322,3 +322,36 @@ def check_goes_on_without(project: Path, tmp: Path, until: str, sentence: str) -
     the one holding ``until`` run, and that cell prints ``sentence`` instead of failing."""
     nb = execute(project / NOTEBOOK, env=kernel_env(tmp / "empty", offline=True), until=until)
     assert sentence in output_text(nb), output_text(nb)[-2000:]
+
+
+def walkthrough_tests(project: Path, module: str, *, stop_command: str | None = None, goes_on=None):
+    """The four tests of a project's walkthrough, for its test module to bind to ``test_*`` names:
+    committed, lesson, runs on its data, and without its data (one sentence naming
+    ``stop_command``; or, with ``goes_on`` = (cell text, sentence), the optional data's cell
+    says so and the notebook goes on)."""
+    import pytest
+
+    def test_committed_walkthrough_is_current():
+        check_committed(project)
+
+    def test_walkthrough_teaches_on_the_project_modules():
+        check_lesson(project, module)
+
+    def test_walkthrough_runs_on_its_data(tmp_path):
+        root = notebook_data_root(tmp_path)
+        if root is None and goes_on is None:
+            pytest.skip("no data: set DL_NOTEBOOK_DATA or DL_TEST_DATA (or ../shared/data beside)")
+        check_runs(project, root or tmp_path / "data", tmp_path)
+
+    def test_walkthrough_without_its_data(tmp_path):
+        if goes_on is not None:
+            check_goes_on_without(project, tmp_path, *goes_on)
+        else:
+            check_stops_without_data(project, tmp_path, stop_command)
+
+    return (
+        test_committed_walkthrough_is_current,
+        test_walkthrough_teaches_on_the_project_modules,
+        test_walkthrough_runs_on_its_data,
+        test_walkthrough_without_its_data,
+    )

@@ -258,7 +258,9 @@ def run_bench(cfg: BenchConfig) -> int:
     if cfg.finetune:
         steps = cfg.finetune_steps or (5 if device.type == "cuda" else 1)
         run = Run("austen-net", cfg.out, cfg)
-        result = finetune_bench(cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device)
+        result = finetune_bench(
+            cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device, cfg.grad_checkpoint
+        )
         run.finish({"device": device_name(device), **result})
         return 0
     gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, **PRESETS[cfg.preset])
