@@ -252,17 +252,22 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
     return out
 
 
+def run_finetune_bench(cfg: BenchConfig, device) -> int:
+    """``bench --finetune``: see ``austen_net.finetune_bench``."""
+    steps = cfg.finetune_steps or (5 if device.type == "cuda" else 1)
+    run = Run("austen-net", cfg.out, cfg)
+    result = finetune_bench(
+        cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device, cfg.grad_checkpoint
+    )
+    run.finish({"device": device_name(device), **result})
+    return 0
+
+
 def run_bench(cfg: BenchConfig) -> int:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     if cfg.finetune:
-        steps = cfg.finetune_steps or (5 if device.type == "cuda" else 1)
-        run = Run("austen-net", cfg.out, cfg)
-        result = finetune_bench(
-            cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device, cfg.grad_checkpoint
-        )
-        run.finish({"device": device_name(device), **result})
-        return 0
+        return run_finetune_bench(cfg, device)
     gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, **PRESETS[cfg.preset])
     gpt2_cfg = GPTConfig(
         vocab_size=cfg.vocab_size,
