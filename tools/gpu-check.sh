@@ -105,4 +105,13 @@ step torchrun-austen 180 py torch.distributed.run --standalone --nproc-per-node 
 step torchrun-cnn 180 py torch.distributed.run --standalone --nproc-per-node 1 \
     -m intro_nn.cli train mnist --model cnn --epochs 2 --data-dir .devdata/mnist \
     --out "$runs/tc" --quiet
+# 6. austen-net fine-tuning: one step of full, LoRA (ours) and peft at Llama-3.2-1B's shape
+#    (random weights from its config; peft's mode reports itself missing where peft is absent),
+#    and FSDP2 through the process group (one process: NCCL's path, the sharded checkpoint gather)
+if [ "$GPU" = 1 ]; then FT_SHAPE=llama-3.2-1b; else FT_SHAPE=tiny; fi
+step austen-finetune 240 py austen_net.cli bench --finetune --shape "$FT_SHAPE" \
+    --finetune-steps 3 --out "$runs/af" --quiet
+step torchrun-fsdp 180 py torch.distributed.run --standalone --nproc-per-node 1 \
+    -m austen_net.cli train --preset tiny --corpus-dir .devdata/austen --max-steps "$STEPS" \
+    --eval-every 100 --fsdp --out "$runs/tf" --quiet
 echo "done: $(wc -l < "$OUT/steps.jsonl") steps, gpu=$GPU" | tee -a "$OUT/log"

@@ -390,6 +390,7 @@ def test_many_samples_are_drawn_in_batches_that_fit(capsys, monkeypatch, trained
     monkeypatch.setattr(GPT, "generate", spy)
     monkeypatch.setattr(gen, "MAX_BATCH_ROWS", 3)
     argv = ["generate", "--checkpoint", ckpt, "--num-samples", "8", "--max-new-tokens", "3"]
+    argv += ["--weights", "fp32"]  # (auto would measure each kind with generate calls of its own)
     assert main([str(a) for a in [*argv, "--seed", "1", "--compile", "off"]]) == 0
     out = capsys.readouterr().out
     assert rows == [3, 3, 2]

@@ -227,6 +227,9 @@ def test_bench_reports_generation_against_the_memory_roofline(capsys, tmp_path):
     assert b["memory_read_gb_per_s"] > 0 and b["weight_bytes"] > 0
     assert 0 < b["generate_roofline_fraction"] < 2  # tokens/s x bytes cannot far exceed the limit
     assert b["weight_bytes_int8"] < b["weight_bytes_bf16"] < b["weight_bytes"]
+    assert b["cpu_vendor"] and b["cpu_capability"] and isinstance(b["cpu_flags"], list)
+    assert b["cpu_blas"] in b["generate_kernels"]["fp32"]
+    assert b["generate_int8_kernel"] in b["generate_kernels"]["int8"]
     assert b["generate_int8_speedup"] > 0 and b["generate_tokens_per_s_bf16"] > 0
     assert b["generate_tokens_per_s_bf16_compiled"] > 0
     # int8 by the machine's kernel; the weight-only one also runs compiled, fbgemm's does not

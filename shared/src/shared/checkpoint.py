@@ -207,7 +207,7 @@ class _SkipInit(TorchFunctionMode):
 
 
 def model_from_checkpoint(
-    build: Callable[[], torch.nn.Module], weights: Any, path: str | Path
+    build: Callable[[], torch.nn.Module], weights: Any, path: str | Path, *, assign: bool = False
 ) -> torch.nn.Module:
     """The model ``build()`` makes, holding ``weights``, checked before any memory is spent.
 
@@ -217,6 +217,10 @@ def model_from_checkpoint(
     buffer names and shapes are compared with ``weights``, and only a model that matches is built
     for real and loaded. A project checks its own sanity bounds (e.g. a layer count against the
     weights' keys) before calling this, so that the meta build itself stays cheap.
+
+    ``assign``: the model takes ``weights``' tensors themselves (their dtype, no copy) instead of
+    being built and filled: a 1B-parameter model loaded in bf16 never exists in fp32 as well.
+    Parameters the model ties together (an embedding and its output head) stay one.
     """
     try:
         with torch.device("meta"), _SkipInit():
@@ -232,9 +236,25 @@ def model_from_checkpoint(
     ) as exc:
         raise UserError(f"{path}: its model settings are invalid ({_first_line(exc)})") from exc
     check_weights_fit(probe.state_dict(), weights, path)
+    if assign:
+        return assigned(probe, weights)
     del probe
     model = build()
     model.load_state_dict(weights)
+    return model
+
+
+def assigned(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """``model`` (built on the meta device) holding ``weights``' own tensors, ties kept."""
+    first: dict[int, str] = {}
+    ties: list[tuple[str, str]] = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        ties += [(name, first[id(p)])] if id(p) in first else []
+        first.setdefault(id(p), name)
+    model.load_state_dict(weights, assign=True)
+    for name, original in ties:
+        owner, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(owner), leaf, model.get_parameter(original))
     return model
 
 

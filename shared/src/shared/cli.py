@@ -177,11 +177,9 @@ class Command:
     config; an ``int`` it returns is the exit status, anything else (a trainer's run and summary)
     means success."""
 
-    config: type | None
+    config: type
     run: Callable[[Any], Any] | str
     help: str
-    # Extra positional/flag setup beyond the dataclass (rarely needed).
-    setup: Callable[[argparse.ArgumentParser], None] | None = None
 
 
 class Parser(argparse.ArgumentParser):
@@ -202,10 +200,7 @@ def build_parser(
     parser.command_parsers = {}
     for name, cmd in commands.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, allow_abbrev=False)
-        if cmd.config is not None:
-            add_dataclass_args(p, cmd.config)
-        if cmd.setup is not None:
-            cmd.setup(p)
+        add_dataclass_args(p, cmd.config)
         p.set_defaults(_command=name)
         parser.command_parsers[name] = p
     return parser
@@ -230,12 +225,11 @@ def run_cli(
     parser = build_parser(prog, description, commands)
     ns = parser.parse_args(argv)
     cmd = commands[ns._command]
-    if cmd.config is not None:
-        check_required(parser.command_parsers[ns._command], cmd.config, ns)
+    check_required(parser.command_parsers[ns._command], cmd.config, ns)
     signals.install()
     finished = False
     try:
-        cfg = from_namespace(cmd.config, ns) if cmd.config is not None else ns
+        cfg = from_namespace(cmd.config, ns)
         # shared.runs and shared.device import torch (about 1.5 s), which --help, a refused flag
         # and a missing input file never need: imported only where needed
         if isinstance(cfg, RunConfig) and cfg.out is not None:

@@ -9,6 +9,11 @@ Run any trainer as ``torchrun --nproc-per-node N --no-python <project> train ...
   keeps its rank-strided share (``shard``), so N ranks with per-rank batch B/N see exactly what one
   process with batch B sees, and a checkpoint resumes on any world size.
 - Logging, plots, checkpoints and run folders happen on rank 0 only; metrics are averaged across ranks.
+- ``shard_fsdp`` (a trainer's ``--fsdp``): instead of a full copy of the model per rank (DDP),
+  PyTorch's FSDP2 ``fully_shard`` splits every parameter, its gradient and its optimizer state
+  across the ranks, and gathers a block's weights only while that block runs. Checkpoints are
+  gathered (``gathered_state``): one file with whole tensors, the same weights any run writes,
+  resumed on any number of ranks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dnf
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 
@@ -121,8 +136,45 @@ def shard(batch: Any, batch_size: int | None = None) -> Any:
     return batch
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def shard_fsdp(model: nn.Module, units: list[nn.Module], device: torch.device) -> nn.Module:
+    """FSDP2 over every rank: each of ``units`` (a transformer's blocks) is its own shard group,
+    then the model itself (embeddings, final norm, head). In place, before the optimizer is built
+    (the parameters become ``DTensor`` shards). One process: the model as it is."""
     if not is_distributed():
+        return model
+    mesh = init_device_mesh(device.type, (world_size(),))
+    for unit in units:
+        fully_shard(unit, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+GATHERED = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def gathered_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """A sharded model's and optimizer's state as whole tensors on rank 0 (every rank must call
+    it: the shards are gathered). The optimizer's state is keyed by parameter name."""
+    return get_model_state_dict(model, options=GATHERED), get_optimizer_state_dict(
+        model, optimizer, options=GATHERED
+    )
+
+
+def load_gathered_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, weights: dict, optim_state: dict
+) -> None:
+    """The reverse of ``gathered_state``: every rank keeps its shard of the whole tensors."""
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    if not is_distributed() or is_sharded(model):  # FSDP2 reduces gradients itself
         return model
     if device.type == "cuda":
         # batch statistics over the GLOBAL batch, so N ranks train like one process (in place:

@@ -233,6 +233,7 @@ def load_final_weights(
         best = load_checkpoint(
             path, project=task.project, required=task.checkpoint_keys, map_location=device
         )
-        trainer.model.load_state_dict(best["model"])
+        if not trainer.sharded:  # (a sharded model loads on every rank at once, not here)
+            trainer.model.load_state_dict(best["model"])
         step, epoch = int(best["step"]), int(best.get("epoch", 0))
     return Outcome(run, trainer, result, ckpt, path, step, epoch, device)

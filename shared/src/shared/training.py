@@ -30,7 +30,17 @@ from torch import nn
 from shared import signals
 from shared.checkpoint import CheckpointManager, check_optimizer_state, check_weights_fit
 from shared.device import rng_state, set_rng_state
-from shared.distributed import all_reduce_mean, any_rank, is_distributed, is_main, shard, wrap_ddp
+from shared.distributed import (
+    all_reduce_mean,
+    any_rank,
+    gathered_state,
+    is_distributed,
+    is_main,
+    is_sharded,
+    load_gathered_state,
+    shard,
+    wrap_ddp,
+)
 from shared.errors import Terminated
 from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import info, progress
@@ -75,6 +85,7 @@ class Trainer:
         self.clip_grad = clip_grad
         self.step = 0
         self.epoch = 0
+        self.sharded = is_sharded(self.model)  # --fsdp: state is gathered from every rank
 
     def rewrap(self) -> None:
         """(Re)build the training wrapper: needed after changing which parameters require
@@ -107,9 +118,8 @@ class Trainer:
                 totals[key] = totals[key] + value if key in totals else value
         if self.clip_grad:
             self.scaler.unscale_(self.optimizer)
-            totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), self.clip_grad
-            ).detach()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
+            totals["grad_norm"] = (norm.full_tensor() if self.sharded else norm).detach()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -123,9 +133,15 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs. Under FSDP every rank must call it (the shards are gathered
+        into whole tensors on rank 0); otherwise it is cheap (references, no copies)."""
+        if self.sharded:
+            model, optimizer = gathered_state(self.model, self.optimizer)
+        else:
+            model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model,
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "step": self.step,
@@ -134,8 +150,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], *, restore_rng: bool = True) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            load_gathered_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -269,8 +288,11 @@ def fit(
     main = is_main()
 
     def save(metrics: dict[str, float] | None = None) -> None:
-        if checkpoints is not None and main:
-            checkpoints.save({**trainer.state_dict(), **(extra_state or {})}, metrics)
+        if checkpoints is None or not (main or trainer.sharded):
+            return
+        state = trainer.state_dict()  # under FSDP every rank takes part in gathering it
+        if main:
+            checkpoints.save({**state, **(extra_state or {})}, metrics)
 
     def do_eval() -> None:
         nonlocal last_eval
@@ -352,6 +374,8 @@ def fit(
     except Terminated:
         raise
     except KeyboardInterrupt as exc:
+        if trainer.sharded:  # gathering shards needs every rank at the same point
+            raise KeyboardInterrupt("stopped; last.pt is the last checkpoint saved") from exc
         save()
         raise KeyboardInterrupt(f"saved last.pt at step {trainer.step}") from exc
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.cli import command_function
 from testkit.imports import heavy_help_imports
 
 
@@ -27,7 +28,14 @@ class HelpFacts:
 
 def cli_help(main: Callable, commands: dict, module: str, capsys) -> HelpFacts:
     """Runs ``--help`` in process, ``python -m <module> --help``, and each ``--help`` in a fresh
-    interpreter that reports what it imported."""
+    interpreter that reports what it imported. First, every command's ``"module:function"``
+    string must name a function (a typo there would fail only when a user runs the command)."""
+    unresolved = [
+        f"{name}: {cmd.run}"
+        for name, cmd in commands.items()
+        if not callable(command_function(cmd.run))
+    ]
+    assert not unresolved, unresolved
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0

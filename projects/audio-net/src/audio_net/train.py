@@ -37,7 +37,7 @@ from audio_net.dataset import (
 )
 from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import Features
-from audio_net.inference import PROJECT
+from audio_net.inference import CHECKPOINT_KEYS, PROJECT
 from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.batching import EpochBatches
 from shared.device import make_generator, select_device
@@ -52,9 +52,12 @@ from shared.runs import Run
 from shared.schedules import warmup_cosine_factor
 from shared.training import Cadence, Callback, Trainer
 
+# step s's augmentation draws from a generator seeded (seed, AUGMENT_STREAM + s): a stream apart
+# from the batch order's, both pure functions of the step (exact resume)
+AUGMENT_STREAM = 10_000_000
+
 # --epochs auto: at least 30 epochs and 2,000 steps; --patience: 10 epochs or 400 steps
 LENGTH = AutoLength(min_epochs=30, min_steps=2000, patience_epochs=10, patience_steps=400)
-CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "config", "backbone")
 
 
 def make_split(cfg: TrainConfig, clips: list[Clip]) -> dict[str, list[str]]:
@@ -85,7 +88,9 @@ class WindowBatches:
         y = self.y[idx]
         if self.aug is None:
             return [(x, F.one_hot(y, self.classes).float())]
-        return [augment(x, y, self.aug, make_generator(self.seed, 10_000_000 + step), self.classes)]
+        return [
+            augment(x, y, self.aug, make_generator(self.seed, AUGMENT_STREAM + step), self.classes)
+        ]
 
 
 class FreezeBody(Callback):
@@ -175,7 +180,7 @@ class AudioTask(TrainingTask):
     Subclasses train a cross-validation fold or the final model on clips already loaded."""
 
     project = PROJECT
-    checkpoint_keys = CHECKPOINT_KEYS
+    checkpoint_keys = (*CHECKPOINT_KEYS, "config")  # what predict needs, and the run's flags
     settings_fixed_on_resume = ("model", "model_source", "window_seconds", "hop_seconds", "n_mels")
 
     early_stops = True  # validation may stop the run (never where it is the scored set)

@@ -16,7 +16,9 @@ with bf16 and with int8 weights (``--weights``; int8 on the CPU only, by the ker
 gets: ``generate_int8_kernel``), each eager and compiled (``_compiled``; fbgemm's dynamic int8 runs
 eagerly only), all interleaved round by round, and ``generate_int8_speedup``: the fastest int8 path
 over the fp32 eager path; and four samples drawn in one batch against one after another
-(``generate_batched_speedup``).
+(``generate_batched_speedup``). On a CPU the machine is named (``cpu_vendor``, ``cpu_model``,
+``cpu_capability``, ``cpu_flags``, ``cpu_blas``) with the library each path ran in
+(``generate_kernels``): the same figures differ from an Intel Xeon to an AMD EPYC.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
-from shared.device import device_name, seed_everything, select_device
+from shared.device import cpu_facts, device_name, seed_everything, select_device
 from shared.precision import autocast, resolve_precision
 from shared.runs import Run
 from shared.training import Trainer
@@ -247,9 +249,28 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
             out[f"generate_tokens_per_s_{name}"] = rate(name)
             out[f"generate_roofline_fraction_{name}"] = roofline(name)
     out["generate_int8_kernel"] = int8.kernel_of(kinds["int8"]) if "int8" in kinds else None
+    out["generate_kernels"] = kernels(device, out["generate_int8_kernel"])
     fastest_int8 = max((v for k, v in tps.items() if k.startswith("int8") and v), default=None)
     out["generate_int8_speedup"] = None if fastest_int8 is None else round(fastest_int8 / fp32, 2)
     return out
+
+
+def kernels(device: torch.device, int8_kernel: str | None) -> dict[str, str | None]:
+    """The library each generation path's matrix-vector products run in. Eager and compiled
+    alike: Inductor (without max-autotune) calls the same library for a product."""
+    if device.type != "cpu":
+        return {"fp32": f"{device.type} BLAS", "bf16": f"{device.type} BLAS", "int8": None}
+    facts = cpu_facts()
+    bf16_isa = next((f for f in ("amx_bf16", "avx512_bf16") if f in facts["cpu_flags"]), None)
+    return {
+        "fp32": f"{facts['cpu_blas']} sgemv (aten linear)",
+        "bf16": f"oneDNN matmul ({bf16_isa or 'no bf16 instructions: converted in software'})",
+        "int8": None if int8_kernel is None else f"{int8_kernel} ({int8.__name__})",
+    }
+
+
+def machine_facts(device: torch.device) -> dict:
+    return {"device": device_name(device), **(cpu_facts() if device.type == "cpu" else {})}
 
 
 def run_finetune_bench(cfg: BenchConfig, device) -> int:
@@ -259,7 +280,7 @@ def run_finetune_bench(cfg: BenchConfig, device) -> int:
     result = finetune_bench(
         cfg.shape, cfg.context, cfg.finetune_batch, cfg.rank, steps, device, cfg.grad_checkpoint
     )
-    run.finish({"device": device_name(device), **result})
+    run.finish({**machine_facts(device), **result})
     return 0
 
 
@@ -293,7 +314,7 @@ def run_bench(cfg: BenchConfig) -> int:
     long = cfg.new_tokens
     run.finish(
         {
-            "device": device_name(device),
+            **machine_facts(device),
             "preset": cfg.preset,
             "params_m": round(model.num_params() / 1e6, 2),
             "vocab_size": cfg.vocab_size,

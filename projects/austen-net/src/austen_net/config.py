@@ -99,6 +99,11 @@ class TrainConfig(RunConfig, CorpusOptions):
         "activation checkpointing: keep each block's input only and recompute its activations "
         "in the backward pass (less memory for long contexts, about a third more compute)",
     )
+    fsdp: bool = arg(
+        False,
+        "under torchrun: shard weights, gradients and AdamW state across the processes (FSDP2) "
+        "instead of a full copy each (DDP), for a full fine-tune larger than one device",
+    )
     lora_rank: int = arg(
         0,
         "train low-rank adapters (LoRA) of this rank beside the frozen --init-from weights: "
@@ -141,6 +146,11 @@ class TrainConfig(RunConfig, CorpusOptions):
             raise UserError("--lr must be positive")
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
+        if self.fsdp and self.lora_rank:
+            raise UserError(
+                "--fsdp shards a full fine-tune; LoRA's adapters are megabytes: run it under "
+                "torchrun without --fsdp (each process keeps the frozen base, DDP averages them)"
+            )
         if self.lora_rank and not self.init_from:
             raise UserError("--lora-rank adapts a pretrained model: add --init-from SOURCE")
         unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
@@ -168,12 +178,13 @@ class EvaluateConfig(RunConfig, CorpusOptions):
 @dataclass
 class GenerateConfig:
     checkpoint: Path | None = arg(None, "checkpoint written by 'austen-net train'", required=True)
-    weights: Literal["fp32", "bf16", "int8"] = arg(
-        "fp32",
-        "weights to generate with: as trained (fp32), bf16, or int8 (the Linear layers' weights "
-        "in int8, one scale per output channel, CPU only: PyTorch's weight-only int8 kernel, "
-        "compiled with the decode step, on CPUs with AVX-512, else fbgemm's dynamic int8, "
-        "eager): fewer bytes read per token",
+    weights: Literal["auto", "fp32", "bf16", "int8"] = arg(
+        "auto",
+        "weights to generate with: auto (the fastest on this machine within +0.005 bits/char of "
+        "fp32 on the run's validation text, measured once and cached), as trained (fp32), bf16, "
+        "or int8 (the Linear layers' weights in int8, one scale per output channel, CPU only: "
+        "PyTorch's weight-only int8 kernel, compiled with the decode step, on CPUs with AVX-512, "
+        "else fbgemm's dynamic int8, eager): fewer bytes read per token",
     )
     prompt: str = arg("", "text to continue (empty: start a new paragraph)", parse=valid_text)
     max_new_tokens: int = arg(500, "tokens to generate per sample")
@@ -274,3 +285,7 @@ class DataConfig(DataCommandConfig, CorpusOptions):
 @dataclass
 class DemoConfig(DemoOptions):
     """Stream text in the style the model learned and score pasted text in a browser page (Gradio, local only)."""
+
+    weights: Literal["auto", "fp32", "bf16", "int8"] = arg(
+        "auto", "weights to write with, as 'generate --weights' (auto: the fastest within bounds)"
+    )

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
+from austen_net.config import DemoConfig
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
+from austen_net.weights import choose_weights
 from shared.config import SEED_RANGE, DemoOptions, checked_number
 from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
@@ -45,8 +47,10 @@ def check_text(tok: Tokenizer, text: str, what: str, limit: int) -> None:
 
 
 class Writer:
-    def __init__(self, checkpoint: Path, device: torch.device) -> None:
-        self.model, self.tok, self.state = load_model(checkpoint, device)
+    def __init__(self, checkpoint: Path, device: torch.device, weights: str = "fp32") -> None:
+        if weights == "auto":
+            weights = choose_weights(checkpoint, device)
+        self.model, self.tok, self.state = load_model(checkpoint, device, weights)
         self.model.eval()
         self.device = device
         self.step = None
@@ -119,12 +123,12 @@ def score_sentence(result: dict, val_bpc: float | None) -> str:
     return text + "."
 
 
-def build_app(opts: DemoOptions):
+def build_app(opts: DemoConfig):
     """Two tabs: write from a prompt (streamed), score a pasted text in bits per character."""
     served = find_run(PROJECT, opts, train_command="austen-net train")
     gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     device = select_device(opts.device)
-    writer = Writer(served.checkpoint, device)
+    writer = Writer(served.checkpoint, device, opts.weights)
     cfg = writer.model.cfg
     name, trained_on = text_names(writer.state)
     with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:
@@ -213,5 +217,5 @@ def score_tab(gr, opts: DemoOptions, writer: Writer, val_bpc: float | None) -> N
     gr.Button("Score", variant="primary").click(score, pasted, [sentence, bpc], api_name="score")
 
 
-def run_demo(opts: DemoOptions) -> int:
+def run_demo(opts: DemoConfig) -> int:
     return serve(build_app(opts), opts)

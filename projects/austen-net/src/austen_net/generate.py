@@ -10,6 +10,7 @@ import torch
 from austen_net.config import GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
+from austen_net.weights import choose_weights
 from shared.device import select_device
 from shared.errors import Terminated, UserError
 from shared.progress import info
@@ -62,7 +63,8 @@ def generate(cfg: GenerateConfig, out=None) -> int:
     if cfg.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
     device = select_device(cfg.device)
-    model, tok, _ = load_model(cfg.checkpoint, device, cfg.weights)
+    weights = choose_weights(cfg.checkpoint, device) if cfg.weights == "auto" else cfg.weights
+    model, tok, _ = load_model(cfg.checkpoint, device, weights)
     step = decode_step(model, cfg, device)
     generator = torch.Generator(device="cpu")
     if cfg.seed is not None:
@@ -94,7 +96,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
                 return 0  # Ctrl-C is how an --infinite story ends
             first += rows
     finally:
-        info(speed.line(cfg.weights, step is not None, device))
+        info(speed.line(weights, step is not None, device))
     return 0
 
 

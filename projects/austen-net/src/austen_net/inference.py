@@ -157,19 +157,23 @@ def lora_run(state: dict) -> bool:
     return isinstance(config, dict) and bool(config.get("lora_rank"))
 
 
-def pretrained_model(source: str, block_size: int | None, quiet: bool):
+def pretrained_model(
+    source: str, block_size: int | None, quiet: bool, dtype: torch.dtype = torch.float32
+):
     """(model, tokenizer) of an ``--init-from`` source: a transformers folder, a Hub name or an
-    austen-net checkpoint."""
+    austen-net checkpoint; its weights in ``dtype``."""
     if Path(source).is_file():
         model, tok, _ = load_model(Path(source), "cpu")
-        return model, tok
-    model, tok, _ = load_pretrained(source, block_size=block_size, quiet=quiet)
+        return model.to(dtype), tok
+    model, tok, _ = load_pretrained(source, block_size=block_size, quiet=quiet, dtype=dtype)
     return model, tok
 
 
-def base_weights(source: str, block_size: int, quiet: bool) -> dict:
+def base_weights(
+    source: str, block_size: int, quiet: bool, dtype: torch.dtype = torch.float32
+) -> dict:
     """A LoRA run's frozen weights, from its ``--init-from`` source, cut to its context."""
-    model, _ = pretrained_model(source, block_size, quiet)
+    model, _ = pretrained_model(source, block_size, quiet, dtype)
     weights = model.state_dict()
     if "pos_emb.weight" in weights:
         weights["pos_emb.weight"] = weights["pos_emb.weight"][:block_size]
@@ -187,8 +191,7 @@ def adapted_model(state: dict, cfg: GPTConfig, path, merge: bool) -> GPT:
             f"{path}: its adapters were trained on another version of {config['init_from']} "
             "(the base weights' fingerprint differs)"
         )
-    model = GPT(cfg)
-    model.load_state_dict(start)
+    model = model_from_checkpoint(lambda: GPT(cfg), start, path, assign=True)
     try:
         apply_lora(model, settings_from(config))
     except (KeyError, TypeError, ValueError) as exc:

@@ -226,11 +226,13 @@ def freeze_into_buffers(model: nn.Module) -> None:
     """Every frozen parameter becomes a non-persistent buffer: the optimizer, DDP and
     ``state_dict`` (so every checkpoint) then see the adapters alone; the frozen weights come back
     from the base model each time the run is loaded. Tied weights stay one tensor."""
+    frozen: dict[int, torch.Tensor] = {}  # one buffer for a tied weight, as it was one parameter
     for module in model.modules():
         for name, p in list(module._parameters.items()):
             if p is not None and not p.requires_grad:
                 del module._parameters[name]
-                module.register_buffer(name, p.detach(), persistent=False)
+                buffer = frozen.setdefault(id(p), p.detach())
+                module.register_buffer(name, buffer, persistent=False)
 
 
 def settings_from(config: dict) -> LoRASettings:
@@ -244,15 +246,17 @@ def settings_from(config: dict) -> LoRASettings:
 
 
 def fingerprint(weights: dict[str, torch.Tensor]) -> str:
-    """A quick identity of a base model's weights (names, shapes, dtypes, and the first and last
-    bytes of every tensor): a LoRA checkpoint names the base it needs, and a different model
-    under the same name (a new revision on the Hub) is refused instead of silently adapted."""
+    """A quick identity of a base model's weights (names, shapes, and the first and last 1024
+    values of every tensor, rounded to bf16 so that the base loaded in bf16 for training and in
+    fp32 for generation is the same base): a LoRA checkpoint names the base it needs, and a
+    different model under the same name (a new revision on the Hub) is refused instead of
+    silently adapted."""
     h = hashlib.sha256()
     for name in sorted(weights):
-        t = weights[name].detach().to("cpu", torch.float32).contiguous().view(-1)
+        t = weights[name].detach().reshape(-1)
         h.update(f"{name}|{tuple(weights[name].shape)}|".encode())
-        h.update(t[:1024].numpy().tobytes())
-        h.update(t[-1024:].numpy().tobytes())
+        for part in (t[:1024], t[-1024:]):
+            h.update(part.to("cpu", torch.bfloat16).float().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from austen_net.loss import linear_cross_entropy
 from shared.layers import Dropout
 from shared.optim import adamw, decay_groups
 
@@ -299,9 +300,12 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         start: int = 0,
         last_only: bool = False,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T) placed at positions ``start..start+T``;
-        (B, 1, vocab) for the last position alone with ``last_only`` (generation)."""
+        (B, 1, vocab) for the last position alone with ``last_only`` (generation). With
+        ``targets`` (B, T): the mean next-token cross-entropy instead, computed a chunk of rows
+        at a time so the logits never exist whole (loss.py)."""
         t = idx.shape[1]
         if start + t > self.cfg.block_size:
             raise ValueError(f"{start + t} tokens exceed the context of {self.cfg.block_size}")
@@ -317,6 +321,10 @@ class GPT(nn.Module):
                 x = block(x, cache, start)
         if last_only:
             x = x[:, -1:]
+        if targets is not None:
+            return linear_cross_entropy(
+                self.norm(x).flatten(0, 1), self.head.weight, targets.flatten()
+            )
         return self.head(self.norm(x))
 
     def decode_step(self, idx: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:

@@ -326,6 +326,15 @@ def llama_weights(w: dict, cfg: GPTConfig) -> dict[str, torch.Tensor]:
     return sd
 
 
+def converted(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Each tensor in ``dtype``, contiguous, converted once even where two names share it."""
+    done: dict[int, torch.Tensor] = {}
+    for t in sd.values():
+        if id(t) not in done:
+            done[id(t)] = t.to(dtype).contiguous()
+    return {k: done[id(t)] for k, t in sd.items()}
+
+
 def tokenizer_of(folder: Path) -> HFTokenizer:
     path = folder / "tokenizer.json"
     if not path.exists() and not path.is_symlink():
@@ -349,9 +358,16 @@ def tokenizer_of(folder: Path) -> HFTokenizer:
 
 
 def load_pretrained(
-    source: str, *, block_size: int | None = None, dropout: float = 0.0, quiet: bool = False
+    source: str,
+    *,
+    block_size: int | None = None,
+    dropout: float = 0.0,
+    quiet: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[GPT, HFTokenizer, dict]:
-    """(our GPT with the source's weights in fp32, its tokenizer, what was imported)."""
+    """(our GPT with the source's weights in ``dtype``, its tokenizer, what was imported). The
+    model takes the converted tensors themselves: at most the file's tensors and the model exist
+    at once (a LoRA base in bf16 never passes through fp32)."""
     require_pretrained()
     folder = source_folder(source, quiet)
     config = read_json(folder / "config.json")
@@ -366,14 +382,15 @@ def load_pretrained(
     raw = read_safetensors(folder)
     try:
         sd = (gpt2_weights if arch == "gpt2" else llama_weights)(raw, cfg)
-        sd = {k: v.float() for k, v in sd.items()}
+        sd = converted(sd, dtype)
+        del raw
     except KeyError as exc:
         raise UserError(f"{folder}: the weights lack {exc.args[0]} ({arch} layout)") from exc
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # a tensor of the wrong rank
         raise UserError(f"{folder}: weights that do not fit its config.json ({exc})") from exc
     # shapes checked against a model built on the meta device first: memory follows the weights
     # in the files, never a config that asks for a 262,144-token vocabulary 4,096 wide
-    model = model_from_checkpoint(lambda: GPT(cfg), sd, folder)
+    model = model_from_checkpoint(lambda: GPT(cfg), sd, folder, assign=True)
     about = {
         "source": source,
         "folder": str(folder),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import torch
+
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import describe_text, split_corpus, training_works
 from austen_net.data import (
@@ -33,8 +35,9 @@ from austen_net.lora import (
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
 from austen_net.tokenizer import build_tokenizer
-from shared.checkpoint import run_data_settings
-from shared.distributed import world_size
+from shared.checkpoint import model_from_checkpoint, run_data_settings
+from shared.device import large_allocations_from_os
+from shared.distributed import shard_fsdp, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
 from shared.paths import cache_root
@@ -81,7 +84,7 @@ def initial_weights(cfg: TrainConfig):
     that says otherwise is refused. The context is ``--block-size`` (at most the source's) or
     ``FINETUNE_CONTEXT``: a learned position table keeps its first rows, RoPE needs nothing."""
     source = cfg.init_from
-    model, tok = pretrained_model(source, cfg.block_size, cfg.quiet)
+    model, tok = pretrained_model(source, cfg.block_size, cfg.quiet, base_dtype(cfg))
     for name in ("n_layer", "n_head", "n_embd"):
         given = getattr(cfg, name)
         if given is not None and given != getattr(model.cfg, name):
@@ -118,7 +121,9 @@ class AustenTask(TrainingTask):
 
     def load_text_and_model(self, cfg: TrainConfig, device, resumed, resume_path) -> None:
         """The works and their split, the tokenizer (the resumed run's, a pretrained model's or a
-        new one), the token streams on the device, and the GPT."""
+        new one), the token streams on the device, and the GPT (sharded under ``--fsdp``)."""
+        if device.type == "cpu":  # less resident memory, no slower (NOTES.md, "LoRA")
+            large_allocations_from_os()
         works = training_works(
             cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
         )
@@ -129,7 +134,9 @@ class AustenTask(TrainingTask):
             self.gpt_cfg = checked_config(resumed, resume_path)
             self.tok = checked_tokenizer(resumed, resume_path, self.gpt_cfg.vocab_size)
             if cfg.lora_rank:  # the checkpoint holds the adapters: the base comes from its source
-                start = base_weights(cfg.init_from, self.gpt_cfg.block_size, cfg.quiet)
+                start = base_weights(
+                    cfg.init_from, self.gpt_cfg.block_size, cfg.quiet, base_dtype(cfg)
+                )
         elif cfg.init_from:
             self.gpt_cfg, self.tok, start = initial_weights(cfg)
         else:
@@ -137,13 +144,18 @@ class AustenTask(TrainingTask):
             self.tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
             self.gpt_cfg = model_config(cfg, self.tok.vocab_size)
         self.encode(cfg, device)
-        self.model = GPT(self.gpt_cfg)
-        if start is not None:
-            self.model.load_state_dict(start)
+        if start is None:
+            self.model = GPT(self.gpt_cfg)
+        else:  # the model takes the loaded tensors: a bf16 LoRA base never exists in fp32
+            self.model = model_from_checkpoint(
+                lambda: GPT(self.gpt_cfg), start, cfg.init_from, assign=True
+            )
         self.model.grad_checkpoint = cfg.grad_checkpoint
         self.lora = None
         if cfg.lora_rank:
             self.lora = with_adapters(self.model, cfg, start, resumed, resume_path)
+        if cfg.fsdp:  # before the optimizer: its parameters become this rank's shards
+            shard_fsdp(self.model.to(device), list(self.model.blocks), device)
         info(
             f"model: {self.model.num_params() / 1e6:.2f}M parameters, {self.gpt_cfg.n_layer} "
             f"layers, {self.gpt_cfg.n_embd} wide, context {self.gpt_cfg.block_size}",
@@ -278,6 +290,11 @@ def with_adapters(model: GPT, cfg: TrainConfig, start: dict, resumed, resume_pat
         raise UserError(f"--lora-rank: {exc}") from None
     freeze_into_buffers(model)
     return {"base": cfg.init_from, "base_fingerprint": print_, "base_dtype": cfg.lora_base}
+
+
+def base_dtype(cfg: TrainConfig) -> torch.dtype:
+    """The dtype the --init-from weights are loaded in: LoRA's --lora-base, else fp32."""
+    return BASE_DTYPES[cfg.lora_base] if cfg.lora_rank else torch.float32
 
 
 def preset_name(cfg: TrainConfig) -> str:

@@ -41,6 +41,10 @@ from shared.runs import Run
 from shared.schedules import one_cycle
 from shared.training import Cadence, Trainer
 
+# step s's random affine transforms draw from a generator seeded (seed, AFFINE_STREAM + s): a
+# stream apart from the batch order's, both pure functions of the step (exact resume)
+AFFINE_STREAM = 1_000_000
+
 
 @dataclass
 class DeviceSplit:
@@ -77,7 +81,7 @@ class OnDeviceBatches:
         idx = self.order.indices(step)
         x = self.data.x[idx]
         if self.augment:
-            x = random_affine(x, make_generator(self.seed, 1_000_000 + step))
+            x = random_affine(x, make_generator(self.seed, AFFINE_STREAM + step))
         return [(normalize(x), self.data.y[idx])]
 
 

@@ -42,6 +42,10 @@ from shared.runs import Run
 from shared.schedules import warmup_cosine
 from shared.training import Cadence, Trainer
 
+# step s's caption for each video is drawn from a generator seeded (seed, CAPTION_STREAM + s): a
+# stream apart from the batch order's, both pure functions of the step (exact resume)
+CAPTION_STREAM = 5_000_000
+
 # --epochs auto: at least 10 epochs and 500 steps; --patience: 10 epochs or 100 steps
 LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_steps=100)
 
@@ -127,7 +131,7 @@ class ContrastiveBatches:
     def select(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
         """(video rows, caption indices, the step's generator)."""
         idx = self.rows[self.order.indices(step)]
-        g = make_generator(self.seed, 5_000_000 + step)
+        g = make_generator(self.seed, CAPTION_STREAM + step)
         lo, hi = self.data.caption_start[idx], self.data.caption_start[idx + 1]
         return idx, lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long(), g
 

@@ -1,0 +1,143 @@
+"""``--weights auto``: the fastest weights on this machine that do not cost quality.
+
+fp32, bf16 and int8 (CPU only) are each loaded and measured once per checkpoint and machine:
+bits per character on the run's own validation text (the first ``SCORED_TOKENS`` tokens' worth of
+windows, spread over the split, the same for every candidate) and tokens/s of an eager batch-1
+greedy decode. Among the candidates within ``BOUND`` bits/char of fp32 the fastest wins. Which
+one wins depends on the machine: bf16 and int8 halve and quarter the bytes a token reads, which is
+what batch-1 generation waits on, where the CPU's kernels stream them fast; fp32 wins where they
+do not. The choice and its reason are cached (``<data root>/cache/austen-net/weights``) and
+logged; without the run's validation text there is nothing to check the bound on and fp32 is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from austen_net.corpus import split_corpus, training_works
+from austen_net.data import predicted_chars, total_nll
+from austen_net.inference import PROJECT, load_model
+from shared.atomic import write_json
+from shared.errors import UserError
+from shared.paths import cache_root
+from shared.progress import info
+
+BOUND = 0.005  # bits/char above fp32's that a faster path may cost
+SCORED_TOKENS = 16_384
+TIMED_TOKENS = 128
+REPEATS = 3
+
+
+def candidates(device: torch.device) -> list[str]:
+    return ["fp32", "bf16", "int8"] if device.type == "cpu" else ["fp32", "bf16"]
+
+
+def machine() -> str:
+    """What the choice depends on besides the checkpoint: the processor, torch, the device."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    return f"{cpu}|{torch.get_num_threads()} threads|torch {torch.__version__}"
+
+
+def cache_file(checkpoint: Path, device: torch.device) -> Path:
+    stat = checkpoint.stat()
+    key = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{device}|{machine()}"
+    return cache_root(PROJECT) / "weights" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def validation_texts(state: dict) -> list[str] | None:
+    """The run's validation split, found again from its config (None when its text is gone)."""
+    trained = state.get("config") or {}
+    own = [Path(p) for p in trained.get("text") or []]
+    try:
+        if own:
+            works = training_works(own, None, None, quiet=True)
+        else:
+            folders = [trained.get(k) for k in ("corpus_dir", "data_dir")]
+            corpus_dir, data_dir = (Path(f) if f else None for f in folders)
+            works = training_works([], corpus_dir, data_dir, quiet=True, download=False)
+        split = split_corpus(
+            works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))
+        )
+    except (UserError, OSError, TypeError, ValueError):
+        return None
+    return split.val or None
+
+
+def measure_candidate(model, tok, texts: list[str], device: torch.device) -> dict:
+    """A loaded candidate's bits/char (on up to ``SCORED_TOKENS`` validation tokens, the same
+    windows for every candidate) and tokens/s of an eager greedy decode (the best of
+    ``REPEATS`` runs of ``TIMED_TOKENS``)."""
+    streams = [torch.from_numpy(tok.encode_array(t)).to(device) for t in texts]
+    streams = [s for s in streams if len(s) > 1]
+    chars_per_token = predicted_chars(tok, texts, streams) / sum(len(s) - 1 for s in streams)
+    nll, count = total_nll(
+        model, streams, model.cfg.block_size, 8, contextlib.nullcontext, SCORED_TOKENS
+    )
+    bpc = nll / max(count, 1) / chars_per_token / math.log(2)
+    idx = streams[0][None, :8]
+    for _ in model.generate(idx, 4, temperature=0):  # warm-up
+        pass
+    best = math.inf
+    for _ in range(REPEATS):  # the best of a few: what the machine can do, not its noise
+        t0 = time.perf_counter()
+        for _ in model.generate(idx, TIMED_TOKENS, temperature=0):
+            pass
+        best = min(best, time.perf_counter() - t0)
+    return {"bpc": round(bpc, 5), "tokens_per_s": round(TIMED_TOKENS / best, 1)}
+
+
+def pick(measured: dict[str, dict]) -> tuple[str, str]:
+    """The fastest candidate within ``BOUND`` bits/char of fp32, and why, in one sentence."""
+    floor = measured["fp32"]["bpc"] + BOUND
+    fine = [k for k, m in measured.items() if m["bpc"] <= floor]
+    best = max(fine, key=lambda k: measured[k]["tokens_per_s"])
+    figures = ", ".join(
+        f"{k} {m['tokens_per_s']:,.0f} tok/s {round(m['bpc'] - measured['fp32']['bpc'], 4) + 0:+.4f}"
+        " bits/char"
+        for k, m in measured.items()
+    )
+    return best, f"fastest within +{BOUND} bits/char of fp32: {figures}"
+
+
+def choose_weights(checkpoint: Path, device: torch.device) -> str:
+    """``--weights auto``: the cached choice for this checkpoint and machine, else measured now
+    (by ``measure_candidate``, which the tests replace to force a choice with made-up figures)."""
+    if not Path(checkpoint).is_file():
+        return "fp32"  # load_model says what is wrong with the path
+    path = cache_file(Path(checkpoint), device)
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            info(f"weights: {saved['weights']} ({saved['reason']}; measured before)")
+            return saved["weights"]
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is measured again
+    model, tok, state = load_model(checkpoint, device, "fp32")
+    texts = validation_texts(state)
+    if texts is None:
+        info("weights: fp32 (the run's validation text is not here to check bf16 and int8 on)")
+        return "fp32"
+    info("weights auto: measuring fp32, bf16 and int8 once for this checkpoint and machine")
+    measured = {"fp32": measure_candidate(model, tok, texts, device)}
+    for kind in candidates(device)[1:]:
+        model, tok, _ = load_model(checkpoint, device, kind)
+        measured[kind] = measure_candidate(model, tok, texts, device)
+    chosen, reason = pick(measured)
+    write_json(path, {"weights": chosen, "reason": reason, "machine": machine(), **measured})
+    info(f"weights: {chosen} ({reason})")
+    return chosen

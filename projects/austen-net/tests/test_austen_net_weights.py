@@ -1,0 +1,78 @@
+"""``--weights auto``: the fastest weights within the bits/char bound, measured once, cached."""
+
+import pytest
+import torch
+
+from austen_net import weights
+from austen_net.cli import main
+from austen_net.demo import Writer
+
+TRAIN = ["train", "--preset", "tiny", "--tokenizer", "char", "--max-steps", "20", "--quiet"]
+
+
+def figures(fp32, bf16, int8):
+    return {"fp32": fp32, "bf16": bf16, "int8": int8}
+
+
+def test_the_fastest_within_the_bound_wins():
+    m = figures(
+        {"bpc": 2.0, "tokens_per_s": 100.0},
+        {"bpc": 2.004, "tokens_per_s": 250.0},
+        {"bpc": 2.02, "tokens_per_s": 900.0},  # fastest, but 0.02 bits/char worse
+    )
+    chosen, reason = weights.pick(m)
+    assert chosen == "bf16" and "int8 900 tok/s +0.0200 bits/char" in reason
+    m["int8"]["bpc"] = 2.001
+    assert weights.pick(m)[0] == "int8"
+    m["fp32"]["tokens_per_s"] = 1000.0  # where fp32's kernel streams fastest, fp32 stays
+    assert weights.pick(m)[0] == "fp32"
+
+
+@pytest.fixture()
+def run(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--corpus-dir", str(corpus), "--out", str(out)]) == 0
+    return out / "checkpoints" / "best.pt"
+
+
+def test_generate_and_demo_start_with_the_choice_measured_once(run, monkeypatch, capsys):
+    measured = []
+
+    def fake(model, tok, texts, device):  # bf16 made the fastest within the bound
+        kind = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(model.head.weight.dtype, "int8")
+        measured.append(kind)
+        assert texts and all(isinstance(t, str) for t in texts)  # the run's validation split
+        speed = {"fp32": 100.0, "bf16": 300.0, "int8": 500.0}[kind]
+        return {"bpc": {"fp32": 3.0, "bf16": 3.001, "int8": 3.1}[kind], "tokens_per_s": speed}
+
+    monkeypatch.setattr(weights, "measure_candidate", fake)
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(run), "--max-new-tokens", "8", "--seed", "1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert sorted(measured) == ["bf16", "fp32", "int8"]
+    assert "weights: bf16 (fastest within +0.005 bits/char of fp32" in err
+    assert "tokens/s (bf16 weights" in err
+    assert main(argv) == 0  # the second time from the cache: nothing measured again
+    assert len(measured) == 3 and "measured before" in capsys.readouterr().err
+    assert Writer(run, torch.device("cpu"), "auto").model.head.weight.dtype == torch.bfloat16
+    assert main([*argv, "--weights", "fp32"]) == 0  # a forced choice is kept
+    assert "tokens/s (fp32 weights" in capsys.readouterr().err
+
+
+def test_real_measurement_names_every_candidate(run, capsys):
+    chosen = weights.choose_weights(run, torch.device("cpu"))
+    err = capsys.readouterr().err
+    assert chosen in ("fp32", "bf16", "int8")
+    assert all(f"{k} " in err.split("fastest within", 1)[1] for k in ("fp32", "bf16", "int8"))
+
+
+def test_without_the_validation_text_fp32_is_kept(tmp_path, capsys):
+    text = tmp_path / "mine.txt"
+    text.write_text("It was a bright cold day in April, and the clocks were striking. " * 400)
+    out = tmp_path / "own"
+    assert main([*TRAIN, "--text", str(text), "--out", str(out)]) == 0
+    text.unlink()
+    capsys.readouterr()
+    assert weights.choose_weights(out / "checkpoints" / "best.pt", torch.device("cpu")) == "fp32"
+    assert "validation text is not here" in capsys.readouterr().err
