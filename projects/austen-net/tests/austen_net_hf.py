@@ -93,7 +93,7 @@ def gpt2_folder(folder: Path) -> Path:
     return folder
 
 
-def llama_folder(folder: Path) -> Path:
+def llama_folder(folder: Path, **changes) -> Path:
     import transformers
 
     tok = metaspace_tokenizer(corpus_text())
@@ -105,11 +105,18 @@ def llama_folder(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        rope_theta=100000.0,
         max_position_embeddings=128,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
+        **{"rope_theta": 100000.0, "tie_word_embeddings": False, **changes},
     )
     perturbed(transformers.LlamaForCausalLM(config)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def llama3_folder(folder: Path) -> Path:
+    """Llama 3.2's kind: "llama3" RoPE scaling (an original context of 32 positions, so that
+    every regime of the scaling shows within 128), tied embeddings, rope_theta 500000."""
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0}
+    scaling |= {"high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+    return llama_folder(folder, rope_scaling=scaling, rope_theta=500000.0, tie_word_embeddings=True)

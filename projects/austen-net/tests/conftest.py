@@ -37,3 +37,12 @@ def llama_folder(tmp_path_factory):
     from austen_net_hf import llama_folder as build
 
     return build(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="module")
+def llama3_folder(tmp_path_factory):
+    """A random Llama 3.2-style model ("llama3" RoPE scaling, tied head) saved by transformers."""
+    pytest.importorskip("transformers")
+    from austen_net_hf import llama3_folder as build
+
+    return build(tmp_path_factory.mktemp("llama3"))

@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 
-@pytest.fixture(params=["gpt2", "llama"])
+@pytest.fixture(params=["gpt2", "llama", "llama3"])
 def source(request):
     return request.getfixturevalue(f"{request.param}_folder")
 
@@ -145,7 +145,8 @@ def test_shape_flags_that_contradict_the_source_are_refused(gpt2_folder, tmp_pat
 def test_what_austen_net_cannot_run_is_refused_by_name(llama_folder, tmp_path, monkeypatch):
     config = json.loads((llama_folder / "config.json").read_text())
     for change, words in (
-        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling"),
+        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope scaling 'linear'"),
+        ({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, "rope scaling 'yarn'"),
         ({"sliding_window": 64, "use_sliding_window": True}, "sliding attention window"),
         ({"attention_bias": True}, "attention_bias"),
         ({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral"}, "MixtralForCausalLM"),

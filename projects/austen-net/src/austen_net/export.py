@@ -61,6 +61,21 @@ def layout_of(model: GPT) -> str:
     return "llama" if layout == LLAMA else "gpt2"
 
 
+def llama3_scaling(c) -> dict:
+    """Llama 3's RoPE scaling as transformers reads it (4.x's ``rope_scaling``; 5.x converts it)."""
+    if c.rope_scaling is None:
+        return {}
+    factor, low, high, original = c.rope_scaling
+    scaling = {"rope_type": "llama3", "factor": factor, "low_freq_factor": low}
+    return {
+        "rope_scaling": {
+            **scaling,
+            "high_freq_factor": high,
+            "original_max_position_embeddings": original,
+        }
+    }
+
+
 def llama_model(model: GPT):
     from transformers import LlamaConfig, LlamaForCausalLM  # optional: the export extra
 
@@ -77,6 +92,7 @@ def llama_model(model: GPT):
         max_position_embeddings=c.block_size,
         rms_norm_eps=model.norm.eps,
         rope_theta=c.rope_theta,
+        **llama3_scaling(c),
         hidden_act="silu",
         attention_bias=False,
         mlp_bias=False,

@@ -48,6 +48,10 @@ CONFIG_BOUNDS = {
     "dropout": (0.0, 1.0),
     "n_kv_head": (0, 1024),
     "rope_theta": (1.0, 1e12),
+    "rope_factor": (0.0, 1e4),
+    "rope_low_freq_factor": (1e-6, 1e4),
+    "rope_high_freq_factor": (1e-6, 1e4),
+    "rope_original_context": (0, 1 << 24),
     "intermediate_size": (0, 1 << 18),
     "norm_eps": (0.0, 1.0),
 }
@@ -61,6 +65,8 @@ def checked_config(state: dict, path: Path | str) -> GPTConfig:
     )
     if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2 or cfg.n_head % cfg.kv_heads:
         raise UserError(f"{path}: n_embd {cfg.n_embd} does not split into {cfg.n_head} heads")
+    if cfg.rope_factor and not cfg.rope_high_freq_factor > cfg.rope_low_freq_factor:
+        raise UserError(f"{path}: its RoPE scaling divides by zero (high <= low frequency factor)")
     weights = state["model"]
     if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
         raise UserError(f"{path}: its model weights are not a mapping of names to tensors")

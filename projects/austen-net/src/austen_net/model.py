@@ -41,12 +41,29 @@ class GPTConfig:
     # checkpoint written before these fields existed loads as it was
     n_kv_head: int = 0  # key/value heads, fewer than n_head: grouped-query attention (0: n_head)
     rope_theta: float = 10000.0  # RoPE's base
+    # Llama 3.1/3.2's "llama3" RoPE scaling (rope_factor 0: none): see rope_frequencies
+    rope_factor: float = 0.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_context: int = 0
     intermediate_size: int = 0  # MLP width (0: 4 x n_embd for GELU, about 8/3 x for SwiGLU)
     norm_eps: float = 0.0  # (0: RMSNorm 1e-6, LayerNorm 1e-5)
     gelu: Literal["exact", "tanh"] = "exact"  # GPT-2's is the tanh approximation
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def rope_scaling(self) -> tuple[float, float, float, int] | None:
+        """(factor, low, high, original context) of Llama 3's RoPE scaling, or None."""
+        if not self.rope_factor:
+            return None
+        return (
+            self.rope_factor,
+            self.rope_low_freq_factor,
+            self.rope_high_freq_factor,
+            self.rope_original_context,
+        )
 
     @property
     def kv_heads(self) -> int:
@@ -82,6 +99,25 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
     return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps or 1e-5, bias=cfg.bias)
 
 
+def rope_frequencies(
+    head_dim: int, base: float, scaling: tuple[float, float, float, int] | None = None
+) -> torch.Tensor:
+    """The rotation speed of each channel pair, ``base^(-2i/D)``. With Llama 3's ``scaling``
+    (factor, low, high, original context): pairs whose wavelength is longer than ``original /
+    low`` turn ``factor`` times slower, those shorter than ``original / high`` are kept, and the
+    band between is interpolated, so the model reads contexts longer than it was trained on."""
+    cpu = torch.device("cpu")
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=cpu).float() / head_dim)
+    if scaling is None:
+        return inv
+    factor, low, high, original = scaling
+    wavelength = 2 * math.pi / inv
+    scaled = torch.where(wavelength > original / low, inv / factor, inv)
+    smooth = (original / wavelength - low) / (high - low)
+    between = (wavelength >= original / high) & (wavelength <= original / low)
+    return torch.where(between, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+
+
 class Rotary(nn.Module):
     """Rotary position embedding: rotates each pair of query/key channels (2i, 2i+1) by the angle
     ``position * base^(-2i/D)``, so the score of a query at i and a key at j depends on i - j only.
@@ -90,12 +126,18 @@ class Rotary(nn.Module):
     multiply per call, with the unit complex numbers computed once for every position.
     """
 
-    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
+    def __init__(
+        self,
+        head_dim: int,
+        max_len: int,
+        base: float = 10000.0,
+        scaling: tuple[float, float, float, int] | None = None,
+    ) -> None:
         super().__init__()
         # computed on the CPU even while a model is probed on the meta device (shared.checkpoint):
         # these meta ops would import torch's compiler stack, a second of startup for generate
         cpu = torch.device("cpu")
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=cpu).float() / head_dim)
+        inv_freq = rope_frequencies(head_dim, base, scaling)
         angles = torch.outer(torch.arange(max_len, device=cpu).float(), inv_freq)
         # (cos, sin) pairs as a REAL buffer: a complex one would lose its imaginary part when the
         # model is cast with ``model.to(torch.bfloat16)``
@@ -261,7 +303,11 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         head_dim = cfg.n_embd // cfg.n_head
-        rotary = Rotary(head_dim, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
+        rotary = (
+            Rotary(head_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling)
+            if cfg.pos == "rope"
+            else None
+        )
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = Dropout(cfg.dropout)

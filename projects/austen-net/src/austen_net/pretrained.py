@@ -173,12 +173,36 @@ def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     )
 
 
+def rope_scaling(c: dict, path: Path) -> dict:
+    """``GPTConfig``'s RoPE fields from ``rope_parameters`` (transformers 5) or ``rope_scaling``:
+    the plain rotation or Llama 3's ("llama3"); any other scaling is refused by name."""
+    parts = [c.get(k) or {} for k in ("rope_parameters", "rope_scaling")]
+    if not all(isinstance(p, dict) for p in parts):
+        refuse(path, f"rope parameters {shown(parts)}")
+    kinds = [p.get("rope_type", p.get("type", "default")) for p in parts]
+    scaled = [p for p, k in zip(parts, kinds, strict=True) if k not in ("default", None)]
+    rope = {**parts[0], **parts[1], **(scaled[0] if scaled else {})}
+    theta = {"rope_theta": rope.get("rope_theta", c.get("rope_theta", 10000.0))}
+    out = {"rope_theta": number(theta, "rope_theta", 10000.0, path, 1e12)}
+    kind = rope.get("rope_type", rope.get("type", "default")) if scaled else "default"
+    if kind in ("default", None):
+        return out
+    if kind != "llama3":
+        refuse(path, f"rope scaling {shown(kind)} (the plain rotation and llama3 are read)")
+    low = number(rope, "low_freq_factor", 1.0, path, 1e4)
+    high = number(rope, "high_freq_factor", 4.0, path, 1e4)
+    if not high > low > 0:
+        refuse(path, f"llama3 rope scaling with low_freq_factor {low}, high {high}")
+    return {
+        **out,
+        "rope_factor": number(rope, "factor", 8.0, path, 1e4),
+        "rope_low_freq_factor": low,
+        "rope_high_freq_factor": high,
+        "rope_original_context": integer(rope, "original_max_position_embeddings", path),
+    }
+
+
 def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
-    if c.get("rope_scaling"):
-        refuse(path, f"rope_scaling {shown(c['rope_scaling'])}")
-    rope = c.get("rope_parameters") or {}  # transformers 5 keeps rope_theta here
-    if not isinstance(rope, dict) or rope.get("rope_type", "default") not in ("default", None):
-        refuse(path, f"rope_parameters {shown(rope)} (rope scaling)")
     if c.get("sliding_window") or c.get("use_sliding_window"):
         refuse(path, "a sliding attention window")
     for flag in ("attention_bias", "mlp_bias"):
@@ -197,7 +221,6 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     if head_dim is not None and head_dim != n_embd // n_head:
         refuse(path, f"head_dim {shown(head_dim)} with hidden_size {n_embd}, {n_head} heads")
     positions = integer(c, "max_position_embeddings", path, 1, 1 << 24)
-    theta = {"rope_theta": rope.get("rope_theta", c.get("rope_theta", 10000.0))}
     return GPTConfig(
         vocab_size=integer(c, "vocab_size", path),
         block_size=context(block_size, positions, path, DEFAULT_LLAMA_CONTEXT),
@@ -211,7 +234,7 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         mlp="swiglu",
         tie_weights=boolean(c, "tie_word_embeddings", False, path),
         n_kv_head=kv if kv != n_head else 0,
-        rope_theta=number(theta, "rope_theta", 10000.0, path, 1e12),
+        **rope_scaling(c, path),
         intermediate_size=integer(c, "intermediate_size", path),
         norm_eps=number(c, "rms_norm_eps", 1e-6, path, 1.0),
     )
