@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from austen_net.cli import main
+from austen_net.decode import Decoder, compiled_decoder
 from austen_net.inference import with_weights
 from austen_net.model import GPT, GPTConfig
 
@@ -32,23 +33,25 @@ def tokens(model, step=None, **sampling) -> torch.Tensor:
 def test_eager_decode_step_gives_the_cached_paths_tokens(shape):
     model = tiny(**shape)
     for sampling in ({"temperature": 0.0}, {"temperature": 0.9, "top_k": 10}):
-        assert torch.equal(tokens(model, model.decode_step, **sampling), tokens(model, **sampling))
+        assert torch.equal(
+            tokens(model, Decoder(model, compile=False), **sampling), tokens(model, **sampling)
+        )
 
 
 def test_compiled_decode_step_gives_the_same_tokens_fp32_and_bf16():
     model = tiny()
-    step = model.compiled_step()
+    step = compiled_decoder(model)
     sampled = {"temperature": 0.9, "top_k": 10}
     assert torch.equal(tokens(model, step, **sampled), tokens(model, **sampled))
     assert torch.equal(tokens(model, step, temperature=0.0), tokens(model, temperature=0.0))
     bf16 = with_weights(copy.deepcopy(model), "bf16")
-    fast = tokens(bf16, bf16.compiled_step(), temperature=0.0)
+    fast = tokens(bf16, compiled_decoder(bf16), temperature=0.0)
     assert torch.equal(fast, tokens(bf16, temperature=0.0))
 
 
 def test_compiled_decode_step_gives_the_same_tokens_with_weight_only_int8():
     model = with_weights(tiny(), "int8", int8_kernel="weight-only")
-    step = model.compiled_step()
+    step = compiled_decoder(model)
     assert step is not None
     assert torch.equal(tokens(model, step, temperature=0.0), tokens(model, temperature=0.0))
     sampled = {"temperature": 0.9, "top_k": 10}
@@ -56,7 +59,7 @@ def test_compiled_decode_step_gives_the_same_tokens_with_weight_only_int8():
 
 
 def test_dynamic_int8_weights_are_not_compiled():
-    assert with_weights(tiny(), "int8", int8_kernel="dynamic").compiled_step() is None
+    assert compiled_decoder(with_weights(tiny(), "int8", int8_kernel="dynamic")) is None
 
 
 def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):
@@ -109,17 +112,16 @@ def written_samples(out: str) -> list[str]:
     return [text.rstrip("\n") for text in re.split(r"\n--- sample \d+ ---\n", out)[1:]]
 
 
-def test_generate_compile_keeps_one_step_per_model_and_copies_get_their_own():
+def test_a_decoder_is_its_callers_and_a_copy_of_the_model_gets_its_own():
     model = tiny()
     greedy = tokens(model, temperature=0.0)
     prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
-    fast = torch.stack(list(model.generate(prompt, 100, temperature=0.0, compile=True)), dim=1)
-    assert torch.equal(fast, greedy)
-    kept = model.kept_compiled_step()
-    assert kept is not None and model.kept_compiled_step() is kept  # compiled once, kept
+    decoder = compiled_decoder(model)  # compiled once, used for every generation that follows
+    for _ in range(2):
+        fast = torch.stack(list(model.generate(prompt, 100, temperature=0.0, step=decoder)), 1)
+        assert torch.equal(fast, greedy)
     other = copy.deepcopy(model)
     with torch.no_grad():
         other.head.weight.mul_(-1)  # the copy's own weights, not the original's
-    mine = torch.stack(list(other.generate(prompt, 20, temperature=0.0, compile=True)), dim=1)
-    assert other.kept_compiled_step() is not kept
-    assert torch.equal(mine, tokens(other, temperature=0.0)[:, :20])
+    mine = other.generate(prompt, 20, temperature=0.0, step=compiled_decoder(other))
+    assert torch.equal(torch.stack(list(mine), dim=1), tokens(other, temperature=0.0)[:, :20])

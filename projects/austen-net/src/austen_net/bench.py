@@ -32,6 +32,7 @@ import torch
 from austen_net import int8
 from austen_net.config import BenchConfig
 from austen_net.data import lm_loss
+from austen_net.decode import compiled_decoder
 from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
@@ -135,7 +136,7 @@ def batched_generation(model: GPT, device, prompt: int, rows: int = 4, repeats: 
 def compiled_step(model: GPT, device, prompt: int):
     """(the compiled decode step, the seconds its compile took: paid at the second token), or
     (None, None) for weights that run eagerly."""
-    step = model.compiled_step()
+    step = compiled_decoder(model)
     if step is None:
         return None, None
     idx = prompt_ids(model, prompt, device)

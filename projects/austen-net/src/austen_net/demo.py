@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from austen_net.config import DemoConfig
+from austen_net.decode import compiled_decoder
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
@@ -55,7 +56,7 @@ class Writer:
         self.device = device
         self.step = None
         if device.type == "cuda":  # compiled once, before the page is served: it pays on a GPU
-            self.step = self.model.compiled_step()  # (on a CPU it takes half a minute: eager)
+            self.step = compiled_decoder(self.model)  # (on a CPU half a minute: eager there)
             warm = torch.zeros(1, 1, dtype=torch.long, device=device)
             for _ in self.model.generate(warm, 2, temperature=0, step=self.step):
                 pass

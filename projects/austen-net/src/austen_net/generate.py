@@ -8,6 +8,7 @@ import time
 import torch
 
 from austen_net.config import GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
+from austen_net.decode import compiled_decoder
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
 from austen_net.weights import choose_weights
@@ -181,23 +182,12 @@ def decode_step(model, cfg: GenerateConfig, device):
     wanted = cfg.compile == "on" or (cfg.compile == "auto" and compile_pays(cfg, device))
     if not wanted or not cfg.cache:
         return None
-    compiled = model.compiled_step()
+    compiled = compiled_decoder(
+        model, report=lambda seconds: info(f"compiled the decode step in {seconds:.1f} s")
+    )
     if compiled is None:
         info(
             "--compile: int8 weights run eagerly on this CPU (fbgemm's dynamic int8 kernel, "
             "used without AVX-512, does not compile into a graph)"
         )
-        return None
-    first = True
-
-    def step(idx, pos, cache):
-        nonlocal first
-        if not first:
-            return compiled(idx, pos, cache)
-        t0 = time.perf_counter()
-        logits = compiled(idx, pos, cache)
-        first = False
-        info(f"compiled the decode step in {time.perf_counter() - t0:.1f} s")
-        return logits
-
-    return step
+    return compiled

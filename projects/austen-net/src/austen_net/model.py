@@ -4,7 +4,9 @@ One dataclass config; one module per concept: RMSNorm, Rotary, CausalSelfAttenti
 ``F.scaled_dot_product_attention``, with a KV cache for generation), MLP (GELU or SwiGLU), Block
 (pre-norm, residual), GPT (embeddings, blocks, tied head, ``configure_optimizers``, ``generate``).
 When generating, only the last position goes through the head (the vocabulary projection is the
-largest matrix of a small model), with or without the cache.
+largest matrix of a small model), with or without the cache. The fast path for generation (a
+fixed-shape one-token step, compiled once) lives in decode.py; this file is the network and the
+plain cached loop a reader learns from. The training loss is in loss.py.
 """
 
 from __future__ import annotations
@@ -158,15 +160,6 @@ class Rotary(nn.Module):
         turn = torch.view_as_complex(self.rotation[start : start + t].float())
         return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
-    def at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """One position ``pos`` (a 1-element tensor, so the decode step has fixed shapes):
-        (B, H, 1, D) rotated in real arithmetic, which a compiler fuses into one kernel."""
-        cos, sin = self.rotation.index_select(0, pos).float().unbind(-1)
-        x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-        return (
-            torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).to(x.dtype)
-        )
-
 
 class KVCache:
     """Preallocated keys and values per layer: (B, H, block_size, D), in the dtype attention
@@ -176,16 +169,6 @@ class KVCache:
         shape = (batch, cfg.kv_heads, cfg.block_size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        for t in (*self.k, *self.v):
-            # fixed addresses: the compiled decode step writes into them in place, and CUDA graphs
-            # (generate --compile on a GPU) replay only over inputs whose address never changes
-            torch._dynamo.mark_static_address(t)
-
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor):
-        """One position's keys and values, in place (the decode step: no new tensor)."""
-        self.k[layer].index_copy_(2, pos, k)
-        self.v[layer].index_copy_(2, pos, v)
-        return self.k[layer], self.v[layer]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
         end = start + k.shape[-2]
@@ -234,33 +217,6 @@ class CausalSelfAttention(nn.Module):
         )
         y = y.transpose(1, 2).contiguous().view(b, t, c)
         return self.resid_drop(self.proj(y))
-
-    def step(
-        self, x: torch.Tensor, cache: KVCache, pos: torch.Tensor, visible: torch.Tensor
-    ) -> torch.Tensor:
-        """The decode step's attention for one new position: its key and value written into the
-        preallocated cache at ``pos``, attention over the whole cache with ``visible`` (the
-        positions up to ``pos``) unmasked. Shapes never change from one token to the next.
-
-        Attention is written out (scores, mask, softmax, weighted sum): for one query the
-        compiler fuses it into a few small kernels, where the fused attention operator costs a
-        fixed ~40 us a call on a CPU (12% more tokens/s compiled, NOTES.md). The query heads
-        that share a key/value head are grouped (``(B, kv, group, D)``), so grouped-query
-        attention reads the cache as it is, without repeating it."""
-        b, _, c = x.shape
-        d, kv = c // self.n_head, self.kv_heads
-        q, k, v = self.qkv(x).split([c, kv * d, kv * d], dim=-1)
-        q = q.view(b, 1, self.n_head, d).transpose(1, 2)
-        k = k.view(b, 1, kv, d).transpose(1, 2)
-        v = v.view(b, 1, kv, d).transpose(1, 2)
-        if self.rotary is not None:
-            q, k = self.rotary.at(q, pos), self.rotary.at(k, pos)
-        keys, values = cache.write(self.layer, k.to(cache.k[0].dtype), v.to(cache.v[0].dtype), pos)
-        q = q.to(keys.dtype).reshape(b, kv, self.n_head // kv, d)
-        scores = (q @ keys.transpose(-1, -2)) * (d**-0.5)  # (B, kv, group, T)
-        scores = scores.float().masked_fill(~visible, float("-inf"))
-        y = scores.softmax(-1).to(values.dtype) @ values  # (B, kv, group, D)
-        return self.resid_drop(self.proj(y.reshape(b, 1, c).to(x.dtype)))
 
 
 class MLP(nn.Module):
@@ -373,20 +329,6 @@ class GPT(nn.Module):
             )
         return self.head(self.norm(x))
 
-    def decode_step(self, idx: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits (B, vocab) of one new token per row (``idx`` (B, 1)) at position ``pos`` (a
-        1-element long tensor), its keys and values written into ``cache`` in place. Every shape
-        is the same at every position, so ``torch.compile`` compiles it once for a whole
-        generation (and on CUDA replays it as a graph): few operator launches per token."""
-        x = self.tok_emb(idx)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb(pos)
-        visible = (torch.arange(self.cfg.block_size, device=idx.device) <= pos)[None]  # (1, T)
-        for block in self.blocks:
-            x = x + block.attn.step(block.norm1(x), cache, pos, visible)
-            x = x + block.mlp(block.norm2(x))
-        return self.head(self.norm(x))[:, -1]
-
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device=None):
         """AdamW with weight decay on matrices only (not on norms, biases), through the portfolio's
         one AdamW rule (fused where PyTorch has the kernel)."""
@@ -412,21 +354,16 @@ class GPT(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         step=None,
-        compile: bool = False,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens (B,) one at a time; ``max_new_tokens=None`` never stops.
 
         With the cache each new token costs one position's work. When the context fills, the
         window slides: the context drops to its last half and the cache is rebuilt from it (the
-        uncached path uses the same contexts, so both give the same tokens). ``step`` (from
-        :meth:`compiled_step`) runs each cached token through the compiled fixed-shape
-        :meth:`decode_step` instead of the eager forward: the same tokens, fewer operator launches.
-        ``compile=True`` does that with this model's own compiled step, compiled at the first
-        call that asks (half a minute on a CPU) and kept for later calls.
+        uncached path uses the same contexts, so both give the same tokens). ``step``: a
+        :class:`austen_net.decode.Decoder`, which runs each cached token through a fixed-shape
+        step (compiled: fewer operator launches) with a cache of its own kind; the same tokens.
         The module's train/eval mode is restored when the generator finishes or is closed.
         """
-        if compile and step is None and use_cache:
-            step = self.kept_compiled_step()
         was_training = self.training
         self.eval()
         try:
@@ -450,10 +387,11 @@ class GPT(nn.Module):
             elif not filled:  # prefill: the whole context at once
                 if cache is None:
                     dtype = attention_dtype(idx, self.tok_emb.weight.dtype)
-                    cache = KVCache(self.cfg, idx.shape[0], idx.device, dtype)
+                    kind = KVCache if step is None else step.cache
+                    cache = kind(self.cfg, idx.shape[0], idx.device, dtype)
                 logits = self(context, cache, 0, last_only=True)[:, -1]
                 filled = True
-            elif step is not None:  # one new position through the compiled fixed-shape step
+            elif step is not None:  # one new position through the decoder's fixed-shape step
                 pos = torch.tensor([context.shape[1] - 1], device=idx.device)
                 last = context[:, -1:].clone(memory_format=torch.contiguous_format)
                 logits = step(last, pos, cache)
@@ -465,31 +403,6 @@ class GPT(nn.Module):
                 context, filled = context[:, -(block // 2) :], False
             produced += 1
             yield nxt
-
-    def kept_compiled_step(self):
-        """:meth:`compiled_step`, compiled once per model and kept (``generate(compile=True)``).
-        Kept with this model's ``id``: a copy (``copy.deepcopy``) compiles its own, never
-        calling the original's weights."""
-        kept = self.__dict__.get("_kept_step")
-        if kept is None or kept[0] != id(self):
-            kept = (id(self), self.compiled_step())
-            self.__dict__["_kept_step"] = kept
-        return kept[1]
-
-    def compiled_step(self):
-        """:meth:`decode_step` through ``torch.compile`` (fixed shapes, one graph; on CUDA with
-        CUDA graphs, ``mode="reduce-overhead"``); None for weights it cannot compile whole
-        (fbgemm's dynamic int8 Linear, the int8 kernel of CPUs without AVX-512: its packed
-        weights break the graph)."""
-        if any(hasattr(m, "_packed_params") for m in self.modules()):
-            return None
-        cuda = self.tok_emb.weight.device.type == "cuda"
-        return torch.compile(
-            self.decode_step,
-            fullgraph=True,
-            dynamic=False,
-            mode="reduce-overhead" if cuda else None,
-        )
 
 
 def attention_dtype(like: torch.Tensor, weights: torch.dtype) -> torch.dtype:
