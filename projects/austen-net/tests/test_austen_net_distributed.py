@@ -48,7 +48,9 @@ def run(argv, nproc: int, cwd):
             *argv,
         ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # each rank's one-line error first: the tail alone is the other ranks' lost connections
+    errors = [line for line in out.stderr.splitlines() if ": error: " in line]
+    assert out.returncode == 0, "\n".join(errors) + "\n\n" + out.stderr[-3000:]
     return out
 
 

@@ -9,7 +9,8 @@ Modules, each named for what it holds:
 - ``optim``: AdamW (fused where it can be) and its weight-decay groups.
 - ``paths``: the data root, the runs root and the cache folders (one rule for all three); bounded
   reads of regular files.
-- ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture.
+- ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture,
+  the CPU's facts for benchmarks, large CPU blocks returned to the OS.
 - ``precision``: autocast contexts and the fp16 GradScaler.
 - ``length``: how long to train on the user's data (``--epochs auto``, ``--patience``).
 - ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
@@ -24,7 +25,8 @@ Modules, each named for what it holds:
 - ``extras``: optional dependencies, one message naming the extra that installs them.
 - ``onnx_export``: a module to ONNX (dynamo exporter, dynamic batch axis, written atomically).
 - ``download``: downloads with sha256 verification, safe archive extraction.
-- ``distributed``: torchrun / DistributedDataParallel, rank-0 side effects, global negatives.
+- ``distributed``: torchrun / DistributedDataParallel or FSDP2 (gathered checkpoints), rank-0 side
+  effects, global negatives.
 - ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
 - ``layers``: a dropout that is cheap on the CPU (same distribution as ``nn.Dropout``).
 - ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving

@@ -242,13 +242,10 @@ class Run:
             path = resume_from.parent.parent
         else:
             path = new_run_dir(project) if is_main() else None
-        path = Path(broadcast_object(str(path)))
         self.project = project
-        self.path = path
         self.enabled = is_main()
-        self.checkpoints = path / "checkpoints"
-        self.figures = path / "figures"
         if self.enabled:
+            path = Path(path)
             if out is not None:
                 check_writable_dir(path)
             path.mkdir(parents=True, exist_ok=True)
@@ -256,7 +253,13 @@ class Run:
             if force is None:
                 force = bool(getattr(config, "force", False))
             claim_run_dir(path, continuing=continuing, force=force)
-            self.figures.mkdir(exist_ok=True)  # checkpoints/: made by the first checkpoint
+            (path / "figures").mkdir(exist_ok=True)  # checkpoints/: made by the first checkpoint
+        # only once rank 0 has claimed the folder: another rank that went on at once would make
+        # checkpoints/ in it first, and rank 0 would refuse its own run as "already holds a run"
+        path = Path(broadcast_object(str(path)))
+        self.path = path
+        self.checkpoints = path / "checkpoints"
+        self.figures = path / "figures"
         self.metrics = MetricsLog(path / "metrics.csv", enabled=self.enabled)
         self._writer = None
         self._purge_step: int | None = None
