@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from austen_net.corpus import split_corpus, training_works
 from austen_net.data import predicted_chars, total_nll
 from austen_net.inference import PROJECT, load_model
 from shared.atomic import write_json
+from shared.device import cpu_facts
 from shared.errors import UserError
 from shared.paths import cache_root
 from shared.progress import info
@@ -42,14 +42,7 @@ def candidates(device: torch.device) -> list[str]:
 
 def machine() -> str:
     """What the choice depends on besides the checkpoint: the processor, torch, the device."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
+    cpu = cpu_facts()["cpu_model"]
     return f"{cpu}|{torch.get_num_threads()} threads|torch {torch.__version__}"
 
 
