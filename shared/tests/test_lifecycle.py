@@ -17,23 +17,23 @@ class Regression(TrainingTask):
 
     def plan(self, cfg, device, resumed, resume_path):
         g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(256, 3, generator=g, device=device)
-        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5], device=device) + 0.3
+        x = torch.randn(256, 3, generator=g, device=device)
+        y = x @ torch.tensor([1.0, -2.0, 0.5], device=device) + 0.3
         model = torch.nn.Linear(3, 1)
 
         def evaluate(trainer):
-            return {"val_loss": float(F.mse_loss(trainer.eval_model(self.x).squeeze(1), self.y))}
+            return {"val_loss": float(F.mse_loss(trainer.eval_model(x).squeeze(1), y))}
 
         return Plan(
             model=model,
             optimizer=adamw(model.parameters(), device, lr=0.1),
-            batch_for_step=lambda step: [(self.x[step % 8 :: 8], self.y[step % 8 :: 8])],
+            batch_for_step=lambda step: [(x[step % 8 :: 8], y[step % 8 :: 8])],
             loss_fn=lambda m, b: (F.mse_loss(m(b[0]).squeeze(1), b[1]), {}),
             cadence=Cadence(max_steps=cfg.steps, eval_every=20),
             evaluate=evaluate,
         )
 
-    def summary(self, cfg, outcome):
+    def summary(self, cfg, outcome, prepared):
         return {"val_loss": outcome.result["val_loss"], "best_step": outcome.chosen_step}
 
 

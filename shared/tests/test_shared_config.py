@@ -4,10 +4,10 @@ from typing import Literal
 
 import pytest
 
+from shared.atomic import to_jsonable
 from shared.cli import Command, build_parser, from_namespace, run_cli
 from shared.config import RunConfig, apply_defaults, arg
 from shared.errors import Terminated, UserError
-from shared.jsonable import to_jsonable
 
 
 @dataclasses.dataclass

@@ -37,7 +37,7 @@ class PeaksAtForty(TrainingTask):
             evaluate=(lambda tr: {"val_loss": abs(tr.step - 40) / 10}) if cfg.validate else None,
         )
 
-    def summary(self, cfg, outcome):
+    def summary(self, cfg, outcome, prepared):
         return {**outcome.result, "chosen_step": outcome.chosen_step}
 
 

@@ -13,7 +13,7 @@ from shared.checkpoint import (
     check_bounds,
     load_checkpoint,
     model_from_checkpoint,
-    reading,
+    refuse_if_damaged,
     save_checkpoint,
 )
 from shared.cli import number_parser
@@ -100,8 +100,8 @@ def test_bounds_of_settings(tmp_path):
             check_bounds(tmp_path, {"n_layer": 4, "dropout": 0.1, **bad}, bounds)
 
 
-def test_reading_turns_damage_into_one_message(tmp_path):
-    with pytest.raises(UserError, match="damaged checkpoint"), reading(tmp_path / "c.pt"):
+def test_refuse_if_damaged_turns_damage_into_one_message(tmp_path):
+    with pytest.raises(UserError, match="damaged checkpoint"), refuse_if_damaged(tmp_path / "c.pt"):
         {}["missing"]
 
 
@@ -132,7 +132,7 @@ def test_truncated_or_flipped_checkpoints(tmp_path, cut, flip):
     except UserError:
         return
     try:
-        with reading(damaged):
+        with refuse_if_damaged(damaged):
             model_from_checkpoint(lambda: Wide(4), state["model"], damaged)
     except UserError:
         pass

@@ -5,13 +5,11 @@ import torch
 from torch import nn
 
 from shared.checkpoint import CheckpointManager, load_checkpoint
-from shared.device import make_generator, seed_everything
+from shared.device import grad_scaler, make_generator, seed_everything
 from shared.errors import Terminated
-from shared.optim import decay_groups
+from shared.optim import decay_groups, one_cycle, warmup_cosine
 from shared.plots import LivePlot
-from shared.precision import grad_scaler
 from shared.runs import Run
-from shared.schedules import one_cycle, warmup_cosine
 from shared.training import Cadence, Callback, Trainer, fit
 
 X = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))

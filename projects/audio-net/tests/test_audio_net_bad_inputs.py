@@ -201,15 +201,16 @@ def test_hostile_audio_and_checkpoints(checkpoint, capsys, tmp_path):
 
     state = torch.load(checkpoint, weights_only=False)
     crafted = {
-        "labels.pt": {**state, "genres": [f"g{i}" for i in range(50_000)]},
-        "many.pt": {**state, "genres": [f"g{i}" for i in range(1_000_000)]},
-        "one.pt": {**state, "genres": ["only"]},
+        "labels.pt": {**state, "labels": [f"g{i}" for i in range(50_000)]},
+        "many.pt": {**state, "labels": [f"g{i}" for i in range(1_000_000)]},
+        "one.pt": {**state, "labels": ["only"]},
         "rate.pt": {**state, "feature_params": {**state["feature_params"], "sample_rate": 10**12}},
         "fft.pt": {**state, "feature_params": {**state["feature_params"], "n_fft": 2**40}},
         "keys.pt": {**state, "feature_params": {"evil": 1}},
         "backbone.pt": {**state, "backbone": "os.system"},
         "weights.pt": {**state, "model": {"x": torch.zeros(1)}},
-        "types.pt": {**state, "genres": "blues"},
+        "types.pt": {**state, "labels": "blues"},
+        "nolabels.pt": {k: v for k, v in state.items() if k != "labels"},
     }
     messages = {
         "labels.pt": "do not fit",
@@ -221,6 +222,7 @@ def test_hostile_audio_and_checkpoints(checkpoint, capsys, tmp_path):
         "backbone.pt": "unknown model",
         "weights.pt": "do not fit",
         "types.pt": "2 or more distinct names",
+        "nolabels.pt": "it has no 'labels'",
     }
     wav = tmp_path / "ok.wav"
     sf.write(wav, np.zeros(22050 * 2, np.float32), 22050)

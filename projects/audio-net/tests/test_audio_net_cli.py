@@ -1,4 +1,5 @@
 import json
+import statistics
 
 import numpy as np
 import pytest
@@ -168,7 +169,10 @@ def test_cross_validation_reports_network_and_baseline(capsys, genres, tmp_path)
     assert sum(f["clips"] for f in s["folds"]) == 50
     # both beat chance (0.10) by a wide margin on learnable genres
     assert s["test_clip_accuracy"] >= 0.4 and s["baseline_clip_accuracy"] >= 0.5
-    assert s["test_clip_accuracy_std"] >= 0 and 1 <= s["final_epochs"] <= 8
+    folds = [f["test_clip_accuracy"] for f in s["folds"]]
+    assert s["test_clip_accuracy_std"] == round(statistics.pstdev(folds), 4)
+    assert all(f["planned_epochs"] == s["epochs"] for f in s["folds"])
+    assert 1 <= s["final_epochs"] <= 8
     final = load_checkpoint(out / "checkpoints" / "last.pt", project="audio-net")
     assert len(final["split"]["train"]) == 50 and final["epoch"] == s["final_epochs"]
     for k in (1, 2, 3):  # each fold is a finished run of its own: figures and its summary
@@ -181,7 +185,7 @@ def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
     from audio_net.config import TrainConfig
     from audio_net.data import load_clip_features
     from audio_net.train import AudioTask, make_split
-    from shared.lifecycle import run_training
+    from shared.lifecycle import train_into
     from shared.runs import Run
     from shared.training import Callback
 
@@ -215,7 +219,7 @@ def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
             plan.callbacks = [*plan.callbacks, Spy()]
             return plan
 
-    run_training(Spied(feats, split), cfg, run=Run("audio-net", tmp_path / "r"))
+    train_into(Spied(feats, split), cfg, Run("audio-net", tmp_path / "r"))
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # noqa: E731
     assert same(snapshots[2][0], first["body"])  # two frozen epochs: the body never moved
     assert not same(snapshots[1][1], first["head"])  # while the head trained

@@ -15,13 +15,13 @@ from shared.errors import UserError
 def test_both_layouts(tmp_path):
     for layout in ("kaggle", "original"):
         clips = find_gtzan(make_gtzan(tmp_path / layout, layout), download=False)
-        assert len(clips) == 30 and {c.genre for c in clips} == set(range(10))
+        assert len(clips) == 30 and {c.label_id for c in clips} == set(range(10))
         assert clips[0].path.suffix == (".wav" if layout == "kaggle" else ".au")
 
 
 def test_real_clips_are_found(real_data):
     clips = find_gtzan(real_data / "gtzan", download=False)
-    assert len(clips) == 50 and sum(c.genre == 0 for c in clips) == 5
+    assert len(clips) == 50 and sum(c.label_id == 0 for c in clips) == 5
 
 
 def test_reading_mixes_resamples_and_refuses_bad_files(tmp_path):
@@ -107,13 +107,13 @@ def test_small_sets_get_a_validation_and_a_test_clip_per_genre(tmp_path):
     clips = find_gtzan(make_gtzan(tmp_path / "d", per_genre=5, seconds=1.5), download=False)
     split = split_clips(clips, seed=0)  # 10% of 5 clips rounds to 0: at least 1 each instead
     for part, n in (("train", 3), ("val", 1), ("test", 1)):
-        assert [sum(c.genre == g for c in split[part]) for g in range(10)] == [n] * 10
+        assert [sum(c.label_id == g for c in split[part]) for g in range(10)] == [n] * 10
     check_split(split)
-    two = [c for c in clips if c.genre == 0][:2]
+    two = [c for c in clips if c.label_id == 0][:2]
     with pytest.raises(UserError, match="at least 2 labels"):
-        check_split(split_clips([c for c in clips if c.genre == 0], seed=0))
+        check_split(split_clips([c for c in clips if c.label_id == 0], seed=0))
     with pytest.raises(UserError, match="too few clips of blues, classical for a train/vali"):
-        check_split(split_clips(two + [c for c in clips if c.genre == 1][:2], seed=0))
+        check_split(split_clips(two + [c for c in clips if c.label_id == 1][:2], seed=0))
 
 
 def test_cv_folds_cover_every_clip_once(tmp_path):
@@ -121,7 +121,7 @@ def test_cv_folds_cover_every_clip_once(tmp_path):
     folds = cv_folds(clips, 5, seed=3)
     names = [c.name for fold in folds for c in fold]
     assert sorted(names) == sorted(c.name for c in clips)
-    assert all(sorted(c.genre for c in fold) == list(range(10)) for fold in folds)
+    assert all(sorted(c.label_id for c in fold) == list(range(10)) for fold in folds)
     assert folds == cv_folds(clips, 5, seed=3) and folds != cv_folds(clips, 5, seed=4)
     with pytest.raises(
         UserError, match="needs at least 6 clips of every label; too few of blues, classical"
@@ -142,7 +142,9 @@ def test_split_by_clip_never_shares_clips(real_data):
     assert sum(map(len, names)) == 50 and not (
         names[0] & names[1] or names[0] & names[2] or names[1] & names[2]
     )
-    assert [sum(c.genre == g for c in split["test"]) for g in range(10)] == [1] * 10  # stratified
+    assert [sum(c.label_id == g for c in split["test"]) for g in range(10)] == [
+        1
+    ] * 10  # stratified
     assert split == split_clips(clips, seed=0, val=0.2, test=0.2)
 
 

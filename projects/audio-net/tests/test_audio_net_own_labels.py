@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from audio_net.cli import main as cli_main
 from shared.checkpoint import load_checkpoint
@@ -74,7 +75,7 @@ def test_your_own_labels_train_evaluate_and_predict(capsys, trained):
     assert summary["test_clip_accuracy"] >= 0.75, summary
     assert summary["baseline_clip_accuracy"] >= 0.5, summary
     state = load_checkpoint(run / "checkpoints" / "best.pt", project="audio-net")
-    assert state["genres"] == list(LABELS)
+    assert state["labels"] == list(LABELS) and state["audio_net_format"] == 2
     assert state["feature_params"]["window_seconds"] == 1.0
 
     argv = ["evaluate", "--checkpoint", run / "checkpoints" / "best.pt", "--data-dir", data]
@@ -88,6 +89,12 @@ def test_your_own_labels_train_evaluate_and_predict(capsys, trained):
     results = json.loads(capsys.readouterr().out)
     assert {r["top"][0]["label"] for r in results} <= set(LABELS)
     assert sum(r["top"][0]["label"] == label for r, label in zip(results, LABELS, strict=True)) >= 2
+
+    # a checkpoint of format 1 (before the label list was named "labels") predicts the same
+    old = {k: v for k, v in state.items() if k not in ("labels", "audio_net_format")}
+    torch.save({**old, "genres": state["labels"]}, root / "format1.pt")
+    assert main(["predict", *files, "--checkpoint", root / "format1.pt"]) == 0
+    assert json.loads(capsys.readouterr().out) == results
 
 
 def test_bad_label_folders_are_one_message(capsys, tmp_path, trained):

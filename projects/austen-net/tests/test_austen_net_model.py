@@ -117,7 +117,7 @@ def test_residual_projections_get_the_scaled_init():
 
 
 def test_warmup_cosine_endpoints():
-    from shared.schedules import warmup_cosine_factor as f
+    from shared.optim import warmup_cosine_factor as f
 
     assert f(0, 10, 100, 0.1) == pytest.approx(0.1)  # (0 + 1) / 10
     assert f(9, 10, 100, 0.1) == pytest.approx(1.0)

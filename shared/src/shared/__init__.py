@@ -6,22 +6,22 @@ Modules, each named for what it holds:
 - ``lifecycle``: ``run_training(task, cfg)``, the one run lifecycle every trainer goes through.
 - ``config``: command options as dataclasses (``arg``, ``RunConfig``, ``apply_defaults``).
 - ``cli``: those dataclasses as argparse subcommands; ``run_cli``.
-- ``optim``: AdamW (fused where it can be) and its weight-decay groups.
+- ``optim``: AdamW (fused where it can be), its weight-decay groups, and the learning-rate
+  schedules (warmup + cosine, OneCycle).
 - ``paths``: the data root, the runs root and the cache folders (one rule for all three); bounded
   reads of regular files.
-- ``device``: device choice, seeding (python, numpy, torch, DataLoader workers), RNG state capture,
-  the CPU's facts for benchmarks, large CPU blocks returned to the OS.
-- ``precision``: autocast contexts and the fp16 GradScaler.
+- ``device``: device choice, precision (autocast contexts, the fp16 GradScaler), seeding (python,
+  numpy, torch, DataLoader workers), RNG state capture, the CPU's facts for benchmarks, large CPU
+  blocks returned to the OS.
 - ``length``: how long to train on the user's data (``--epochs auto``, ``--patience``).
-- ``schedules``: warmup + cosine and OneCycle learning-rate schedules.
 - ``batching``: epoch-permuted batches of rows, a pure function of (seed, step).
 - ``training``: the ``Trainer`` (one optimizer step at a time), ``fit`` with its ``Callback`` hooks.
 - ``signals``: SIGTERM handled like Ctrl-C (save ``last.pt``, then stop).
 - ``checkpoint``: atomic, tagged, strictly loaded checkpoints; ``last``/``best``; ``--resume latest``.
 - ``runs``: run folders with config.json, metrics.csv, summary.json, figures and checkpoints.
-- ``atomic``: write-then-rename file writes that follow the umask.
+- ``atomic``: write-then-rename file writes that follow the umask; configs and summaries as strict
+  JSON values (NaN as null).
 - ``plots``: live curves, labelled image/spectrogram grids, confusion matrices (``plots`` extra).
-- ``jsonable``: configs and summaries as strict JSON values (NaN as null).
 - ``extras``: optional dependencies, one message naming the extra that installs them.
 - ``onnx_export``: a module to ONNX (dynamo exporter, dynamic batch axis, written atomically).
 - ``download``: downloads with sha256 verification, safe archive extraction.

@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary name beside the target, then ``os.replace``.
+"""Atomic file writes: write to a temporary name beside the target, then ``os.replace``; and the
+strict JSON values (no NaN) that config.json and summary.json hold (``to_jsonable``).
 
 A crash or Ctrl-C mid-write leaves the previous file intact and no half-written one behind. The
 temporary file is created private (``mkstemp``: mode 0600); it gets the mode a plain ``open`` would
@@ -9,8 +10,10 @@ servers can read run folders as the umask allows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -19,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared.errors import UserError
-from shared.jsonable import to_jsonable
 
 
 def umask() -> int:
@@ -165,3 +167,21 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, paths and tuples as plain JSON values; NaN and infinities as None (null).
+
+    Strict JSON has no NaN: ``json.dumps(float("nan"))`` writes ``NaN``, which other parsers reject.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -17,9 +17,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from shared.atomic import atomic_path, stale_temporaries
+from shared.atomic import atomic_path, stale_temporaries, to_jsonable
 from shared.errors import UserError
-from shared.jsonable import to_jsonable
 from shared.progress import info
 
 FORMAT_VERSION = 1
@@ -176,7 +175,7 @@ def resolve_resume(resume: str | None, *, out: Path | None, runs_root: Path) -> 
 
 
 @contextlib.contextmanager
-def reading(path: str | Path):
+def refuse_if_damaged(path: str | Path):
     """Interpret a loaded checkpoint inside this block: a value of the wrong type or shape
     anywhere in it (a damaged or crafted file) becomes one ``UserError``, not a traceback."""
     try:

@@ -7,6 +7,7 @@ command shares) and :func:`apply_defaults`, the one way a default depends on ano
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from collections.abc import Iterable
@@ -50,6 +51,22 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
 
 SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed
 INT64 = 2**63 - 1
+
+
+AUTO = "auto"  # --epochs auto: shared.length resolves it
+
+
+def epochs_flag(text: str) -> int | str:
+    """argparse type of ``--epochs``: ``auto`` or a whole number >= 1."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def number_problem(

@@ -5,30 +5,18 @@ with the data: 10 epochs of 240 one-second clips are 40 steps, far too few to le
 ``auto`` sets a step budget (at least ``min_steps`` steps and at least ``min_epochs`` epochs) and
 stops early once the validation score has not improved for a while (``--patience``; at least
 ``patience_epochs`` epochs and ``patience_steps`` steps by default), validating every
-``eval_every_steps`` steps or more. An explicit ``--epochs N`` trains N epochs, validating after
+at least ``min_steps_between_evals`` steps apart. An explicit ``--epochs N`` trains N epochs, validating after
 each, without early stopping unless ``--patience`` asks for it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
-AUTO = "auto"
-
-
-def epochs_flag(text: str) -> int | str:
-    """argparse type of ``--epochs``: ``auto`` or a whole number >= 1."""
-    if text == AUTO:
-        return AUTO
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+from shared.config import AUTO
+from shared.progress import info
+from shared.training import Cadence
 
 
 @dataclass(frozen=True)
@@ -39,12 +27,12 @@ class AutoLength:
     min_steps: int
     patience_epochs: int
     patience_steps: int
-    eval_every_steps: int = 20  # a small data set's epochs are a step or two
+    min_steps_between_evals: int = 20  # a small data set's epochs are a step or two
 
     def min_eval_steps(self, setting: int | str) -> int:
         """Steps between validations at least: ``auto`` spaces them (hundreds of one-step epochs
         would validate after every step); ``--epochs N`` validates after every epoch."""
-        return self.eval_every_steps if setting == AUTO else 1
+        return self.min_steps_between_evals if setting == AUTO else 1
 
     def epochs(self, setting: int | str, steps_per_epoch: int) -> int:
         if setting != AUTO:
@@ -63,4 +51,30 @@ class AutoLength:
         stop = f"; stops early after {patience} epochs without improvement" if patience else ""
         return (
             f"{epochs} epochs of {steps_per_epoch} steps ({epochs * steps_per_epoch} steps){stop}"
+        )
+
+    def cadence(
+        self,
+        setting: int | str,
+        patience: int | None,
+        steps_per_epoch: int,
+        *,
+        validates: bool,
+        epochs: int | None = None,
+        max_minutes: float | None = None,
+        quiet: bool = False,
+    ) -> tuple[int, Cadence]:
+        """The whole step from the flags to the schedule: ``--epochs`` (``setting``; ``epochs``
+        where the count was resolved elsewhere, as a cross-validation's final model's) and
+        ``--patience`` for this data, said in one line; no early stopping when nothing
+        ``validates``. Returns the epochs and the :meth:`Cadence.by_epoch` that runs them."""
+        count = self.epochs(setting if epochs is None else epochs, steps_per_epoch)
+        wait = self.patience(patience, setting, steps_per_epoch) if validates else 0
+        info(f"training length: {self.describe(count, wait, steps_per_epoch)}", quiet)
+        return count, Cadence.by_epoch(
+            count,
+            steps_per_epoch,
+            max_minutes,
+            patience=wait,
+            min_eval_steps=self.min_eval_steps(setting),
         )

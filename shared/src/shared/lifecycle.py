@@ -10,7 +10,8 @@ The order, written once here and nowhere else::
 
 A project subclasses :class:`TrainingTask` and supplies only what differs: how it trains
 (``plan``, handed the resumed checkpoint and its path, returns a :class:`Plan`) and what its
-summary holds (``summary``, given an :class:`Outcome`). ``cfg`` is a
+summary holds (``summary``, given an :class:`Outcome` and the plan's ``prepared``: the task keeps
+no state of its own between the two, so everything the summary reads is in its arguments). ``cfg`` is a
 :class:`shared.config.RunConfig` (seed, device, precision, compile, resume, out, quiet). The
 smallest complete task is the toy regression in ``shared/tests/test_lifecycle.py``.
 """
@@ -26,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from shared.atomic import atomic_path
+from shared.atomic import atomic_path, to_jsonable
 from shared.checkpoint import (
     CheckpointManager,
     check_resume_settings,
@@ -36,7 +37,6 @@ from shared.checkpoint import (
 )
 from shared.device import seed_everything, select_device
 from shared.distributed import is_main
-from shared.jsonable import to_jsonable
 from shared.paths import runs_root
 from shared.progress import info
 from shared.runs import Run, tidy_interrupted
@@ -49,7 +49,9 @@ class Plan:
     metrics; ``monitor``/``mode`` pick the one that decides ``best.pt``. ``extra_state`` goes into
     every checkpoint beside the trainer's state and the run's ``config`` (labels, tokenizer,
     split). ``plot`` is a :class:`shared.plots.LivePlot` named by its file name alone, drawn into
-    the run's ``figures/``, or None (the lifecycle itself never imports plotting)."""
+    the run's ``figures/``, or None (the lifecycle itself never imports plotting). ``prepared`` is
+    the task's own record of what ``plan`` found (its data, splits, tokenizer), handed to
+    ``summary`` as an argument."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -64,6 +66,7 @@ class Plan:
     clip_grad: float | None = None
     monitor: str = "val_loss"
     mode: Literal["min", "max"] = "min"
+    prepared: Any = None
 
 
 @dataclass
@@ -117,7 +120,9 @@ class TrainingTask:
         checkpoint a resumed run continues (read from ``resume_path``), or None."""
         raise NotImplementedError
 
-    def summary(self, cfg: Any, outcome: Outcome) -> dict[str, Any]:
+    def summary(self, cfg: Any, outcome: Outcome, prepared: Any) -> dict[str, Any]:
+        """What the run reports (rank 0, after the chosen weights are loaded); ``prepared`` is
+        the plan's."""
         return {"steps": outcome.trainer.step, **outcome.result}
 
     def compile_pays_off(self, cfg: Any, device: torch.device) -> bool:
@@ -136,22 +141,25 @@ def compile_wanted(task: TrainingTask, cfg: Any, device: torch.device) -> bool:
     return setting == "on"
 
 
-def run_training(
-    task: TrainingTask, cfg: Any, *, run: Run | None = None, finish: bool = True
-) -> tuple[Run, Any]:
-    """Train ``task`` with ``cfg``; returns the run folder and the summary (``{}`` on ranks other
-    than 0, which report nothing).
+def run_training(task: TrainingTask, cfg: Any) -> tuple[Run, Any]:
+    """Train ``task`` with ``cfg`` into the folder ``--out``/``--resume`` names or a new one,
+    and finish it (``summary.json``, the summary printed last). Returns the run folder and the
+    summary (``{}`` on ranks other than 0, which report nothing)."""
+    run, summary = train_into(task, cfg, None)
+    if is_main():
+        run.finish(summary)
+    return run, summary
 
-    The run folder is the one ``--out``/``--resume`` names or a new one, opened here and, with
-    ``finish``, finished here (``summary.json``, the summary printed last). ``finish=False``: the
-    caller adds to the run (another model trained into the same folder) and finishes it. ``run``:
-    train into this folder instead (a cross-validation's, which holds its folds); whoever opens a
-    folder finishes it, so the caller finishes that one."""
+
+def train_into(task: TrainingTask, cfg: Any, run: Run | None) -> tuple[Run, Any]:
+    """Train ``task`` into ``run`` (a folder its caller opened and will finish: a
+    cross-validation's, which holds its folds), or with None into the folder ``cfg`` names,
+    opened after ``plan`` so that a refusal leaves nothing behind and left unfinished. Returns the
+    folder and the summary (``{}`` on ranks other than 0)."""
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     cfg, resumed, resume_path = read_resumed(task, cfg)
     plan = task.plan(cfg, device, resumed, resume_path)
-    finish = finish and run is None
     if run is None:
         run = Run(task.project, cfg.out, cfg, resume_from=resume_path)
     trainer = Trainer(
@@ -183,10 +191,8 @@ def run_training(
     )
     if not is_main():
         return run, {}
-    summary = task.summary(cfg, load_final_weights(task, trainer, result, ckpt, run, device))
-    if finish:
-        run.finish(summary)
-    return run, summary
+    outcome = load_final_weights(task, trainer, result, ckpt, run, device)
+    return run, task.summary(cfg, outcome, plan.prepared)
 
 
 def read_resumed(task: TrainingTask, cfg: Any) -> tuple[Any, dict[str, Any] | None, Path | None]:

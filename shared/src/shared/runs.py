@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import stale_temporaries, write_json, write_text
+from shared.atomic import stale_temporaries, to_jsonable, write_json, write_text
 from shared.distributed import broadcast_object, is_main
 from shared.errors import UserError
 from shared.extras import require
-from shared.jsonable import to_jsonable
 from shared.paths import runs_root
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from shared import signals
 from shared.checkpoint import CheckpointManager, check_optimizer_state, check_weights_fit
-from shared.device import rng_state, set_rng_state
+from shared.device import autocast, grad_scaler, resolve_precision, rng_state, set_rng_state
 from shared.distributed import (
     all_reduce_mean,
     any_rank,
@@ -42,7 +42,6 @@ from shared.distributed import (
     wrap_ddp,
 )
 from shared.errors import Terminated
-from shared.precision import autocast, grad_scaler, resolve_precision
 from shared.progress import info, progress
 from shared.runs import Run
 
@@ -185,7 +184,7 @@ def resume_run(
     info(f"resumed from {source} at step {trainer.step}", quiet)
 
 
-def _items(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+def as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -309,7 +308,7 @@ def fit(
 
     def log_train() -> None:
         nonlocal sums, count
-        means = all_reduce_mean({f"train_{k}": v / count for k, v in _items(sums).items()})
+        means = all_reduce_mean({f"train_{k}": v / count for k, v in as_floats(sums).items()})
         sums, count = {}, 0
         bar.set_postfix(loss=f"{means.get('train_loss', float('nan')):.4f}")
         if run is not None:
@@ -317,7 +316,7 @@ def fit(
         if plot is not None and main:
             plot.update(trainer.step, **{k: v for k, v in means.items() if k == "train_loss"})
 
-    spe, every = cadence.steps_per_epoch, cadence.eval_every
+    steps_per_epoch, eval_every = cadence.steps_per_epoch, cadence.eval_every
     bar = progress(
         total=cadence.max_steps, initial=start_step, quiet=quiet, desc="train", unit="step"
     )
@@ -336,7 +335,7 @@ def fit(
                     sums[key] = sums[key] + value if key in sums else value
                 count += 1
                 bar.update(1)
-                if spe and trainer.step % spe == 0:
+                if steps_per_epoch and trainer.step % steps_per_epoch == 0:
                     trainer.epoch += 1
                     for cb in callbacks:
                         cb.on_epoch_end(trainer)
@@ -347,7 +346,9 @@ def fit(
                 at_end = trainer.step >= cadence.max_steps or out_of_time
                 if (cadence.log_every and trainer.step % cadence.log_every == 0) or at_end:
                     log_train()
-                if evaluate is not None and ((every and trainer.step % every == 0) or at_end):
+                if evaluate is not None and (
+                    (eval_every and trainer.step % eval_every == 0) or at_end
+                ):
                     do_eval()
                     best_step = checkpoints.best_step if checkpoints is not None else None
                     (patience_out,) = any_rank(  # rank 0 keeps best.pt: all ranks stop with it

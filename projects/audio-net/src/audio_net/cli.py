@@ -32,14 +32,16 @@ COMMANDS = {
         "train a classifier on log-mel windows (GTZAN or your label folders)",
     ),
     "evaluate": Command(
-        EvaluateConfig, "audio_net.evaluate:main", "window and clip accuracy, macro-F1, figures"
+        EvaluateConfig,
+        "audio_net.evaluate:evaluate_command",
+        "window and clip accuracy, macro-F1, figures",
     ),
     "predict": Command(
         PredictConfig, "audio_net.predict:predict", "top-3 labels for audio files, as JSON"
     ),
     "export": Command(
         ExportConfig,
-        "audio_net.export:main",
+        "audio_net.export:export_command",
         "the classifier as ONNX, with its labels and preprocessing",
     ),
     "bench": Command(

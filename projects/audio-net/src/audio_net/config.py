@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import DemoOptions, RunConfig, arg
+from shared.config import AUTO, DemoOptions, RunConfig, arg, epochs_flag
 from shared.errors import UserError
-from shared.length import AUTO, epochs_flag
 
 
 @dataclass

@@ -47,7 +47,7 @@ ARCHIVE_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2
 @dataclass(frozen=True)
 class Clip:
     path: Path
-    genre: int  # the label's index among the data set's sorted labels
+    label_id: int  # the label's index among the data set's sorted labels
     label: str = ""  # the label folder's name
     key: str = ""  # the clip's name where file names repeat across labels ("dog/001")
 
@@ -167,8 +167,8 @@ def split_clips(
     """
     rng = np.random.default_rng(seed)
     split: dict[str, list[Clip]] = {"train": [], "val": [], "test": []}
-    for genre in sorted({c.genre for c in clips}):
-        members = [c for c in clips if c.genre == genre]
+    for label_id in sorted({c.label_id for c in clips}):
+        members = [c for c in clips if c.label_id == label_id]
         members = [members[i] for i in rng.permutation(len(members))]
         n = len(members)
         n_test = max(round(n * test), 1) if n >= 3 else 0
@@ -177,20 +177,20 @@ def split_clips(
         split["test"] += members[:n_test]
         split["val"] += members[n_test : n_test + n_val]
         split["train"] += members[n_test + n_val :]
-    return {k: sorted(v, key=lambda c: (c.genre, c.name)) for k, v in split.items()}
+    return {k: sorted(v, key=lambda c: (c.label_id, c.name)) for k, v in split.items()}
 
 
 def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None:
     """Refuse a split that cannot train a classifier or measure it, naming what is missing."""
-    every = [c for part in split.values() for c in part]
-    names = {c.genre: c.label or str(c.genre) for c in every}
-    if len({c.genre for c in split["train"]}) < 2:
-        found = name_some(sorted({names[c.genre] for c in split["train"]})) or "none"
+    all_clips = [c for part in split.values() for c in part]
+    names = {c.label_id: c.label or str(c.label_id) for c in all_clips}
+    if len({c.label_id for c in split["train"]}) < 2:
+        found = name_some(sorted({names[c.label_id] for c in split["train"]})) or "none"
         raise UserError(
             f"training needs clips of at least 2 labels; the training split has {found}"
         )
     thin = sorted(
-        names[g] for g in names if sum(c.genre == g for c in every) < (3 if need_test else 2)
+        names[g] for g in names if sum(c.label_id == g for c in all_clips) < (3 if need_test else 2)
     )
     if thin and not all(split[n] for n in (("val", "test") if need_test else ("val",))):
         raise UserError(
@@ -204,7 +204,7 @@ def check_split(split: dict[str, list[Clip]], *, need_test: bool = True) -> None
                 f"the {name} split is empty: give each label at least 3 clips (one each for "
                 "training, validation and test), or use --cv K on a small set"
             )
-    missing = sorted(names[g] for g in names if not any(c.genre == g for c in split["val"]))
+    missing = sorted(names[g] for g in names if not any(c.label_id == g for c in split["val"]))
     if thin and missing:
         raise UserError(
             f"too few clips of {some_labels(thin)} to validate on every label: "
@@ -217,8 +217,8 @@ def cv_folds(clips: list[Clip], k: int, seed: int) -> list[list[Clip]]:
     """``k`` stratified, seeded folds of whole clips (each clip in exactly one fold)."""
     from sklearn.model_selection import StratifiedKFold  # slow (scikit-learn): --cv only
 
-    labels = np.array([c.genre for c in clips])
-    names = {c.genre: c.label or str(c.genre) for c in clips}
+    labels = np.array([c.label_id for c in clips])
+    names = {c.label_id: c.label or str(c.label_id) for c in clips}
     present = sorted(names)
     if len(present) < 2:
         raise UserError("cross-validation needs clips of at least 2 labels")

@@ -14,10 +14,9 @@ from audio_net.data import cache_dir
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import Features, load_features
 from audio_net.inference import PROJECT, load_classifier, window_logits
-from shared.device import select_device
+from shared.device import autocast, resolve_precision, select_device
 from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
-from shared.precision import autocast, resolve_precision
 from shared.runs import Run
 
 
@@ -92,7 +91,7 @@ def report(
     }
 
 
-def main(cfg: EvaluateConfig) -> int:
+def evaluate_command(cfg: EvaluateConfig) -> int:
     """``audio-net evaluate``: the checkpoint's ``--split`` clips (test by default), found under
     the data folder it was trained on, scored once; the baseline beside it on the same clips."""
     device = select_device(cfg.device)

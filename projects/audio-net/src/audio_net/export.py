@@ -106,7 +106,7 @@ def export_classifier(checkpoint: Path, out: Path, quiet: bool = False) -> dict:
     }
 
 
-def main(cfg: ExportConfig) -> int:
+def export_command(cfg: ExportConfig) -> int:
     """``audio-net export``: prints what was written, as JSON."""
     print(json.dumps(export_classifier(cfg.checkpoint, cfg.out, cfg.quiet)))
     return 0

@@ -257,7 +257,7 @@ def compute_features(
             out_clip.append(torch.full((len(wins),), len(names), dtype=torch.int32))
             out_windows.append(wins.to("cpu", torch.float16))
             names.append(clip.name)
-            labels.append(clip.genre)
+            labels.append(clip.label_id)
         pending.clear()
 
     padded = 0
@@ -306,7 +306,7 @@ def cache_key(clips: list[Clip], p: FeatureParams) -> str:
     h = hashlib.sha256(p.key().encode())
     for c in clips:
         st = c.path.stat()
-        h.update(f"{c.path.name}|{c.genre}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{c.path.name}|{c.label_id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

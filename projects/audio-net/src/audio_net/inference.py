@@ -16,14 +16,17 @@ from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
 from shared.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
-    reading,
+    refuse_if_damaged,
     settings_from_checkpoint,
 )
 from shared.errors import UserError
 from shared.extras import require
 
 PROJECT = "audio-net"
-CHECKPOINT_KEYS = ("model", "genres", "feature_params", "split", "backbone")
+CHECKPOINT_KEYS = ("model", "feature_params", "split", "backbone")  # and "labels": labels_of
+# audio-net's own checkpoint format (beside shared's format_version): 2 names the label list
+# "labels"; 1 (no "audio_net_format" key, before December 2026) named it "genres"
+CHECKPOINT_FORMAT = 2
 
 
 # a checkpoint's feature settings, bounded before anything is built from them (far around what
@@ -41,8 +44,15 @@ FEATURE_BOUNDS = {
 MAX_LABELS = 100_000
 
 
-def checked_labels(state: dict, path: Path) -> list[str]:
-    labels = state["genres"]
+def labels_of(state: dict, path: Path) -> list[str]:
+    """A checkpoint's label names, checked: ``labels`` (format 2) or ``genres`` (format 1)."""
+    key = "genres" if state.get("audio_net_format", 1) == 1 else "labels"
+    if key not in state:
+        raise UserError(f"{path} is not a complete audio-net checkpoint (it has no {key!r})")
+    return checked_labels(state[key], path)
+
+
+def checked_labels(labels, path: Path) -> list[str]:
     if (
         not isinstance(labels, (list, tuple))
         or not 2 <= len(labels) <= MAX_LABELS
@@ -67,8 +77,8 @@ def load_classifier(
 ) -> tuple[SpectrogramClassifier, FeatureParams, list[str], dict]:
     """The classifier of a checkpoint, its feature settings and labels, all checked first."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
-    with reading(path):
-        genres = checked_labels(state, path)
+    with refuse_if_damaged(path):
+        genres = labels_of(state, path)
         params = checked_feature_params(state, path)
         if state["backbone"] not in BACKBONES:
             raise UserError(f"{path}: unknown model {state['backbone']!r}")
@@ -114,7 +124,7 @@ class OnnxClassifier:
             raise UserError(f"{sidecar_path} is not a readable sidecar ({exc})") from None
         if not isinstance(sidecar, dict) or sidecar.get("format") != ONNX_FORMAT:
             raise UserError(f"{sidecar_path} is not an audio-net ONNX sidecar")
-        self.labels = checked_labels({"genres": sidecar.get("labels")}, sidecar_path)
+        self.labels = checked_labels(sidecar.get("labels"), sidecar_path)
         raw = sidecar.get("preprocessing", {})
         fields = {f.name for f in dataclasses.fields(FeatureParams)}
         raw = {k: v for k, v in raw.items() if k in fields} if isinstance(raw, dict) else raw

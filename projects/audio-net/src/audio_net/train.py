@@ -37,20 +37,19 @@ from audio_net.dataset import (
 )
 from audio_net.evaluate import evaluate_windows, report
 from audio_net.features import Features
-from audio_net.inference import CHECKPOINT_KEYS, PROJECT
+from audio_net.inference import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, PROJECT
 from audio_net.model import SpectrogramClassifier, build_backbone
 from shared.batching import EpochBatches
 from shared.device import make_generator, select_device
 from shared.distributed import broadcast_object, is_main, world_size
 from shared.errors import UserError
 from shared.length import AutoLength
-from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import adamw
+from shared.lifecycle import Outcome, Plan, TrainingTask, run_training, train_into
+from shared.optim import adamw, warmup_cosine_factor
 from shared.plots import LivePlot
 from shared.progress import info, warn
 from shared.runs import Run
-from shared.schedules import warmup_cosine_factor
-from shared.training import Cadence, Callback, Trainer
+from shared.training import Callback, Trainer
 
 # step s's augmentation draws from a generator seeded (seed, AUGMENT_STREAM + s): a stream apart
 # from the batch order's, both pure functions of the step (exact resume)
@@ -173,11 +172,22 @@ def input_statistics(cfg: TrainConfig, x: torch.Tensor) -> tuple[float, float]:
     return float(x.float().mean()), float(x.float().std())
 
 
+@dataclasses.dataclass
+class ClipsRun:
+    """What ``plan`` read and resolved, for the summary: the clips' features, their split and the
+    epochs the schedule was laid out for."""
+
+    feats: Features
+    split: dict[str, list[str]]
+    planned_epochs: int
+
+
 class AudioTask(TrainingTask):
     """One network on ``split["train"]``, evaluated on ``split["val"]`` every epoch (if any),
     ``best.pt`` chosen there; the summary scores the test clips once, beside the baseline.
 
-    Subclasses train a cross-validation fold or the final model on clips already loaded."""
+    Subclasses train a cross-validation fold or the final model on clips already loaded (given to
+    the constructor, with the epochs the final model trains)."""
 
     project = PROJECT
     checkpoint_keys = (*CHECKPOINT_KEYS, "config")  # what predict needs, and the run's flags
@@ -187,54 +197,49 @@ class AudioTask(TrainingTask):
 
     def __init__(self, feats: Features | None = None, split=None, epochs: int | None = None):
         self.feats, self.split, self.epochs = feats, split, epochs
-        self.title = "audio-net"
 
-    def load_clips(self, cfg: TrainConfig, device, resumed) -> None:
-        """The clips' features and their split (unless a cross-validation handed them over), and
-        the backbone the run starts from (ImageNet's, offline from --weights, or random)."""
-        if self.feats is None:
-            clips, self.feats = load_clip_features(cfg, device)
-            self.split = resumed["split"] if resumed is not None else make_split(cfg, clips)
-            self.title = f"audio-net {cfg.model} on GTZAN"
-            split = self.split
-            overlap = set(split["train"]) & (set(split["val"]) | set(split["test"]))
-            if overlap:
-                raise UserError(
-                    f"clips in both training and evaluation splits: {sorted(overlap)[:5]}"
-                )
-            info(
-                f"split by clip: {len(split['train'])} train / {len(split['val'])} val / "
-                f"{len(split['test'])} test clips on {device}",
-                cfg.quiet,
-            )
-        self.epochs = self.epochs or cfg.epochs
-        self.backbone = initial_backbone(cfg, self.feats.label_names, resumed is None, resumed)
+    def title(self, cfg: TrainConfig) -> str:
+        return f"audio-net {cfg.model} on GTZAN"
+
+    def clips(self, cfg: TrainConfig, device, resumed) -> tuple[Features, dict]:
+        """The clips' features and their split: the ones a cross-validation handed over, else
+        read here (a resumed run keeps its own split)."""
+        if self.feats is not None:
+            return self.feats, self.split
+        clips, feats = load_clip_features(cfg, device)
+        split = resumed["split"] if resumed is not None else make_split(cfg, clips)
+        overlap = set(split["train"]) & (set(split["val"]) | set(split["test"]))
+        if overlap:
+            raise UserError(f"clips in both training and evaluation splits: {sorted(overlap)[:5]}")
+        info(
+            f"split by clip: {len(split['train'])} train / {len(split['val'])} val / "
+            f"{len(split['test'])} test clips on {device}",
+            cfg.quiet,
+        )
+        return feats, split
 
     def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.load_clips(cfg, device, resumed)
-        feats, split = self.feats, self.split
+        feats, split = self.clips(cfg, device, resumed)
+        backbone = initial_backbone(cfg, feats.label_names, resumed is None, resumed)
         xtr, ytr, _ = feats.select(set(split["train"]))
         xtr, ytr = xtr.to(device), ytr.to(device)
-        mean, std = input_statistics(cfg, xtr)
         val = [t.to(device) for t in feats.select(set(split.get("val", [])))]
-        model = SpectrogramClassifier(self.backbone, mean, std)
-        classes = len(feats.label_names)
+        model = SpectrogramClassifier(backbone, *input_statistics(cfg, xtr))
         batches = WindowBatches(
-            xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, classes
+            xtr, ytr, cfg.batch_size, cfg.seed, augment_config(cfg), model, len(feats.label_names)
         )
-        steps_per_epoch = batches.steps_per_epoch
-        self.epochs = LENGTH.epochs(self.epochs, steps_per_epoch)
         has_val = bool(len(val[1]))
-        patience = (
-            LENGTH.patience(cfg.patience, cfg.epochs, steps_per_epoch) if self.early_stops else 0
-        )
-        if not has_val:
-            patience = 0
-        info(
-            f"training length: {LENGTH.describe(self.epochs, patience, steps_per_epoch)}", cfg.quiet
+        epochs, cadence = LENGTH.cadence(
+            cfg.epochs,
+            cfg.patience,
+            batches.steps_per_epoch,
+            validates=has_val and self.early_stops,
+            epochs=self.epochs,
+            max_minutes=cfg.max_minutes,
+            quiet=cfg.quiet,
         )
         optimizer, schedule, freeze = optimizer_and_schedule(
-            cfg, model, device, self.epochs, steps_per_epoch
+            cfg, model, device, epochs, batches.steps_per_epoch
         )
 
         def evaluate(tr: Trainer) -> dict[str, float]:
@@ -252,43 +257,39 @@ class AudioTask(TrainingTask):
             scheduler=schedule,
             batch_for_step=batches,
             loss_fn=loss_fn,
-            cadence=Cadence.by_epoch(
-                self.epochs,
-                steps_per_epoch,
-                cfg.max_minutes,
-                patience=patience,
-                min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
-            ),
+            cadence=cadence,
             evaluate=evaluate if has_val else None,
             extra_state={
                 "backbone": cfg.model,
                 "split": split,
-                "genres": list(feats.label_names),
+                "labels": list(feats.label_names),
+                "audio_net_format": CHECKPOINT_FORMAT,
                 "feature_params": dataclasses.asdict(feature_params(cfg)),
-                **backbone_config(self.backbone),
+                **backbone_config(backbone),
             },
-            plot=LivePlot("curves.png", redraw_every=2, title=self.title),
+            plot=LivePlot("curves.png", redraw_every=2, title=self.title(cfg)),
             callbacks=[FreezeBody(model, freeze)] if freeze else [],
+            prepared=ClipsRun(feats, split, epochs),
         )
 
-    def scores(self, outcome: Outcome, held: list[str], title: str) -> tuple[dict, dict]:
-        """The network's and the baseline's scores on the ``held`` clips (with their figures)."""
-        run, feats = outcome.run, self.feats
+    def scores(self, outcome: Outcome, clips: ClipsRun, title: str) -> tuple[dict, dict]:
+        """The network's and the baseline's scores on the test clips (with their figures)."""
+        run, feats, held = outcome.run, clips.feats, clips.split["test"]
         net = report(
             outcome.model, feats, held, run, outcome.device, outcome.trainer.autocast, title=title
         )
         base = baseline_report(
-            feats, self.split["train"], held, run.figure("baseline_confusion_matrix.png")
+            feats, clips.split["train"], held, run.figure("baseline_confusion_matrix.png")
         )
         return net, base
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
-        split, result = self.split, outcome.result
-        test, base = self.scores(outcome, split["test"], "held-out test clips")
+    def summary(self, cfg: TrainConfig, outcome: Outcome, clips: ClipsRun) -> dict:
+        split, result = clips.split, outcome.result
+        test, base = self.scores(outcome, clips, "held-out test clips")
         return {
-            **common_summary(cfg, outcome, self.feats),
+            **common_summary(cfg, outcome, clips.feats),
             "clips": {k: len(v) for k, v in split.items()},
-            "train_windows": int(self.feats.select(set(split["train"]))[1].numel()),
+            "train_windows": int(clips.feats.select(set(split["train"]))[1].numel()),
             "epochs": outcome.trainer.epoch,
             "train_seconds": result["train_seconds"],
             "best_epoch": outcome.chosen_epoch,
@@ -297,7 +298,7 @@ class AudioTask(TrainingTask):
             **{f"test_{k}": v for k, v in test.items()},
             "baseline_clip_accuracy": base["clip_accuracy"],
             "baseline_macro_f1": base["macro_f1"],
-            "planned_epochs": self.epochs,
+            "planned_epochs": clips.planned_epochs,
             "stop_reason": result["stop_reason"],
             **below_baseline(test["clip_accuracy"], base["clip_accuracy"], cfg),
             "checkpoint": str(outcome.checkpoint),
@@ -400,13 +401,11 @@ class FoldTask(AudioTask):
         super().__init__(feats, split)
         self.k, self.folds = k, folds
 
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.title = f"audio-net {cfg.model}, fold {self.k}/{self.folds}"
-        return super().plan(cfg, device, resumed, resume_path)
+    def title(self, cfg: TrainConfig) -> str:
+        return f"audio-net {cfg.model}, fold {self.k}/{self.folds}"
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
-        held = self.split["test"]
-        net, base = self.scores(outcome, held, f"fold {self.k} held-out clips")
+    def summary(self, cfg: TrainConfig, outcome: Outcome, clips: ClipsRun) -> dict:
+        net, base = self.scores(outcome, clips, f"fold {self.k} held-out clips")
         info(
             f"fold {self.k}: network {net['clip_accuracy']:.2f}, baseline "
             f"{base['clip_accuracy']:.2f} clip accuracy",
@@ -414,12 +413,13 @@ class FoldTask(AudioTask):
         )
         return {
             "fold": self.k,
-            "clips": len(held),
+            "clips": len(clips.split["test"]),
             "test_clip_accuracy": net["clip_accuracy"],
             "test_window_accuracy": net["window_accuracy"],
             "test_macro_f1": net["macro_f1"],
             "baseline_clip_accuracy": base["clip_accuracy"],
             "baseline_macro_f1": base["macro_f1"],
+            "planned_epochs": clips.planned_epochs,
             "train_seconds": outcome.result["train_seconds"],
         }
 
@@ -429,13 +429,12 @@ class FinalTask(AudioTask):
 
     final_weights = "last"
 
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.title = f"audio-net {cfg.model}, all {len(self.split['train'])} clips"
-        return super().plan(cfg, device, resumed, resume_path)
+    def title(self, cfg: TrainConfig) -> str:
+        return f"audio-net {cfg.model}, all {len(self.split['train'])} clips"
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+    def summary(self, cfg: TrainConfig, outcome: Outcome, clips: ClipsRun) -> dict:
         return {
-            **common_summary(cfg, outcome, self.feats),
+            **common_summary(cfg, outcome, clips.feats),
             "train_seconds": outcome.result["train_seconds"],
             "checkpoint": str(outcome.checkpoint),
         }
@@ -480,18 +479,16 @@ def train_cv(cfg: TrainConfig) -> tuple[Run, dict]:
             f"fold {k}/{cfg.cv}: {len(split['train'])} training clips, {len(held)} held out",
             cfg.quiet,
         )
-        task = FoldTask(feats, split, k, cfg.cv)
         fold_cfg = dataclasses.replace(cfg, out=run.path / "folds" / f"fold{k}")
-        fold_run, row = run_training(task, fold_cfg)
+        fold_run, row = run_training(FoldTask(feats, split, k, cfg.cv), fold_cfg)
         fold_runs.append(fold_run)
         rows.append(row)
-    fold_epochs = int(task.epochs)  # --epochs auto: what the (equal-sized) folds resolved it to
-    epochs = int(
-        broadcast_object(chosen_epochs(fold_runs, fold_epochs) if is_main() else fold_epochs)
-    )
+    # --epochs auto: what the (equal-sized) folds resolved it to, known to rank 0
+    fold_epochs = int(rows[-1]["planned_epochs"]) if is_main() else 0
+    epochs = int(broadcast_object(chosen_epochs(fold_runs, fold_epochs) if is_main() else 0))
     info(f"final model: every clip, {epochs} epochs (chosen by the folds)", cfg.quiet)
     everything = {"train": names, "val": [], "test": []}
-    _, final = run_training(FinalTask(feats, everything, epochs), cfg, run=run)
+    _, final = train_into(FinalTask(feats, everything, epochs), cfg, run)
     if not is_main():
         return run, {}
     summary = cv_summary(cfg, rows, final, (fold_epochs, epochs), len(names))

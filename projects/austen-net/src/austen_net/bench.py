@@ -37,8 +37,14 @@ from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
-from shared.device import cpu_facts, device_name, seed_everything, select_device
-from shared.precision import autocast, resolve_precision
+from shared.device import (
+    autocast,
+    cpu_facts,
+    device_name,
+    resolve_precision,
+    seed_everything,
+    select_device,
+)
 from shared.runs import Run
 from shared.training import Trainer
 

@@ -41,12 +41,12 @@ COMMANDS = {
     ),
     "export": Command(
         ExportConfig,
-        "austen_net.export:main",
+        "austen_net.export:export_command",
         "the model and tokenizer for Hugging Face transformers",
     ),
     "import": Command(
         ImportConfig,
-        "austen_net.importing:main",
+        "austen_net.importing:import_command",
         "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint, or peft adapters on their base",
     ),
     "bench": Command(

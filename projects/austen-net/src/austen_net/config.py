@@ -24,8 +24,8 @@ class CorpusOptions:
 # LoRA's targets, named as transformers and peft name a Llama's projections
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CPU_COMPILE_MIN_STEPS = 1000
-# generate --compile auto: the fewest tokens that repay compiling the decode step (on a 2-core
-# Intel Xeon the compile took 30-37 s and saved 1.1 ms a token: 30,000 tokens; README, "Speed")
+# generate --compile auto: the fewest tokens that repay compiling the decode step (the compile
+# time over the time it saves a token, measured: NOTES.md, "Compiling")
 GENERATE_COMPILE_MIN_TOKENS = {"cuda": 256, "cpu": 30_000}
 
 

@@ -8,8 +8,8 @@ tokens come faster, kept apart so that model.py stays the network:
   every step has the same shapes, and CUDA graphs can replay over it);
 - ``attention_step`` / ``decode_step``: one new position through every block, attention written
   out over the whole cache with the positions after it masked (for one query the compiler fuses
-  that into a few small kernels, where the fused attention operator costs a fixed ~40 us a call
-  on a CPU: 12% more tokens/s compiled, NOTES.md);
+  that into a few small kernels, where the fused attention operator costs a fixed time a call
+  on a CPU: measured in NOTES.md);
 - ``Decoder``: the step, eager or compiled (``torch.compile``, ``fullgraph``, one graph for a
   whole generation; ``mode="reduce-overhead"`` on CUDA), owned by whoever generates and passed
   to ``GPT.generate(step=...)``; ``compiled_decoder`` returns None for weights that cannot be

@@ -346,7 +346,7 @@ def export_peft(checkpoint: Path, out: Path) -> dict:
     }
 
 
-def main(cfg: ExportConfig) -> int:
+def export_command(cfg: ExportConfig) -> int:
     """``austen-net export``: one JSON line saying what was written."""
     export = export_peft if cfg.format == "peft" else export_hf
     print(json.dumps(export(cfg.checkpoint, cfg.out)))

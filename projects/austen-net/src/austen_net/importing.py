@@ -12,7 +12,7 @@ from austen_net.pretrained import import_checkpoint
 from shared.errors import UserError
 
 
-def main(cfg: ImportConfig) -> int:
+def import_command(cfg: ImportConfig) -> int:
     """One JSON line saying what was imported."""
     folder = Path(cfg.source)
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").exists():

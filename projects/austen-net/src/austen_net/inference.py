@@ -28,11 +28,11 @@ from shared.checkpoint import (
     check_weights_fit,
     load_checkpoint,
     model_from_checkpoint,
-    reading,
+    refuse_if_damaged,
     settings_from_checkpoint,
 )
+from shared.device import autocast, resolve_precision
 from shared.errors import UserError
-from shared.precision import autocast, resolve_precision
 
 PROJECT = "austen-net"
 CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
@@ -148,7 +148,7 @@ def load_model(
     checkpoint holds adapters: its base is loaded from the source it names and the adapters
     merged into it (``merge=False``: kept apart, for ``export --format peft``)."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
-    with reading(path):
+    with refuse_if_damaged(path):
         cfg = checked_config(state, path)
         tok = checked_tokenizer(state, path, cfg.vocab_size)
         if lora_run(state):

@@ -8,7 +8,7 @@ import re
 import torch
 
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
-from austen_net.corpus import describe_text, split_corpus, training_works
+from austen_net.corpus import Split, describe_text, split_corpus, training_works
 from austen_net.data import (
     RandomWindows,
     bits_per_char,
@@ -34,17 +34,17 @@ from austen_net.lora import (
 )
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
-from austen_net.tokenizer import build_tokenizer
+from austen_net.tokenizer import Tokenizer, build_tokenizer
 from shared.checkpoint import model_from_checkpoint, run_data_settings
 from shared.device import large_allocations_from_os
 from shared.distributed import shard_fsdp, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
+from shared.optim import warmup_cosine
 from shared.paths import cache_root
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
-from shared.schedules import warmup_cosine
 from shared.training import Cadence, Trainer
 
 # what makes the model and its tokenizer: a resume must keep them (the run records what ran)
@@ -103,6 +103,114 @@ def initial_weights(cfg: TrainConfig):
     return gpt_cfg, tok, weights
 
 
+@dataclasses.dataclass
+class TextAndModel:
+    """What the run trains on and with: the works' split, its tokenizer, the token streams on the
+    device and the GPT (with its LoRA record). ``plan`` builds it; ``summary`` reads it."""
+
+    split: Split
+    source: str | None  # the user's own text, described; None for the Austen corpus
+    tok: Tokenizer
+    gpt_cfg: GPTConfig
+    model: GPT
+    lora: dict | None
+    train_stream: torch.Tensor
+    val_streams: list[torch.Tensor]
+    val_chars: int  # characters the validation streams predict
+
+
+def load_text_and_model(cfg: TrainConfig, device, resumed, resume_path) -> TextAndModel:
+    """The works and their split, the tokenizer (the resumed run's, a pretrained model's or a new
+    one), the token streams on the device, and the GPT (sharded under ``--fsdp``)."""
+    if device.type == "cpu":  # less resident memory, no slower (NOTES.md, "LoRA")
+        large_allocations_from_os()
+    works = training_works(
+        cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
+    )
+    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
+    start = None
+    if resumed is not None:
+        gpt_cfg = checked_config(resumed, resume_path)
+        tok = checked_tokenizer(resumed, resume_path, gpt_cfg.vocab_size)
+        if cfg.lora_rank:  # the checkpoint holds the adapters: the base comes from its source
+            start = base_weights(cfg.init_from, gpt_cfg.block_size, cfg.quiet, base_dtype(cfg))
+    elif cfg.init_from:
+        gpt_cfg, tok, start = initial_weights(cfg)
+    else:
+        cache = cache_root(PROJECT) / "tokenizers"
+        tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
+        gpt_cfg = model_config(cfg, tok.vocab_size)
+    train_stream, val_streams, val_chars = token_streams(cfg, tok, split, device)
+    if start is None:
+        model = GPT(gpt_cfg)
+    else:  # the model takes the loaded tensors: a bf16 LoRA base never exists in fp32
+        model = model_from_checkpoint(lambda: GPT(gpt_cfg), start, cfg.init_from, assign=True)
+    model.grad_checkpoint = cfg.grad_checkpoint
+    lora = with_adapters(model, cfg, start, resumed, resume_path) if cfg.lora_rank else None
+    if cfg.fsdp:  # before the optimizer: its parameters become this rank's shards
+        shard_fsdp(model.to(device), list(model.blocks), device)
+    info(
+        f"model: {model.num_params() / 1e6:.2f}M parameters, {gpt_cfg.n_layer} layers, "
+        f"{gpt_cfg.n_embd} wide, context {gpt_cfg.block_size}",
+        cfg.quiet,
+    )
+    source = describe_text(cfg.text, works) if cfg.text else None
+    return TextAndModel(
+        split, source, tok, gpt_cfg, model, lora, train_stream, val_streams, val_chars
+    )
+
+
+def token_streams(cfg: TrainConfig, tok: Tokenizer, split: Split, device):
+    """The training stream, the validation streams (on the device) and the characters the
+    validation streams predict."""
+    train_stream = encode_stream(tok, split.train, device)
+    scored = [(t, encode_stream(tok, [t], device)) for t in split.val]
+    scored = [(t, s) for t, s in scored if len(s) > 1]  # a stream needs 2 tokens to predict one
+    if not scored:
+        raise UserError(
+            "the validation split holds no text to score (a work too short for --val-fraction "
+            f"{cfg.val_fraction}?): raise --val-fraction or add works"
+        )
+    val_streams = [s for _, s in scored]
+    info(
+        f"tokens: {len(train_stream):,} train, {sum(map(len, val_streams)):,} validation "
+        f"({split.train_chars / max(len(train_stream), 1):.2f} chars/token, "
+        f"vocab {tok.vocab_size})",
+        cfg.quiet,
+    )
+    return train_stream, val_streams, predicted_chars(tok, [t for t, _ in scored], val_streams)
+
+
+def validation(cfg: TrainConfig, got: TextAndModel):
+    """The evaluation ``fit`` runs: validation loss, bits per character, and how many tokens it
+    scored (``--eval-tokens`` of them, spread evenly, or all)."""
+    val_tokens = sum(len(s) - 1 for s in got.val_streams)
+    if cfg.eval_tokens and val_tokens > cfg.eval_tokens:
+        info(
+            f"validation: each evaluation scores {cfg.eval_tokens:,} of its {val_tokens:,} "
+            "tokens, spread evenly (--eval-tokens; 'austen-net evaluate' scores them all)",
+            cfg.quiet,
+        )
+
+    def evaluate(tr: Trainer) -> dict[str, float]:
+        nll, count = total_nll(
+            tr.eval_model,
+            got.val_streams,
+            got.gpt_cfg.block_size,
+            cfg.batch_size,
+            tr.autocast,
+            cfg.eval_tokens,
+        )
+        per_token = nll / max(count, 1)  # a sample's bits per char: its loss at the split's
+        return {  # characters per token (exact when the whole split is scored)
+            "val_loss": per_token,
+            "val_bpc": bits_per_char(per_token * val_tokens, got.val_chars),
+            "val_tokens": count,
+        }
+
+    return evaluate
+
+
 class AustenTask(TrainingTask):
     """The corpus, its tokenizer (a resumed run's own, never a new one) and the GPT."""
 
@@ -119,107 +227,17 @@ class AustenTask(TrainingTask):
             cfg, state["config"], ("text", "corpus_dir", "data_dir"), quiet=cfg.quiet
         )
 
-    def load_text_and_model(self, cfg: TrainConfig, device, resumed, resume_path) -> None:
-        """The works and their split, the tokenizer (the resumed run's, a pretrained model's or a
-        new one), the token streams on the device, and the GPT (sharded under ``--fsdp``)."""
-        if device.type == "cpu":  # less resident memory, no slower (NOTES.md, "LoRA")
-            large_allocations_from_os()
-        works = training_works(
-            cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
-        )
-        self.split = split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
-        self.source = describe_text(cfg.text, works) if cfg.text else None
-        start = None
-        if resumed is not None:
-            self.gpt_cfg = checked_config(resumed, resume_path)
-            self.tok = checked_tokenizer(resumed, resume_path, self.gpt_cfg.vocab_size)
-            if cfg.lora_rank:  # the checkpoint holds the adapters: the base comes from its source
-                start = base_weights(
-                    cfg.init_from, self.gpt_cfg.block_size, cfg.quiet, base_dtype(cfg)
-                )
-        elif cfg.init_from:
-            self.gpt_cfg, self.tok, start = initial_weights(cfg)
-        else:
-            cache = cache_root(PROJECT) / "tokenizers"
-            self.tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
-            self.gpt_cfg = model_config(cfg, self.tok.vocab_size)
-        self.encode(cfg, device)
-        if start is None:
-            self.model = GPT(self.gpt_cfg)
-        else:  # the model takes the loaded tensors: a bf16 LoRA base never exists in fp32
-            self.model = model_from_checkpoint(
-                lambda: GPT(self.gpt_cfg), start, cfg.init_from, assign=True
-            )
-        self.model.grad_checkpoint = cfg.grad_checkpoint
-        self.lora = None
-        if cfg.lora_rank:
-            self.lora = with_adapters(self.model, cfg, start, resumed, resume_path)
-        if cfg.fsdp:  # before the optimizer: its parameters become this rank's shards
-            shard_fsdp(self.model.to(device), list(self.model.blocks), device)
-        info(
-            f"model: {self.model.num_params() / 1e6:.2f}M parameters, {self.gpt_cfg.n_layer} "
-            f"layers, {self.gpt_cfg.n_embd} wide, context {self.gpt_cfg.block_size}",
-            cfg.quiet,
-        )
-
-    def encode(self, cfg: TrainConfig, device) -> None:
-        """The training stream and the validation streams, on the device."""
-        tok, split = self.tok, self.split
-        self.train_stream = encode_stream(tok, split.train, device)
-        scored = [(t, encode_stream(tok, [t], device)) for t in split.val]
-        scored = [(t, s) for t, s in scored if len(s) > 1]  # a stream needs 2 tokens to predict one
-        if not scored:
-            raise UserError(
-                "the validation split holds no text to score (a work too short for --val-fraction "
-                f"{cfg.val_fraction}?): raise --val-fraction or add works"
-            )
-        self.val_streams = [s for _, s in scored]
-        self.val_tokens_scored = 0  # by the last evaluation
-        self.val_chars = predicted_chars(tok, [t for t, _ in scored], self.val_streams)
-        info(
-            f"tokens: {len(self.train_stream):,} train, {sum(map(len, self.val_streams)):,} "
-            f"validation ({split.train_chars / max(len(self.train_stream), 1):.2f} chars/token, "
-            f"vocab {tok.vocab_size})",
-            cfg.quiet,
-        )
-
     def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.load_text_and_model(cfg, device, resumed, resume_path)
-        gpt_cfg, model = self.gpt_cfg, self.model
-        optimizer = model.configure_optimizers(
+        got = load_text_and_model(cfg, device, resumed, resume_path)
+        optimizer = got.model.configure_optimizers(
             cfg.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=device
         )
-
-        val_tokens = sum(len(s) - 1 for s in self.val_streams)
-        if cfg.eval_tokens and val_tokens > cfg.eval_tokens:
-            info(
-                f"validation: each evaluation scores {cfg.eval_tokens:,} of its {val_tokens:,} "
-                "tokens, spread evenly (--eval-tokens; 'austen-net evaluate' scores them all)",
-                cfg.quiet,
-            )
-
-        def evaluate(tr: Trainer) -> dict[str, float]:
-            nll, count = total_nll(
-                tr.eval_model,
-                self.val_streams,
-                gpt_cfg.block_size,
-                cfg.batch_size,
-                tr.autocast,
-                cfg.eval_tokens,
-            )
-            self.val_tokens_scored = count
-            per_token = nll / max(count, 1)  # a sample's bits per char: its loss at the split's
-            return {  # characters per token (exact when the whole split is scored)
-                "val_loss": per_token,
-                "val_bpc": bits_per_char(per_token * val_tokens, self.val_chars),
-            }
-
         return Plan(
-            model=model,
+            model=got.model,
             optimizer=optimizer,
             scheduler=warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
             batch_for_step=RandomWindows(
-                self.train_stream, gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed
+                got.train_stream, got.gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed
             ),
             loss_fn=lm_loss,
             cadence=Cadence(
@@ -228,48 +246,55 @@ class AustenTask(TrainingTask):
                 log_every=cfg.log_every,
                 max_minutes=cfg.max_minutes,
             ),
-            evaluate=evaluate,
+            evaluate=validation(cfg, got),
             extra_state={
-                "model_config": dataclasses.asdict(gpt_cfg),
-                "tokenizer": self.tok.state(),
-                "text": self.source,
-                "prompt": opening(self.split.val[0]),  # the demo's default prompt
-                **({"lora": self.lora} if self.lora else {}),
+                "model_config": dataclasses.asdict(got.gpt_cfg),
+                "tokenizer": got.tok.state(),
+                "text": got.source,
+                "prompt": opening(got.split.val[0]),  # the demo's default prompt
+                **({"lora": got.lora} if got.lora else {}),
             },
             plot=LivePlot(
                 "loss.png",
                 redraw_every=5,
-                title=f"austen-net {cfg.preset} ({self.tok.kind})",
+                title=f"austen-net {cfg.preset} ({got.tok.kind})",
+                metrics=("loss", "bpc"),
             ),
             clip_grad=cfg.clip_grad or None,
+            prepared=got,
         )
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
-        result, trainer, ckpt = outcome.result, outcome.trainer, outcome.checkpoints
+    def summary(self, cfg: TrainConfig, outcome: Outcome, got: TextAndModel) -> dict:
+        result, trainer, ckpt, model = (
+            outcome.result,
+            outcome.trainer,
+            outcome.checkpoints,
+            got.model,
+        )
         return {
             "preset": preset_name(cfg),
-            "text": self.source or "the Austen corpus",
+            "text": got.source or "the Austen corpus",
             "init_from": cfg.init_from,
-            "tokenizer": self.tok.kind,
-            "vocab_size": self.tok.vocab_size,
-            "params_m": round(self.model.num_params() / 1e6, 2),
+            "tokenizer": got.tok.kind,
+            "vocab_size": got.tok.vocab_size,
+            "params_m": round(model.num_params() / 1e6, 2),
             "trainable_params_m": round(
-                sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6, 4
+                sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 4
             ),
             "device": str(outcome.device),
             "world_size": world_size(),
             "steps": trainer.step,
-            "tokens_seen": trainer.step * cfg.batch_size * cfg.grad_accum * self.gpt_cfg.block_size,
+            "tokens_seen": trainer.step * cfg.batch_size * cfg.grad_accum * got.gpt_cfg.block_size,
             "train_seconds": result["train_seconds"],
             "val_loss": round(result["val_loss"], 4),
             "val_bpc": round(result["val_bpc"], 4),
             "best_val_loss": round(ckpt.best, 4) if ckpt.best is not None else None,
             "best_step": outcome.chosen_step if ckpt.best_path.is_file() else None,
-            "val_chars": self.val_chars,
-            "val_tokens_scored": self.val_tokens_scored,
-            "train_chars": self.split.train_chars,
+            "val_chars": got.val_chars,
+            "val_tokens_scored": int(result["val_tokens"]),
+            "train_chars": got.split.train_chars,
             "stopped_by_time_budget": result["stopped_by_time_budget"],
-            "compiled": outcome.trainer.compile,
+            "compiled": trainer.compile,
             "compile_seconds": result["compile_seconds"],
             "checkpoint": str(ckpt.best_path),
         }

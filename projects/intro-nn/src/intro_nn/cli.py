@@ -33,7 +33,9 @@ COMMANDS = {
         "default probabilities for loan rows, or the digits in images (predict mnist --image)",
     ),
     "export": Command(
-        ExportConfig, "intro_nn.export:main", "the MNIST network as ONNX, with its preprocessing"
+        ExportConfig,
+        "intro_nn.export:export_command",
+        "the MNIST network as ONNX, with its preprocessing",
     ),
     "bench": Command(
         BenchConfig,

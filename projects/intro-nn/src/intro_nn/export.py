@@ -87,7 +87,7 @@ def export_mnist(checkpoint: Path, out: Path) -> dict:
     }
 
 
-def main(cfg: ExportConfig) -> int:
+def export_command(cfg: ExportConfig) -> int:
     """``intro-nn export mnist``: the newest run's digits model (or ``--checkpoint``/``--run``)."""
     served = find_run(PROJECT, cfg, train_command="intro-nn train mnist", has=has_mnist)
     print(json.dumps(export_mnist(served.checkpoint or checkpoint_in(served.run), cfg.out)))

@@ -17,7 +17,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from intro_nn.mnist_models import build_model
-from shared.checkpoint import checkpoint_in, load_checkpoint, model_from_checkpoint, reading
+from shared.checkpoint import (
+    checkpoint_in,
+    load_checkpoint,
+    model_from_checkpoint,
+    refuse_if_damaged,
+)
 from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError
@@ -119,7 +124,7 @@ class DigitModel:
         state = load_checkpoint(
             checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
         )
-        with reading(checkpoint):
+        with refuse_if_damaged(checkpoint):
             cfg = checked_mnist_config(state, checkpoint)
             self.model = self._build(cfg, state, checkpoint)
         self.name = cfg["model"]

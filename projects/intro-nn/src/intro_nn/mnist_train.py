@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from shared.device import make_generator
 from shared.distributed import is_main, world_size
 from shared.errors import UserError
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import adamw
+from shared.optim import adamw, one_cycle
 from shared.plots import (
     LivePlot,
     confusion_matrix_figure,
@@ -38,7 +39,6 @@ from shared.plots import (
 )
 from shared.progress import info
 from shared.runs import Run
-from shared.schedules import one_cycle
 from shared.training import Cadence, Trainer
 
 # step s's random affine transforms draw from a generator seeded (seed, AFFINE_STREAM + s): a
@@ -176,42 +176,60 @@ def load_mnist(cfg: TrainConfig) -> MnistData:
     return MnistData(digits, xtr, ytr, xval, yval)
 
 
+@dataclass
+class MnistRun:
+    """What ``plan`` read: the digits split and on the device, and with ``--target all`` the loan
+    table (read before the run folder exists, trained into it after the digits)."""
+
+    data: MnistData
+    train: DeviceSplit
+    val: DeviceSplit
+    test: DeviceSplit
+    loan_table: Any = None
+
+
+def load_run_data(cfg: TrainConfig, device) -> MnistRun:
+    """The digits, split and on the device; with ``--target all`` the loan table too."""
+    loan_table = load_loan_table(cfg) if cfg.target == "all" and is_main() else None
+    data = load_mnist(cfg)
+    got = MnistRun(
+        data,
+        DeviceSplit.of(data.xtr, data.ytr, device),
+        DeviceSplit.of(data.xval, data.yval, device),
+        DeviceSplit.of(data.digits.test_images, data.digits.test_labels, device),
+        loan_table,
+    )
+    info(
+        f"mnist: {len(got.train)} train / {len(got.val)} validation / {len(got.test)} "
+        f"test digits on {device}",
+        cfg.quiet,
+    )
+    return got
+
+
 class MnistTask(TrainingTask):
     """The digits through the shared lifecycle: the MLP or the CNN, ``best.pt`` chosen on the
-    validation digits, the test digits scored once with the chosen weights."""
+    validation digits, the test digits scored once with the chosen weights; then, beside them,
+    scikit-learn's MLP on the same split (``--sklearn``) and, with ``all``, the loan model into
+    the same run folder, whose summary is then ``{"loan", "mnist"}``."""
 
     project = PROJECT
     checkpoint_keys = CHECKPOINT_KEYS
     settings_fixed_on_resume = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
     why_fixed_on_resume = "the OneCycle schedule is laid out for the whole run"
 
-    def load_data(self, cfg: TrainConfig, device) -> None:
-        """The digits, split and on the device; with ``--target all`` the loan table too."""
-        # --target all: the loan table is this run's data too, read before the folder exists
-        self.loan_table = load_loan_table(cfg) if cfg.target == "all" and is_main() else None
-        self.data = load_mnist(cfg)
-        data = self.data
-        self.train = DeviceSplit.of(data.xtr, data.ytr, device)
-        self.val = DeviceSplit.of(data.xval, data.yval, device)
-        self.test = DeviceSplit.of(data.digits.test_images, data.digits.test_labels, device)
-        info(
-            f"mnist: {len(self.train)} train / {len(self.val)} validation / {len(self.test)} "
-            f"test digits on {device}",
-            cfg.quiet,
-        )
-
     def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.load_data(cfg, device)
+        got = load_run_data(cfg, device)
         model = build_model(
             cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm
         )
-        batches = OnDeviceBatches(self.train, cfg.batch_size, cfg.seed, cfg.augment)
+        batches = OnDeviceBatches(got.train, cfg.batch_size, cfg.seed, cfg.augment)
         steps_per_epoch = batches.steps_per_epoch
         optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         def evaluate(tr: Trainer) -> dict[str, float]:
             with tr.autocast():
-                m = evaluate_split(tr.eval_model, self.val)
+                m = evaluate_split(tr.eval_model, got.val)
             return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
         return Plan(
@@ -229,19 +247,33 @@ class MnistTask(TrainingTask):
             ),
             evaluate=evaluate,
             plot=LivePlot(f"{cfg.model}_curves.png", redraw_every=5, title=f"MNIST {cfg.model}"),
+            prepared=got,
         )
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
+    def summary(self, cfg: TrainConfig, outcome: Outcome, got: MnistRun) -> dict:
+        summary = self.digits_summary(cfg, outcome, got)
+        sk_acc, sk_seconds = (
+            sklearn_mlp_accuracy(got.data.xtr, got.data.ytr, got.data.digits, cfg.seed)
+            if cfg.sklearn
+            else (None, None)
+        )
+        summary["sklearn_mlp_test_accuracy"] = None if sk_acc is None else round(sk_acc, 4)
+        summary["sklearn_mlp_seconds"] = None if sk_seconds is None else round(sk_seconds, 2)
+        if got.loan_table is None:
+            return summary
+        return {"loan": train_loan(cfg, outcome.run, got.loan_table), "mnist": summary}
+
+    def digits_summary(self, cfg: TrainConfig, outcome: Outcome, got: MnistRun) -> dict:
         """Test accuracy of the chosen (best validation loss) model, and its figures."""
-        digits, test, trainer = self.data.digits, self.test, outcome.trainer
+        digits, test, trainer = got.data.digits, got.test, outcome.trainer
         with trainer.autocast():
             logits = predict_logits(trainer.eval_model, test).float()
         draw_figures(outcome.run, outcome.model, digits, test, logits)
         return {
             "model": cfg.model,
             "data": digits.source,
-            "n_train": len(self.train),
-            "n_val": len(self.val),
+            "n_train": len(got.train),
+            "n_val": len(got.val),
             "n_test": len(test),
             "device": str(outcome.device),
             "world_size": world_size(),
@@ -254,21 +286,5 @@ class MnistTask(TrainingTask):
 
 
 def train_mnist(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``intro-nn train mnist|all``: the digits through the shared lifecycle; then, beside them,
-    scikit-learn's MLP on the same split (``--sklearn``) and, with ``all``, the loan model into the
-    same run folder, whose summary is then ``{"loan", "mnist"}``."""
-    task = MnistTask()
-    run, summary = run_training(task, cfg, finish=False)
-    if not is_main():
-        return run, {}
-    sk_acc, sk_seconds = (
-        sklearn_mlp_accuracy(task.data.xtr, task.data.ytr, task.data.digits, cfg.seed)
-        if cfg.sklearn
-        else (None, None)
-    )
-    summary["sklearn_mlp_test_accuracy"] = None if sk_acc is None else round(sk_acc, 4)
-    summary["sklearn_mlp_seconds"] = None if sk_seconds is None else round(sk_seconds, 2)
-    if task.loan_table is not None:
-        summary = {"loan": train_loan(cfg, run, task.loan_table), "mnist": summary}
-    run.finish(summary)
-    return run, summary
+    """``intro-nn train mnist|all``: the digits through the shared lifecycle (``MnistTask``)."""
+    return run_training(MnistTask(), cfg)

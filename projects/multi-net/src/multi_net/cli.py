@@ -33,7 +33,7 @@ COMMANDS = {
     ),
     "evaluate": Command(
         EvaluateConfig,
-        "multi_net.evaluation:main",
+        "multi_net.evaluation:evaluate_command",
         "text-video retrieval and category precision",
     ),
     "index": Command(

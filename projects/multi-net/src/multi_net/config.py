@@ -6,9 +6,17 @@ from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, DataCommandConfig, DemoOptions, RunConfig, apply_defaults, arg
+from shared.config import (
+    AUTO,
+    SEED_RANGE,
+    DataCommandConfig,
+    DemoOptions,
+    RunConfig,
+    apply_defaults,
+    arg,
+    epochs_flag,
+)
 from shared.errors import UserError
-from shared.length import AUTO, epochs_flag
 from shared.paths import require_file
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from

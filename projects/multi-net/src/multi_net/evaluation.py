@@ -72,7 +72,7 @@ def attribute_match_at_1(text, video, kept, vids, attributes) -> float:
     return round(100.0 * hits / len(kept), 2)
 
 
-def main(cfg: EvaluateConfig) -> int:
+def evaluate_command(cfg: EvaluateConfig) -> int:
     """``multi-net evaluate``: the checkpoint's own split of its own data (unless flags name other
     data), the same split its training held out; ``--split all`` scores every captioned video."""
     device = select_device(cfg.device)

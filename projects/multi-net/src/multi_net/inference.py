@@ -23,7 +23,7 @@ from shared.checkpoint import (
     check_weights_fit,
     load_checkpoint,
     model_from_checkpoint,
-    reading,
+    refuse_if_damaged,
     settings_from_checkpoint,
 )
 from shared.paths import cache_root
@@ -151,7 +151,7 @@ class TrainedModel:
         state = load_checkpoint(
             checkpoint, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu"
         )
-        with reading(checkpoint):  # a damaged or crafted checkpoint: one message
+        with refuse_if_damaged(checkpoint):  # a damaged or crafted checkpoint: one message
             self._load(state, Path(checkpoint), device)
 
     def _load(self, state: dict, checkpoint: Path, device) -> None:

@@ -9,6 +9,9 @@ the test pairs once, with ``best.pt`` (``train_multi``).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -35,12 +38,11 @@ from shared.distributed import gather_with_grad, world_size
 from shared.errors import UserError
 from shared.length import AutoLength
 from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import adamw, decay_groups
+from shared.optim import adamw, decay_groups, warmup_cosine
 from shared.plots import LivePlot
 from shared.progress import info
 from shared.runs import Run
-from shared.schedules import warmup_cosine
-from shared.training import Cadence, Trainer
+from shared.training import Trainer
 
 # step s's caption for each video is drawn from a generator seeded (seed, CAPTION_STREAM + s): a
 # stream apart from the batch order's, both pure functions of the step (exact resume)
@@ -311,6 +313,77 @@ MODEL_SETTINGS = (
 )
 
 
+@dataclasses.dataclass
+class Prepared:
+    """What ``plan`` found and built: the data and its splits, CLIP, the fusion model and what
+    trains (the fusion model alone with frozen towers, else the towers too), the videos' cached
+    features and the training rows. ``summary`` scores the chosen model with it."""
+
+    data: MsrVtt
+    splits: Splits
+    clip: nn.Module
+    tokenizer: Any
+    size: int  # CLIP's image size
+    fusion: FusionModel
+    trained: nn.Module
+    feats: VideoFeatures
+    rows: list[int]  # the training videos with captions
+    decode_cache: DecodeCache
+    planned_epochs: int = 0
+
+
+def prepare(cfg: TrainConfig, device, resumed) -> tuple[Prepared, list, Any]:
+    """The splits, CLIP and the fusion model, the videos' cached features, the training captions
+    encoded; with the optimizer's parameter groups and the batches that feed it."""
+    data, splits = load_data(cfg)
+    audio = audio_input(cfg.audio_encoder, cfg.audio_source, DecodeParams.audio_rate, cfg.quiet)
+    clip, tokenizer, size, fusion = build_models(
+        cfg, device, resumed, getattr(audio.module, "dim", 0)
+    )
+    params = decode_params(cfg, size)
+    wanted = splits.train + [v for v, _ in splits.val + splits.test]
+    feats = load_video_features(
+        {v: data.videos[v] for v in dict.fromkeys(wanted)},
+        params,
+        clip,
+        clip_identity(cfg, cfg.seed),
+        device,
+        cache_dir(cfg),
+        audio=audio,
+        quiet=cfg.quiet,
+    )
+    train_set = set(splits.train)  # only training captions are encoded for training
+    captions = {v: data.ann.captions.get(v, []) for v in feats.ids if v in train_set}
+    enc = EncodedData(feats, captions, clip, tokenizer, device)
+    rows = enc.rows_with_captions(splits.train)
+    if len(rows) < 2:
+        raise UserError("fewer than two decodable training videos with captions")
+    decode_cache = DecodeCache(cache_dir(cfg), params)
+    trained, groups, batches = model_groups_and_batches(
+        cfg, fusion, clip, tokenizer, enc, rows, decode_cache, device
+    )
+    got = Prepared(data, splits, clip, tokenizer, size, fusion, trained, feats, rows, decode_cache)
+    return got, groups, batches
+
+
+def score(cfg: TrainConfig, got: Prepared, pairs, device) -> dict:
+    """Retrieval metrics of the model as it is now on ``pairs`` (video id, caption)."""
+    got.trained.eval()
+    ids = [v for v, _ in pairs]
+    f = current_features(cfg, got.trained, got.feats, ids, got.decode_cache, device)
+    ann = got.data.ann
+    return evaluate_pairs(
+        got.fusion,
+        f,
+        pairs,
+        got.clip,
+        got.tokenizer,
+        device,
+        categories=ann.categories,
+        attributes=ann.attributes,
+    )
+
+
 class MultiTask(TrainingTask):
     """Contrastive training of the fusion model (and CLIP's towers when they are fine-tuned);
     ``best.pt`` chosen by validation R@1, the test pairs scored once with it."""
@@ -319,95 +392,43 @@ class MultiTask(TrainingTask):
     checkpoint_keys = CHECKPOINT_KEYS
     settings_fixed_on_resume = MODEL_SETTINGS
 
-    def load_data_and_models(self, cfg: TrainConfig, device, resumed) -> None:
-        """The splits, CLIP and the fusion model, the videos' cached features, the training
-        captions encoded, and what trains on which batches."""
-        self.data, self.splits = data, splits = load_data(cfg)
-        audio = audio_input(cfg.audio_encoder, cfg.audio_source, DecodeParams.audio_rate, cfg.quiet)
-        self.clip, self.tokenizer, self.size, self.model = build_models(
-            cfg, device, resumed, getattr(audio.module, "dim", 0)
-        )
-        params = decode_params(cfg, self.size)
-        wanted = splits.train + [v for v, _ in splits.val + splits.test]
-        self.feats = load_video_features(
-            {v: data.videos[v] for v in dict.fromkeys(wanted)},
-            params,
-            self.clip,
-            clip_identity(cfg, cfg.seed),
-            device,
-            cache_dir(cfg),
-            audio=audio,
+    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
+        got, groups, batches = prepare(cfg, device, resumed)
+        has_val = len({v for v, _ in got.splits.val}) >= 2
+        got.planned_epochs, cadence = LENGTH.cadence(
+            cfg.epochs,
+            cfg.patience,
+            batches.steps_per_epoch,
+            validates=has_val,
+            max_minutes=cfg.max_minutes,
             quiet=cfg.quiet,
         )
-        train_set = set(splits.train)  # only training captions are encoded for training
-        captions = {v: data.ann.captions.get(v, []) for v in self.feats.ids if v in train_set}
-        enc = EncodedData(self.feats, captions, self.clip, self.tokenizer, device)
-        self.rows = enc.rows_with_captions(splits.train)
-        if len(self.rows) < 2:
-            raise UserError("fewer than two decodable training videos with captions")
-        self.decode_cache = DecodeCache(cache_dir(cfg), params)
-        self.trained, self.groups, self.batches = model_groups_and_batches(
-            cfg, self.model, self.clip, self.tokenizer, enc, self.rows, self.decode_cache, device
-        )
-
-    def score(self, cfg: TrainConfig, pairs, device) -> dict:
-        self.trained.eval()
-        ids = [v for v, _ in pairs]
-        f = current_features(cfg, self.trained, self.feats, ids, self.decode_cache, device)
-        ann = self.data.ann
-        return evaluate_pairs(
-            self.model,
-            f,
-            pairs,
-            self.clip,
-            self.tokenizer,
-            device,
-            categories=ann.categories,
-            attributes=ann.attributes,
-        )
-
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        self.load_data_and_models(cfg, device, resumed)
-        steps_per_epoch = self.batches.steps_per_epoch
-        self.epochs = epochs = LENGTH.epochs(cfg.epochs, steps_per_epoch)
-        has_val = len({v for v, _ in self.splits.val}) >= 2
-        patience = LENGTH.patience(cfg.patience, cfg.epochs, steps_per_epoch) if has_val else 0
-        info(f"training length: {LENGTH.describe(epochs, patience, steps_per_epoch)}", cfg.quiet)
-        total = epochs * steps_per_epoch
-        optimizer = adamw(self.groups, device, lr=cfg.lr)
+        total = cadence.max_steps
+        optimizer = adamw(groups, device, lr=cfg.lr)
 
         def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
-            return {
-                f"val_{k}": v
-                for k, v in self.score(cfg, self.splits.val, device).items()
-                if k != "videos"
-            }
+            metrics = score(cfg, got, got.splits.val, device)
+            return {f"val_{k}": v for k, v in metrics.items() if k != "videos"}
 
         random_clip = cfg.freeze_encoders and not cfg.pretrained and cfg.clip_weights is None
         return Plan(
-            model=self.trained,
+            model=got.trained,
             optimizer=optimizer,
             scheduler=warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
-            batch_for_step=self.batches,
+            batch_for_step=batches,
             loss_fn=make_loss(cfg.vv_weight),
-            cadence=Cadence.by_epoch(
-                epochs,
-                steps_per_epoch,
-                cfg.max_minutes,
-                patience=patience,
-                min_eval_steps=LENGTH.min_eval_steps(cfg.epochs),
-            ),
+            cadence=cadence,
             evaluate=evaluate if has_val else None,
             extra_state={
-                "fusion_config": self.model.cfg.as_dict(),
+                "fusion_config": got.fusion.cfg.as_dict(),
                 "end_to_end": not cfg.freeze_encoders,
                 # fine-tuned towers are inside "model"; random frozen ones are kept here
-                "clip_state": self.clip.state_dict() if random_clip else None,
+                "clip_state": got.clip.state_dict() if random_clip else None,
                 "decode": {
                     "num_frames": cfg.num_frames,
-                    "size": self.size,
+                    "size": got.size,
                     "audio_seconds": cfg.audio_seconds,
-                    "audio_rate": decode_params(cfg, self.size).audio_rate,
+                    "audio_rate": decode_params(cfg, got.size).audio_rate,
                 },
             },
             plot=LivePlot(
@@ -418,23 +439,24 @@ class MultiTask(TrainingTask):
             clip_grad=1.0,
             monitor="val_t2v_r1",
             mode="max",
+            prepared=got,
         )
 
-    def summary(self, cfg: TrainConfig, outcome: Outcome) -> dict:
-        val = self.score(cfg, self.splits.val, outcome.device)  # the chosen model's validation
-        test = self.score(cfg, self.splits.test, outcome.device)  # the one look at the test pairs
+    def summary(self, cfg: TrainConfig, outcome: Outcome, got: Prepared) -> dict:
+        val = score(cfg, got, got.splits.val, outcome.device)  # the chosen model's validation
+        test = score(cfg, got, got.splits.test, outcome.device)  # the one look at the test pairs
         return {
             "device": str(outcome.device),
             "world_size": world_size(),
             "clip": clip_identity(cfg, cfg.seed),
             "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
             "preset": cfg.preset,
-            "train_videos": len(self.rows),
-            "val_videos": len({v for v, _ in self.splits.val}),
-            "skipped_videos": len(self.feats.skipped),
-            "with_audio": int(self.feats.has_audio.sum()),
+            "train_videos": len(got.rows),
+            "val_videos": len({v for v, _ in got.splits.val}),
+            "skipped_videos": len(got.feats.skipped),
+            "with_audio": int(got.feats.has_audio.sum()),
             "epochs": outcome.trainer.epoch,
-            "planned_epochs": self.epochs,
+            "planned_epochs": got.planned_epochs,
             "stop_reason": outcome.result["stop_reason"],
             "train_seconds": outcome.result["train_seconds"],
             "best_epoch": outcome.chosen_epoch,
