@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from austen_net.data import lm_loss
 from austen_net.model import GPT, GPTConfig
+from austen_net.windows import lm_loss
 from shared.training import Trainer
 
 POINTS = {

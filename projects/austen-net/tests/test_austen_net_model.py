@@ -3,9 +3,11 @@ import math
 import pytest
 import torch
 
-from austen_net.data import RandomWindows, bits_per_char, predicted_chars, total_nll
-from austen_net.model import GPT, GPTConfig, Rotary, sample
+from austen_net.model import GPT, GPTConfig
+from austen_net.rope import Rotary
+from austen_net.sampling import sample
 from austen_net.tokenizer import CharTokenizer, Tokenizer, build_tokenizer
+from austen_net.windows import RandomWindows, bits_per_char, predicted_chars, total_nll
 
 TEXT = (
     "It is a truth universally acknowledged,\nthat a single man in possession\n\nof a good fortune.\n"
@@ -169,8 +171,8 @@ def test_compiled_training_gives_the_eager_losses():
     sum in another order). The compiled RoPE is the real-arithmetic form of the complex product."""
     import torch
 
-    from austen_net.data import lm_loss
     from austen_net.model import GPT, GPTConfig
+    from austen_net.windows import lm_loss
     from shared.training import Trainer
 
     cfg = GPTConfig(vocab_size=67, block_size=32, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
@@ -195,7 +197,7 @@ def test_compiled_training_gives_the_eager_losses():
 def test_rope_in_real_arithmetic_equals_the_complex_product(monkeypatch):
     import torch
 
-    from austen_net.model import Rotary
+    from austen_net.rope import Rotary
 
     rotary = Rotary(16, 40)
     x = torch.randn(2, 3, 10, 16)

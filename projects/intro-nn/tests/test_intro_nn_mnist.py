@@ -8,7 +8,7 @@ from intro_nn.cli import main
 from intro_nn.config import TrainConfig
 from intro_nn.mnist_data import from_folder
 from intro_nn.mnist_models import CNN, MLP
-from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, evaluate_split, loss_fn
+from intro_nn.train import DeviceSplit, OnDeviceBatches, evaluate_split, loss_fn
 from shared.errors import UserError
 from shared.layers import Dropout
 from shared.training import Trainer

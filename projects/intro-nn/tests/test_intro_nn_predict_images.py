@@ -114,5 +114,5 @@ def test_predict_mnist_loads_no_training_code(trained, tmp_path):
         "intro_nn.cli", ["predict", "mnist", "--run", trained, "--image", image], tmp_path
     )
     assert "intro_nn.inference" in loaded
-    banned = {"intro_nn.mnist_train", "intro_nn.loan", *TRAINING_ONLY}
+    banned = {"intro_nn.train", "intro_nn.loan", *TRAINING_ONLY}
     assert not loaded & banned, loaded & banned

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import AUTO, DemoOptions, RunConfig, arg, epochs_flag
+from shared.config import AUTO, DemoOptions, RunConfig, apply_defaults, arg, epochs_flag
 from shared.errors import UserError
 
 
@@ -101,6 +101,7 @@ class TrainConfig(RunConfig, DataOptions):
     pitch_shift: float = arg(0.0, "random shift along the mel axis, in bands (0: off)")
     time_stretch: float = arg(0.0, "random tempo change, a factor in [1-s, 1+s] (0: off)")
     max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
+    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
 
     @property
     def from_imagenet(self) -> bool:
@@ -111,7 +112,7 @@ class TrainConfig(RunConfig, DataOptions):
         """Whether the network starts from pretrained weights (ImageNet's or AudioSet's)."""
         return self.from_imagenet or (self.model == "ast" and self.pretrained)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, given: frozenset[str] | None) -> None:
         if self.model == "auto":
             self.model = "resnet18" if self.pretrained or self.weights is not None else "cnn"
         ast = self.model == "ast"
@@ -122,14 +123,14 @@ class TrainConfig(RunConfig, DataOptions):
             )
         if self.model_source is not None and not ast:
             raise UserError("--model-source names AST weights: add --model ast")
-        if self.batch_size is None:
-            self.batch_size = 12 if ast else 64
-        if self.lr is None:
-            self.lr = 1e-3 if self.from_pretrained else 3e-3
-        if self.backbone_lr_ratio is None:
-            self.backbone_lr_ratio = (0.05 if ast else 0.1) if self.from_pretrained else 1.0
-        if self.freeze_epochs is None:
-            self.freeze_epochs = 1 if self.from_pretrained else 0
+        pretrained = self.from_pretrained
+        defaults = {
+            "batch_size": 12 if ast else 64,
+            "lr": 1e-3 if pretrained else 3e-3,
+            "backbone_lr_ratio": (0.05 if ast else 0.1) if pretrained else 1.0,
+            "freeze_epochs": 1 if pretrained else 0,
+        }
+        apply_defaults(self, defaults, given)
         if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be at least 1")
         most = 10**9 if self.epochs == AUTO else self.epochs

@@ -31,12 +31,12 @@ import torch
 
 from austen_net import int8
 from austen_net.config import BenchConfig
-from austen_net.data import lm_loss
 from austen_net.decode import compiled_decoder
 from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import PRESETS
+from austen_net.windows import lm_loss
 from shared.device import (
     autocast,
     cpu_facts,
@@ -58,6 +58,12 @@ BF16_PEAK = {
     "4090": 165e12,
     "3090": 71e12,
 }
+
+
+def flops_per_token(model: GPT) -> float:
+    """Training FLOPs per token (forward + backward), as in the PaLM/nanoGPT estimate."""
+    c = model.cfg
+    return 6 * model.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -310,7 +316,7 @@ def run_bench(cfg: BenchConfig) -> int:
     train_tps = time_training(model, cfg, device, steps)
     gpt2_tps = time_training(GPT(gpt2_cfg).to(device), cfg, device, steps)
     peak = peak_flops(device)
-    mfu = train_tps * model.flops_per_token() / peak if peak else None
+    mfu = train_tps * flops_per_token(model) / peak if peak else None
     gen_model = GPT(gpt_cfg).to(device).eval()
     gen = {}
     for n in (128, cfg.new_tokens):

@@ -52,7 +52,7 @@ COMMANDS = {
     "bench": Command(
         BenchConfig, "austen_net.bench:run_bench", "training and generation throughput as JSON"
     ),
-    "data": Command(DataConfig, "austen_net.corpus:data", "download or check the corpus"),
+    "data": Command(DataConfig, "austen_net.data:data", "download or check the corpus"),
     "demo": Command(
         DemoConfig,
         "austen_net.demo:run_demo",

@@ -15,7 +15,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from austen_net.config import DataConfig
 from shared.atomic import write_json
 from shared.download import fetch, file_sha256
 from shared.errors import UserError
@@ -367,16 +366,3 @@ def split_corpus(
 
 
 SAMPLE_WORKS = (105, 121)  # Persuasion and Northanger Abbey: 1.3 MB, the shortest two
-
-
-def data(cfg: DataConfig) -> int:
-    """``austen-net data download|check|sample``: every work, or (sample) two of them, into
-    ``<data root>/austen``; each checked against its pinned edition."""
-    if cfg.action == "sample":
-        root = data_root(cfg.data_dir)
-        paths = download_works(root, list(SAMPLE_WORKS), quiet=cfg.quiet)
-        folder = root / "austen"
-        info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})", cfg.quiet)
-        return 0
-    load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
-    return 0

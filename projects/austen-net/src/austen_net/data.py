@@ -1,115 +1,21 @@
-"""Token streams on the device: random training windows, and whole-split evaluation windows."""
+"""``austen-net data``: the works downloaded or checked, or a sample of two."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from austen_net.tokenizer import Tokenizer
-from shared.device import make_generator
+from austen_net.config import DataConfig
+from austen_net.corpus import SAMPLE_WORKS, download_works, load_corpus
+from shared.paths import data_root
+from shared.progress import info
 
 
-def encode_stream(tok: Tokenizer, texts: list[str], device) -> torch.Tensor:
-    """The texts' token ids, one after another, as int32 (half of int64's memory: 0.8 GB for a
-    200 MB text); batches are widened to int64 as they are cut."""
-    parts = [tok.encode_array(text) for text in texts]
-    ids = parts[0] if len(parts) == 1 else np.concatenate(parts or [np.zeros(0, np.int32)])
-    return torch.from_numpy(ids).to(device)
-
-
-class RandomWindows:
-    """Step -> micro-batches of (x, y) windows at random offsets, a pure function of (seed, step)."""
-
-    def __init__(self, stream: torch.Tensor, block: int, batch: int, accum: int, seed: int) -> None:
-        if len(stream) < block + 1:
-            raise ValueError(
-                f"the training text has {len(stream)} tokens, fewer than one window of {block}"
-            )
-        self.stream, self.block, self.batch, self.accum, self.seed = (
-            stream,
-            block,
-            batch,
-            accum,
-            seed,
-        )
-        self.offsets = torch.arange(block + 1, device=stream.device)
-
-    def __call__(self, step: int):
-        g = make_generator(self.seed, step)
-        # a window of block + 1 tokens starts anywhere in [0, len - block - 1]: randint's upper
-        # bound is exclusive, so the last window (whose target is the last token) is drawn too
-        starts = torch.randint(
-            0, len(self.stream) - self.block, (self.accum, self.batch), generator=g
-        )
-        out = []
-        for row in starts.to(self.stream.device):
-            windows = self.stream[row[:, None] + self.offsets].long()
-            out.append((windows[:, :-1], windows[:, 1:]))
-        return out
-
-
-def lm_loss(model, batch):
-    """Mean next-token cross-entropy of a batch of windows, from the model itself (its head and
-    the loss go a chunk of rows at a time: no whole logits tensor, no float32 copy; loss.py)."""
-    x, y = batch
-    return model(x, targets=y), {}
-
-
-@torch.no_grad()
-def total_nll(
-    model, streams: list[torch.Tensor], block: int, batch: int, autocast, max_tokens: int = 0
-) -> tuple[float, int]:
-    """Summed NLL (nats) and predicted-token count over every stream, in non-overlapping windows.
-
-    Each window sees the full context of its own tokens (no overlap); the first token of each
-    stream is context only. ``max_tokens`` (0: no limit) scores only that many tokens' worth of
-    windows, spread evenly over the split and the same ones every time, so evaluations during
-    training cost the same on a 200 MB text as on a novel (nanoGPT's ``eval_iters``).
-    """
-    model.eval()
-    nll, count = 0.0, 0
-    full, partial = [], []
-    for s in streams:
-        n = (len(s) - 1) // block
-        if n:
-            full.append(s[: n * block + 1].unfold(0, block + 1, block))
-        rest = s[n * block :]
-        if len(rest) > 1:
-            partial.append(rest)
-    windows = torch.cat(full) if full else None
-    total = sum(len(s) - 1 for s in streams if len(s) > 1)
-    if max_tokens and total > max_tokens and windows is not None:
-        keep = max(1, max_tokens // block)
-        picked = torch.linspace(0, len(windows) - 1, min(keep, len(windows))).round().long()
-        windows, partial = windows[picked.to(windows.device)], []
-    with autocast():
-        if windows is not None:
-            for i in range(0, len(windows), batch):
-                w = windows[i : i + batch].long()
-                logits = model(w[:, :-1]).float()
-                nll += float(
-                    F.cross_entropy(
-                        logits.reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1), reduction="sum"
-                    )
-                )
-                count += w[:, 1:].numel()
-        for rest in partial:
-            rest = rest.long()
-            logits = model(rest[None, :-1]).float()
-            nll += float(F.cross_entropy(logits[0], rest[1:], reduction="sum"))
-            count += len(rest) - 1
-    return nll, count
-
-
-def bits_per_char(nll: float, chars: int) -> float:
-    return nll / max(chars, 1) / math.log(2)
-
-
-def predicted_chars(tok: Tokenizer, texts: list[str], streams: list[torch.Tensor]) -> int:
-    """Characters covered by the predicted tokens: all but each stream's first token."""
-    return sum(
-        len(t) - len(tok.decode(s[:1].tolist())) for t, s in zip(texts, streams, strict=True)
-    )
+def data(cfg: DataConfig) -> int:
+    """``austen-net data download|check|sample``: every work, or (sample) two of them, into
+    ``<data root>/austen``; each checked against its pinned edition."""
+    if cfg.action == "sample":
+        root = data_root(cfg.data_dir)
+        paths = download_works(root, list(SAMPLE_WORKS), quiet=cfg.quiet)
+        folder = root / "austen"
+        info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})", cfg.quiet)
+        return 0
+    load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
+    return 0

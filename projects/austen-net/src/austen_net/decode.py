@@ -23,7 +23,8 @@ import time
 import torch
 import torch._dynamo
 
-from austen_net.model import GPT, CausalSelfAttention, GPTConfig, KVCache, Rotary
+from austen_net.model import GPT, CausalSelfAttention, GPTConfig, KVCache
+from austen_net.rope import Rotary
 
 
 class StaticCache(KVCache):

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from austen_net import int8
-from austen_net.data import bits_per_char, predicted_chars, total_nll
 from austen_net.lora import (
     apply_lora,
     fingerprint,
@@ -24,6 +23,7 @@ from austen_net.lora import (
 from austen_net.model import GPT, GPTConfig
 from austen_net.pretrained import load_pretrained
 from austen_net.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
+from austen_net.windows import bits_per_char, predicted_chars, total_nll
 from shared.checkpoint import (
     check_weights_fit,
     load_checkpoint,

@@ -1,12 +1,11 @@
-"""Our decoder-only transformer, in the spirit of nanoGPT's model.py.
+"""Our decoder-only transformer, in the spirit of nanoGPT's model.py: the network and the plain
+KV-cached generation loop a reader learns from.
 
-One dataclass config; one module per concept: RMSNorm, Rotary, CausalSelfAttention (through
+One dataclass config; one module per concept: RMSNorm, CausalSelfAttention (through
 ``F.scaled_dot_product_attention``, with a KV cache for generation), MLP (GELU or SwiGLU), Block
 (pre-norm, residual), GPT (embeddings, blocks, tied head, ``configure_optimizers``, ``generate``).
-When generating, only the last position goes through the head (the vocabulary projection is the
-largest matrix of a small model), with or without the cache. The fast path for generation (a
-fixed-shape one-token step, compiled once) lives in decode.py; this file is the network and the
-plain cached loop a reader learns from. The training loss is in loss.py.
+Beside it: the rotary position embedding (rope.py), the chunked training loss (loss.py), how a
+token is drawn from the logits (sampling.py), and the fast decode engine (decode.py).
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ import torch.utils.checkpoint
 from torch import nn
 
 from austen_net.loss import linear_cross_entropy
+from austen_net.rope import Rotary
+from austen_net.sampling import sample
 from shared.layers import Dropout
 from shared.optim import adamw, decay_groups
 
@@ -99,66 +100,6 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return RMSNorm(cfg.n_embd, cfg.norm_eps or 1e-6)
     return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps or 1e-5, bias=cfg.bias)
-
-
-def rope_frequencies(
-    head_dim: int, base: float, scaling: tuple[float, float, float, int] | None = None
-) -> torch.Tensor:
-    """The rotation speed of each channel pair, ``base^(-2i/D)``. With Llama 3's ``scaling``
-    (factor, low, high, original context): pairs whose wavelength is longer than ``original /
-    low`` turn ``factor`` times slower, those shorter than ``original / high`` are kept, and the
-    band between is interpolated, so the model reads contexts longer than it was trained on."""
-    cpu = torch.device("cpu")
-    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=cpu).float() / head_dim)
-    if scaling is None:
-        return inv
-    factor, low, high, original = scaling
-    wavelength = 2 * math.pi / inv
-    scaled = torch.where(wavelength > original / low, inv / factor, inv)
-    smooth = (original / wavelength - low) / (high - low)
-    between = (wavelength >= original / high) & (wavelength <= original / low)
-    return torch.where(between, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
-
-
-class Rotary(nn.Module):
-    """Rotary position embedding: rotates each pair of query/key channels (2i, 2i+1) by the angle
-    ``position * base^(-2i/D)``, so the score of a query at i and a key at j depends on i - j only.
-
-    A pair is a complex number and the rotation a multiplication by ``e^(i*angle)``: one complex
-    multiply per call, with the unit complex numbers computed once for every position.
-    """
-
-    def __init__(
-        self,
-        head_dim: int,
-        max_len: int,
-        base: float = 10000.0,
-        scaling: tuple[float, float, float, int] | None = None,
-    ) -> None:
-        super().__init__()
-        # computed on the CPU even while a model is probed on the meta device (shared.checkpoint):
-        # these meta ops would import torch's compiler stack, a second of startup for generate
-        cpu = torch.device("cpu")
-        inv_freq = rope_frequencies(head_dim, base, scaling)
-        angles = torch.outer(torch.arange(max_len, device=cpu).float(), inv_freq)
-        # (cos, sin) pairs as a REAL buffer: a complex one would lose its imaginary part when the
-        # model is cast with ``model.to(torch.bfloat16)``
-        rotation = torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
-        self.register_buffer("rotation", rotation, persistent=False)
-
-    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        # x: (B, H, T, D) -> (B, H, T, D/2) complex pairs, rotated, back to (B, H, T, D)
-        t = x.shape[-2]
-        if torch.compiler.is_compiling():
-            # the same product in real arithmetic: Inductor fuses it into one kernel, where it
-            # would leave complex tensors to eager kernels (eager is faster with the complex one)
-            cos, sin = self.rotation[start : start + t].float().unbind(-1)
-            x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-            turned = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-            return turned.flatten(-2).to(x.dtype)
-        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-        turn = torch.view_as_complex(self.rotation[start : start + t].float())
-        return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
 
 class KVCache:
@@ -337,11 +278,6 @@ class GPT(nn.Module):
             decay_groups(self.named_parameters(), weight_decay), device, lr=lr, betas=betas
         )
 
-    def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward), as in the PaLM/nanoGPT estimate."""
-        c = self.cfg
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
-
     @torch.no_grad()
     def generate(
         self,
@@ -411,29 +347,3 @@ def attention_dtype(like: torch.Tensor, weights: torch.dtype) -> torch.dtype:
     if torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return weights
-
-
-def sample(
-    logits: torch.Tensor,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Greedy at temperature 0; else temperature, top-k and nucleus (top-p) sampling."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
-    if generator is not None and probs.device.type != generator.device.type:
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -9,14 +9,6 @@ import torch
 
 from austen_net.config import CPU_COMPILE_MIN_STEPS, TrainConfig
 from austen_net.corpus import Split, describe_text, split_corpus, training_works
-from austen_net.data import (
-    RandomWindows,
-    bits_per_char,
-    encode_stream,
-    lm_loss,
-    predicted_chars,
-    total_nll,
-)
 from austen_net.inference import (
     CHECKPOINT_KEYS,
     PROJECT,
@@ -35,6 +27,14 @@ from austen_net.lora import (
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
 from austen_net.tokenizer import Tokenizer, build_tokenizer
+from austen_net.windows import (
+    RandomWindows,
+    bits_per_char,
+    encode_stream,
+    lm_loss,
+    predicted_chars,
+    total_nll,
+)
 from shared.checkpoint import model_from_checkpoint, run_data_settings
 from shared.device import large_allocations_from_os
 from shared.distributed import shard_fsdp, world_size

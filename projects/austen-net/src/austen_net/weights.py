@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from austen_net.corpus import split_corpus, training_works
-from austen_net.data import predicted_chars, total_nll
 from austen_net.inference import PROJECT, load_model
+from austen_net.windows import predicted_chars, total_nll
 from shared.atomic import write_json
 from shared.device import cpu_facts
 from shared.errors import UserError

@@ -18,7 +18,7 @@ from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
 from intro_nn.loan_model import make_models
 from intro_nn.mnist_data import load_digits
 from intro_nn.mnist_models import MLP
-from intro_nn.mnist_train import DeviceSplit, OnDeviceBatches, loss_fn
+from intro_nn.train import DeviceSplit, OnDeviceBatches, loss_fn
 from shared.device import device_name, seed_everything, seed_worker, select_device
 from shared.errors import UserError
 from shared.optim import adamw

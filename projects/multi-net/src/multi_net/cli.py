@@ -33,7 +33,7 @@ COMMANDS = {
     ),
     "evaluate": Command(
         EvaluateConfig,
-        "multi_net.evaluation:evaluate_command",
+        "multi_net.evaluate:evaluate_command",
         "text-video retrieval and category precision",
     ),
     "index": Command(

@@ -19,7 +19,7 @@ from torch import nn
 from multi_net.config import TrainConfig
 from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, standard_split
 from multi_net.encoders import clip_dim, load_clip, text_features
-from multi_net.evaluation import evaluate_pairs
+from multi_net.evaluate import evaluate_pairs
 from multi_net.features import VideoFeatures, load_video_features
 from multi_net.inference import (
     CHECKPOINT_KEYS,
