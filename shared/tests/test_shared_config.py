@@ -6,7 +6,7 @@ import pytest
 
 from shared.atomic import to_jsonable
 from shared.cli import Command, build_parser, from_namespace, run_cli
-from shared.config import RunConfig, apply_defaults, arg
+from shared.config import RunConfig, apply_defaults, arg, check_bounds
 from shared.errors import Terminated, UserError
 
 
@@ -50,7 +50,7 @@ def test_flags_are_typed():
         ]
     )
     assert cfg.lr == 0.5 and cfg.widths == (8, 4, 2) and cfg.model == "cnn"
-    assert cfg.compile is True and cfg.device == "cpu" and cfg.out == Path("x/y")
+    assert cfg.compile == "on" and cfg.device == "cpu" and cfg.out == Path("x/y")
     assert cfg.resume == "latest" and cfg.precision == "bf16"
 
 
@@ -166,3 +166,17 @@ def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_i
     assert parse("--model", "cnn", "--epochs", "10").epochs == 10
     assert PresetConfig(preset="small").width == 32  # built in code: a default counts as unset
     assert PresetConfig(preset="small", width=48).width == 48
+
+
+def test_bounds_declared_once_hold_for_a_config_built_in_code():
+    @dataclasses.dataclass
+    class Steps:
+        steps: int = arg(10, "steps", low=1)
+        lr: float = arg(0.1, "learning rate", above=0)
+        note: str = arg("x", "not a number: never checked")
+
+    check_bounds(Steps())
+    with pytest.raises(UserError, match=r"--steps is outside 1\.\. \(0\)"):
+        check_bounds(Steps(steps=0))
+    with pytest.raises(UserError, match="--lr must be greater than 0"):
+        check_bounds(Steps(lr=0.0))

@@ -24,7 +24,7 @@ def test_bad_inputs(capsys, tmp_path):
     Path("x.wav").write_bytes(b"RIFF")  # exists: the checkpoint is what is refused
     cases = [
         (["predict", "x.wav", "--checkpoint", other], "'austen-net', not 'audio-net'"),
-        (["predict", "x.wav", "--checkpoint", partial], "lacks genres, feature_params, split"),
+        (["predict", "x.wav", "--checkpoint", partial], "lacks feature_params, split, backbone"),
         (["predict", "x.wav", "--checkpoint", garbage], "not a readable PyTorch checkpoint"),
         (["evaluate", "--checkpoint", tmp_path / "nope.pt"], "does not exist"),
         (["train", "--cv", "1"], "--cv takes K >= 2"),

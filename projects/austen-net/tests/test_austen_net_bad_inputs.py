@@ -3,7 +3,9 @@
 import pytest
 
 from austen_net.cli import main
+from austen_net.config import TrainConfig
 from shared.checkpoint import save_checkpoint
+from shared.errors import UserError
 from testkit import assert_clean_failure
 
 
@@ -22,7 +24,6 @@ def test_bad_inputs(capsys, corpus, tmp_path):
         (["generate", "--checkpoint", partial, "--top-k", "-1"], "--top-k must be >= 0"),
         (["generate", "--checkpoint", partial, "--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["train", "--corpus-dir", tmp_path / "nothing"], "not a folder"),
-        (["train", "--corpus-dir", text.parent / "corpus", "--max-steps", "0"], "at least 1"),
         (
             ["train", "--corpus-dir", one_line, "--tokenizer", "char", "--val-fraction", "0.01"],
             "the validation split holds no text",
@@ -77,11 +78,16 @@ def test_flag_ranges(capsys, trained):
         ["generate", "--checkpoint", ckpt, "--temperature", "nan"],
         ["train", "--max-minutes", "0"],
         ["train", "--max-minutes", "-1"],
+        ["train", "--max-steps", "0"],
+        ["train", "--lr", "0"],
     ):
         with pytest.raises(SystemExit) as exc:
             main([str(a) for a in argv])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and f"argument {argv[-2]}" in err and "Traceback" not in err
+    # a config built in code keeps the bounds its flags keep
+    with pytest.raises(UserError, match=r"--max-steps is outside 1\.\. \(0\)"):
+        TrainConfig(max_steps=0)
 
 
 def crafted_checkpoints(state: dict) -> dict[str, tuple[dict, str]]:

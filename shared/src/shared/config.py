@@ -104,6 +104,18 @@ def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> An
     return tp(value)
 
 
+def check_bounds(cfg: Any) -> None:
+    """The ``low``/``high``/``above`` bounds of ``cfg``'s fields checked on the values it holds, so
+    that a config built in code, or filled in by a preset, keeps the rules its flags keep when
+    parsed: one declaration per bound (in ``arg``), two places it is checked."""
+    for f in dataclasses.fields(cfg):
+        bounds = {k: f.metadata[k] for k in ("low", "high", "above") if k in f.metadata}
+        value = getattr(cfg, f.name)
+        if bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
+            tp = int if isinstance(value, int) else float
+            checked_number(value, "--" + f.name.replace("_", "-"), tp, **bounds)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Flags shared by every command that runs a model and writes a run folder."""
@@ -117,7 +129,13 @@ class RunConfig:
         "auto",
         "autocast precision; auto is bf16 on CUDA (fp16 on GPUs without bf16) and fp32 elsewhere",
     )
-    compile: bool = arg(False, "torch.compile the model")
+    compile: Literal["auto", "on", "off"] = arg(
+        "off",
+        "torch.compile the model: on (also plain --compile), off (also --no-compile), or auto: "
+        "always on CUDA, elsewhere where the run is long enough to repay the compile time",
+        const="on",
+        negative=("--no-compile", "off"),
+    )
     resume: str | None = arg(None, "checkpoint path, or 'latest' for the newest run's last.pt")
     quiet: bool = arg(False, "no progress bars or per-step logging")
     force: bool = arg(
@@ -131,6 +149,13 @@ class RunConfig:
         "also write the metrics as TensorBoard event files into <run>/tensorboard (needs the "
         "tensorboard package: uv run --with tensorboard ...)",
     )
+
+    def compiles(self, device: Any, pays_off: bool = False) -> bool:
+        """Whether ``--compile`` asks for ``torch.compile`` on ``device``: on; or auto on CUDA, or
+        elsewhere where the run ``pays_off`` (long enough to repay the compile time)."""
+        if self.compile == "auto":
+            return device.type == "cuda" or pays_off
+        return self.compile == "on"
 
 
 @dataclasses.dataclass

@@ -9,11 +9,9 @@ from torch import nn
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a cheaper mask on the CPU.
 
-    PyTorch's CPU dropout draws its mask with ``bernoulli_`` (about 5 ns per element): on an MNIST
-    MLP that was 14% of a training step, on a small transformer 4% (with its attention dropout,
-    12%). Comparing uniform draws with ``p`` gives the same distribution in less than half the time
-    (forward plus backward: 0.38 ms vs 0.71 ms for a 128x512 batch on 2 cores; 2.8 ms vs 6.4 ms
-    for an 8x256x384 activation). CUDA keeps its fused kernel.
+    PyTorch's CPU dropout draws its mask with ``bernoulli_``, a large share of a small model's
+    training step. Comparing uniform draws with ``p`` gives the same distribution (tested) in less
+    than half the time (measured: intro-nn and austen-net NOTES.md). CUDA keeps its fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

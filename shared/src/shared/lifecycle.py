@@ -131,14 +131,9 @@ class TrainingTask:
 
 
 def compile_wanted(task: TrainingTask, cfg: Any, device: torch.device) -> bool:
-    """``--compile``/``--no-compile`` (a bool), or ``on``/``off``/``auto``: auto compiles on CUDA
-    always, elsewhere where the task says the run repays it."""
-    setting = cfg.compile
-    if isinstance(setting, bool):
-        return setting
-    if setting == "auto":
-        return device.type == "cuda" or task.compile_pays_off(cfg, device)
-    return setting == "on"
+    """``--compile on|off|auto`` (``RunConfig.compiles``), auto asking the task whether the run is
+    long enough to repay compiling away from CUDA."""
+    return cfg.compiles(device, cfg.compile == "auto" and task.compile_pays_off(cfg, device))
 
 
 def run_training(task: TrainingTask, cfg: Any) -> tuple[Run, Any]:

@@ -47,7 +47,7 @@ def timed_training(cfg: BenchConfig, model, x, y, classes: int, device) -> tuple
         adamw(model.parameters(), device, lr=1e-4),
         device=device,
         precision=cfg.precision,
-        compile=cfg.compile,
+        compile=cfg.compiles(device),
     )
     batches = WindowBatches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model, classes)
     steps = cfg.train_steps or (30 if device.type == "cuda" else 3)
@@ -97,7 +97,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "parameters_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
             "batch_size": cfg.batch_size,
             "precision": cfg.precision,
-            "compile": cfg.compile,
+            "compile": cfg.compiles(device),
             "train_steps_timed": steps,
             "train_windows_per_s": round(steps * cfg.batch_size / train_s, 1),
             "predict_windows_per_s": round(min(len(x), 2 * cfg.batch_size) / predict_s, 1),

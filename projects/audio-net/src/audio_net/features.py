@@ -243,7 +243,7 @@ def compute_features(
     batch: int | None = None,
     quiet: bool = False,
 ) -> Features:
-    # Small batches keep the STFT's working set in cache on CPUs (2 clips at a time ran 1.5x faster than 8 on 2 cores);
+    # Small batches keep the STFT's working set in cache on CPUs (measured: NOTES.md, "Speed");
     # GPUs want large ones.
     batch = batch or (64 if device.type == "cuda" else 2)
     logmel = frontend(p).to(device)

@@ -81,7 +81,12 @@ def sync(device: torch.device) -> None:
 def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
     opt = model.configure_optimizers(1e-4, 0.1, device=device)
     trainer = Trainer(
-        model, opt, device=device, precision=cfg.precision, clip_grad=1.0, compile=cfg.compile
+        model,
+        opt,
+        device=device,
+        precision=cfg.precision,
+        clip_grad=1.0,
+        compile=cfg.compiles(device),
     )
     block = model.cfg.block_size
     g = torch.Generator().manual_seed(0)
@@ -334,7 +339,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "batch_size": cfg.batch_size,
             "context": gpt_cfg.block_size,
             "precision": cfg.precision,
-            "compile": cfg.compile,
+            "compile": cfg.compiles(device),
             "train_steps_timed": steps,
             "train_tokens_per_s": round(train_tps),
             "gpt2_layout_tokens_per_s": round(gpt2_tps),

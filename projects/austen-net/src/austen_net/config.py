@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Literal
 
 from austen_net.presets import PRESETS, TRAIN_PRESETS
-from shared.config import SEED_RANGE, DataCommandConfig, DemoOptions, RunConfig, apply_defaults, arg
+from shared.config import (
+    SEED_RANGE,
+    DataCommandConfig,
+    DemoOptions,
+    RunConfig,
+    apply_defaults,
+    arg,
+    check_bounds,
+)
 from shared.errors import UserError
 from shared.text import valid_text
 
@@ -63,13 +71,13 @@ class TrainConfig(RunConfig, CorpusOptions):
         (), "Gutenberg ids moved whole out of training into validation"
     )
     val_fraction: float = arg(0.1, "share of each work (its end) used for validation")
-    max_steps: int = arg(3000, "optimizer steps")
+    max_steps: int = arg(3000, "optimizer steps", low=1)
     max_minutes: float | None = arg(
         None, "stop after this many minutes (evaluates and saves first)", above=0
     )
-    batch_size: int = arg(64, "sequences per micro-batch")
-    grad_accum: int = arg(1, "micro-batches per optimizer step")
-    lr: float = arg(1e-3, "peak learning rate (AdamW)")
+    batch_size: int = arg(64, "sequences per micro-batch", low=1)
+    grad_accum: int = arg(1, "micro-batches per optimizer step", low=1)
+    lr: float = arg(1e-3, "peak learning rate (AdamW)", above=0)
     min_lr_ratio: float = arg(0.1, "final learning rate as a share of the peak (cosine)")
     warmup_steps: int = arg(100, "linear warmup steps")
     weight_decay: float = arg(0.1, "AdamW weight decay on matrices")
@@ -78,14 +86,14 @@ class TrainConfig(RunConfig, CorpusOptions):
         0.95, "AdamW beta2 (nanoGPT's character recipes use 0.99)", low=0, high=0.9999
     )
     clip_grad: float = arg(1.0, "gradient-norm clip (0: off)")
-    eval_every: int = arg(250, "evaluate on the validation split every N steps")
+    eval_every: int = arg(250, "evaluate on the validation split every N steps", low=1)
     eval_tokens: int = arg(
         1_000_000,
         "validation tokens scored at each evaluation (windows spread evenly over a larger split, "
         "the same each time; 0: the whole split; 'evaluate' always scores all of it)",
         low=0,
     )
-    log_every: int = arg(20, "log training loss every N steps")
+    log_every: int = arg(20, "log training loss every N steps", low=1)
     n_layer: int | None = arg(None, "override the preset's layers")
     n_head: int | None = arg(None, "override the preset's heads")
     n_embd: int | None = arg(None, "override the preset's width")
@@ -134,16 +142,11 @@ class TrainConfig(RunConfig, CorpusOptions):
         # the preset's shape and training settings, where no flag gives them
         preset = {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})}
         apply_defaults(self, preset, given)
-        positive = ("max_steps", "batch_size", "grad_accum", "eval_every", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        check_bounds(self)  # the bounds its flags declare, on what the preset filled in too
         if self.tokenizer == "bpe" and not 260 <= self.vocab_size <= 65536:
             raise UserError("--vocab-size must be between 260 and 65536")
         if not 0 < self.val_fraction < 0.5:
             raise UserError("--val-fraction must be between 0 and 0.5")
-        if self.lr <= 0:
-            raise UserError("--lr must be positive")
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
         if self.fsdp and self.lora_rank:

@@ -366,3 +366,33 @@ def split_corpus(
 
 
 SAMPLE_WORKS = (105, 121)  # Persuasion and Northanger Abbey: 1.3 MB, the shortest two
+
+
+def validation_split_of(
+    trained: dict,
+    corpus_dir: Path | None = None,
+    data_dir: Path | None = None,
+    *,
+    quiet: bool = True,
+    download: bool = False,
+    recorded: str | None = None,
+) -> list[str]:
+    """A run's validation texts, found again from its config ``trained`` and split as they were:
+    its own text files, or the corpus under ``corpus_dir``/``data_dir``. A run whose own text is
+    gone is refused; one whose text changed since training (``recorded``: its sha256) is warned
+    about (its validation split moved)."""
+    own = [Path(p) for p in trained.get("text") or []]
+    if own:
+        missing = [str(p) for p in own if not p.exists()]
+        if missing:
+            raise UserError(
+                f"the run trained on text that is gone ({', '.join(missing)}): "
+                "give --text FILE to score other text"
+            )
+        works = training_works(own, None, None, quiet=quiet)
+        if recorded and recorded != describe_text(own, works)["sha256"]:
+            warn("the run's text files changed since training: its validation split moved")
+    else:
+        works = training_works([], corpus_dir, data_dir, quiet=quiet, download=download)
+    holdout = tuple(trained.get("holdout_works", ()))
+    return split_corpus(works, trained.get("val_fraction", 0.1), holdout).val

@@ -3,22 +3,16 @@ its run trained on (found again from the run's config), or on the texts given.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from austen_net.config import EvaluateConfig
 from austen_net.corpus import (
     decode_bytes,
-    describe_text,
-    split_corpus,
     strip_gutenberg,
     text_files,
-    training_works,
+    validation_split_of,
 )
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
-from shared.errors import UserError
-from shared.progress import warn
 from shared.runs import Run
 
 
@@ -32,27 +26,17 @@ def evaluate(cfg: EvaluateConfig) -> int:
         source = [str(p) for p in files]
     else:  # the validation split of what the run trained on
         trained = state.get("config", {})
-        own = [Path(p) for p in trained.get("text") or []]
-        if own:
-            missing = [str(p) for p in own if not p.exists()]
-            if missing:
-                raise UserError(
-                    f"the run trained on text that is gone ({', '.join(missing)}): "
-                    "give --text FILE to score other text"
-                )
-            works = training_works(own, None, None, quiet=cfg.quiet)
-            recorded = (state.get("text") or {}).get("sha256")
-            if recorded and recorded != describe_text(own, works)["sha256"]:
-                warn("the run's text files changed since training: its validation split moved")
-        else:
+        if not trained.get("text"):  # the run's corpus folders unless flags name others
             cfg = run_data_settings(cfg, trained, ("corpus_dir", "data_dir"), quiet=cfg.quiet)
-            works = training_works(
-                [], cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
-            )
-        split = split_corpus(
-            works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))
+        texts = validation_split_of(
+            trained,
+            cfg.corpus_dir,
+            cfg.data_dir,
+            quiet=cfg.quiet,
+            download=cfg.download,
+            recorded=(state.get("text") or {}).get("sha256"),
         )
-        texts, source = split.val, "validation split"
+        source = "validation split"
     result = bpc_of_texts(model, tok, texts, cfg.batch_size, device, cfg.precision)
     run = Run(PROJECT, cfg.out, cfg)
     run.finish(

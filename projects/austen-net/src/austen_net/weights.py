@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from austen_net.corpus import split_corpus, training_works
+from austen_net.corpus import validation_split_of
 from austen_net.inference import PROJECT, load_model
 from austen_net.windows import predicted_chars, total_nll
 from shared.atomic import write_json
@@ -55,20 +55,12 @@ def cache_file(checkpoint: Path, device: torch.device) -> Path:
 def validation_texts(state: dict) -> list[str] | None:
     """The run's validation split, found again from its config (None when its text is gone)."""
     trained = state.get("config") or {}
-    own = [Path(p) for p in trained.get("text") or []]
+    folders = [trained.get(k) for k in ("corpus_dir", "data_dir")]
+    corpus_dir, data_dir = (Path(f) if f else None for f in folders)
     try:
-        if own:
-            works = training_works(own, None, None, quiet=True)
-        else:
-            folders = [trained.get(k) for k in ("corpus_dir", "data_dir")]
-            corpus_dir, data_dir = (Path(f) if f else None for f in folders)
-            works = training_works([], corpus_dir, data_dir, quiet=True, download=False)
-        split = split_corpus(
-            works, trained.get("val_fraction", 0.1), tuple(trained.get("holdout_works", ()))
-        )
+        return validation_split_of(trained, corpus_dir, data_dir) or None
     except (UserError, OSError, TypeError, ValueError):
         return None
-    return split.val or None
 
 
 def measure_candidate(model, tok, texts: list[str], device: torch.device) -> dict:

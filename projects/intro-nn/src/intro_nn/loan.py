@@ -64,9 +64,8 @@ def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 # The loan models multiply matrices of a few thousand rows by 20-32 columns: one BLAS thread does
-# that 3.7x faster than two on a 2-core Xeon (7.2 s against 26.6 s for the five folds, identical
-# scores), and far faster still when another process holds the other core (OpenBLAS's threads
-# wait for each other by spinning).
+# that faster than two, and far faster still when another process holds the other core
+# (OpenBLAS's threads wait for each other by spinning; measured: NOTES.md, "Loans").
 LOAN_BLAS_THREADS = 1
 
 

@@ -23,10 +23,9 @@ from shared.paths import require_file
 # scratch on a CPU: a small frame encoder (mn-synth: open_clip's 2-layer text transformer and a
 # small CNN image tower that keeps where things are, ``encoders.FrameCNN``), random weights,
 # trained end to end with the fusion model and its motion tokens. Frozen random towers do not know
-# what a "red square" is. Measured on the validation clips: a 2-layer ViT (mn-tiny) learnt colour
-# and sound but not shape or direction (44% and 27% right at rank 1, chance 33% and 25%); a small
-# ResNet with CLIP's attention pool learnt shape too but not direction (26%), with or without
-# motion tokens. Four frames show a direction; three seconds of audio are the whole clip, and a
+# what a "red square" is. On the validation clips a 2-layer ViT (mn-tiny) learnt colour and sound
+# but not shape or direction, a small ResNet with CLIP's attention pool shape too but not direction
+# (the figures: NOTES.md). Four frames show a direction; three seconds of audio are the whole clip, and a
 # narrow audio CNN tells four sounds apart.
 PRESETS: dict[str, dict] = {
     "synth": dict(
