@@ -108,6 +108,26 @@ def test_merged_model_gives_the_adapted_output_and_only_adapters_train(tmp_path)
     assert not adapters(ours)
 
 
+def test_merging_sums_in_fp32_and_stores_the_dtype_asked(tmp_path):
+    """A bf16 base (what a Llama is stored in) merged into bf16 weights: W + BA rounded once, as
+    the fp32 merge cast to bf16 gives; into fp32 weights: W + BA exactly."""
+    bases = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        ours = ours_from(tiny_llama(), tmp_path)
+        apply_lora(ours, LoRASettings(rank=4, alpha=8.0), torch.bfloat16)
+        randomise(ours)
+        layer = ours.blocks[0].attn.qkv
+        w = layer.base.weight.float()
+        with torch.no_grad():
+            for name, (start, end) in layer.parts.items():
+                w[start:end] += layer.lora_B[name] @ layer.lora_A[name] * layer.scale
+            merge_lora(ours, dtype)
+        got = ours.blocks[0].attn.qkv.weight
+        assert got.dtype == dtype and torch.equal(got, w.to(dtype))
+        bases[dtype] = got
+    assert torch.equal(bases[torch.float32].bfloat16(), bases[torch.bfloat16])
+
+
 def test_adapters_start_as_the_pretrained_model_and_refuse_unknown_targets(tmp_path):
     hf = tiny_llama()
     ours = ours_from(hf, tmp_path)

@@ -11,7 +11,7 @@ from austen_net_hf import PARAGRAPH, corpus_text
 from austen_net.cli import main
 from austen_net.corpus import load_text, split_corpus
 from austen_net.inference import bpc_of_texts, load_model
-from austen_net.pretrained import load_pretrained, source_folder
+from austen_net.pretrained import converted, load_pretrained, source_folder
 from shared.checkpoint import load_checkpoint
 from shared.errors import UserError
 
@@ -191,3 +191,17 @@ def test_a_checkpoint_from_before_the_new_fields_loads_unchanged(tmp_path, capsy
     assert main([*argv, "--checkpoint", str(tmp_path / "old.pt")]) == 0
     first, second = capsys.readouterr().out.split("Anne")[1:]
     assert first == second
+
+
+def test_weights_read_as_stored_are_copies_of_their_own_and_ties_stay_one_tensor():
+    """``converted(sd, None)`` (a LoRA base read for generation): the values as stored, in memory
+    that is no view of what was read (a view would keep the whole mapped file alive while merged
+    layers are added), a tied weight still one tensor, and ``sd`` emptied as it goes."""
+    tied, other = torch.randn(6, 4).bfloat16(), torch.randn(3, 4).t()  # one not contiguous
+    sd = {"emb": tied, "head": tied, "proj": other}
+    out = converted(sd, None)
+    assert sd == {} and out["emb"] is out["head"] and out["proj"].is_contiguous()
+    assert out["emb"].dtype == torch.bfloat16 and torch.equal(out["emb"], tied)
+    assert torch.equal(out["proj"], other)
+    assert out["emb"].untyped_storage().data_ptr() != tied.untyped_storage().data_ptr()
+    assert converted({"w": tied}, torch.float32)["w"].dtype == torch.float32

@@ -31,7 +31,7 @@ from shared.checkpoint import (
     refuse_if_damaged,
     settings_from_checkpoint,
 )
-from shared.device import autocast, resolve_precision
+from shared.device import autocast, large_allocations_from_os, resolve_precision
 from shared.errors import UserError
 
 PROJECT = "austen-net"
@@ -148,11 +148,14 @@ def load_model(
     checkpoint holds adapters: its base is loaded from the source it names and the adapters
     merged into it (``merge=False``: kept apart, for ``export --format peft``)."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
+    if lora_run(state):  # a base read a tensor at a time: its blocks go back to the OS when freed
+        large_allocations_from_os()
     with refuse_if_damaged(path):
         cfg = checked_config(state, path)
         tok = checked_tokenizer(state, path, cfg.vocab_size)
         if lora_run(state):
-            model = adapted_model(state, cfg, path, merge)
+            dtype = torch.bfloat16 if weights == "bf16" else torch.float32
+            model = adapted_model(state, cfg, path, merge, dtype)
         else:
             model = model_from_checkpoint(lambda: GPT(cfg), state["model"], path)
     return with_weights(model.to(device).eval(), weights), tok, state
@@ -164,19 +167,19 @@ def lora_run(state: dict) -> bool:
 
 
 def pretrained_model(
-    source: str, block_size: int | None, quiet: bool, dtype: torch.dtype = torch.float32
+    source: str, block_size: int | None, quiet: bool, dtype: torch.dtype | None = torch.float32
 ):
     """(model, tokenizer) of an ``--init-from`` source: a transformers folder, a Hub name or an
-    austen-net checkpoint; its weights in ``dtype``."""
+    austen-net checkpoint; its weights in ``dtype`` (None: as stored)."""
     if Path(source).is_file():
         model, tok, _ = load_model(Path(source), "cpu")
-        return model.to(dtype), tok
+        return (model if dtype is None else model.to(dtype)), tok
     model, tok, _ = load_pretrained(source, block_size=block_size, quiet=quiet, dtype=dtype)
     return model, tok
 
 
 def base_weights(
-    source: str, block_size: int, quiet: bool, dtype: torch.dtype = torch.float32
+    source: str, block_size: int, quiet: bool, dtype: torch.dtype | None = torch.float32
 ) -> dict:
     """A LoRA run's frozen weights, from its ``--init-from`` source, cut to its context."""
     model, _ = pretrained_model(source, block_size, quiet, dtype)
@@ -186,18 +189,24 @@ def base_weights(
     return weights
 
 
-def adapted_model(state: dict, cfg: GPTConfig, path, merge: bool) -> GPT:
-    """The base a LoRA checkpoint names (checked by its fingerprint) with the adapters loaded."""
+def adapted_model(
+    state: dict, cfg: GPTConfig, path, merge: bool, dtype: torch.dtype = torch.float32
+) -> GPT:
+    """The base a LoRA checkpoint names (checked by its fingerprint) with the adapters loaded
+    (merged: summed in fp32), the whole model in ``dtype``. The base is read as stored (a Llama's
+    bf16 never passes through fp32 whole): what it holds at once is the stored base, then the
+    model in ``dtype`` a tensor at a time, never both whole in fp32."""
     config, lora = state["config"], state.get("lora")
     if not isinstance(lora, dict) or not isinstance(config.get("init_from"), str):
         raise UserError(f"{path}: a LoRA checkpoint without the base model it adapts")
-    start = base_weights(config["init_from"], cfg.block_size, quiet=True)
+    start = base_weights(config["init_from"], cfg.block_size, quiet=True, dtype=None)
     if fingerprint(start) != lora.get("base_fingerprint"):
         raise UserError(
             f"{path}: its adapters were trained on another version of {config['init_from']} "
             "(the base weights' fingerprint differs)"
         )
     model = model_from_checkpoint(lambda: GPT(cfg), start, path, assign=True)
+    del start  # the model holds the base now: each merged layer's stored copy is freed as it goes
     try:
         apply_lora(model, settings_from(config))
     except (KeyError, TypeError, ValueError) as exc:
@@ -206,9 +215,9 @@ def adapted_model(state: dict, cfg: GPTConfig, path, merge: bool) -> GPT:
     check_weights_fit(model.state_dict(), state["model"], path)
     model.load_state_dict(state["model"])
     if merge:
-        merge_lora(model)
+        merge_lora(model, dtype)
         thaw(model)
-    return model
+    return model.to(dtype)
 
 
 def with_weights(model: GPT, weights: str, int8_kernel: str | None = None) -> GPT:

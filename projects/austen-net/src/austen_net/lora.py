@@ -97,12 +97,17 @@ class LoRALinear(nn.Module):
         return self.base(x) + self.delta(x).to(x.dtype)
 
     @torch.no_grad()
-    def merged(self) -> nn.Linear:
-        """The base layer with the adapters folded into its weight."""
-        w = self.base.weight
+    def merged(self, dtype: torch.dtype | None = None) -> nn.Linear:
+        """The base layer with the adapters folded into its weight: summed in fp32, stored in
+        ``dtype`` (the base's when None)."""
+        base = self.base.weight
+        w = base.float()  # the weight itself when it is fp32, else an fp32 copy of it
         for name, (start, end) in self.parts.items():
-            update = self.lora_B[name].float() @ self.lora_A[name].float() * self.scale
-            w[start:end] += update.to(w.dtype)
+            w[start:end] += self.lora_B[name].float() @ self.lora_A[name].float() * self.scale
+        w = w.to(dtype or base.dtype)
+        self.base.weight = (
+            nn.Parameter(w, requires_grad=False) if isinstance(base, nn.Parameter) else w
+        )
         return self.base
 
 
@@ -138,14 +143,15 @@ def adapters(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if ".lora_A." in k or ".lora_B." in k}
 
 
-def merge_lora(model: GPT) -> GPT:
-    """Fold every adapter into its base weight; the model is plain ``GPT`` again."""
+def merge_lora(model: GPT, dtype: torch.dtype | None = None) -> GPT:
+    """Fold every adapter into its base weight (summed in fp32, stored in ``dtype``: the base's
+    when None); the model is plain ``GPT`` again."""
     for block in model.blocks:
         for module in ("attn.qkv", "attn.proj", "mlp.up", "mlp.down"):
             parent, leaf = module_at(block, module)
             layer = getattr(parent, leaf)
             if isinstance(layer, LoRALinear):
-                setattr(parent, leaf, layer.merged())
+                setattr(parent, leaf, layer.merged(dtype))
     return model
 
 

@@ -349,13 +349,23 @@ def llama_weights(w: dict, cfg: GPTConfig) -> dict[str, torch.Tensor]:
     return sd
 
 
-def converted(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Each tensor in ``dtype``, contiguous, converted once even where two names share it."""
-    done: dict[int, torch.Tensor] = {}
-    for t in sd.values():
+def converted(sd: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Each tensor in ``dtype``, contiguous, converted once even where two names share it. None:
+    as stored, each in memory of its own (a model that replaces its weights, as merging LoRA
+    does, would otherwise keep the whole mapped file alive through the views it keeps). ``sd`` is
+    emptied as it goes: a tensor and its copy exist together one at a time."""
+    done: dict[int, torch.Tensor] = {}  # (an id stays unique: every tensor of sd is alive here)
+    out = {}
+    for name in list(sd):
+        t = sd.pop(name)
         if id(t) not in done:
-            done[id(t)] = t.to(dtype).contiguous()
-    return {k: done[id(t)] for k, t in sd.items()}
+            done[id(t)] = (
+                t.clone(memory_format=torch.contiguous_format)
+                if dtype is None
+                else t.to(dtype).contiguous()
+            )
+        out[name] = done[id(t)]
+    return out
 
 
 def tokenizer_of(folder: Path) -> HFTokenizer:
@@ -386,9 +396,10 @@ def load_pretrained(
     block_size: int | None = None,
     dropout: float = 0.0,
     quiet: bool = False,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
 ) -> tuple[GPT, HFTokenizer, dict]:
-    """(our GPT with the source's weights in ``dtype``, its tokenizer, what was imported). The
+    """(our GPT with the source's weights in ``dtype`` (None: as stored), its tokenizer, what was
+    imported). The
     model takes the converted tensors themselves: at most the file's tensors and the model exist
     at once (a LoRA base in bf16 never passes through fp32)."""
     require_pretrained()
