@@ -4,9 +4,9 @@ A fixed number of epochs gives a fixed number of passes, but the optimizer steps
 with the data: 10 epochs of 240 one-second clips are 40 steps, far too few to learn anything. So
 ``auto`` sets a step budget (at least ``min_steps`` steps and at least ``min_epochs`` epochs) and
 stops early once the validation score has not improved for a while (``--patience``; at least
-``patience_epochs`` epochs and ``patience_steps`` steps by default), validating every
-at least ``min_steps_between_evals`` steps apart. An explicit ``--epochs N`` trains N epochs, validating after
-each, without early stopping unless ``--patience`` asks for it.
+``patience_epochs`` epochs and ``patience_steps`` steps by default), validating at least
+``min_steps_between_evals`` steps apart. An explicit ``--epochs N`` trains N epochs, validating
+after each, without early stopping unless ``--patience`` asks for it.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ The order, written once here and nowhere else::
 A project subclasses :class:`TrainingTask` and supplies only what differs: how it trains
 (``plan``, handed the resumed checkpoint and its path, returns a :class:`Plan`) and what its
 summary holds (``summary``, given an :class:`Outcome` and the plan's ``prepared``: the task keeps
-no state of its own between the two, so everything the summary reads is in its arguments). ``cfg`` is a
-:class:`shared.config.RunConfig` (seed, device, precision, compile, resume, out, quiet). The
-smallest complete task is the toy regression in ``shared/tests/test_lifecycle.py``.
+no state of its own between the two, so everything the summary reads is in its arguments).
+``cfg`` is a :class:`shared.config.RunConfig` (seed, device, precision, compile, resume, out,
+quiet). The smallest complete task is the toy regression in ``shared/tests/test_lifecycle.py``.
 """
 
 from __future__ import annotations
