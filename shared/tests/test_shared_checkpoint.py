@@ -91,8 +91,7 @@ def test_resolve_resume_latest(tmp_path):
 
 
 def test_an_optimizer_state_that_does_not_fit_is_refused_before_loading():
-    from shared.checkpoint import check_optimizer_state
-    from shared.optim import adamw
+    from shared.optim import adamw, check_optimizer_state
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     opt = adamw(model.parameters(), lr=0.1, device=torch.device("cpu"))
@@ -103,7 +102,7 @@ def test_an_optimizer_state_that_does_not_fit_is_refused_before_loading():
 
     def tampered(change):
         state = {
-            "state": {k: dict(v) for k, v in good["state"].items()},
+            "state": {k: {n: t.clone() for n, t in v.items()} for k, v in good["state"].items()},
             "param_groups": [dict(g, params=list(g["params"])) for g in good["param_groups"]],
         }
         change(state)
@@ -116,7 +115,32 @@ def test_an_optimizer_state_that_does_not_fit_is_refused_before_loading():
         (lambda s: s["param_groups"][0]["params"].pop(), "a parameter group of another size"),
         (lambda s: s["param_groups"].append({"params": []}), "2 parameter groups, not 1"),
         (lambda s: s.pop("state"), "not an optimizer's state"),
+        # by name: a one-element tensor is no longer taken for a step count whatever its name
+        (lambda s: s["state"][0].update(exp_avg=torch.zeros(1)), "exp_avg of a (3, 4) parameter"),
+        (lambda s: s["state"][0].update(exp_avg=torch.tensor(0.0)), "exp_avg of a (3, 4)"),
+        (lambda s: s["state"][0].pop("exp_avg_sq"), "lacks exp_avg_sq"),
+        (lambda s: s["state"][0].update(foo=torch.zeros(3, 4)), "holds 'foo', not AdamW's"),
+        (lambda s: s["state"][0].update(step=torch.tensor(-1.0)), "step -1.0 is not a step count"),
+        (lambda s: s["state"][0]["exp_avg_sq"].fill_(-1.0), "exp_avg_sq holds negative values"),
+        (lambda s: s["state"][0]["exp_avg"].fill_(float("inf")), "exp_avg holds NaN or infinite"),
+        (lambda s: s["param_groups"][0].update(lr="x"), "lr 'x' is not a value lr can take"),
+        (lambda s: s["param_groups"][0].update(lr=-1.0), "lr -1.0 is not a value"),
+        (lambda s: s["param_groups"][0].update(betas=(0.9, 1.5)), "betas (0.9, 1.5)"),
+        (lambda s: s["param_groups"][0].update(amsgrad="yes"), "amsgrad 'yes'"),
+        (lambda s: s["param_groups"][0].pop("eps"), "a parameter group lacks eps"),
     ]
     for change, words in cases:
         with pytest.raises(UserError, match=re.escape(words)):
             check_optimizer_state(opt, tampered(change), "last.pt")
+
+
+def test_a_schedule_state_of_other_kinds_is_refused():
+    from shared.optim import adamw, check_scheduler_state, warmup_cosine
+
+    opt = adamw(torch.nn.Linear(2, 2).parameters(), lr=0.1, device=torch.device("cpu"))
+    schedule = warmup_cosine(opt, 2, 10)
+    good = schedule.state_dict()
+    check_scheduler_state(schedule, good, "last.pt")
+    for bad in ({**good, "base_lrs": [float("nan")]}, {**good, "last_epoch": "3"}, {"x": 1}, []):
+        with pytest.raises(UserError, match="learning-rate schedule's state"):
+            check_scheduler_state(schedule, bad, "last.pt")

@@ -181,3 +181,23 @@ def test_decay_groups_split_matrices_from_vectors():
     assert [p.shape for p in decay["params"]] == [(5, 4), (4, 4)] and decay["weight_decay"] == 0.1
     assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,)]
     assert no_decay["weight_decay"] == 0.0 and no_decay["lr"] == 3.0
+
+
+def test_a_diverged_run_never_replaces_a_finite_last_pt(tmp_path):
+    """Weights that became NaN (a run that diverged, or tampered optimizer values resumed) are
+    refused when saved: the last finite ``last.pt`` stays as it was, and the run ends in one
+    message instead of training on to NaN with exit 0."""
+    from shared.errors import UserError
+
+    trainer = make_trainer()
+    mgr = CheckpointManager(tmp_path / "ckpt", project="t")
+    fit(trainer, batches, loss_fn, Cadence(4, checkpoint_every=2), checkpoints=mgr, quiet=True)
+    finite = mgr.last_path.read_bytes()
+
+    def poisoned(model, batch):  # a loss whose gradient is NaN: AdamW writes NaN weights
+        loss, metrics = loss_fn(model, batch)
+        return loss * torch.tensor(float("nan")), metrics
+
+    with pytest.raises(UserError, match=r"weights at step 6 hold NaN or infinite values"):
+        fit(trainer, batches, poisoned, Cadence(8, checkpoint_every=2), checkpoints=mgr, quiet=True)
+    assert mgr.last_path.read_bytes() == finite

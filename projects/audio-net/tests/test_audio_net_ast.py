@@ -191,3 +191,39 @@ def test_ast_refusals(ast_folder, tmp_path, capsys, monkeypatch):
         pretrained_backbone(wide, LABELS)
     assert not (tmp_path / "run").exists()
     assert isinstance(pretrained_backbone(ast_folder, LABELS), ASTBackbone)
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"max_length": 100000}, "max_length 100000 is not an integer in [16, 8192]"),
+        ({"num_mel_bins": 0}, "num_mel_bins 0 is not an integer in [16, 512]"),
+        ({"time_stride": "ten"}, "time_stride 'ten' is not an integer in [1, 64]"),
+    ],
+)
+def test_a_source_config_is_checked_before_any_clip_is_featurized(
+    ast_folder, tmp_path, capsys, change, words
+):
+    """A source whose config said ``max_length: 100000`` featurized every clip at that length
+    (3.78 GB where the honest folder took 1.34 GB, growing with the clips) and left a 1.4 GB cache
+    before it was refused. Every number of the source is checked first now: nothing is
+    featurized, no cache and no run folder are left."""
+    from audio_net import data as data_module
+
+    data = sounds(tmp_path / "sounds", per_label=3)
+    source = tmp_path / "source"
+    shutil.copytree(ast_folder, source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, **change}))
+    featurized = []
+    original = data_module.load_features
+    argv = ["train", "--model", "ast", "--model-source", source, "--data-dir", data]
+    argv += ["--cache-dir", tmp_path / "cache", "--out", tmp_path / "run", "--epochs", "1"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            data_module, "load_features", lambda *a, **k: featurized.append(1) or original(*a, **k)
+        )
+        assert_clean_failure(main, argv, capsys, words)
+    assert not featurized
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.*"))
+    assert not (tmp_path / "run").exists()

@@ -56,6 +56,11 @@ def test_the_sample_without_espeak_is_tones_and_chirps(capsys, monkeypatch):
     before = listing(root)
     assert main(["data", "sample"]) == 0
     assert listing(root) == before and "already there" in capsys.readouterr().err
+    # a folder of that name holding something else is refused (it said "already there", exit 0)
+    (root / "tone-low").rename(root / "junk")
+    assert main(["data", "sample"]) == 2
+    assert "holds files that are not this sample" in capsys.readouterr().err
+    assert (root / "junk").is_dir() and not (root / "tone-low").exists()
 
 
 def test_the_export_section_runs_as_written(capsys):

@@ -330,19 +330,71 @@ def test_a_text_written_as_one_line_trains_a_bpe(capsys, tmp_path):
     assert tok.decode(tok.encode(line[:5000])) == line[:5000]
 
 
-@pytest.mark.parametrize(
-    "tamper,message",
-    [
-        ("exp_avg", "its optimizer state does not fit the model (exp_avg of a"),
-        ("exp_avg_sq_int", "its optimizer state does not fit the model (exp_avg_sq of a"),
-        ("extra_param", "state for a parameter it does not have"),
-        ("tok_emb", "its weights do not fit the model its settings describe"),
-    ],
-)
-def test_a_tampered_resume_is_one_message(tamper, message, tmp_path, trained):
-    """An AdamW ``exp_avg`` of the wrong shape in ``last.pt`` crashed the fused CPU optimizer with a
-    segmentation fault (exit 139, no message); a wrong ``tok_emb.weight`` gave a traceback. Run in
-    a fresh process, so a crash would show as one here, not end the test session."""
+def tamper_adamw(state: dict, how: str) -> None:
+    """Change ``last.pt``'s optimizer (or model) state the way a hostile or damaged file would."""
+    import torch
+
+    opt, group = state["optimizer"]["state"], state["optimizer"]["param_groups"][0]
+    changes = {
+        "exp_avg": lambda: opt[0].update(exp_avg=torch.zeros(3)),
+        "exp_avg_one": lambda: opt[0].update(exp_avg=torch.zeros(1)),
+        "exp_avg_scalar": lambda: opt[0].update(exp_avg=torch.tensor(0.0)),
+        "exp_avg_sq_int": lambda: opt[1].update(
+            exp_avg_sq=torch.zeros(opt[1]["exp_avg_sq"].shape, dtype=torch.int64).T
+        ),
+        "no_exp_avg_sq": lambda: opt[0].pop("exp_avg_sq"),
+        "negative_exp_avg_sq": lambda: opt[0].update(
+            exp_avg_sq=-torch.ones_like(opt[0]["exp_avg"])
+        ),
+        "nan_step": lambda: opt[0].update(step=torch.tensor(float("nan"))),
+        "lr_text": lambda: group.update(lr="x"),
+        "lr_nan": lambda: group.update(lr=float("nan")),
+        "betas_text": lambda: group.update(betas="ab"),
+        "eps_list": lambda: group.update(eps=[1, 2]),
+        "extra_param": lambda: opt.update({10_000: {"exp_avg": torch.zeros(2)}}),
+        "tok_emb": lambda: state["model"].update({"tok_emb.weight": torch.zeros(3, 7)}),
+        "nan_weights": lambda: state["model"]["tok_emb.weight"].fill_(float("nan")),
+        "schedule_nan": lambda: state["scheduler"].update(base_lrs=[float("nan")]),
+    }
+    changes[how]()
+
+
+TAMPERED_RESUMES = {
+    "exp_avg": "its optimizer state does not fit the model (exp_avg of a",
+    "exp_avg_one": "its optimizer state does not fit the model (exp_avg of a",
+    "exp_avg_scalar": "its optimizer state does not fit the model (exp_avg of a",
+    "exp_avg_sq_int": "its optimizer state does not fit the model (exp_avg_sq of a",
+    "no_exp_avg_sq": "(a parameter's state lacks exp_avg_sq)",
+    "negative_exp_avg_sq": "(exp_avg_sq holds negative values",
+    "nan_step": "(step nan is not a step count)",
+    "lr_text": "(lr 'x' is not a value lr can take)",
+    "lr_nan": "(lr nan is not a value lr can take)",
+    "betas_text": "(betas 'ab' is not a value betas can take)",
+    "eps_list": "(eps [1, 2] is not a value eps can take)",
+    "extra_param": "state for a parameter it does not have",
+    "tok_emb": "its weights do not fit the model its settings describe",
+    "nan_weights": "its weights hold NaN or infinite values (tok_emb.weight)",
+    "schedule_nan": "its learning-rate schedule's state is not one this run keeps",
+}
+RESUME_EACH = """
+import contextlib, io, json, sys
+from austen_net.cli import main
+for argv in json.loads(sys.argv[1]):
+    print("case", argv[-1], file=sys.stderr, flush=True)  # the one a crash stopped at
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv[:-1])
+    print(json.dumps([argv[-1], code, err.getvalue()]), flush=True)
+"""
+
+
+def test_a_tampered_resume_is_one_message(tmp_path, trained):
+    """A one-element ``exp_avg`` (or one of the wrong shape) in ``last.pt`` crashed the fused CPU
+    AdamW with a segmentation fault (exit 139, no message); mistyped hyper-parameters or a missing
+    ``exp_avg_sq`` were tracebacks, NaN values trained to NaN with exit 0. Each is one line and
+    exit 2 now, and the refused file is left as it was. The cases run in a fresh process, so a
+    crash shows as a failure here (naming its case), not the end of the test session."""
+    import json
     import shutil
     import subprocess
     import sys
@@ -350,27 +402,28 @@ def test_a_tampered_resume_is_one_message(tamper, message, tmp_path, trained):
     import torch
 
     corpus, ckpt = trained
-    run = tmp_path / "run"
-    shutil.copytree(ckpt.parent.parent, run)
-    path = run / "checkpoints" / "last.pt"
-    state = torch.load(path, weights_only=True)
-    opt = state["optimizer"]["state"]
-    if tamper == "exp_avg":
-        opt[0]["exp_avg"] = torch.zeros(3)
-    elif tamper == "exp_avg_sq_int":
-        opt[1]["exp_avg_sq"] = torch.zeros(opt[1]["exp_avg_sq"].shape, dtype=torch.int64).T
-    elif tamper == "extra_param":
-        opt[10_000] = {"exp_avg": torch.zeros(2)}
-    else:
-        state["model"]["tok_emb.weight"] = torch.zeros(3, 7)
-    torch.save(state, path)
-    argv = ["train", *TINY, "--corpus-dir", corpus, "--max-steps", "6", "--eval-every", "2"]
-    argv += ["--out", run, "--resume", "latest", "--quiet"]
-    code = "import sys; from austen_net.cli import main; sys.exit(main(sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True)
-    err = out.stderr.decode()
-    assert out.returncode == 2, (out.returncode, err[-2000:])
-    assert "Traceback" not in err and message in err, err
+    cases, files = [], {}
+    for tamper in TAMPERED_RESUMES:
+        run = tmp_path / tamper
+        shutil.copytree(ckpt.parent.parent, run)
+        path = run / "checkpoints" / "last.pt"
+        state = torch.load(path, weights_only=True)
+        tamper_adamw(state, tamper)
+        torch.save(state, path)
+        files[tamper] = (path, path.read_bytes())
+        argv = ["train", *TINY, "--corpus-dir", corpus, "--max-steps", "6", "--eval-every", "2"]
+        cases.append([*map(str, argv), "--out", str(run), "--resume", "latest", "--quiet", tamper])
+    out = subprocess.run(
+        [sys.executable, "-c", RESUME_EACH, json.dumps(cases)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("[")]
+    assert [r[0] for r in results] == list(TAMPERED_RESUMES)
+    for tamper, code, err in results:
+        assert code == 2, (tamper, err)
+        assert "Traceback" not in err and TAMPERED_RESUMES[tamper] in err, (tamper, err)
+        path, before = files[tamper]
+        assert path.read_bytes() == before, tamper
 
 
 def test_many_samples_are_drawn_in_batches_that_fit(capsys, monkeypatch, trained):

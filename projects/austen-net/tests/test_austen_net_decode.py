@@ -69,6 +69,7 @@ def test_generate_compile_on_writes_what_off_writes(corpus, tmp_path, capsys):
     capsys.readouterr()
     argv = ["generate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--seed", "3"]
     argv += ["--max-new-tokens", "150", "--prompt", "Anne"]  # past the context of 64
+    argv += ["--weights", "fp32"]  # (auto measures, and may choose bf16 or int8 by timing)
     assert main([*argv, "--compile", "off"]) == 0
     eager = capsys.readouterr()
     assert main([*argv, "--compile", "on"]) == 0

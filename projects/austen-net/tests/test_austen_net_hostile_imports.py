@@ -118,6 +118,10 @@ WEIGHT_CASES = {
         lambda w: w.pop("model.norm.weight"),
         "the weights lack model.norm.weight",
     ),
+    "nan-weights": (  # imported with exit 0 before: a NaN model generate crashed on
+        lambda w: w["model.norm.weight"].fill_(float("nan")),
+        "model.norm.weight holds NaN or infinite values",
+    ),
 }
 
 

@@ -306,3 +306,62 @@ def test_import_of_a_peft_adapter_folder_gives_a_lora_checkpoint(llama_folder, t
     )
     assert main(["import", str(folder), "--out", str(tmp_path / "dora.pt"), "--quiet"]) == 2
     assert "use_dora" in capsys.readouterr().err
+
+
+def test_hostile_adapter_folders_are_one_line_each(llama_folder, tmp_path, capsys):
+    """peft adapter folders damaged or crafted: a safetensors header claiming 10^15 bytes or a
+    link to /dev/zero (a SafetensorError traceback before), lora_alpha NaN or negative and
+    all-NaN adapters (imported with exit 0, a NaN model that generate crashed on and export
+    wrote out), another adapter type (imported as LoRA), r of 0 or 10^9 ("must be numbers").
+    Each is one line naming the problem, exit 2, nothing written."""
+    import shutil
+    import struct
+
+    from austen_net.cli import main
+    from testkit import assert_clean_failure
+
+    base = transformers.AutoModelForCausalLM.from_pretrained(llama_folder).eval()
+    adapted = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
+    )
+    good = tmp_path / "good"
+    adapted.save_pretrained(good)
+    config = json.loads((good / "adapter_config.json").read_text())
+    weights = safetensors_torch.load_file(str(good / "adapter_model.safetensors"))
+
+    def header_of(length):
+        return lambda f: f.write_bytes(struct.pack("<Q", length) + b"{}")
+
+    def nan_weights(f):
+        f.unlink()
+        safetensors_torch.save_file({k: v * float("nan") for k, v in weights.items()}, str(f))
+
+    def link_to_zero(f):
+        f.unlink()
+        f.symlink_to("/dev/zero")
+
+    file_cases = {
+        "header": (header_of(10**15), "is not a readable safetensors file"),
+        "zero": (link_to_zero, "is not a regular file: not a safetensors file"),
+        "nan": (nan_weights, "holds NaN or infinite values: refusing these weights"),
+    }
+    config_cases = {
+        "alpha_nan": ({"lora_alpha": float("nan")}, "lora_alpha is not a finite number"),
+        "alpha_negative": ({"lora_alpha": -8}, "lora_alpha must be greater than 0"),
+        "r_zero": ({"r": 0}, "r is outside 1..1024"),
+        "r_huge": ({"r": 1_000_000_000}, "r is outside 1..1024"),
+        "ia3": ({"peft_type": "IA3"}, "peft_type 'IA3' is not LoRA"),
+    }
+    cases = {name: (change, None, words) for name, (change, words) in file_cases.items()}
+    cases |= {name: (None, change, words) for name, (change, words) in config_cases.items()}
+    for name, (change_file, change_config, words) in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        if change_file is not None:
+            change_file(folder / "adapter_model.safetensors")
+        if change_config is not None:
+            (folder / "adapter_config.json").write_text(json.dumps({**config, **change_config}))
+        out = tmp_path / f"{name}.pt"
+        argv = ["import", folder, "--base", llama_folder, "--out", out, "--quiet"]
+        assert_clean_failure(main, [str(a) for a in argv], capsys, words)
+        assert not out.exists(), name

@@ -76,3 +76,46 @@ def test_without_the_validation_text_fp32_is_kept(tmp_path, capsys):
     capsys.readouterr()
     assert weights.choose_weights(out / "checkpoints" / "best.pt", torch.device("cpu")) == "fp32"
     assert "validation text is not here" in capsys.readouterr().err
+
+
+def test_a_damaged_cache_entry_is_measured_again(run, monkeypatch, capsys, tmp_path):
+    """The cache entry replaced by a symbolic link to a 3 GB sparse file was read whole (3.9 GB,
+    then a MemoryError traceback); nested 100,000 deep it was a RecursionError; ``"weights":
+    "evil"`` ended in a refusal of a flag nobody typed. Each is measured again now, and the new
+    measurement replaces the entry."""
+    measured = []
+
+    def fake(model, tok, texts, device):
+        measured.append(1)
+        return {"bpc": 3.0, "tokens_per_s": 100.0}
+
+    monkeypatch.setattr(weights, "measure_candidate", fake)
+    entry = weights.cache_file(run, torch.device("cpu"))
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    huge = tmp_path / "huge"
+    with open(huge, "wb") as fh:
+        fh.truncate(3 << 30)  # sparse: no disk is spent
+    damages = {
+        "symlink to a 3 GB file": lambda: entry.symlink_to(huge),
+        "nested 100,000 deep": lambda: entry.write_text("[" * 100_000 + "]" * 100_000),
+        "a choice that is no candidate": lambda: entry.write_text(
+            '{"weights": "evil", "reason": "x"}'
+        ),
+        "a list for a choice": lambda: entry.write_text('{"weights": ["int8"], "reason": "x"}'),
+        "fp16, not a candidate": lambda: entry.write_text('{"weights": "fp16", "reason": "x"}'),
+        "a folder": lambda: entry.mkdir(),
+    }
+    for what, damage in damages.items():
+        if entry.is_dir() and not entry.is_symlink():
+            entry.rmdir()
+        entry.unlink(missing_ok=True)
+        damage()
+        before = len(measured)
+        assert weights.choose_weights(run, torch.device("cpu")) in ("fp32", "bf16", "int8"), what
+        assert len(measured) > before, what
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if what == "a folder":  # nothing can replace it: the choice stands, and says so
+            assert "could not cache the choice" in err
+        else:
+            assert weights.cached_choice(entry, torch.device("cpu")) is not None, what

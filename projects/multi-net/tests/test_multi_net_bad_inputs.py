@@ -327,3 +327,15 @@ def test_a_long_caption_is_read_and_a_runaway_cell_is_one_message(tmp_path):
     runaway.write_text('video,caption\ncat01.mp4,"an open quote ' + "x" * MAX_CSV_FIELD + "\n")
     with pytest.raises(UserError, match="a cell is over 1 MiB"):
         load_annotations([runaway])
+
+
+def test_data_sample_into_a_symlink_loop_says_what_it_is(tmp_path, capsys):
+    """``data sample --data-dir LOOP`` (a link to itself) said "LOOP: file exists"; every
+    project's ``data sample`` now says what the link is, in the same words."""
+    from testkit import assert_clean_failure
+
+    loop = tmp_path / "LOOP"
+    loop.symlink_to(loop)
+    argv = ["data", "sample", "--data-dir", str(loop)]
+    assert_clean_failure(main, argv, capsys, "is a symbolic link that leads nowhere (a loop")
+    assert not (tmp_path / "synth-sample").exists()

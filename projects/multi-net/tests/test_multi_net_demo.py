@@ -130,8 +130,16 @@ def fetch_status(url: str) -> int:
         return exc.code
 
 
-def test_only_indexed_files_are_served(indexed, tmp_path):
-    """Nothing but the indexed videos themselves: not their siblings, not a system file."""
+def fetch_bytes(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=600) as response:
+        return response.read()
+
+
+def test_only_copies_of_indexed_videos_are_served(indexed, tmp_path):
+    """The page plays copies the server made of the indexed videos: no path of the user's is
+    served, neither the videos themselves nor their siblings nor a system file."""
     root, run, index = indexed
     idx = torch.load(index, weights_only=True)
     video = idx["paths"][0]
@@ -140,11 +148,47 @@ def test_only_indexed_files_are_served(indexed, tmp_path):
     with ServedDemo(
         "multi_net.cli", ["--index", index, "--videos", videos_of(index)], cwd=tmp_path
     ) as demo:
+        playing, _ = demo_client(demo.url).predict(idx["ids"][0], 2, api_name="/similar")
+        assert fetch_bytes(playing["url"]) == Path(video).read_bytes()
         base = demo.url + "gradio_api/file="
-        assert fetch_status(base + video) == 200
-        for path in (str(sibling), "/etc/passwd", str(index), str(run / "config.json")):
+        for path in (video, str(sibling), "/etc/passwd", str(index), str(run / "config.json")):
             assert fetch_status(base + path) in (403, 404), path
         assert "Traceback" not in demo.output()
+
+
+def test_a_video_swapped_for_a_link_while_the_demo_runs_is_never_served(indexed, tmp_path):
+    """An indexed video replaced, while the demo ran, by a symbolic link to a private file was
+    served whole (the allowed files were resolved once, at start). Each request now checks that
+    the file is still the one checked at start (no link followed, the same inode): a swapped
+    video is refused with one line, and a video played before the swap plays its copy."""
+    import shutil
+
+    from gradio_client.exceptions import AppError
+
+    root, run, index = indexed
+    idx = torch.load(index, weights_only=True)
+    theirs, mine = Path(idx["videos_root"]), tmp_path / "videos"
+    shutil.copytree(theirs, mine)
+    paths = [str(mine / Path(p).relative_to(theirs)) for p in idx["paths"]]
+    torch.save({**idx, "videos_root": str(mine), "paths": paths}, tmp_path / "mine.pt")
+    secret = tmp_path / "private.mp4"
+    secret.write_bytes(b"SECRET KEY MATERIAL " * 100)
+    argv = ["--index", tmp_path / "mine.pt", "--videos", mine]
+    with ServedDemo("multi_net.cli", [str(a) for a in argv], cwd=tmp_path) as demo:
+        client = demo_client(demo.url)
+        played, _ = client.predict(idx["ids"][0], 2, api_name="/similar")
+        original = fetch_bytes(played["url"])
+        for path in paths[:2]:  # one played before the swap, one not
+            Path(path).unlink()
+            Path(path).symlink_to(secret)
+        again, _ = client.predict(idx["ids"][0], 2, api_name="/similar")
+        assert fetch_bytes(again["url"]) == original
+        with pytest.raises(AppError, match="changed since the demo started"):
+            client.predict(idx["ids"][1], 2, api_name="/similar")
+        base = demo.url + "gradio_api/file="
+        assert all(fetch_status(base + p) in (403, 404) for p in [*paths[:2], str(secret)])
+        log = demo.output()
+    assert "Traceback" not in log and "SECRET" not in log
 
 
 def test_crafted_indexes_are_refused(indexed, tmp_path, capsys):

@@ -182,7 +182,15 @@ def refuse_if_damaged(path: str | Path):
         yield
     except UserError:
         raise
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+    except (
+        TypeError,
+        KeyError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RuntimeError,
+    ) as exc:
         raise UserError(
             f"{path}: a damaged checkpoint ({exc.__class__.__name__}: {_first_line(exc)})"
         ) from exc
@@ -282,38 +290,19 @@ def check_weights_fit(expected: dict[str, Any], weights: Any, path: str | Path) 
         )
 
 
-def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any, path: str | Path) -> None:
-    """Refuse an optimizer state that does not fit ``optimizer``'s parameters before it is loaded:
-    PyTorch's fused CPU AdamW trusts the file's shapes and reads out of bounds on a wrong
-    ``exp_avg`` (a segmentation fault, no message). Every per-parameter tensor must be a number
-    (the step) or a floating-point tensor of its parameter's shape."""
-    bad = f"{path}: its optimizer state does not fit the model"
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    state = saved.get("state") if isinstance(saved, dict) else None
-    if not isinstance(groups, list) or not isinstance(state, dict):
-        raise UserError(f"{bad} (not an optimizer's state)")
-    if len(groups) != len(optimizer.param_groups):
-        raise UserError(
-            f"{bad} ({len(groups)} parameter groups, not {len(optimizer.param_groups)})"
-        )
-    params: dict[Any, torch.Tensor] = {}
-    for group, ours in zip(groups, optimizer.param_groups, strict=True):
-        ids = group.get("params") if isinstance(group, dict) else None
-        if not isinstance(ids, list) or len(ids) != len(ours["params"]):
-            raise UserError(f"{bad} (a parameter group of another size)")
-        params |= dict(zip(ids, ours["params"], strict=True))
-    for key, entry in state.items():
-        param = params.get(key)
-        if param is None or not isinstance(entry, dict):
-            raise UserError(f"{bad} (state for a parameter it does not have: {key!r})")
-        for name, value in entry.items():
-            if not isinstance(value, torch.Tensor) or value.numel() == 1 and value.dim() <= 1:
-                continue  # a step count or a hyper-parameter
-            if value.shape != param.shape or not value.is_floating_point():
-                raise UserError(
-                    f"{bad} ({name} of a {tuple(param.shape)} parameter is "
-                    f"{value.dtype} {tuple(value.shape)})"
-                )
+def refuse_non_finite(weights: dict[str, Any], what: str) -> None:
+    """Refuse weights holding NaN or infinite values: a run that diverged, or a tampered file.
+    Said before anything is written or trained on, so a finite ``last.pt`` is never replaced."""
+    for name, value in weights.items():
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise UserError(
+                f"{what} hold NaN or infinite values ({name}): the run diverged or the file was "
+                "altered; no checkpoint was written from them (a lower --lr may help)"
+            )
 
 
 def _first_line(exc: BaseException) -> str:

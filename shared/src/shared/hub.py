@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
+
+import torch
 
 from shared.errors import UserError
 from shared.extras import require
@@ -78,6 +81,29 @@ def safetensors_file(folder: Path) -> Path:
             f"{folder}: no model.safetensors (PyTorch .bin files are not read: they are pickles)"
         )
     return weights
+
+
+def read_safetensors_file(path: Path, *, finite: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``, or one ``UserError``: a path that is not a
+    regular file (``/dev/zero``, a FIFO), a header that lies (a length of 10^15), and, with
+    ``finite``, a tensor holding NaN or infinite values (a model built on it would generate
+    nothing but errors) are refused."""
+    from safetensors.torch import load_file  # optional: the project's pretrained extra
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UserError(f"{path} is not a regular file: not a safetensors file")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+        raise UserError(f"{path} is not a readable safetensors file ({reason})") from exc
+    for name, t in tensors.items() if finite else ():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{path}: {name} holds NaN or infinite values: refusing these weights")
+    return tensors
 
 
 def check_config_fits_weights(wanted: int, weights: Path, what: str) -> None:

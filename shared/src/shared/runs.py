@@ -147,6 +147,11 @@ def check_writable_dir(path: str | Path, flag: str = "--out") -> None:
         raise UserError(f"{flag} {path} is a file, not a folder")
     existing = path
     while not existing.exists():
+        if existing.is_symlink():  # exists() is False for a link to nowhere, or to itself
+            raise UserError(
+                f"{flag} {path}: {existing} is a symbolic link that leads nowhere (a loop, or a "
+                "target that is gone)"
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{flag} {path}: {existing} is a file, not a folder")

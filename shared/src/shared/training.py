@@ -28,7 +28,12 @@ import torch
 from torch import nn
 
 from shared import signals
-from shared.checkpoint import CheckpointManager, check_optimizer_state, check_weights_fit
+from shared.checkpoint import (
+    CheckpointManager,
+    check_weights_fit,
+    refuse_if_damaged,
+    refuse_non_finite,
+)
 from shared.device import autocast, grad_scaler, resolve_precision, rng_state, set_rng_state
 from shared.distributed import (
     all_reduce_mean,
@@ -41,7 +46,8 @@ from shared.distributed import (
     shard,
     wrap_ddp,
 )
-from shared.errors import Terminated
+from shared.errors import Terminated, UserError
+from shared.optim import check_optimizer_state, check_scheduler_state
 from shared.progress import info, progress
 from shared.runs import Run
 
@@ -176,8 +182,15 @@ def resume_run(
     step. The file's model and optimizer state are checked against the trainer's first (a crafted
     ``last.pt`` is one message, never a crash inside an optimizer kernel)."""
     check_weights_fit(trainer.model.state_dict(), state.get("model"), source)
+    refuse_non_finite(state["model"], f"{source}: its weights")
     check_optimizer_state(trainer.optimizer, state.get("optimizer"), source)
-    trainer.load_state_dict(state)
+    check_scheduler_state(trainer.scheduler, state.get("scheduler"), source)
+    for key in ("step", "epoch"):
+        value = state.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+            raise UserError(f"{source}: its {key} {str(value)[:40]!r} is not a count")
+    with refuse_if_damaged(source):  # the scheduler's, scaler's and RNG states
+        trainer.load_state_dict(state)
     checkpoints.best = state.get("best_metric")
     checkpoints.best_step = state.get("best_step")
     run.truncate_after(trainer.step)
@@ -290,7 +303,8 @@ def fit(
         if checkpoints is None or not (main or trainer.sharded):
             return
         state = trainer.state_dict()  # under FSDP every rank takes part in gathering it
-        if main:
+        if main:  # a diverged run never replaces the last finite last.pt
+            refuse_non_finite(state["model"], f"the weights at step {trainer.step}")
             checkpoints.save({**state, **(extra_state or {})}, metrics)
 
     def do_eval() -> None:

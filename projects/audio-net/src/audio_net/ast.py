@@ -36,6 +36,31 @@ from shared.hub import (
 DEFAULT_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
 WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
 MAX_JSON_BYTES = 4 << 20
+# what an AST source's config may say (the network and its front end): checked before any work
+CONFIG_BOUNDS = {
+    "num_mel_bins": (16, 512),
+    "max_length": (16, 8192),
+    "hidden_size": (8, 8192),
+    "num_hidden_layers": (1, 96),
+    "num_attention_heads": (1, 128),
+    "intermediate_size": (8, 65536),
+    "patch_size": (2, 64),
+    "frequency_stride": (1, 64),
+    "time_stride": (1, 64),
+}
+# transformers' ASTConfig defaults (AST-Base), for the fields a config.json leaves out
+AST_BASE = {
+    "num_mel_bins": 128,
+    "max_length": 1024,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "patch_size": 16,
+    "frequency_stride": 10,
+    "time_stride": 10,
+}
+RATE_BOUNDS = {"sampling_rate": (4000, 192_000)}
 # AudioSet's statistics of the filter bank: AST's default normalisation, (x - mean) / (2 std)
 AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
 
@@ -72,17 +97,16 @@ def ast_config(raw: dict, labels: list[str], where: object):
         )
     except (TypeError, ValueError) as exc:
         raise UserError(f"{where}: not an AST config ({exc})") from exc
-    for key, low, high in (
-        ("num_mel_bins", 16, 512),
-        ("max_length", 16, 8192),
-        ("hidden_size", 8, 8192),
-        ("num_hidden_layers", 1, 96),
-        ("patch_size", 2, 64),
-    ):
-        value = getattr(config, key, None)
-        if not isinstance(value, int) or not low <= value <= high:
-            raise UserError(f"{where}: {key} {value!r} is not an integer in [{low}, {high}]")
+    check_numbers({k: getattr(config, k, None) for k in CONFIG_BOUNDS}, CONFIG_BOUNDS, where)
     return config
+
+
+def check_numbers(values: dict, bounds: dict[str, tuple[int, int]], where: object) -> None:
+    """Each of ``values`` an integer within its ``bounds``, else one ``UserError``."""
+    for key, (low, high) in bounds.items():
+        value = values.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UserError(f"{where}: {key} {value!r} is not an integer in [{low}, {high}]")
 
 
 def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
@@ -92,9 +116,10 @@ def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
     pre = read_json(folder / "preprocessor_config.json", required=False)
     rate = pre.get("sampling_rate", 16000)
     mels, frames = config.get("num_mel_bins", 128), config.get("max_length", 1024)
-    for name, value in (("sampling_rate", rate), ("num_mel_bins", mels), ("max_length", frames)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
-            raise UserError(f"{folder}: {name} {value!r} is not a positive integer")
+    # every number the source states, checked before any clip is featurized with them
+    check_numbers({**AST_BASE, **config}, CONFIG_BOUNDS, folder / "config.json")
+    check_numbers({"sampling_rate": rate}, RATE_BOUNDS, folder / "preprocessor_config.json")
+    normalisation(folder)
     window = frames / 100  # frames of 10 ms
     return FeatureParams(
         sample_rate=rate,

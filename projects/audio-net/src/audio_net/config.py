@@ -128,7 +128,8 @@ class TrainConfig(RunConfig, DataOptions):
             "batch_size": 12 if ast else 64,
             "lr": 1e-3 if pretrained else 3e-3,
             "backbone_lr_ratio": (0.05 if ast else 0.1) if pretrained else 1.0,
-            "freeze_epochs": 1 if pretrained else 0,
+            # one head-only epoch first, where the run has more than one epoch to give it
+            "freeze_epochs": 1 if pretrained and (self.epochs == AUTO or self.epochs > 1) else 0,
         }
         apply_defaults(self, defaults, given)
         if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import soundfile as sf
 from shared.errors import UserError
 from shared.paths import data_root
 from shared.progress import info
+from shared.runs import check_writable_dir
 
 SAMPLE_FOLDER = "sounds-sample"
 WORDS = ("yes", "no", "stop", "go", "left", "right")
@@ -31,6 +33,7 @@ VOICES = ("en-gb", "en-us", "en-gb-scotland", "en-029", "en-us+f3")
 SPEEDS = (120, 150, 180, 210)  # words per minute
 PITCHES = (35, 65)  # 0..99
 RATE = 22050
+KINDS = ("tone-low", "tone-high", "chirp-up", "chirp-down")  # the sounds made without espeak-ng
 
 
 def espeak() -> str | None:
@@ -74,31 +77,65 @@ def sound(kind: str, rng: np.random.Generator) -> np.ndarray:
 
 def write_sounds(root: Path, per_label: int = 12, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    for kind in ("tone-low", "tone-high", "chirp-up", "chirp-down"):
+    for kind in KINDS:
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_label):
             sf.write(root / kind / f"{kind}-{i:02d}.wav", sound(kind, rng), RATE)
     return root
 
 
+def is_sample(root: Path) -> bool:
+    """Whether ``root`` holds a whole sample this command made: ``new-recording.wav`` and label
+    folders of .wav files, the spoken words' or the tones', and nothing else."""
+    entries = {p.name: p for p in root.iterdir()}
+    labels = set(entries) - {"new-recording.wav"}
+    return (
+        "new-recording.wav" in entries
+        and labels in (set(WORDS), set(KINDS))
+        and all(entries[name].is_dir() and any(entries[name].glob("*.wav")) for name in labels)
+    )
+
+
 def write_sample(data_dir: Path | None, quiet: bool = False) -> Path:
     """The sample set in ``<data root>/sounds-sample``: spoken words where espeak-ng is installed,
-    generated tones and chirps otherwise. A folder already there is kept as it is."""
+    generated tones and chirps otherwise. A whole sample already there is kept as it is; a folder
+    of that name holding anything else is refused, never mixed with. The sample is made beside
+    it and renamed into place, so an interrupted run leaves no half sample."""
+    check_writable_dir(data_root(data_dir), "--data-dir")
     root = data_root(data_dir) / SAMPLE_FOLDER
     if root.is_dir() and any(root.iterdir()):
+        if not is_sample(root):
+            raise UserError(
+                f"{root} holds files that are not this sample: move or delete it, then run "
+                "'audio-net data sample' again"
+            )
         info(f"sample: {root} is already there (delete it to make it again)", quiet)
         return root
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} is a file, not the sample folder: move or delete it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    making = Path(tempfile.mkdtemp(prefix=f".{SAMPLE_FOLDER}-", dir=root.parent))
+    try:
+        what = make_sample(making)
+        if root.is_dir():
+            root.rmdir()  # empty (checked above)
+        making.rename(root)
+    finally:
+        shutil.rmtree(making, ignore_errors=True)
+    info(f"sample: {what} in {root}", quiet)
+    return root
+
+
+def make_sample(root: Path) -> str:
+    """The sample's files in ``root``; what they are, in words."""
     if espeak() is not None:
         write_spoken_words(root)
         cmd = [espeak(), "-v", "en-us+m3", "-s", "160", "-w", str(root / "new-recording.wav"), "go"]
         subprocess.run(cmd, check=True, capture_output=True)  # a voice no folder holds
-        what = "240 spoken words (6 labels, espeak-ng)"
-    else:
-        write_sounds(root)
-        sf.write(root / "new-recording.wav", sound("chirp-up", np.random.default_rng(99)), RATE)
-        what = "48 tones and chirps (4 labels; install espeak-ng for spoken words)"
-    info(f"sample: {what} in {root}", quiet)
-    return root
+        return "240 spoken words (6 labels, espeak-ng)"
+    write_sounds(root)
+    sf.write(root / "new-recording.wav", sound("chirp-up", np.random.default_rng(99)), RATE)
+    return "48 tones and chirps (4 labels; install espeak-ng for spoken words)"
 
 
 if __name__ == "__main__":  # python -m audio_net.sample DIR: the spoken-word set, into DIR

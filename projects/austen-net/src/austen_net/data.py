@@ -6,6 +6,7 @@ from austen_net.config import DataConfig
 from austen_net.corpus import SAMPLE_WORKS, download_works, load_corpus
 from shared.paths import data_root
 from shared.progress import info
+from shared.runs import check_writable_dir
 
 
 def data(cfg: DataConfig) -> int:
@@ -13,6 +14,7 @@ def data(cfg: DataConfig) -> int:
     ``<data root>/austen``; each checked against its pinned edition."""
     if cfg.action == "sample":
         root = data_root(cfg.data_dir)
+        check_writable_dir(root, "--data-dir")
         paths = download_works(root, list(SAMPLE_WORKS), quiet=cfg.quiet)
         folder = root / "austen"
         info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})", cfg.quiet)

@@ -27,11 +27,15 @@ from austen_net.config import LORA_TARGETS
 from austen_net.model import GPT
 from austen_net.pretrained import inverse_rope_rows, load_pretrained, read_json, rope_rows
 from shared.checkpoint import save_checkpoint
+from shared.config import checked_number
 from shared.errors import UserError
+from shared.hub import read_safetensors_file
 
 TARGETS = LORA_TARGETS
 BASE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # --lora-base
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+MAX_RANK = 1024  # as --lora-rank
+MAX_ALPHA = 1e6  # alpha / rank scales the adapters: peft's configs use 8 to 512
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,11 @@ def thaw(model: nn.Module) -> None:
 
 
 def adapter_settings(adapter: dict, folder) -> LoRASettings:
-    """peft's ``adapter_config.json`` as our settings; what we do not implement is refused."""
+    """peft's ``adapter_config.json`` as our settings; what we do not implement is refused (any
+    adapter type but LoRA, by name; numbers outside their ranges)."""
+    kind = adapter.get("peft_type", "LORA")
+    if kind != "LORA":
+        raise UserError(f"{folder}: peft_type {str(kind)[:40]!r} is not LoRA, the one adapter read")
     for key, plain in (("use_dora", False), ("use_rslora", False), ("fan_in_fan_out", False)):
         if adapter.get(key, plain) != plain:
             raise UserError(f"{folder}: adapter_config.json sets {key}, which is not plain LoRA")
@@ -288,18 +296,17 @@ def adapter_settings(adapter: dict, folder) -> LoRASettings:
     if not isinstance(targets, list) or not set(targets) <= set(TARGETS) or not targets:
         raise UserError(f"{folder}: target_modules {targets!r}: a list among {', '.join(TARGETS)}")
     rank, alpha = adapter.get("r"), adapter.get("lora_alpha")
-    if not isinstance(rank, int) or not 1 <= rank <= 1024 or not isinstance(alpha, int | float):
-        raise UserError(f"{folder}: r {rank!r} and lora_alpha {alpha!r} must be numbers")
-    return LoRASettings(
-        rank, float(alpha), float(adapter.get("lora_dropout") or 0.0), tuple(targets)
-    )
+    dropout = adapter.get("lora_dropout") or 0.0
+    where = f"{folder}/adapter_config.json"
+    checked_number(rank, f"{where}: r", int, low=1, high=MAX_RANK)
+    checked_number(alpha, f"{where}: lora_alpha", float, above=0, high=MAX_ALPHA)
+    checked_number(dropout, f"{where}: lora_dropout", float, low=0, high=0.9)
+    return LoRASettings(rank, float(alpha), float(dropout), tuple(targets))
 
 
 def import_adapter(folder, base: str | None, out, block_size: int | None, quiet: bool) -> dict:
     """``austen-net import ADAPTER_FOLDER``: peft's adapters on the base they name (or ``--base``)
     as a LoRA checkpoint (the adapters alone) that every command takes."""
-    from safetensors.torch import load_file  # optional: the pretrained extra
-
     adapter = read_json(folder / "adapter_config.json")
     settings = adapter_settings(adapter, folder)
     base = base or adapter.get("base_model_name_or_path")
@@ -309,8 +316,9 @@ def import_adapter(folder, base: str | None, out, block_size: int | None, quiet:
     start = fingerprint(model.state_dict())
     apply_lora(model, settings)
     freeze_into_buffers(model)
+    state = read_safetensors_file(folder / "adapter_model.safetensors")  # finite, or refused
     try:
-        load_peft_state(model, load_file(str(folder / "adapter_model.safetensors")))
+        load_peft_state(model, state)
     except (KeyError, RuntimeError, ValueError, OSError) as exc:
         raise UserError(f"{folder}: adapters that do not fit {base} ({exc})") from None
     config = {

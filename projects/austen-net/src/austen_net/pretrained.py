@@ -29,7 +29,7 @@ from austen_net.tokenizer import HFTokenizer
 from shared.checkpoint import model_from_checkpoint, save_checkpoint
 from shared.errors import UserError
 from shared.extras import require
-from shared.hub import model_folder, read_model_json
+from shared.hub import model_folder, read_model_json, read_safetensors_file
 from shared.paths import read_regular_file
 
 PROJECT = "austen-net"
@@ -256,8 +256,6 @@ def shard_names(index: Path) -> list[str]:
 
 
 def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file  # optional: the pretrained extra
-
     index = folder / "model.safetensors.index.json"
     if index.exists() or index.is_symlink():  # read_json refuses one that is not a file
         files = [folder / s for s in shard_names(index)]
@@ -271,10 +269,7 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
         )
     weights: dict[str, torch.Tensor] = {}
     for f in files:
-        try:
-            weights |= load_file(str(f))
-        except Exception as exc:  # safetensors raises its own error types
-            raise UserError(f"{f} is not a readable safetensors file ({exc})") from exc
+        weights |= read_safetensors_file(f)  # (non-finite weights are refused here)
     return weights
 
 

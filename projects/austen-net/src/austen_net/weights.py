@@ -27,13 +27,14 @@ from austen_net.windows import predicted_chars, total_nll
 from shared.atomic import write_json
 from shared.device import cpu_facts
 from shared.errors import UserError
-from shared.paths import cache_root
+from shared.paths import cache_root, read_regular_file
 from shared.progress import info
 
 BOUND = 0.005  # bits/char above fp32's that a faster path may cost
 SCORED_TOKENS = 16_384
 TIMED_TOKENS = 128
 REPEATS = 3
+MAX_CACHE_BYTES = 16 << 20  # a cache entry is a few hundred bytes
 
 
 def candidates(device: torch.device) -> list[str]:
@@ -99,19 +100,35 @@ def pick(measured: dict[str, dict]) -> tuple[str, str]:
     return best, f"fastest within +{BOUND} bits/char of fp32: {figures}"
 
 
+def cached_choice(path: Path, device: torch.device) -> dict | None:
+    """The cache entry at ``path`` when it is one this code wrote: a regular file of at most
+    ``MAX_CACHE_BYTES`` (a symbolic link to a huge or endless file is not read) holding a choice
+    among this device's candidates and its reason. Anything else, or nothing, is None: measured
+    again."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(read_regular_file(path, MAX_CACHE_BYTES, "weights cache entry"))
+    except (UserError, ValueError, RecursionError):
+        return None
+    ok = (
+        isinstance(saved, dict)
+        and saved.get("weights") in candidates(device)
+        and isinstance(saved.get("reason"), str)
+    )
+    return saved if ok else None
+
+
 def choose_weights(checkpoint: Path, device: torch.device) -> str:
     """``--weights auto``: the cached choice for this checkpoint and machine, else measured now
     (by ``measure_candidate``, which the tests replace to force a choice with made-up figures)."""
     if not Path(checkpoint).is_file():
         return "fp32"  # load_model says what is wrong with the path
     path = cache_file(Path(checkpoint), device)
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-            info(f"weights: {saved['weights']} ({saved['reason']}; measured before)")
-            return saved["weights"]
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged cache entry is measured again
+    saved = cached_choice(path, device)
+    if saved is not None:
+        info(f"weights: {saved['weights']} ({saved['reason']}; measured before)")
+        return saved["weights"]
     model, tok, state = load_model(checkpoint, device, "fp32")
     texts = validation_texts(state)
     if texts is None:
@@ -123,6 +140,9 @@ def choose_weights(checkpoint: Path, device: torch.device) -> str:
         model, tok, _ = load_model(checkpoint, device, kind)
         measured[kind] = measure_candidate(model, tok, texts, device)
     chosen, reason = pick(measured)
-    write_json(path, {"weights": chosen, "reason": reason, "machine": machine(), **measured})
+    try:
+        write_json(path, {"weights": chosen, "reason": reason, "machine": machine(), **measured})
+    except OSError as exc:  # a cache is a convenience: the choice stands, measured again next time
+        info(f"weights: could not cache the choice at {path} ({exc.strerror or exc})")
     info(f"weights: {chosen} ({reason})")
     return chosen

@@ -19,6 +19,7 @@ from shared.config import DataCommandConfig
 from shared.download import DownloadError, fetch
 from shared.paths import data_root
 from shared.progress import info
+from shared.runs import check_writable_dir
 
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -44,6 +45,7 @@ def data(cfg: DataCommandConfig) -> int:
 def sample(data_dir: Path | None, quiet: bool) -> int:
     """The loan CSV and MNIST's test pair, each verified, into the data root."""
     root = data_root(data_dir)
+    check_writable_dir(root, "--data-dir")
     loan = fetch_loan_csv(None, data_dir, quiet=quiet)
     folder = root / "mnist"
     for name, digest in MNIST_TEST.items():

@@ -18,6 +18,7 @@ SAMPLE_FOLDER = "synth-sample"  # `data sample`: the small benchmark, under the 
 
 def data(cfg: DataConfig) -> int:
     if cfg.action == "sample":  # generated: no download, the same on every machine
+        check_writable_dir(data_root(cfg.data_dir), "--data-dir")
         out = cfg.out or data_root(cfg.data_dir) / SAMPLE_FOLDER
         return synth(dataclasses.replace(cfg, out=out, small=True))
     if cfg.action == "synth":

@@ -7,6 +7,9 @@ It serves an index built by `multi-net index` (``--index PATH``; by default the 
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -14,6 +17,7 @@ import torch
 from multi_net.config import DemoConfig
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
+from shared.atomic import atomic_path
 from shared.checkpoint import run_of
 from shared.config import DemoOptions, checked_number
 from shared.demo import (
@@ -63,6 +67,7 @@ class VideoSearch:
         self.index = load_index(index_path)
         self.path = index_path
         self.files = servable_files(self.index, videos, index_path)  # the only files served
+        self.identity = {vid: file_identity(f) for vid, f in self.files.items()}
         self.checkpoint = Path(checkpoint or self.index["checkpoint"])
         if not self.checkpoint.is_file():
             raise UserError(
@@ -92,8 +97,45 @@ class VideoSearch:
         return ranked(self.index, scores, rows)
 
     def file_of(self, video_id: str) -> str | None:
+        """A copy of the video for the player, made from the indexed file only while it is the
+        file the demo checked at start: opened without following a link, and the same file (its
+        device and inode) as then. A file swapped since (a symbolic link to a private file, or
+        another file moved into its place) is refused, never served; no indexed path itself is
+        ever served (the page fetches copies in the server's own folder, removed when it stops)."""
         file = self.files.get(video_id)
-        return str(file) if file is not None else None
+        if file is None:
+            return None
+        copy = served_copies() / f"{video_id}-{self.identity[video_id][1]}{file.suffix.lower()}"
+        if not copy.is_file():
+            copy_unchanged(file, self.identity[video_id], copy)
+        return str(copy)
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def served_copies() -> Path:
+    """This server's own folder of the copies it plays (inside its upload folder)."""
+    folder = Path(os.environ["GRADIO_TEMP_DIR"]) / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def copy_unchanged(file: Path, identity: tuple[int, int], copy: Path) -> None:
+    """Copy ``file`` to ``copy`` (atomically) if it is still the regular file of ``identity``."""
+    changed = UserError(f"{file.name} changed since the demo started: restart the demo to play it")
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:  # gone, or now a symbolic link (O_NOFOLLOW refuses it)
+        raise changed from exc
+    with os.fdopen(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != identity:
+            raise changed
+        with atomic_path(copy) as tmp, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def table(results: list[dict]) -> list[list]:
@@ -123,7 +165,7 @@ def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None)
             ["test_t2v_r1", "test_t2v_r5", "test_v2t_r1", "test_t2v_r1_no_audio", "val_t2v_r1"],
         )
         search_page(gr, opts, engine, ids)
-    return app, sorted(engine.files.values())
+    return app
 
 
 def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> None:
@@ -135,13 +177,14 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
     def search(query, k):
         try:
             hits = engine.by_text(query, count(k))
+            first = hits[0]["video_id"] if hits else None
+            playing = engine.file_of(first) if first else None
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
-        first = hits[0]["video_id"] if hits else None
         return (
             table(hits),
             gr.Dropdown(choices=[h["video_id"] for h in hits], value=first),
-            engine.file_of(first) if first else None,
+            playing,
         )
 
     def similar(video_id, k):
@@ -149,9 +192,10 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
             raise refuse(gr, "choose a video first", opts.debug)
         try:
             hits = engine.by_video(video_id, count(k))
+            playing = engine.file_of(video_id)
         except UserError as exc:
             raise refuse(gr, str(exc), opts.debug) from exc
-        return engine.file_of(video_id), table(hits)
+        return playing, table(hits)
 
     with gr.Row():
         query = gr.Textbox(label="search", placeholder="a red square moves left", scale=4)
@@ -171,7 +215,6 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
 
 def run_demo(opts: DemoConfig) -> int:
     """``multi-net demo``: the page, served until Ctrl-C."""
-    index, videos = opts.index, opts.videos
-    # the player may serve the indexed files themselves, nothing else (no folder is allowed)
-    app, files = build_app(opts, index, videos)
-    return serve(app, opts, allowed_paths=files)  # no upload field: serve's 1 KB upload limit
+    # no path is allowed beside the server's own folder: the player plays checked copies
+    app = build_app(opts, opts.index, opts.videos)
+    return serve(app, opts)  # no upload field: serve's 1 KB upload limit
