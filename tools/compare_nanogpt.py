@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from austen_net.decode import generate
 from austen_net.model import GPT, GPTConfig
 from austen_net.windows import lm_loss
 from shared.training import Trainer
@@ -138,7 +139,7 @@ def generation(ng) -> dict:
             out[f"gen_{n}_nanogpt"] = rate(lambda k: nano.generate(prompt, k, top_k=1), n)
             for cache in (False, True):
                 out[f"gen_{n}_ours_{'cache' if cache else 'no_cache'}"] = rate(
-                    lambda k, c=cache: list(ours.generate(prompt, k, temperature=0, use_cache=c)),
+                    lambda k, c=cache: list(generate(ours, prompt, k, temperature=0, use_cache=c)),
                     n,
                 )
     return out

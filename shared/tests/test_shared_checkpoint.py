@@ -4,8 +4,9 @@ import re
 import pytest
 import torch
 
-from shared.checkpoint import CheckpointManager, load_checkpoint, resolve_resume, save_checkpoint
+from shared.checkpoint import load_checkpoint, resolve_resume
 from shared.errors import UserError
+from shared.runs import CheckpointManager, save_checkpoint
 
 
 def test_save_and_load(tmp_path):
@@ -135,10 +136,11 @@ def test_an_optimizer_state_that_does_not_fit_is_refused_before_loading():
 
 
 def test_a_schedule_state_of_other_kinds_is_refused():
-    from shared.optim import adamw, check_scheduler_state, warmup_cosine
+    from shared.optim import adamw, check_scheduler_state
+    from shared.training import WarmupCosine
 
     opt = adamw(torch.nn.Linear(2, 2).parameters(), lr=0.1, device=torch.device("cpu"))
-    schedule = warmup_cosine(opt, 2, 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(2, 10))
     good = schedule.state_dict()
     check_scheduler_state(schedule, good, "last.pt")
     for bad in ({**good, "base_lrs": [float("nan")]}, {**good, "last_epoch": "3"}, {"x": 1}, []):

@@ -4,10 +4,17 @@ from typing import Literal
 
 import pytest
 
-from shared.atomic import to_jsonable
-from shared.cli import Command, build_parser, from_namespace, run_cli
-from shared.config import RunConfig, apply_defaults, arg, check_bounds
+from shared.cli import (
+    Command,
+    RunConfig,
+    arg,
+    build_parser,
+    check_bounds,
+    from_namespace,
+    run_cli,
+)
 from shared.errors import Terminated, UserError
+from shared.files import to_jsonable
 
 
 @dataclasses.dataclass
@@ -147,11 +154,12 @@ class PresetConfig(RunConfig):
     width: int = arg(64, "width (32 with --preset small)")
     epochs: int | None = arg(None, "epochs (default: 10 for the MLP, 5 for the CNN)")
     model: Literal["mlp", "cnn"] = arg("mlp", "which model")
-    given: dataclasses.InitVar[frozenset[str] | None] = None
 
-    def __post_init__(self, given):
-        apply_defaults(self, {"width": 32} if self.preset == "small" else {}, given)
-        apply_defaults(self, {"epochs": 10 if self.model == "mlp" else 5}, given)
+    def settle(self, given):
+        if self.preset == "small" and "width" not in given:
+            self.width = 32
+        if "epochs" not in given:
+            self.epochs = 10 if self.model == "mlp" else 5
 
 
 def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_its_value():
@@ -166,6 +174,23 @@ def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_i
     assert parse("--model", "cnn", "--epochs", "10").epochs == 10
     assert PresetConfig(preset="small").width == 32  # built in code: a default counts as unset
     assert PresetConfig(preset="small", width=48).width == 48
+
+
+def test_a_run_config_checks_its_bounds_after_settling():
+    @dataclasses.dataclass
+    class Widths(RunConfig):
+        widths: tuple[int, ...] = arg((64, 32), "hidden widths", low=1)
+        batch: int = arg(8, "batch", low=2)
+
+        def settle(self, given):
+            if "batch" not in given and self.widths == (1,):
+                self.batch = 1  # a default below the bound: refused, as a typed one would be
+
+    assert Widths(widths=(3, 2)).widths == (3, 2)
+    with pytest.raises(UserError, match=r"--widths is outside 1\.\. \(0\)"):
+        Widths(widths=(3, 0))  # each of a list's items
+    with pytest.raises(UserError, match="--batch is outside 2"):
+        Widths(widths=(1,))
 
 
 def test_bounds_declared_once_hold_for_a_config_built_in_code():

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from shared.distributed import all_reduce_mean, any_rank, gather_with_grad, shard, world_size
+from shared.device import all_reduce_mean, any_rank, gather_with_grad, shard, world_size
 
 
 def free_port() -> int:
@@ -73,31 +73,10 @@ def test_global_negatives_give_the_single_process_gradient():
         assert mean == 0.5 and anyflag == (True, False)
 
 
-class _Freeze:
-    """The pattern audio-net uses: the body frozen for the first steps, then trained, under DDP."""
-
-    def __init__(self, body, until):
-        self.body, self.until, self.frozen = body, until, None
-
-    def on_step_start(self, trainer):
-        frozen = trainer.step < self.until
-        if frozen != self.frozen:
-            for p in self.body.parameters():
-                p.requires_grad_(not frozen)
-            self.frozen = frozen
-            trainer.rewrap()
-
-    def on_epoch_end(self, trainer):
-        pass
-
-    def on_evaluate(self, trainer, metrics):
-        pass
-
-
 def freeze_worker(rank: int, port: int, out: dict) -> None:
     from torch import nn
 
-    from shared.training import Cadence, Trainer, fit
+    from shared.training import Cadence, Freeze, Trainer, run_loop
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -120,7 +99,8 @@ def freeze_worker(rank: int, port: int, out: dict) -> None:
         def loss_fn(m, batch):
             return F.cross_entropy(m(batch[0]), batch[1]), {}
 
-        fit(trainer, batches, loss_fn, Cadence(6), callbacks=[_Freeze(body, 3)], quiet=True)
+        freeze = Freeze(body.parameters, until=3)
+        run_loop(trainer, batches, loss_fn, Cadence(6), freeze=freeze, quiet=True)
         out[rank] = (seen, body.weight.detach().clone(), head.weight.detach().clone())
     finally:
         dist.destroy_process_group()

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from shared.download import DownloadError, extract, fetch
-from shared.paths import data_root
+from shared.files import data_root
 
 PAYLOAD = b"col1,col2\n1,2\n" * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

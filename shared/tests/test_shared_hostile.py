@@ -10,15 +10,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from shared.checkpoint import (
-    check_bounds,
+    check_settings_bounds,
     load_checkpoint,
     model_from_checkpoint,
     refuse_if_damaged,
-    save_checkpoint,
 )
-from shared.cli import number_parser
-from shared.config import SEED_RANGE, checked_number
+from shared.cli import SEED_RANGE, checked_number, number_parser
 from shared.errors import UserError
+from shared.runs import save_checkpoint
 
 
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400", "x", ""])
@@ -94,10 +93,10 @@ def test_weights_that_do_not_fit(tmp_path, weights, message):
 
 def test_bounds_of_settings(tmp_path):
     bounds = {"n_layer": (1, 64), "dropout": (0.0, 1.0)}
-    check_bounds(tmp_path, {"n_layer": 4, "dropout": 0.1}, bounds)
+    check_settings_bounds(tmp_path, {"n_layer": 4, "dropout": 0.1}, bounds)
     for bad in ({"n_layer": 100000}, {"n_layer": 2.0}, {"n_layer": True}, {"dropout": "x"}):
         with pytest.raises(UserError, match="outside"):
-            check_bounds(tmp_path, {"n_layer": 4, "dropout": 0.1, **bad}, bounds)
+            check_settings_bounds(tmp_path, {"n_layer": 4, "dropout": 0.1, **bad}, bounds)
 
 
 def test_refuse_if_damaged_turns_damage_into_one_message(tmp_path):

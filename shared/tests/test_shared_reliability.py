@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from shared.atomic import write_json, write_text
 from shared.download import extract
 from shared.errors import UserError
+from shared.files import write_json, write_text
 from shared.runs import Run, new_run_dir
 
 

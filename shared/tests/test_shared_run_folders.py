@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from shared.config import RunConfig
+from shared.cli import RunConfig
 from shared.errors import UserError
 from shared.runs import Run
 
@@ -69,7 +69,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
             textwrap.dedent(
                 f"""
                 import sys
-                from shared.config import RunConfig
+                from shared.cli import RunConfig
                 from shared.runs import Run
                 run = Run("proj", {str(folder)!r}, RunConfig())
                 print("holding", flush=True)

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from shared.config import RunConfig
+from shared.cli import RunConfig
 from shared.errors import UserError
 from shared.runs import Run
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from shared.checkpoint import CheckpointManager, load_checkpoint
+from shared.checkpoint import load_checkpoint
 from shared.device import grad_scaler, make_generator, seed_everything
 from shared.errors import Terminated
-from shared.optim import decay_groups, one_cycle, warmup_cosine
+from shared.optim import decay_groups, one_cycle
 from shared.plots import LivePlot
-from shared.runs import Run
-from shared.training import Cadence, Callback, Trainer, fit
+from shared.runs import CheckpointManager, Run
+from shared.training import Cadence, Freeze, Trainer, WarmupCosine, run_loop
 
 X = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
 Y = (X[:, 0] > 0).long()
@@ -20,7 +20,10 @@ def make_trainer(schedule="cosine", total=20):
     seed_everything(0)
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    sched = warmup_cosine(opt, 3, total) if schedule == "cosine" else one_cycle(opt, 1e-2, total)
+    if schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(3, total))
+    else:
+        sched = one_cycle(opt, 1e-2, total)
     return Trainer(model, opt, sched, device=torch.device("cpu"), clip_grad=1.0)
 
 
@@ -38,16 +41,16 @@ def loss_fn(model, batch):
 def test_resume_is_exact(tmp_path):
     for schedule in ("cosine", "onecycle"):
         straight = make_trainer(schedule)
-        fit(straight, batches, loss_fn, Cadence(20), quiet=True)
+        run_loop(straight, batches, loss_fn, Cadence(20), quiet=True)
 
         first = make_trainer(schedule)
         mgr = CheckpointManager(tmp_path / schedule, project="t")
-        fit(first, batches, loss_fn, Cadence(10), checkpoints=mgr, quiet=True)
+        run_loop(first, batches, loss_fn, Cadence(10), checkpoints=mgr, quiet=True)
         torch.manual_seed(999)  # a new process starts from other RNG states
         resumed = make_trainer(schedule)
         resumed.load_state_dict(load_checkpoint(mgr.last_path, project="t"))
         assert resumed.step == 10
-        fit(resumed, batches, loss_fn, Cadence(20), quiet=True)
+        run_loop(resumed, batches, loss_fn, Cadence(20), quiet=True)
 
         for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
             assert torch.equal(a, b), schedule
@@ -63,17 +66,15 @@ def test_fit_learns_logs_evaluates_and_plots_live(tmp_path):
             seen_during_training.append(plot.path.is_file())
         return batches(step)
 
-    @torch.no_grad()
-    def evaluate(trainer):
-        trainer.model.eval()
-        logits = trainer.model(X)
+    def evaluate(model):
+        logits = model(X)
         return {
             "val_loss": float(nn.functional.cross_entropy(logits, Y)),
             "val_acc": float((logits.argmax(1) == Y).float().mean()),
         }
 
     trainer = make_trainer(total=40)
-    summary = fit(
+    summary = run_loop(
         trainer,
         watching_batches,
         loss_fn,
@@ -123,56 +124,43 @@ def test_loss_scaling_is_on_for_fp16_only():
 
 def test_stop_request_saves_last_and_raises(tmp_path):
     """What SIGTERM does inside the loop (the handler only sets this flag): save, then stop."""
-    from shared import signals
+    from shared.cli import handle_sigterm, request_stop
 
-    signals.install()
+    handle_sigterm()
     mgr = CheckpointManager(tmp_path, project="t")
 
     def batches_then_stop(step):
         if step == 6:
-            signals.request()
+            request_stop()
         return batches(step)
 
     with pytest.raises(Terminated, match="step 7"):
-        fit(make_trainer(), batches_then_stop, loss_fn, Cadence(20), checkpoints=mgr, quiet=True)
+        run_loop(
+            make_trainer(), batches_then_stop, loss_fn, Cadence(20), checkpoints=mgr, quiet=True
+        )
     assert load_checkpoint(mgr.last_path, project="t")["step"] == 7
-    signals.install()  # clears the request for the other tests
+    handle_sigterm()  # clears the request for the other tests
 
 
-def test_callbacks_run_at_their_points():
-    calls = []
+def test_a_frozen_part_trains_only_from_its_step_on_and_thaws_after():
+    """``Freeze``: the parameters it names get no gradient (and no optimizer state) before its
+    step, then train; evaluation sees the model as it is, and the loop leaves it all trainable."""
+    trainer = make_trainer()
+    body = list(trainer.model[0].parameters())
+    before = [p.detach().clone() for p in body]
+    seen = []
 
-    class Recorder(Callback):
-        def on_step_start(self, trainer):
-            calls.append(("step", trainer.step))
+    def evaluate(model):
+        seen.append(all(torch.equal(a, b) for a, b in zip(before, body, strict=True)))
+        return {"val_x": 0.0}
 
-        def on_epoch_end(self, trainer):
-            calls.append(("epoch", trainer.epoch))
-
-        def on_evaluate(self, trainer, metrics):
-            calls.append(("eval", trainer.step, metrics["val_x"]))
-
-    fit(
-        make_trainer(),
-        batches,
-        loss_fn,
-        Cadence(6, steps_per_epoch=3, eval_every=4),
-        evaluate=lambda tr: {"val_x": float(tr.step)},
-        callbacks=[Recorder()],
-        quiet=True,
+    freeze = Freeze(lambda: body, until=4)
+    run_loop(make_trainer(), batches, loss_fn, Cadence(1), quiet=True)  # (another trainer: warm)
+    run_loop(
+        trainer, batches, loss_fn, Cadence(6, eval_every=2), evaluate, freeze=freeze, quiet=True
     )
-    assert calls == [
-        ("step", 0),
-        ("step", 1),
-        ("step", 2),
-        ("epoch", 1),
-        ("step", 3),
-        ("eval", 4, 4.0),
-        ("step", 4),
-        ("step", 5),
-        ("epoch", 2),
-        ("eval", 6, 6.0),
-    ]
+    assert seen == [True, True, False]  # frozen at steps 2 and 4 (from step 4 on it trains)
+    assert all(p.requires_grad for p in trainer.model.parameters())
 
 
 def test_decay_groups_split_matrices_from_vectors():
@@ -191,7 +179,7 @@ def test_a_diverged_run_never_replaces_a_finite_last_pt(tmp_path):
 
     trainer = make_trainer()
     mgr = CheckpointManager(tmp_path / "ckpt", project="t")
-    fit(trainer, batches, loss_fn, Cadence(4, checkpoint_every=2), checkpoints=mgr, quiet=True)
+    run_loop(trainer, batches, loss_fn, Cadence(4, checkpoint_every=2), checkpoints=mgr, quiet=True)
     finite = mgr.last_path.read_bytes()
 
     def poisoned(model, batch):  # a loss whose gradient is NaN: AdamW writes NaN weights
@@ -199,5 +187,7 @@ def test_a_diverged_run_never_replaces_a_finite_last_pt(tmp_path):
         return loss * torch.tensor(float("nan")), metrics
 
     with pytest.raises(UserError, match=r"weights at step 6 hold NaN or infinite values"):
-        fit(trainer, batches, poisoned, Cadence(8, checkpoint_every=2), checkpoints=mgr, quiet=True)
+        run_loop(
+            trainer, batches, poisoned, Cadence(8, checkpoint_every=2), checkpoints=mgr, quiet=True
+        )
     assert mgr.last_path.read_bytes() == finite

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from audio_net_data import GENRES, genre_clip
 
-from audio_net.ast import ASTBackbone, feature_params, normalisation, pretrained_backbone
+from audio_net.ast_backbone import ASTBackbone, normalisation, pretrained_backbone, source_features
 from audio_net.cli import main
 from audio_net.features import KaldiFbank, featurize_waves
 from audio_net.model import SpectrogramClassifier
@@ -62,7 +62,7 @@ def wave(seconds: float, seed: int) -> torch.Tensor:
 def test_features_equal_the_feature_extractor(ast_folder, seconds):
     """Every window our batched Kaldi front end cuts equals the extractor run on that window's
     samples (a short clip zero-padded as the extractor pads it), after AST's normalisation."""
-    p = feature_params(ast_folder, None)
+    p = source_features(ast_folder, None)
     assert (p.sample_rate, p.n_mels, p.window_frames, p.frontend) == (RATE, 32, 128, "kaldi_fbank")
     mean, scale = normalisation(ast_folder)
     extractor = transformers.ASTFeatureExtractor.from_pretrained(ast_folder)
@@ -83,7 +83,7 @@ def test_logits_equal_transformers(ast_folder):
     ours = SpectrogramClassifier(backbone, mean, scale).eval()
     theirs = transformers.ASTForAudioClassification.from_pretrained(ast_folder).eval()
     extractor = transformers.ASTFeatureExtractor.from_pretrained(ast_folder)
-    p = feature_params(ast_folder, None)
+    p = source_features(ast_folder, None)
     waves = [wave(1.2, s) for s in range(4)]
     windows = torch.cat(featurize_waves(waves, KaldiFbank(p), torch.device("cpu")))
     inputs = extractor([w.numpy() for w in waves], sampling_rate=RATE, return_tensors="pt")
@@ -103,7 +103,7 @@ def test_a_new_head_for_other_labels_and_a_few_steps_lower_the_loss(ast_folder):
         assert torch.equal(body[name], param), name  # the pretrained body, unchanged
     mean, scale = normalisation(ast_folder)
     model = SpectrogramClassifier(backbone, mean, scale)
-    p = feature_params(ast_folder, None)
+    p = source_features(ast_folder, None)
     x = torch.cat(featurize_waves([wave(1.3, s) for s in range(10)], KaldiFbank(p), "cpu"))
     y = torch.arange(10) % 5
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -208,7 +208,7 @@ def test_a_source_config_is_checked_before_any_clip_is_featurized(
     (3.78 GB where the honest folder took 1.34 GB, growing with the clips) and left a 1.4 GB cache
     before it was refused. Every number of the source is checked first now: nothing is
     featurized, no cache and no run folder are left."""
-    from audio_net import data as data_module
+    from audio_net import train as train_module
 
     data = sounds(tmp_path / "sounds", per_label=3)
     source = tmp_path / "source"
@@ -216,12 +216,12 @@ def test_a_source_config_is_checked_before_any_clip_is_featurized(
     config = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**config, **change}))
     featurized = []
-    original = data_module.load_features
+    original = train_module.load_features
     argv = ["train", "--model", "ast", "--model-source", source, "--data-dir", data]
     argv += ["--cache-dir", tmp_path / "cache", "--out", tmp_path / "run", "--epochs", "1"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            data_module, "load_features", lambda *a, **k: featurized.append(1) or original(*a, **k)
+            train_module, "load_features", lambda *a, **k: featurized.append(1) or original(*a, **k)
         )
         assert_clean_failure(main, argv, capsys, words)
     assert not featurized

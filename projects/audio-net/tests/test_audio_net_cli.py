@@ -181,49 +181,35 @@ def test_cross_validation_reports_network_and_baseline(capsys, genres, tmp_path)
         assert json.loads((fold / "summary.json").read_text())["fold"] == k
 
 
-def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path):
-    from audio_net.config import TrainConfig
-    from audio_net.data import load_clip_features
-    from audio_net.train import AudioTask, make_split
-    from shared.lifecycle import train_into
-    from shared.runs import Run
-    from shared.training import Callback
+def test_backbone_stays_frozen_for_freeze_epochs(genres, tmp_path, monkeypatch):
+    """``--freeze-epochs 2``: the body keeps its first weights through two epochs while the head
+    trains; from the third on, the body trains too (seen at each epoch's validation)."""
+    from audio_net import train as audio_train
 
-    cfg = TrainConfig(
-        data_dir=genres,
-        model="cnn",
-        pretrained=False,
-        epochs=3,
-        freeze_epochs=2,
-        batch_size=16,
-        quiet=True,
-        cache_dir=tmp_path / "cache",
-    )
-    clips, feats = load_clip_features(cfg, torch.device("cpu"))
-    split = make_split(cfg, clips)
-    snapshots, first = {}, {}
+    first, snapshots = {}, []
+    classifier, validation = audio_train.SpectrogramClassifier, audio_train.validation
 
-    class Spy(Callback):
-        def on_epoch_end(self, trainer):
-            m = trainer.model
-            snapshots[trainer.epoch] = (
-                [p.detach().clone() for p in m.body_parameters()],
-                [p.detach().clone() for p in m.head_parameters()],
-            )
+    def built(*args, **kwargs):
+        model = classifier(*args, **kwargs)
+        first["body"] = [p.detach().clone() for p in model.body_parameters()]
+        first["head"] = [p.detach().clone() for p in model.head_parameters()]
+        return model
 
-    class Spied(AudioTask):
-        def plan(self, cfg, device, resumed, resume_path):
-            plan = super().plan(cfg, device, resumed, resume_path)
-            first["body"] = [p.detach().clone() for p in plan.model.body_parameters()]
-            first["head"] = [p.detach().clone() for p in plan.model.head_parameters()]
-            plan.callbacks = [*plan.callbacks, Spy()]
-            return plan
+    def spied(eval_model, model, val):
+        body, head = model.body_parameters(), model.head_parameters()
+        snapshots.append(([p.detach().clone() for p in body], [p.detach().clone() for p in head]))
+        return validation(eval_model, model, val)
 
-    train_into(Spied(feats, split), cfg, Run("audio-net", tmp_path / "r"))
+    monkeypatch.setattr(audio_train, "SpectrogramClassifier", built)
+    monkeypatch.setattr(audio_train, "validation", spied)
+    argv = ["train", "--data-dir", genres, "--model", "cnn", "--epochs", "3"]
+    argv += ["--freeze-epochs", "2", *common(tmp_path)]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "r"]]) == 0
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # noqa: E731
-    assert same(snapshots[2][0], first["body"])  # two frozen epochs: the body never moved
-    assert not same(snapshots[1][1], first["head"])  # while the head trained
-    assert not same(snapshots[3][0], first["body"])  # and after them, the body trains
+    assert len(snapshots) == 3
+    assert same(snapshots[1][0], first["body"])  # two frozen epochs: the body never moved
+    assert not same(snapshots[0][1], first["head"])  # while the head trained
+    assert not same(snapshots[2][0], first["body"])  # and after them, the body trains
 
 
 def test_resumed_run_equals_the_straight_run(capsys, genres, tmp_path):

@@ -4,8 +4,8 @@ import pytest
 
 from austen_net.cli import main
 from austen_net.config import TrainConfig
-from shared.checkpoint import save_checkpoint
 from shared.errors import UserError
+from shared.runs import save_checkpoint
 from testkit import assert_clean_failure
 
 
@@ -21,8 +21,8 @@ def test_bad_inputs(capsys, corpus, tmp_path):
         (["generate", "--checkpoint", other], "checkpoint of 'audio-net'"),
         (["generate", "--checkpoint", partial], "lacks model_config, tokenizer, step, config"),
         (["generate", "--checkpoint", tmp_path / "none.pt"], "does not exist"),
-        (["generate", "--checkpoint", partial, "--top-k", "-1"], "--top-k must be >= 0"),
-        (["generate", "--checkpoint", partial, "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["generate", "--checkpoint", partial, "--top-k", "-1"], "--top-k: '-1' is outside 0.."),
+        (["generate", "--checkpoint", partial, "--top-p", "1.5"], "--top-p: '1.5' is outside ..1"),
         (["train", "--corpus-dir", tmp_path / "nothing"], "not a folder"),
         (
             ["train", "--corpus-dir", one_line, "--tokenizer", "char", "--val-fraction", "0.01"],
@@ -430,7 +430,7 @@ def test_many_samples_are_drawn_in_batches_that_fit(capsys, monkeypatch, trained
     """``--num-samples 100000`` put every sample's KV cache in one batch (3.2 GB, then an allocator
     traceback): batches now hold what ``BATCH_CACHE_BYTES`` allows at the full context."""
     from austen_net import generate as gen
-    from austen_net.model import GPT, GPTConfig
+    from austen_net.model import GPTConfig
 
     cfg = GPTConfig(n_layer=6, n_embd=384, n_head=6, block_size=256)
     assert gen.rows_that_fit(cfg) == 64  # 4.7 MB a row: the row cap decides
@@ -440,13 +440,13 @@ def test_many_samples_are_drawn_in_batches_that_fit(capsys, monkeypatch, trained
 
     _, ckpt = trained
     rows = []
-    original = GPT.generate
+    original = gen.generate
 
-    def spy(self, idx, *args, **kwargs):
+    def spy(model, idx, *args, **kwargs):
         rows.append(idx.shape[0])
-        return original(self, idx, *args, **kwargs)
+        return original(model, idx, *args, **kwargs)
 
-    monkeypatch.setattr(GPT, "generate", spy)
+    monkeypatch.setattr(gen, "generate", spy)
     monkeypatch.setattr(gen, "MAX_BATCH_ROWS", 3)
     argv = ["generate", "--checkpoint", ckpt, "--num-samples", "8", "--max-new-tokens", "3"]
     argv += ["--weights", "fp32"]  # (auto would measure each kind with generate calls of its own)

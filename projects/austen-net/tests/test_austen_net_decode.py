@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from austen_net.cli import main
-from austen_net.decode import Decoder, compiled_decoder
+from austen_net.decode import Decoder, compiled_decoder, generate
 from austen_net.inference import with_weights
 from austen_net.model import GPT, GPTConfig
 
@@ -17,13 +17,13 @@ from austen_net.model import GPT, GPTConfig
 def tiny(**kw) -> GPT:
     torch.manual_seed(0)
     cfg = dict(vocab_size=50, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
-    return GPT(GPTConfig(**{**cfg, **kw})).eval()
+    return GPT(GPTConfig.from_dict({**cfg, **kw})).eval()
 
 
 def tokens(model, step=None, **sampling) -> torch.Tensor:
     prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(7)
-    new = model.generate(prompt, 100, generator=g, step=step, **sampling)  # 100 > context 32
+    new = generate(model, prompt, 100, generator=g, step=step, **sampling)  # 100 > context 32
     return torch.stack(list(new), dim=1)
 
 
@@ -119,10 +119,10 @@ def test_a_decoder_is_its_callers_and_a_copy_of_the_model_gets_its_own():
     prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(1))
     decoder = compiled_decoder(model)  # compiled once, used for every generation that follows
     for _ in range(2):
-        fast = torch.stack(list(model.generate(prompt, 100, temperature=0.0, step=decoder)), 1)
+        fast = torch.stack(list(generate(model, prompt, 100, temperature=0.0, step=decoder)), 1)
         assert torch.equal(fast, greedy)
     other = copy.deepcopy(model)
     with torch.no_grad():
         other.head.weight.mul_(-1)  # the copy's own weights, not the original's
-    mine = other.generate(prompt, 20, temperature=0.0, step=compiled_decoder(other))
+    mine = generate(other, prompt, 20, temperature=0.0, step=compiled_decoder(other))
     assert torch.equal(torch.stack(list(mine), dim=1), tokens(other, temperature=0.0)[:, :20])

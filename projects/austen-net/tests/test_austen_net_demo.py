@@ -63,11 +63,11 @@ def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
         import io
 
         from austen_net.config import GenerateConfig
-        from austen_net.generate import generate
+        from austen_net.generate import generate_command
 
         printed = io.StringIO()  # what `austen-net generate` prints for the same request
         ckpt = runs["bpe"] / "checkpoints" / "best.pt"
-        generate(
+        generate_command(
             GenerateConfig(
                 checkpoint=ckpt,
                 prompt="Emma was",

@@ -10,6 +10,7 @@ from austen_net_data import austen_like, write_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from austen_net.cli import main as cli_main
+from austen_net.decode import generate
 from austen_net.export import require_transformers
 from austen_net.inference import load_model
 from shared.errors import UserError
@@ -66,8 +67,8 @@ def test_transformers_gives_our_logits_tokens_and_text(capsys, tmp_path, corpus,
 
     batch = torch.tensor([ids[:48], ids[48:96]])
     with torch.no_grad():
-        torch.testing.assert_close(hf(batch).logits, ours(batch), atol=1e-4, rtol=1e-4)
-        greedy = [int(t) for t in ours.generate(batch[:1, :10], 50, temperature=0.0)]
+        torch.testing.assert_close(hf(batch).logits, ours(batch)[0], atol=1e-4, rtol=1e-4)
+        greedy = [int(t) for t in generate(ours, batch[:1, :10], 50, temperature=0.0)]
         theirs = hf.generate(batch[:1, :10], max_new_tokens=50, do_sample=False, top_k=None)
     assert theirs[0, 10:].tolist() == greedy
 

@@ -45,7 +45,7 @@ def test_each_kernel_keeps_the_models_predictions(kernel):
     )
     idx = torch.randint(0, 64, (2, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        p, pq = model(idx).softmax(-1), q(idx).softmax(-1)
+        p, pq = model(idx)[0].softmax(-1), q(idx)[0].softmax(-1)
     assert (p - pq).abs().max() < 0.02
     # the matrices in a quarter of their bytes, plus the scales (fbgemm's: 16 bytes a channel, a
     # lot beside 64 int8 weights) and the fp32 norms; the embedding row is not counted

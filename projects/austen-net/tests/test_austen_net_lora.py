@@ -71,7 +71,7 @@ def test_our_adapters_load_in_peft_with_the_same_logits(tmp_path, targets):
     adapted = peft.PeftModel.from_pretrained(hf, folder).eval()
     ids = torch.randint(0, 120, (2, 17), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        theirs, mine = adapted(ids).logits, ours(ids)
+        theirs, mine = adapted(ids).logits, ours(ids)[0]
         plain = tiny_llama()(ids).logits
     assert (mine - plain).abs().max() > 1e-3  # the adapters do change the model
     assert (mine - theirs).abs().max() <= 1e-4
@@ -88,7 +88,7 @@ def test_peft_adapters_load_into_ours(tmp_path):
     load_peft_state(ours, state)
     ids = torch.randint(0, 120, (1, 9), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert (ours(ids) - adapted(ids).logits).abs().max() <= 1e-4
+        assert (ours(ids)[0] - adapted(ids).logits).abs().max() <= 1e-4
 
 
 def test_merged_model_gives_the_adapted_output_and_only_adapters_train(tmp_path):
@@ -102,8 +102,8 @@ def test_merged_model_gives_the_adapted_output_and_only_adapters_train(tmp_path)
     assert small < 0.1 * sum(p.numel() for p in ours.parameters())
     ids = torch.randint(0, 120, (2, 11), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        adapted = ours(ids)
-        merged = merge_lora(ours)(ids)
+        adapted = ours(ids)[0]
+        merged = merge_lora(ours)(ids)[0]
     assert (adapted - merged).abs().max() <= 1e-4
     assert not adapters(ours)
 
@@ -133,9 +133,9 @@ def test_adapters_start_as_the_pretrained_model_and_refuse_unknown_targets(tmp_p
     ours = ours_from(hf, tmp_path)
     ids = torch.randint(0, 120, (1, 8), generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        before = ours(ids)
+        before = ours(ids)[0]
         apply_lora(ours, LoRASettings(rank=2, alpha=4.0))
-        assert torch.equal(ours(ids), before)  # B starts at zero
+        assert torch.equal(ours(ids)[0], before)  # B starts at zero
     with pytest.raises(ValueError, match="LoRA targets"):
         apply_lora(ours_from(hf, tmp_path), LoRASettings(targets=("qkv",)))
 
@@ -210,7 +210,7 @@ def test_lora_run_trains_adapters_alone_resumes_exactly_and_exports_both_ways(
     ours, _, _ = load_model(best, torch.device("cpu"))
     ids = torch.randint(0, ours.cfg.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        mine = ours(ids)
+        mine = ours(ids)[0]
         plain = transformers.AutoModelForCausalLM.from_pretrained(llama_folder).eval()(ids).logits
     assert (mine - plain).abs().max() > 1e-4  # training moved the adapters
 
@@ -272,7 +272,7 @@ def test_grad_checkpoint_gives_the_same_loss_and_gradients():
     for checkpointed in (False, True):
         model.zero_grad()
         model.grad_checkpoint = checkpointed
-        loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten())
+        loss = torch.nn.functional.cross_entropy(model(ids)[0].flatten(0, 1), ids.flatten())
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
     (a, ga), (b, gb) = grads
@@ -299,7 +299,7 @@ def test_import_of_a_peft_adapter_folder_gives_a_lora_checkpoint(llama_folder, t
     ours, _, _ = load_model(out, torch.device("cpu"))
     ids = torch.randint(0, ours.cfg.vocab_size, (1, 20), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        assert (ours(ids) - adapted(ids).logits).abs().max() <= 1e-4
+        assert (ours(ids)[0] - adapted(ids).logits).abs().max() <= 1e-4
 
     (folder / "adapter_config.json").write_text(
         json.dumps({**json.loads((folder / "adapter_config.json").read_text()), "use_dora": True})

@@ -182,7 +182,7 @@ def test_a_character_vocabulary_is_capped(capsys):
 
     rare = "".join(chr(0x4E00 + i) for i in range(20_000))  # each once
     common = "the quick brown fox jumps over the lazy dog\n" * 50
-    tok = build_tokenizer([common + rare], "char", 0, None, quiet=False)
+    tok = build_tokenizer([common + rare], "char", 0, quiet=False)
     assert tok.vocab_size == MAX_CHARS and set(common) <= set(tok.chars)
     assert tok.encode(chr(0x4E00 + 19_999)) == [tok.index[UNK]]
     assert "20,0" in capsys.readouterr().err  # the distinct count, in the message

@@ -10,6 +10,7 @@ from austen_net_hf import PARAGRAPH, corpus_text
 
 from austen_net.cli import main
 from austen_net.corpus import load_text, split_corpus
+from austen_net.decode import generate
 from austen_net.inference import bpc_of_texts, load_model
 from austen_net.pretrained import converted, load_pretrained, source_folder
 from shared.checkpoint import load_checkpoint
@@ -36,9 +37,9 @@ def test_logits_and_greedy_tokens_equal_transformers(source):
     assert about["architecture"] == type(theirs).__name__
     ids = torch.randint(0, ours.cfg.vocab_size, (2, 50), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert (ours(ids) - theirs(ids).logits).abs().max() < 1e-4
+        assert (ours(ids)[0] - theirs(ids).logits).abs().max() < 1e-4
     prompt = ids[:1, :8]
-    new = torch.stack(list(ours.generate(prompt, 30, temperature=0.0)), dim=1)
+    new = torch.stack(list(generate(ours, prompt, 30, temperature=0.0)), dim=1)
     expected = theirs.generate(prompt, max_new_tokens=30, do_sample=False)[:, 8:]
     assert new.tolist() == expected.tolist()
 
@@ -127,7 +128,7 @@ def test_finetune_lowers_validation_loss_resumes_exactly_and_exports(
     ours, _, _ = load_model(best, torch.device("cpu"))
     ids = torch.randint(0, ours.cfg.vocab_size, (1, 30))
     with torch.no_grad():
-        assert (hf_model(out)(ids).logits - ours(ids)).abs().max() < 1e-4
+        assert (hf_model(out)(ids).logits - ours(ids)[0]).abs().max() < 1e-4
 
 
 def test_shape_flags_that_contradict_the_source_are_refused(gpt2_folder, tmp_path, capsys):
@@ -184,7 +185,7 @@ def test_a_checkpoint_from_before_the_new_fields_loads_unchanged(tmp_path, capsy
     old_model, _, _ = load_model(tmp_path / "old.pt", torch.device("cpu"))
     ids = torch.randint(0, new_model.cfg.vocab_size, (1, 20))
     with torch.no_grad():
-        assert torch.equal(new_model(ids), old_model(ids))
+        assert torch.equal(new_model(ids)[0], old_model(ids)[0])
     capsys.readouterr()
     argv = ["generate", "--max-new-tokens", "20", "--seed", "1", "--prompt", "Anne"]
     assert main([*argv, "--checkpoint", str(path)]) == 0

@@ -91,7 +91,7 @@ def test_bad_flags_and_outputs(capsys, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
-        (["train", "mnist", "--epochs", "0"], "must be positive"),
+        (["train", "mnist", "--epochs", "0"], "--epochs: '0' is outside 1.."),
         (["train", "mnist", "--out", a_file], "is a file, not a folder"),
         (["train", "mnist", "--out", "/proc/x"], "cannot write in /proc"),
         (["train", "--resume", "latest"], "no checkpoints/last.pt"),
@@ -211,8 +211,8 @@ def test_crafted_mnist_checkpoints(tmp_path):
 
     from intro_nn.demo import DigitModel
     from intro_nn.mnist_models import build_model
-    from shared.checkpoint import save_checkpoint
     from shared.errors import UserError
+    from shared.runs import save_checkpoint
 
     model = build_model("mlp", [16], [4], 0.0)
     config = {"model": "mlp", "mlp_widths": [16], "cnn_channels": [4], "dropout": 0.0}

@@ -7,10 +7,9 @@ import torch
 from intro_nn.cli import main
 from intro_nn.config import TrainConfig
 from intro_nn.mnist_data import from_folder
-from intro_nn.mnist_models import CNN, MLP
-from intro_nn.train import DeviceSplit, OnDeviceBatches, evaluate_split, loss_fn
+from intro_nn.mnist_models import CNN, MLP, Dropout
+from intro_nn.train import DeviceSplit, digit_batches, evaluate_split, loss_fn
 from shared.errors import UserError
-from shared.layers import Dropout
 from shared.training import Trainer
 
 
@@ -30,7 +29,7 @@ def test_mlp_learns_real_digits(real_data):
     torch.manual_seed(0)
     model = MLP((256,), 0.1)
     trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3), device=device)
-    batches = OnDeviceBatches(DeviceSplit.of(xtr, ytr, device), 128, 0, augment=False)
+    batches = digit_batches(DeviceSplit.of(xtr, ytr, device), 128, 0, augment=False)
     for step in range(4 * batches.steps_per_epoch):
         trainer.train_step(batches(step), loss_fn)
     assert evaluate_split(model, DeviceSplit.of(xte, yte, device))["acc"] > 0.90
@@ -71,12 +70,12 @@ def test_batches_are_a_function_of_seed_and_step():
         np.arange(300) % 10,
         torch.device("cpu"),
     )
-    a = OnDeviceBatches(data, 32, 1, augment=True)
-    b = OnDeviceBatches(data, 32, 1, augment=True)
+    a = digit_batches(data, 32, 1, augment=True)
+    b = digit_batches(data, 32, 1, augment=True)
     b(20)  # b has moved on to another epoch first
     assert torch.equal(a(3)[0][0], b(3)[0][0]) and torch.equal(a(3)[0][1], b(3)[0][1])
     # one epoch visits each of its 9 * 32 rows once
-    rows = torch.cat([a.order.indices(s) for s in range(a.steps_per_epoch)])
+    rows = torch.cat([a.indices(s) for s in range(a.steps_per_epoch)])
     assert len(rows) == 288 and len(set(rows.tolist())) == 288
 
 

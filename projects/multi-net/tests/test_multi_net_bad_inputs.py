@@ -7,8 +7,8 @@ import pytest
 from multi_net_data import plain_clips
 
 from multi_net.cli import main
-from shared.checkpoint import save_checkpoint
 from shared.errors import UserError
+from shared.runs import save_checkpoint
 from testkit import assert_clean_failure
 
 
@@ -31,7 +31,7 @@ def test_bad_inputs(capsys, tmp_path):
         (["recommend", "--index", ann, "--text", "x"], "not a readable index"),
         (["recommend", "--index", fake_index, "--text", "x"], "lacks paths, embeddings"),
         (["recommend", "--index", fake_index], "exactly one of"),
-        (["train", "--batch-size", "1"], "InfoNCE"),
+        (["train", "--batch-size", "1"], "--batch-size: '1' is outside 2.."),
         (["train", "--videos", tmp_path / "nowhere", "--annotations", ann], "does not exist"),
         (["train", *data, "--clip-model", "nope"], "unknown open_clip"),
         (

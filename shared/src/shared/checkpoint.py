@@ -1,4 +1,6 @@
-"""Checkpoints: everything needed to resume exactly, written atomically, tagged with the project.
+"""Checkpoints read back: everything needed to resume exactly (``read_resume``), and the checks
+on what a checkpoint may make us build (``model_from_checkpoint``). What a run writes, checkpoints
+included, is ``shared.runs``'.
 
 Loading is safe and strict: ``torch.load(weights_only=True)`` (no code runs from the file), the
 project tag must match, the format version must be one this code reads, and the keys the caller
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,11 +20,11 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from shared.atomic import atomic_path, stale_temporaries, to_jsonable
 from shared.errors import UserError
-from shared.progress import info
+from shared.files import runs_root, to_jsonable
+from shared.runs import FORMAT_VERSION, tidy_interrupted
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def run_of(checkpoint: Path) -> Path:
@@ -36,15 +39,6 @@ def checkpoint_in(run: Path, names: Iterable[str] = ("best.pt", "last.pt")) -> P
             if candidate.is_file():
                 return candidate
     return None
-
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any], *, project: str) -> Path:
-    """Write ``payload`` (plus the project tag) to ``path`` atomically."""
-    path = Path(path)
-    data = {"project": project, "format_version": FORMAT_VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
-    return path
 
 
 def load_checkpoint(
@@ -87,68 +81,6 @@ def load_checkpoint(
     return data
 
 
-class CheckpointManager:
-    """Keeps ``last.pt`` (every save) and ``best.pt`` (when the ``monitor`` metric improves).
-
-    Temporaries that a killed save left behind (``kill -9`` mid-write) are removed when the
-    manager is made, that is when a run starts or resumes.
-    """
-
-    NAMES = ("last.pt", "best.pt")
-
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        project: str,
-        monitor: str = "val_loss",
-        mode: str = "min",
-        quiet: bool = True,
-    ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError("mode must be 'min' or 'max'")
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.project = project
-        self.monitor = monitor
-        self.mode = mode
-        self.best: float | None = None
-        self.best_step: int | None = None  # the step of best.pt (early stopping counts from it)
-        stale = stale_temporaries(self.directory, self.NAMES)
-        for tmp in stale:
-            tmp.unlink(missing_ok=True)
-        if stale:
-            info(
-                f"removed {len(stale)} unfinished checkpoint file(s) of an interrupted save", quiet
-            )
-
-    @property
-    def last_path(self) -> Path:
-        return self.directory / "last.pt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.directory / "best.pt"
-
-    def is_better(self, metric: float) -> bool:
-        if self.best is None:
-            return True
-        return metric < self.best if self.mode == "min" else metric > self.best
-
-    def save(self, payload: dict[str, Any], metrics: dict[str, float] | None = None) -> bool:
-        """Save ``last.pt``; also ``best.pt`` if ``metrics[monitor]`` improved. Returns whether it did."""
-        metric = (metrics or {}).get(self.monitor)
-        improved = metric is not None and metric == metric and self.is_better(metric)
-        if improved:
-            self.best = metric
-            self.best_step = payload.get("step")
-        payload = {**payload, "best_metric": self.best, "best_step": self.best_step}
-        save_checkpoint(self.last_path, payload, project=self.project)
-        if improved:
-            save_checkpoint(self.best_path, payload, project=self.project)
-        return improved
-
-
 def find_latest(runs_root: str | Path) -> Path | None:
     """The newest ``checkpoints/last.pt`` under ``runs_root`` (by modification time)."""
     candidates = list(Path(runs_root).glob("*/checkpoints/last.pt"))
@@ -172,6 +104,40 @@ def resolve_resume(resume: str | None, *, out: Path | None, runs_root: Path) -> 
     if latest is None:
         raise UserError(f"--resume latest: no checkpoints/last.pt under {runs_root}; train first")
     return latest
+
+
+@dataclasses.dataclass
+class Resumed:
+    """A run that goes on (``--resume``): the checkpoint it continues and that checkpoint's state."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings the run started with (its ``config``), as saved."""
+        saved = self.state.get("config")
+        return saved if isinstance(saved, dict) else {}
+
+
+def read_resume(
+    cfg: Any,
+    project: str,
+    required: Iterable[str],
+    fixed: Iterable[str] = (),
+    why: str = "",
+) -> Resumed | None:
+    """``--resume PATH|latest``: the checkpoint the run goes on from (None for a new run). A
+    killed save's temporaries beside it are removed first; a checkpoint of another project, one
+    missing the ``required`` keys, or a command whose ``fixed`` settings differ from the run's
+    (``why`` says why they are fixed) is refused, all before a run folder is touched."""
+    path = resolve_resume(cfg.resume, out=cfg.out, runs_root=runs_root(project))
+    if path is None:
+        return None
+    tidy_interrupted(run_of(path))  # a killed save's temporaries, even if refused
+    state = load_checkpoint(path, project=project, required=required, map_location="cpu")
+    check_resume_settings(path, state.get("config"), cfg, fixed, why)
+    return Resumed(path, state)
 
 
 @contextlib.contextmanager
@@ -290,27 +256,14 @@ def check_weights_fit(expected: dict[str, Any], weights: Any, path: str | Path) 
         )
 
 
-def refuse_non_finite(weights: dict[str, Any], what: str) -> None:
-    """Refuse weights holding NaN or infinite values: a run that diverged, or a tampered file.
-    Said before anything is written or trained on, so a finite ``last.pt`` is never replaced."""
-    for name, value in weights.items():
-        if (
-            isinstance(value, torch.Tensor)
-            and value.is_floating_point()
-            and not bool(torch.isfinite(value).all())
-        ):
-            raise UserError(
-                f"{what} hold NaN or infinite values ({name}): the run diverged or the file was "
-                "altered; no checkpoint was written from them (a lower --lr may help)"
-            )
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else exc.__class__.__name__)[:160]
 
 
-def check_bounds(path: str | Path, settings: dict[str, Any], bounds: dict[str, tuple]) -> None:
+def check_settings_bounds(
+    path: str | Path, settings: dict[str, Any], bounds: dict[str, tuple]
+) -> None:
     """Refuse settings of a checkpoint outside ``bounds`` (name -> (low, high)), or not integers
     where the bounds are integers, before anything is built from them."""
     for name, (low, high) in bounds.items():
@@ -337,7 +290,7 @@ def settings_from_checkpoint(
     fields = {f.name for f in dataclasses.fields(cls)}
     if not isinstance(raw, dict) or not set(raw) <= fields:
         raise UserError(f"{path}: {what} is not one this code writes")
-    check_bounds(path, {**dataclasses.asdict(cls()), **raw}, bounds)
+    check_settings_bounds(path, {**dataclasses.asdict(cls()), **raw}, bounds)
     return cls(**raw)
 
 
@@ -382,6 +335,6 @@ def run_data_settings(cfg: Any, saved: Any, fields: Iterable[str], *, quiet: boo
             taken[name] = [Path(str(v)) for v in value]
     if taken:
         shown = ", ".join(f"--{k.replace('_', '-')} {as_flag_value(v)}" for k, v in taken.items())
-        info(f"using the run's own data ({shown}); give the flags to choose other data", quiet)
+        log.info(f"using the run's own data ({shown}); give the flags to choose other data")
         return dataclasses.replace(cfg, **taken)
     return cfg

@@ -1,28 +1,40 @@
-"""The command line: config dataclasses (``shared.config``) turned into argparse subcommands, and
-``run_cli``, the process around one command.
+"""The command line: a command's options declared as a dataclass, parsed into one, and the
+process around the command.
 
-Every field of a command's dataclass becomes a ``--flag`` with its default and its :func:`arg`
-help. ``run_cli`` refuses an unwritable ``--out`` before any work, joins a torchrun group before
-anything picks a run folder, and turns what a user can cause (``UserError``, ``OSError`` such as a
-full disk or a read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit status,
-never a traceback.
+- Options: every field of a command's dataclass is a ``--flag`` with its default and its
+  :func:`arg` help and bounds; ``RunConfig`` holds the flags every training-like command shares,
+  and its ``settle`` hook is where a project gives the defaults that follow other flags (a typed
+  flag always wins) and refuses combinations of flags. Numbers are checked when parsed, and the
+  declared bounds again on every config, a config built in code included.
+- The process: ``run_cli`` refuses an unwritable ``--out`` before any work, joins a torchrun group
+  before anything picks a run folder, and turns what a user can cause (``UserError``, ``OSError``
+  such as a full disk or a read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit
+  status, never a traceback. SIGTERM (from ``timeout``, ``docker stop``, a scheduler) is handled
+  like Ctrl-C: outside a training loop it raises ``Terminated`` at once; inside one
+  (``stop_point``) it only sets a flag, which the loop reads after each optimizer step (under
+  torchrun every rank reads every other's, so all stop at the same step), then saves ``last.pt``.
+
+Nothing here imports torch: ``--help`` and a refused flag answer in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import importlib
 import inspect
-import os
+import logging
+import math
+import signal
 import sys
+import threading
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import InitVar
+from pathlib import Path
 from typing import Any, Literal
 
-from shared import signals
-from shared.config import RunConfig, number_problem
 from shared.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -30,6 +42,252 @@ from shared.errors import (
     Terminated,
     UserError,
 )
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text (``default_factory`` for mutable defaults).
+
+    ``required=True`` makes argparse refuse the command without the flag (the field's default,
+    usually None, is what tests and code that build the dataclass directly get). ``group`` puts
+    the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
+    left out of ``--help``). Numbers are checked when parsed: a float must be finite, an int must
+    fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
+    ``parse`` is the flag's own argparse ``type`` (a value like ``auto`` beside numbers).
+    ``const`` lets the flag stand alone, meaning that value; ``negative=("--no-x", value)`` keeps a
+    ``--no-x`` spelling (hidden) that sets ``value``.
+    """
+    metadata = {"help": help}
+    keys = (
+        "choices",
+        "positional",
+        "required",
+        "group",
+        "aliases",
+        "low",
+        "high",
+        "above",
+        "parse",
+    )
+    for key in (*keys, "const", "negative"):
+        if key in kwargs:
+            metadata[key] = kwargs.pop(key)
+    if "default_factory" in kwargs:
+        return dataclasses.field(default_factory=kwargs.pop("default_factory"), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed
+INT64 = 2**63 - 1
+
+
+AUTO = "auto"  # --epochs auto: shared.length resolves it
+
+
+def epochs_flag(text: str) -> int | str:
+    """argparse type of ``--epochs``: ``auto`` or a whole number >= 1."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def number_problem(
+    value: Any, tp: type, low: Any = None, high: Any = None, above: Any = None
+) -> str | None:
+    """What is wrong with ``value`` as a ``tp`` (int or float) within the bounds, or None: the one
+    rule set for CLI flags and demo fields (NaN, infinities, integers beyond 64 bits, bounds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    if tp is int and isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            return "is not an integer"
+        value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
+        return "is too large an integer"
+    if (low is not None and value < low) or (high is not None and value > high):
+        return f"is outside {'' if low is None else low}..{'' if high is None else high}"
+    if above is not None and not value > above:
+        return f"must be greater than {above}"
+    return None
+
+
+def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> Any:
+    """``value`` as a ``tp`` if it passes :func:`number_problem`; else a ``UserError`` naming it."""
+    if isinstance(value, str):
+        try:
+            value = tp(value.strip())
+        except ValueError:
+            raise UserError(f"{name} needs {'an integer' if tp is int else 'a number'}") from None
+    problem = number_problem(value, tp, **bounds)
+    if problem:
+        raise UserError(f"{name} {problem} ({value!r})")
+    return tp(value)
+
+
+def check_bounds(cfg: Any) -> None:
+    """The ``low``/``high``/``above`` bounds of ``cfg``'s fields checked on the values it holds, so
+    that a config built in code, or filled in by a preset, keeps the rules its flags keep when
+    parsed: one declaration per bound (in ``arg``), two places it is checked."""
+    for f in dataclasses.fields(cfg):
+        bounds = {k: f.metadata[k] for k in ("low", "high", "above") if k in f.metadata}
+        value = getattr(cfg, f.name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:  # (each of a list's)
+            if bounds and isinstance(item, (int, float)) and not isinstance(item, bool):
+                tp = int if isinstance(item, int) else float
+                checked_number(item, "--" + f.name.replace("_", "-"), tp, **bounds)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Flags shared by every command that runs a model and writes a run folder."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg(
+        "auto", "where to run: auto picks cuda, then mps, then cpu"
+    )
+    seed: int = arg(0, "random seed for python, numpy, torch and data order", **SEED_RANGE)
+    out: Path | None = arg(None, "run folder (default: runs/<project>/<YYYYmmdd-HHMMSS>)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = arg(
+        "auto",
+        "autocast precision; auto is bf16 on CUDA (fp16 on GPUs without bf16) and fp32 elsewhere",
+    )
+    compile: Literal["auto", "on", "off"] = arg(
+        "off",
+        "torch.compile the model: on (also plain --compile), off (also --no-compile), or auto: "
+        "always on CUDA, elsewhere where the run is long enough to repay the compile time",
+        const="on",
+        negative=("--no-compile", "off"),
+    )
+    resume: str | None = arg(None, "checkpoint path, or 'latest' for the newest run's last.pt")
+    quiet: bool = arg(False, "no progress bars or per-step logging")
+    force: bool = arg(
+        False,
+        "replace the run in a used --out folder (without it, a folder that holds a run is "
+        "refused unless --resume continues it)",
+    )
+    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
+    tensorboard: bool = arg(
+        False,
+        "also write the metrics as TensorBoard event files into <run>/tensorboard (needs the "
+        "tensorboard package: uv run --with tensorboard ...)",
+    )
+
+    given: InitVar[frozenset[str] | None] = None  # the flags typed (``run_cli`` fills it)
+
+    def __post_init__(self, given: frozenset[str] | None) -> None:
+        self.settle(given if given is not None else changed_from_defaults(self))
+        check_bounds(self)  # the bounds every flag declares, on what ``settle`` filled in too
+
+    def settle(self, given: frozenset[str]) -> None:
+        """A command's own step after its flags are read: the defaults that follow another flag
+        (set only where that flag is not in ``given``: a typed flag always wins) and the rules
+        across flags. ``given`` is the set of flags typed; for a config built in code, the fields
+        set away from their declared defaults."""
+
+
+def changed_from_defaults(cfg: Any) -> frozenset[str]:
+    """The fields of ``cfg`` whose value differs from the default it declares."""
+    changed = set()
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(cfg, f.name) != default:
+            changed.add(f.name)
+    return frozenset(changed)
+
+
+@dataclasses.dataclass
+class DataCommandConfig:
+    """``<project> data download|check``: fetch a project's data, or check that it is there. A
+    project whose data command does more subclasses it (another ``action``, more flags)."""
+
+    action: Literal["download", "check", "sample"] = arg(
+        "download",
+        "download the data, check that it is there, or get a small sample to start from "
+        "(sample: a few MB, downloaded where the data's licence allows, generated otherwise, into "
+        "the data root)",
+        positional=True,
+    )
+    data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
+    quiet: bool = arg(False, "no progress bars")
+
+
+@dataclasses.dataclass
+class DemoOptions:
+    checkpoint: Path | None = arg(
+        None, "checkpoint to serve (default: the newest run of this project)", group="demo"
+    )
+    run: Path | None = arg(
+        None, "run folder to serve (default: the newest under the runs folder)", group="demo"
+    )
+    host: str = arg(
+        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="demo"
+    )
+    port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+    debug: bool = arg(
+        False,
+        "print the traceback of every refused input (default: one warning line)",
+        group="demo",
+    )
+
+    def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port {self.port}: use 0..65535")
+        if self.checkpoint is not None and self.run is not None:
+            raise UserError("give --checkpoint or --run, not both")
+
+
+# --- SIGTERM ----------------------------------------------------------------------------------
+
+_state = {"armed": 0, "requested": False, "raised": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _state["armed"]:
+        _state["requested"] = True
+        return
+    if _state["raised"]:  # a second SIGTERM (``uv run`` forwards the one its group got) would
+        return  # interrupt the shutdown the first began: atexit callbacks, temporary folders
+    _state["raised"] = True
+    raise Terminated("SIGTERM")
+
+
+def handle_sigterm() -> None:
+    """Handle SIGTERM as the module says (only the main thread may set signal handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _state["requested"] = False
+    _state["raised"] = False
+
+
+@contextlib.contextmanager
+def stop_point() -> Iterator[None]:
+    """While inside, SIGTERM is deferred to ``stop_requested()`` instead of raised."""
+    _state["armed"] += 1
+    try:
+        yield
+    finally:
+        _state["armed"] -= 1
+
+
+def stop_requested() -> bool:
+    return _state["requested"]
+
+
+def request_stop() -> None:
+    """Ask the running loop to stop, as SIGTERM does (tests and embedding applications)."""
+    _state["requested"] = True
+
+
+# --- parsing and running a command ------------------------------------------------------------
 
 
 def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None) -> Callable:
@@ -153,9 +411,8 @@ def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Name
 
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
     """Build dataclass ``cls`` from the parsed options; the flags not typed take their declared
-    default. A config whose defaults depend on other flags declares ``given`` as an init-only
-    field (``dataclasses.InitVar``): it receives the names of the flags the user typed, for
-    ``shared.config.apply_defaults`` in its ``__post_init__``."""
+    default. A config with a ``given`` init-only field (``RunConfig``'s) receives the names of
+    the flags the user typed, for its ``settle``."""
     fields = [f for f in dataclasses.fields(cls) if f.init]
     given = frozenset(f.name for f in fields if hasattr(ns, f.name))
     values = {f.name: getattr(ns, f.name) for f in fields if f.name in given}
@@ -171,14 +428,13 @@ def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
 class Command:
     """One subcommand: its config dataclass, the function that runs it, and its help.
 
-    ``run`` is the function, or its name as ``"package.module:function"``, imported only when the
-    command runs: a project's ``cli.py`` is then a table of names, and ``--help`` or a refused flag
-    never imports what the commands import (torch alone takes about 1.5 s on a 2-core Xeon). The function takes the
-    config; an ``int`` it returns is the exit status, anything else (a trainer's run and summary)
-    means success."""
+    The function takes the config; an ``int`` it returns is the exit status, anything else (a
+    trainer's summary) means success. A project's ``cli.py`` keeps each command's function small
+    and has it import its module when called: ``--help`` or a refused flag then never imports
+    what the commands import (torch alone takes about 1.5 s on a 2-core machine)."""
 
     config: type
-    run: Callable[[Any], Any] | str
+    run: Callable[[Any], Any]
     help: str
 
 
@@ -206,14 +462,6 @@ def build_parser(
     return parser
 
 
-def command_function(run: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
-    """A command's function: ``run`` itself, or the function ``"module:function"`` names."""
-    if callable(run):
-        return run
-    module, _, name = run.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def run_cli(
     prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
 ) -> int:
@@ -226,7 +474,7 @@ def run_cli(
     ns = parser.parse_args(argv)
     cmd = commands[ns._command]
     check_required(parser.command_parsers[ns._command], cmd.config, ns)
-    signals.install()
+    handle_sigterm()
     finished = False
     try:
         cfg = from_namespace(cmd.config, ns)
@@ -236,11 +484,13 @@ def run_cli(
             from shared.runs import check_writable_dir  # slow: torch
 
             check_writable_dir(cfg.out, "--out")  # before any work, not after it
-        if isinstance(getattr(cfg, "device", None), str) and launched_by_torchrun():
-            from shared.device import select_device  # slow: torch
+        if isinstance(getattr(cfg, "device", None), str):
+            from shared.device import launched_by_torchrun, select_device  # slow: torch
 
-            select_device(cfg.device)  # join the group before anything picks a run folder
-        result = command_function(cmd.run)(cfg)
+            if launched_by_torchrun():  # join the group before anything picks a run folder
+                select_device(cfg.device)
+        with status_lines(prog.replace("-", "_"), bool(getattr(cfg, "quiet", False))):
+            result = cmd.run(cfg)
         finished = True
     except UserError as exc:
         return _fail(prog, str(exc), EXIT_USER_ERROR)
@@ -251,14 +501,29 @@ def run_cli(
     except KeyboardInterrupt as exc:
         return _fail(prog, f"interrupted{_detail(exc)}", EXIT_INTERRUPTED)
     finally:
-        if "shared.distributed" in sys.modules:  # a command that never loaded torch has no group
-            sys.modules["shared.distributed"].cleanup(finished)
+        if "shared.device" in sys.modules:  # a command that never loaded torch has no group
+            sys.modules["shared.device"].cleanup(finished)
     return int(result) if isinstance(result, int) else 0
 
 
-def launched_by_torchrun() -> bool:
-    """torchrun's environment (``shared.distributed.launched_by_torchrun``, without torch)."""
-    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+@contextlib.contextmanager
+def status_lines(package: str, quiet: bool) -> Iterator[None]:
+    """While a command runs: the status lines ``shared`` and the command's ``package`` log
+    (``logging``'s INFO: what was found, what is being done) on stderr as plain lines, stdout
+    staying for results; with ``--quiet`` only warnings. Other libraries' loggers are left as
+    they are, and these two as they were once the command ends."""
+    loggers = [logging.getLogger(name) for name in ("shared", package)]
+    before = [(lg.handlers, lg.level, lg.propagate) for lg in loggers]
+    for logger in loggers:
+        logger.handlers = [logging.StreamHandler(sys.stderr)]  # this command's stderr
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, (handlers, level, propagate) in zip(loggers, before, strict=True):
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
 
 
 def _detail(exc: BaseException) -> str:

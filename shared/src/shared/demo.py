@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.checkpoint import checkpoint_in, run_of
-from shared.config import DemoOptions
+from shared.cli import DemoOptions
 from shared.errors import UserError
-from shared.paths import runs_root
+from shared.files import runs_root
 
 SUMMARY_FILE = "summary.json"
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import pooch
 import requests
 
-from shared.atomic import atomic_dir
 from shared.errors import UserError
-from shared.progress import bars_enabled, info
+from shared.files import atomic_dir
+from shared.progress import bars_enabled
+
+log = logging.getLogger(__name__)
 
 pooch.get_logger().setLevel(logging.WARNING)
 
@@ -110,7 +112,7 @@ def _download(urls, dest: Path, sha256, quiet: bool, timeout: float, hint) -> Pa
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        info(f"downloading {url} -> {dest}", quiet)
+        log.info(f"downloading {url} -> {dest}")
         downloader = pooch.HTTPDownloader(progressbar=bars_enabled(quiet), timeout=timeout)
         try:
             pooch.retrieve(
@@ -162,7 +164,7 @@ def extract(archive: str | Path, into: str | Path, *, quiet: bool = False) -> Pa
     archive, into = Path(archive), Path(into)
     if into.is_dir() and any(into.iterdir()):
         return into
-    info(f"extracting {archive.name} -> {into}", quiet)
+    log.info(f"extracting {archive.name} -> {into}")
     try:
         with atomic_dir(into) as tmp:
             unpack(archive, tmp)

@@ -8,6 +8,7 @@ CLAP: one rule for all three. Offline, a Hub name is one message naming the fold
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import stat
@@ -17,9 +18,71 @@ import torch
 
 from shared.errors import UserError
 from shared.extras import require
-from shared.paths import read_regular_file
+from shared.files import read_regular_file
 
 MAX_JSON_BYTES = 16 << 20  # a config or tokenizer config (Llama 3 70B's shard index: 60 KB)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A kind of pretrained model a project reads (AST, CLAP, GPT-2 and Llama): the flag that names
+    it, the files a Hub download fetches, its default, and the packages its ``pretrained`` extra
+    installs. One place for what every such reader needs: ``require`` them, find the ``folder``."""
+
+    project: str
+    flag: str
+    what: str  # for the message naming the extra: "the AST backbone"
+    default: str | None = None
+    wanted: tuple[str, ...] = ("config.json", "preprocessor_config.json", "model.safetensors")
+    packages: tuple[str, ...] = ("transformers", "safetensors")
+
+    def require(self) -> None:
+        require(self.packages, self.project, "pretrained", self.what)
+
+    def folder(self, source: str | None, quiet: bool = False) -> Path:
+        """``source`` (or the default) as a local folder, or a Hub name fetched once."""
+        name = source or self.default
+        if name is None:
+            raise UserError(f"{self.flag}: name a folder holding the model")
+        return model_folder(
+            name, flag=self.flag, project=self.project, wanted=list(self.wanted), quiet=quiet
+        )
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A config value as a message shows it: at most ``limit`` characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_integer(
+    config: dict, key: str, where: object, low: int = 1, high: int = 1 << 20, default=None
+) -> int:
+    """``config[key]`` (or ``default``), an integer in [low, high]; else one ``UserError``."""
+    value = config.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise UserError(f"{where}: {key} {shown(value)} is not an integer in [{low}, {high}]")
+    return value
+
+
+def config_number(
+    config: dict, key: str, default: float, where: object, high: float, *, zero: bool = False
+) -> float:
+    """``config[key]`` (or ``default``), a finite number in (0, high] ([0, high] with ``zero``): a
+    string, a list, NaN or infinity is refused here, not met later as a traceback."""
+    value = config.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value >= 0 if zero else value > 0) or not value <= high:
+        span = f"[0, {high:g}]" if zero else f"(0, {high:g}]"
+        raise UserError(f"{where}: {key} {shown(value)} is not a number in {span}")
+    return float(value)
+
+
+def config_boolean(config: dict, key: str, default: bool, where: object) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"{where}: {key} {shown(value)} is not true or false")
+    return value
 
 
 def model_folder(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shared.errors import UserError
-from shared.paths import cache_root, data_root
+from shared.files import cache_root, data_root
 
 FIGURE_DPI = 100  # inline figures and the PNGs the projects' figure functions write
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_path
+from shared.files import atomic_path
 
 
 def export_onnx(

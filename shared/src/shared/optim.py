@@ -1,5 +1,5 @@
-"""The optimizer and its learning-rate schedule: AdamW (fused where PyTorch has the kernel),
-weight-decay groups, and the schedules stepped once per optimizer step (warmup + cosine, one-cycle).
+"""The optimizer: AdamW (fused where PyTorch has the kernel), weight-decay groups, the one-cycle
+schedule, and the checks a saved optimizer (or schedule) state passes before a resume loads it.
 
 Apart from ``shared.training`` so that a model's ``configure_optimizers`` can use it without
 loading the training loop (``generate`` and ``predict`` import models, never the loop).
@@ -36,24 +36,6 @@ def decay_groups(
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **group},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **group},
     ]
-
-
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Linear warmup from ~0 to 1, then cosine decay to ``min_ratio`` at ``total_steps``."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if total_steps <= warmup_steps:
-        return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine_factor(s, warmup_steps, total_steps, min_ratio)
-    )
 
 
 def one_cycle(

@@ -22,7 +22,7 @@ if "ipykernel" not in sys.modules:  # a notebook keeps its inline figures
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shared.atomic import atomic_path  # noqa: E402
+from shared.files import atomic_path  # noqa: E402
 
 CORRECT, WRONG = "#1a7f37", "#cf222e"
 

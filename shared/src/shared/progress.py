@@ -4,7 +4,8 @@ When stderr is a terminal, ``progress`` is a ``tqdm`` bar. When it is not (a log
 CI, ``nohup``), a bar would be one long line of carriage returns, or nothing at all; instead a
 ``ProgressLines`` prints one plain line every ``$DL_PROGRESS_EVERY`` seconds (30 by default) with
 the step, the loss, the time so far and an estimate of the time left, and a last line at the end
-of a run that printed any. ``--quiet`` silences both.
+of a run that printed any. ``--quiet`` silences both. Status lines are ``logging``'s INFO
+(``shared.cli`` shows them on stderr); ``warn`` is a warning line, shown even with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -105,12 +106,6 @@ def progress(
         kwargs.setdefault("leave", False)
         return tqdm(iterable, disable=quiet, **kwargs)
     return ProgressLines(iterable, **kwargs)
-
-
-def info(message: str, quiet: bool = False) -> None:
-    """A status line on stderr (stdout stays for results)."""
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:

@@ -1,5 +1,9 @@
 """Run folders: config.json, metrics.csv, summary.json, checkpoints/ and figures/.
 
+Checkpoints are written atomically and tagged with the project and the format version
+(``save_checkpoint``); ``CheckpointManager`` keeps ``last.pt`` (every save) and ``best.pt`` (when
+the monitored metric improves). ``shared.checkpoint`` reads them back, strictly.
+
 Every train/evaluate/bench command writes one. The command prints the folder, then the summary as
 one JSON object on the LAST line of stdout so scripts can read it with ``tail -n 1``. A new folder
 is created exclusively (two runs started in the same second get two folders), and an ``--out``
@@ -16,6 +20,7 @@ import csv
 import fcntl
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -24,11 +29,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import stale_temporaries, to_jsonable, write_json, write_text
-from shared.distributed import broadcast_object, is_main
+import torch
+
+from shared.device import broadcast_object, is_main
 from shared.errors import UserError
 from shared.extras import require
-from shared.paths import runs_root
+from shared.files import (
+    atomic_path,
+    runs_root,
+    stale_temporaries,
+    to_jsonable,
+    write_json,
+    write_text,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # of the checkpoints written here; shared.checkpoint reads this one
 
 
 def new_run_dir(project: str) -> Path:
@@ -247,6 +264,7 @@ class Run:
         else:
             path = new_run_dir(project) if is_main() else None
         self.project = project
+        self.config = config
         self.enabled = is_main()
         if self.enabled:
             path = Path(path)
@@ -319,3 +337,90 @@ def _same_dir(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+def refuse_non_finite(weights: dict[str, Any], what: str) -> None:
+    """Refuse weights holding NaN or infinite values: a run that diverged, or a tampered file.
+    Said before anything is written or trained on, so a finite ``last.pt`` is never replaced."""
+    for name, value in weights.items():
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise UserError(
+                f"{what} hold NaN or infinite values ({name}): the run diverged or the file was "
+                "altered; no checkpoint was written from them (a lower --lr may help)"
+            )
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], *, project: str) -> Path:
+    """Write ``payload`` (plus the project tag) to ``path`` atomically."""
+    path = Path(path)
+    data = {"project": project, "format_version": FORMAT_VERSION, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return path
+
+
+class CheckpointManager:
+    """Keeps ``last.pt`` (every save) and ``best.pt`` (when the ``monitor`` metric improves).
+
+    Temporaries that a killed save left behind (``kill -9`` mid-write) are removed when the
+    manager is made, that is when a run starts or resumes.
+    """
+
+    NAMES = ("last.pt", "best.pt")
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        project: str,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        quiet: bool = True,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError("mode must be 'min' or 'max'")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.project = project
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.best_step: int | None = None  # the step of best.pt (early stopping counts from it)
+        stale = stale_temporaries(self.directory, self.NAMES)
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        if stale:
+            log.info(f"removed {len(stale)} unfinished checkpoint file(s) of an interrupted save")
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+    def is_better(self, metric: float) -> bool:
+        if self.best is None:
+            return True
+        return metric < self.best if self.mode == "min" else metric > self.best
+
+    def save(self, payload: dict[str, Any], metrics: dict[str, float] | None = None) -> bool:
+        """Save ``last.pt``; also ``best.pt`` if ``metrics[monitor]`` improved. Returns whether it
+        did. Weights that are not finite are refused first: a diverged run never replaces the
+        last finite ``last.pt``."""
+        refuse_non_finite(payload.get("model", {}), f"the weights at step {payload.get('step')}")
+        metric = (metrics or {}).get(self.monitor)
+        improved = metric is not None and metric == metric and self.is_better(metric)
+        if improved:
+            self.best = metric
+            self.best_step = payload.get("step")
+        payload = {**payload, "best_metric": self.best, "best_step": self.best_step}
+        save_checkpoint(self.last_path, payload, project=self.project)
+        if improved:
+            save_checkpoint(self.best_path, payload, project=self.project)
+        return improved

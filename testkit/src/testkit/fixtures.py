@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from shared.paths import repo_root
+from shared.files import repo_root
 
 
 def real_data_root() -> Path | None:
@@ -44,10 +46,29 @@ def session_roots(tmp_path_factory):
         yield root
 
 
+class CurrentStderr(logging.StreamHandler):
+    """Status lines to whatever ``sys.stderr`` is when they are logged (``capsys`` swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # (StreamHandler sets it once; the property decides)
+        pass
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Every test runs in its own folder with its own data root: nothing lands in the checkout."""
+    """Every test runs in its own folder with its own data root: nothing lands in the checkout.
+    The status lines the workspace logs show on stderr, as a command shows them, also where a
+    test calls a function directly (a command run by the test sets its own)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DL_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    for name in ("shared", "intro_nn", "audio_net", "austen_net", "multi_net"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [CurrentStderr()])
+        monkeypatch.setattr(logger, "propagate", False)
+        logger.setLevel(logging.INFO)

@@ -26,7 +26,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from shared.atomic import atomic_path
+from shared.files import atomic_path
 
 NOTEBOOK = "walkthrough.ipynb"
 MAX_BYTES = 3_000_000  # with its outputs: PNG figures at 100 dpi stay well under this

@@ -1,11 +1,14 @@
-"""The walk a reader takes through the code of one command, measured rather than written by hand.
+"""The walk a reader takes through the code of one command, measured rather than written by hand,
+counted as ``../shared/tools/walk-count.py`` counts it.
 
-``traced_walk(run)`` runs ``run()`` under ``sys.setprofile`` and lists the workspace's source files
-in the order the command first calls a function in each (``P`` a project's, ``S`` shared's; the
-module bodies that imports run are not calls a reader follows), up to the call that
-writes the first checkpoint (``shared.checkpoint.save_checkpoint``). ``switches`` counts the
-changes of side between consecutive files of that list. shared/README.md's walk is checked
-against it by each project's tests, so the counts it states are the ones the code gives.
+A reader reads each function once: its first call, and the return from that first call to its
+caller. ``traced_walk(run)`` runs ``run()`` under ``sys.setprofile`` and ``threading.setprofile``
+(every thread: a worker's calls are read too) and lists the workspace source files those events
+land in (repeats in a row merged), up to the ``torch.save`` that writes the first checkpoint.
+Module and class bodies (what an import runs) are not events. ``files`` is that list in
+first-entry order (``P`` a project's file, ``S`` shared's); ``side_changes`` counts the changes
+of side between consecutive events, returns included. shared/README.md states the counts of each
+project's ``train`` and each project's tests check them against the code.
 """
 
 from __future__ import annotations
@@ -13,89 +16,109 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-SIDES = {ROOT / "shared" / "src": "S", ROOT / "projects": "P"}
-STOP = ("save_checkpoint", str(ROOT / "shared" / "src" / "shared" / "checkpoint.py"))
-
-
-class Reached(BaseException):  # not an Exception: no handler in the command catches it
-    """Raised inside the command once the first checkpoint is being written: the walk ends."""
 
 
 def side_of(filename: str) -> tuple[str, str] | None:
-    """(``P``/``S``, the path a reader opens) for a workspace source file, else None."""
-    path = Path(filename)
-    for root, side in SIDES.items():
-        parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
-        if side == "S" and parts:  # src/shared/lifecycle.py
-            return side, str(Path(*parts))
-        if side == "P" and len(parts) > 2 and parts[1] == "src":  # austen-net/src/austen_net/..
-            return side, str(Path(*parts[2:]))
-    return None
+    """(``P``/``S``, the path a reader opens) for a workspace source file (a ``src`` tree, not a
+    test), else None."""
+    path = Path(filename).resolve()
+    if not path.is_relative_to(ROOT) or "src" not in path.parts or "tests" in path.parts:
+        return None
+    if path.is_relative_to(ROOT / "testkit"):
+        return None  # the tracer's own hook, not a file the command reads
+    parts = path.parts[path.parts.index("src") + 1 :]
+    side = "S" if path.is_relative_to(ROOT / "shared") else "P"
+    return side, str(Path(*parts))
 
 
-COMPREHENSIONS = ("<listcomp>", "<genexpr>", "<dictcomp>", "<setcomp>")
+@dataclass
+class Walk:
+    """The files a command passes through, in the order it first enters each, and the changes of
+    side (project <-> shared) along the way, counting returns."""
+
+    files: list[tuple[str, str]]
+    side_changes: int
+
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """(files, project files, shared files, side changes)."""
+        project = sum(s == "P" for s, _ in self.files)
+        return len(self.files), project, len(self.files) - project, self.side_changes
 
 
-def in_function(frame) -> bool:
-    """Whether ``frame`` runs inside a function call (a comprehension's caller decides)."""
-    while frame is not None and frame.f_code.co_name in COMPREHENSIONS:
-        frame = frame.f_back
-    return frame is not None and bool(frame.f_code.co_flags & inspect.CO_OPTIMIZED)
+def traced_walk(run: Callable[[], object]) -> Walk:
+    """The walk of ``run()`` up to its first checkpoint (a ``torch.save`` into ``checkpoints``)."""
+    import torch
 
+    events: list[tuple[str, str]] = []
+    seen: set = set()
+    firsts: set[int] = set()
+    state = {"done": False}
 
-def traced_walk(run: Callable[[], object]) -> list[tuple[str, str]]:
-    """[(side, file)] in the order ``run()`` first enters each, until the first checkpoint."""
-    seen: dict[str, str] = {}
-    stop = False
+    def note(code) -> None:
+        found = side_of(code.co_filename) if code.co_flags & inspect.CO_OPTIMIZED else None
+        if found is not None and (not events or events[-1] != found):
+            events.append(found)
 
     def profile(frame, event, arg):
-        nonlocal stop
-        if event != "call" or stop:
+        if state["done"]:
             return
         code = frame.f_code
-        if not (code.co_flags & inspect.CO_OPTIMIZED and in_function(frame)):
-            return  # a module or class body (or a comprehension in one): an import, not a call
-        found = side_of(code.co_filename)
-        if found is not None:
-            seen.setdefault(found[1], found[0])
-            if (code.co_name, code.co_filename) == STOP:
-                stop = True
-                raise Reached
+        if event == "call" and code not in seen and side_of(code.co_filename) is not None:
+            seen.add(code)
+            firsts.add(id(frame))
+            note(code)
+        elif event == "return" and id(frame) in firsts:
+            firsts.discard(id(frame))
+            if frame.f_back is not None:
+                note(frame.f_back.f_code)
 
+    save = torch.save
+
+    def saving(obj, f, *args, **kwargs):
+        if not state["done"] and "checkpoints" in str(f):
+            state["done"] = True
+            sys.setprofile(None)
+            threading.setprofile(None)
+        return save(obj, f, *args, **kwargs)
+
+    torch.save = saving
+    threading.setprofile(profile)
     sys.setprofile(profile)
     try:
         run()
-    except Reached:
-        pass
     finally:
         sys.setprofile(None)
-    if not stop:
+        threading.setprofile(None)
+        torch.save = save
+    if not state["done"]:
         raise AssertionError("the command wrote no checkpoint: the walk has no end")
-    return [(side, name) for name, side in seen.items()]
-
-
-def switches(walk: list[tuple[str, str]]) -> int:
-    """Changes of side (project <-> shared) between consecutive files of the walk."""
-    return sum(a[0] != b[0] for a, b in zip(walk, walk[1:], strict=False))
+    files = list(dict.fromkeys(events))
+    changes = sum(a[0] != b[0] for a, b in zip(events, events[1:], strict=False))
+    return Walk(files, changes)
 
 
 README = ROOT / "shared" / "README.md"
 ROW = re.compile(
-    r"^\| `(?P<project>[\w-]+) train[^`]*` \| (?P<files>\d+) \| (?P<p>\d+) / (?P<s>\d+) \| (?P<switches>\d+) \|"
+    r"^\| `(?P<project>[\w-]+) train[^`]*` \| (?P<files>\d+) \| (?P<p>\d+) / (?P<s>\d+) \| "
+    r"(?P<changes>\d+) \|"
 )
 STEP = re.compile(r"^(?P<side>[PS]) (?P<file>\S+\.py)\b")
 
 
 def stated_counts(project: str) -> tuple[int, int, int, int] | None:
-    """(files, project files, shared files, switches) shared/README.md states for ``project``."""
+    """(files, project files, shared files, side changes) shared/README.md states for
+    ``project``."""
     for line in README.read_text().splitlines():
         m = ROW.match(line)
         if m and m["project"] == project:
-            return tuple(int(m[k]) for k in ("files", "p", "s", "switches"))
+            return tuple(int(m[k]) for k in ("files", "p", "s", "changes"))
     return None
 
 
@@ -104,13 +127,11 @@ def stated_walk() -> list[tuple[str, str]]:
     return [(m["side"], m["file"]) for m in map(STEP.match, README.read_text().splitlines()) if m]
 
 
-def check_walk(project: str, run: Callable[[], object]) -> list[tuple[str, str]]:
+def check_walk(project: str, run: Callable[[], object]) -> Walk:
     """Trace ``run`` (the project's ``train`` on tiny data) and check shared/README.md's counts
     for it, and for austen-net the whole list, against what the code did."""
     walk = traced_walk(run)
-    measured = (len(walk), sum(s == "P" for s, _ in walk), sum(s == "S" for s, _ in walk))
-    measured += (switches(walk),)
-    assert stated_counts(project) == measured, f"{project}: measured {measured}: {walk}"
+    assert stated_counts(project) == walk.counts, f"{project}: measured {walk.counts}: {walk}"
     if project == "austen-net":
-        assert stated_walk() == walk, walk
+        assert stated_walk() == walk.files, walk.files
     return walk

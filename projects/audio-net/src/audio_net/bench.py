@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from audio_net.ast import ast_config, base_feature_params
+from audio_net.ast_backbone import ast_config, base_features
 from audio_net.augment import AugmentConfig
 from audio_net.config import BenchConfig
 from audio_net.data import feature_params
@@ -14,8 +14,8 @@ from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import compute_features
 from audio_net.inference import window_logits
 from audio_net.model import SpectrogramClassifier, build_backbone
-from audio_net.train import WindowBatches, loss_fn
-from shared.device import device_name, seed_everything, select_device
+from audio_net.train import loss_fn, window_batches
+from shared.device import compiles, device_name, seed_everything, select_device
 from shared.optim import adamw
 from shared.runs import Run
 from shared.training import Trainer
@@ -31,7 +31,7 @@ def timed_featurize(cfg: BenchConfig, device):
     clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=True)
     labels = labels_of(clips)
     clips = (clips * (cfg.clips // len(clips) + 1))[: cfg.clips]
-    p = feature_params(cfg) if cfg.model != "ast" else base_feature_params(cfg.hop_seconds)
+    p = feature_params(cfg) if cfg.model != "ast" else base_features(cfg.hop_seconds)
     compute_features(clips[:4], p, device, quiet=True)  # warm-up
     sync(device)
     t0 = time.perf_counter()
@@ -47,9 +47,9 @@ def timed_training(cfg: BenchConfig, model, x, y, classes: int, device) -> tuple
         adamw(model.parameters(), device, lr=1e-4),
         device=device,
         precision=cfg.precision,
-        compile=cfg.compiles(device),
+        compile=compiles(cfg.compile, device),
     )
-    batches = WindowBatches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model, classes)
+    batches = window_batches(x, y, cfg.batch_size, cfg.seed, AugmentConfig(), model, classes)
     steps = cfg.train_steps or (30 if device.type == "cuda" else 3)
     for s in range(3 if device.type == "cuda" else 1):  # warm-up, compilation
         trainer.train_step(batches(s), loss_fn)
@@ -97,7 +97,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "parameters_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
             "batch_size": cfg.batch_size,
             "precision": cfg.precision,
-            "compile": cfg.compiles(device),
+            "compile": compiles(cfg.compile, device),
             "train_steps_timed": steps,
             "train_windows_per_s": round(steps * cfg.batch_size / train_s, 1),
             "predict_windows_per_s": round(min(len(x), 2 * cfg.batch_size) / predict_s, 1),

@@ -16,8 +16,7 @@ from audio_net.config import (
     PredictConfig,
     TrainConfig,
 )
-from shared.cli import Command, run_cli
-from shared.config import DataCommandConfig
+from shared.cli import Command, DataCommandConfig, run_cli
 
 PROG = "audio-net"
 DESCRIPTION = (
@@ -25,32 +24,78 @@ DESCRIPTION = (
     "spectrograms and a fine-tuned ResNet18."
 )
 
+
+def train_command(cfg: TrainConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.train import train
+
+    return train(cfg)
+
+
+def evaluate_command(cfg: EvaluateConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.evaluate import evaluate_command
+
+    return evaluate_command(cfg)
+
+
+def predict_command(cfg: PredictConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.predict import predict
+
+    return predict(cfg)
+
+
+def export_command(cfg: ExportConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.export import export_command
+
+    return export_command(cfg)
+
+
+def bench_command(cfg: BenchConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data_command(cfg: DataCommandConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.data import data
+
+    return data(cfg)
+
+
+def demo_command(cfg: DemoConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.demo import run_demo
+
+    return run_demo(cfg)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig,
-        "audio_net.train:train",
+        train_command,
         "train a classifier on log-mel windows (GTZAN or your label folders)",
     ),
     "evaluate": Command(
         EvaluateConfig,
-        "audio_net.evaluate:evaluate_command",
+        evaluate_command,
         "window and clip accuracy, macro-F1, figures",
     ),
-    "predict": Command(
-        PredictConfig, "audio_net.predict:predict", "top-3 labels for audio files, as JSON"
-    ),
+    "predict": Command(PredictConfig, predict_command, "top-3 labels for audio files, as JSON"),
     "export": Command(
         ExportConfig,
-        "audio_net.export:export_command",
+        export_command,
         "the classifier as ONNX, with its labels and preprocessing",
     ),
-    "bench": Command(
-        BenchConfig, "audio_net.bench:run_bench", "featurization and training throughput as JSON"
-    ),
-    "data": Command(DataCommandConfig, "audio_net.data:data", "download or check GTZAN"),
+    "bench": Command(BenchConfig, bench_command, "featurization and training throughput as JSON"),
+    "data": Command(DataCommandConfig, data_command, "download or check GTZAN"),
     "demo": Command(
         DemoConfig,
-        "audio_net.demo:run_demo",
+        demo_command,
         "upload or record music, see its genre: a local web page",
     ),
 }

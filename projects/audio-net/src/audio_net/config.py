@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import AUTO, DemoOptions, RunConfig, apply_defaults, arg, epochs_flag
+from shared.cli import AUTO, DemoOptions, RunConfig, arg, check_bounds, epochs_flag
 from shared.errors import UserError
 
 
@@ -21,8 +20,11 @@ class DataOptions:
         None,
         "window length in seconds (default 3: music; spoken words and short sounds: about 1; "
         "--model ast: its input, 10.24 s for AudioSet's models, set by the model)",
+        low=0.5,
     )
-    hop_seconds: float | None = arg(None, "hop between windows (default 1.5; AST: half a window)")
+    hop_seconds: float | None = arg(
+        None, "hop between windows (default 1.5; AST: half a window)", above=0
+    )
     n_mels: int = arg(128, "mel bands")
 
 
@@ -53,9 +55,14 @@ class TrainConfig(RunConfig, DataOptions):
         0,
         "K-fold cross-validation by clip (K >= 2): a network and the baseline per fold, then a "
         "final network on every clip (for small sets; 0: one train/val/test split)",
+        low=0,
     )
-    val_fraction: float = arg(0.1, "share of clips for validation (at least 1 per label)")
-    test_fraction: float = arg(0.1, "share of clips for the held-out test (at least 1 per label)")
+    val_fraction: float = arg(
+        0.1, "share of clips for validation (at least 1 per label)", above=0, high=0.5
+    )
+    test_fraction: float = arg(
+        0.1, "share of clips for the held-out test (at least 1 per label)", above=0, high=0.5
+    )
     epochs: int | str = arg(
         "auto",
         "training epochs, or auto: enough epochs for 2,000 optimizer steps (at least 30), stopped "
@@ -69,11 +76,12 @@ class TrainConfig(RunConfig, DataOptions):
         "auto, 10 epochs or 400 steps, whichever is longer; with --epochs N, never)",
         low=0,
     )
-    batch_size: int | None = arg(None, "windows per batch (default 64; AST: 12)")
+    batch_size: int | None = arg(None, "windows per batch (default 64; AST: 12)", low=1)
     lr: float | None = arg(
         None,
         "peak learning rate of the head (AdamW; default: 1e-3 from pretrained weights, 3e-3 "
         "from random weights)",
+        above=0,
     )
     backbone_lr_ratio: float | None = arg(
         None,
@@ -84,8 +92,9 @@ class TrainConfig(RunConfig, DataOptions):
     warmup_epochs: float = arg(1.0, "linear warmup")
     freeze_epochs: int | None = arg(
         None,
-        "train only the head for the first K epochs (default: 1 from pretrained weights, 0 from "
-        "random weights)",
+        "train only the head for the first K epochs (default: 1 from pretrained weights where "
+        "the run has more than one epoch, else 0)",
+        low=0,
     )
     pretrained: bool = arg(
         True, "start from pretrained weights (ImageNet's or AST's; --no-pretrained: random)"
@@ -98,10 +107,11 @@ class TrainConfig(RunConfig, DataOptions):
     gain_db: float = arg(6.0, "random gain in dB (0: off)")
     noise_std: float = arg(0.1, "Gaussian noise std, normalised units (0: off)")
     mixup_alpha: float = arg(0.2, "mixup alpha (0: off)")
-    pitch_shift: float = arg(0.0, "random shift along the mel axis, in bands (0: off)")
-    time_stretch: float = arg(0.0, "random tempo change, a factor in [1-s, 1+s] (0: off)")
+    pitch_shift: float = arg(0.0, "random shift along the mel axis, in bands (0: off)", low=0)
+    time_stretch: float = arg(
+        0.0, "random tempo change, a factor in [1-s, 1+s] (0: off)", low=0, high=0.99
+    )
     max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
-    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
 
     @property
     def from_imagenet(self) -> bool:
@@ -112,7 +122,7 @@ class TrainConfig(RunConfig, DataOptions):
         """Whether the network starts from pretrained weights (ImageNet's or AudioSet's)."""
         return self.from_imagenet or (self.model == "ast" and self.pretrained)
 
-    def __post_init__(self, given: frozenset[str] | None) -> None:
+    def settle(self, given: frozenset[str]) -> None:
         if self.model == "auto":
             self.model = "resnet18" if self.pretrained or self.weights is not None else "cnn"
         ast = self.model == "ast"
@@ -131,23 +141,15 @@ class TrainConfig(RunConfig, DataOptions):
             # one head-only epoch first, where the run has more than one epoch to give it
             "freeze_epochs": 1 if pretrained and (self.epochs == AUTO or self.epochs > 1) else 0,
         }
-        apply_defaults(self, defaults, given)
-        if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 1:
-            raise UserError("--epochs and --batch-size must be at least 1")
-        most = 10**9 if self.epochs == AUTO else self.epochs
-        if self.freeze_epochs < 0 or self.freeze_epochs >= most and self.freeze_epochs:
-            raise UserError("--freeze-epochs must be between 0 and --epochs - 1")
-        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
-            raise UserError("--val-fraction and --test-fraction must be between 0 and 0.5")
-        window = 3.0 if self.window_seconds is None else self.window_seconds
-        if self.hop_seconds is not None and self.hop_seconds <= 0 or window < 0.5:
-            raise UserError("--window-seconds must be >= 0.5 and --hop-seconds > 0")
-        if self.cv == 1 or self.cv < 0:
+        for name, value in defaults.items():
+            if name not in given:
+                setattr(self, name, value)
+        if self.epochs != AUTO and self.freeze_epochs and self.freeze_epochs >= self.epochs:
+            raise UserError("--freeze-epochs must be below --epochs (the head trains alone first)")
+        if self.cv == 1:
             raise UserError("--cv takes K >= 2 folds (or 0 for one split)")
         if self.split == "artist" and (self.cv or self.split_file):
             raise UserError("--split artist is a fixed partition: drop --cv and --split-file")
-        if self.pitch_shift < 0 or not 0 <= self.time_stretch < 1:
-            raise UserError("--pitch-shift must be >= 0 and --time-stretch in [0, 1)")
 
 
 @dataclass
@@ -170,7 +172,7 @@ class PredictConfig:
         "instead of --checkpoint: a model.onnx written by 'audio-net export' (its "
         "model.json beside it; needs the export extra)",
     )
-    top: int = arg(3, "labels to list per file")
+    top: int = arg(3, "labels to list per file", low=1)
     segment_seconds: float = arg(
         30.0,
         "a recording is decoded and classified this many seconds at a time (memory stays flat "
@@ -179,6 +181,9 @@ class PredictConfig:
         high=3600.0,
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass
@@ -205,5 +210,4 @@ class DemoConfig(DemoOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
-            raise UserError("--max-seconds must be positive")
+        check_bounds(self)  # --max-seconds, on a config built in code too

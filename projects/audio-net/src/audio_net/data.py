@@ -4,16 +4,19 @@ and ``audio-net data download|check``."""
 
 from __future__ import annotations
 
-from audio_net.ast import DEFAULT_SOURCE, source_folder
-from audio_net.ast import feature_params as ast_features
+import logging
+
+from audio_net.ast_backbone import source_features as ast_features
+from audio_net.ast_backbone import source_folder
 from audio_net.config import DataOptions
-from audio_net.dataset import Clip, find_gtzan
-from audio_net.features import FeatureParams, Features, load_features
+from audio_net.dataset import find_gtzan
+from audio_net.features import FeatureParams
 from audio_net.inference import PROJECT
 from audio_net.sample import write_sample
-from shared.config import DataCommandConfig
-from shared.paths import cache_root
-from shared.progress import info
+from shared.cli import DataCommandConfig
+from shared.files import cache_root
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS, HOP_SECONDS = 3.0, 1.5  # the defaults of --window-seconds and --hop-seconds
 
@@ -22,7 +25,7 @@ def feature_params(opts: DataOptions) -> FeatureParams:
     """The features the flags ask for: our log-mel windows, or, for ``--model ast``, the Kaldi
     filter bank the AST source was trained on (its rate, mel bins and input length)."""
     if getattr(opts, "model", None) == "ast":
-        folder = source_folder(opts.model_source or DEFAULT_SOURCE, getattr(opts, "quiet", False))
+        folder = source_folder(opts.model_source, getattr(opts, "quiet", False))
         return ast_features(folder, opts.hop_seconds)
     window = opts.window_seconds or WINDOW_SECONDS
     # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
@@ -41,26 +44,11 @@ def cache_dir(opts: DataOptions):
     return cache_root(PROJECT, opts.cache_dir)
 
 
-def load_clip_features(cfg, device) -> tuple[list[Clip], Features]:
-    """The data set's clips that could be decoded, and their (cached) log-mel windows."""
-    clips = find_gtzan(cfg.data_dir, download=cfg.download, quiet=cfg.quiet)
-    feats, cached = load_features(
-        clips, feature_params(cfg), cache_dir(cfg), device, quiet=cfg.quiet
-    )
-    info(
-        f"features: {len(feats.windows)} windows of {len(feats.names)} clips"
-        f"{' (from the cache)' if cached else ''}",
-        cfg.quiet,
-    )
-    usable = set(feats.names)
-    return [c for c in clips if c.name in usable], feats
-
-
 def data(cfg: DataCommandConfig) -> int:
     """``audio-net data``: download GTZAN, check that it is there, or make the sample set."""
     if cfg.action == "sample":
         write_sample(cfg.data_dir, cfg.quiet)
         return 0
     clips = find_gtzan(cfg.data_dir, download=cfg.action == "download", quiet=cfg.quiet)
-    info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
+    log.info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
     return 0

@@ -10,6 +10,7 @@ train/val/test and augmentation never reaches evaluation data.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,10 @@ import numpy as np
 
 from shared.download import extract, fetch
 from shared.errors import UserError
-from shared.paths import data_root
-from shared.progress import info
+from shared.files import data_root
 from shared.text import name_some
+
+log = logging.getLogger(__name__)
 
 GENRES = (
     "blues",
@@ -152,7 +154,7 @@ def find_gtzan(data_dir: Path | None, *, download: bool = True, quiet: bool = Fa
 
 def _checked(clips: list[Clip], root: Path, quiet: bool = False) -> list[Clip]:
     counts = ", ".join(f"{lab} {sum(c.label == lab for c in clips)}" for lab in labels_of(clips))
-    info(f"{len(clips)} clips in {root}: {counts}", quiet)
+    log.info(f"{len(clips)} clips in {root}: {counts}")
     return clips
 
 
@@ -297,10 +299,9 @@ def artist_split(clips: list[Clip], quiet: bool = False) -> dict[str, list[Clip]
             "--split artist is GTZAN's fault-filtered partition, and none of these clips is a "
             "GTZAN clip (names such as blues.00029): use the default random split for your data"
         )
-    info(
+    log.info(
         f"--split artist (GTZAN fault-filtered): {len(split['train'])} train / "
         f"{len(split['val'])} val / {len(split['test'])} test clips; {len(clips) - kept} clips "
-        "in no list (repeated, mislabelled or distorted) left out",
-        quiet,
+        "in no list (repeated, mislabelled or distorted) left out"
     )
     return split

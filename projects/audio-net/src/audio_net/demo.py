@@ -21,7 +21,7 @@ from audio_net.config import DemoConfig
 from audio_net.dataset import GENRES
 from audio_net.features import featurize_waves, frontend
 from audio_net.inference import PROJECT, load_classifier, window_logits
-from shared.config import DemoOptions
+from shared.cli import DemoOptions
 from shared.demo import (
     discard_upload,
     find_run,
@@ -33,7 +33,7 @@ from shared.demo import (
 )
 from shared.device import select_device
 from shared.errors import UserError
-from shared.paths import cache_root
+from shared.files import cache_root
 
 
 @dataclass

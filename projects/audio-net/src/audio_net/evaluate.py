@@ -4,8 +4,6 @@ and ``audio-net evaluate``: a checkpoint scored once on its held-out clips, besi
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score
 
 from audio_net.baseline import baseline_report
@@ -13,38 +11,16 @@ from audio_net.config import EvaluateConfig
 from audio_net.data import cache_dir
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import Features, load_features
-from audio_net.inference import PROJECT, load_classifier, window_logits
+from audio_net.inference import (
+    PROJECT,
+    clip_logits,
+    load_classifier,
+    window_logits,
+)
 from shared.device import autocast, resolve_precision, select_device
 from shared.errors import UserError
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
 from shared.runs import Run
-
-
-def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of each clip's window logits; returns (clip ids, clip logits)."""
-    ids, inverse = torch.unique(clip_ids, return_inverse=True)
-    sums = torch.zeros(len(ids), logits.shape[1], device=logits.device).index_add_(
-        0, inverse, logits
-    )
-    counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)
-    return ids, sums / counts[:, None]
-
-
-def evaluate_windows(
-    model, normalise, x, y, clip_ids, batch_size: int | None = None
-) -> dict[str, float]:
-    if len(y) == 0:
-        raise ValueError("evaluate_windows needs at least one window")
-    logits = window_logits(model, normalise, x, batch_size)
-    ids, per_clip = clip_logits(logits, clip_ids)
-    clip_true = torch.zeros(int(clip_ids.max()) + 1, dtype=torch.long, device=y.device).index_put_(
-        (clip_ids,), y
-    )[ids]
-    return {
-        "loss": float(F.cross_entropy(logits, y)),
-        "window_accuracy": float((logits.argmax(1) == y).float().mean()),
-        "clip_accuracy": float((per_clip.argmax(1) == clip_true).float().mean()),
-    }
 
 
 def report(

@@ -24,7 +24,7 @@ from audio_net.inference import (
     load_classifier,
     require_onnx,
 )
-from shared.atomic import atomic_dir, require_new_folder, write_json
+from shared.files import atomic_dir, require_new_folder, write_json
 from shared.onnx_export import export_onnx
 
 MODEL_FILE = "model.onnx"

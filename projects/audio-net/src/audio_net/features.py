@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -29,9 +30,11 @@ from torchaudio.compliance.kaldi import get_mel_banks
 
 from audio_net.audio import AudioError, read_audio
 from audio_net.dataset import Clip, labels_of
-from shared.atomic import atomic_path
 from shared.errors import UserError
-from shared.progress import info, progress, warn
+from shared.files import atomic_path
+from shared.progress import progress, warn
+
+log = logging.getLogger(__name__)
 
 FRONTENDS = ("logmel", "kaldi_fbank")
 
@@ -294,9 +297,8 @@ def report_skips(skipped: list[str], padded: int, usable: int, p: FeatureParams,
             + (" ..." if len(skipped) > 5 else "")
         )
     if padded:
-        info(
-            f"{padded} clip(s) shorter than a window ({p.window_seconds:g} s): padded with silence",
-            quiet,
+        log.info(
+            f"{padded} clip(s) shorter than a window ({p.window_seconds:g} s): padded with silence"
         )
     if not usable:
         raise UserError("no usable audio: every file was skipped")
@@ -332,13 +334,12 @@ def load_features(
     t0 = time.perf_counter()
     feats = compute_features(clips, p, device, quiet=quiet)
     feats.label_names = labels_of(clips)
-    info(
+    log.info(
         f"featurized {len(feats.names)} clips into {len(feats.windows)} windows in "
-        f"{time.perf_counter() - t0:.1f} s",
-        quiet,
+        f"{time.perf_counter() - t0:.1f} s"
     )
     if path is not None:
+        stored = {f: getattr(feats, f) for f in feats.__dataclass_fields__ if f != "label_names"}
         with atomic_path(path) as tmp:
-            fields = [f for f in feats.__dataclass_fields__ if f != "label_names"]
-            torch.save({f: getattr(feats, f) for f in fields}, tmp)
+            torch.save(stored, tmp)
     return feats, False

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from audio_net.ast import ast_config
+from audio_net import PROJECT
+from audio_net.ast_backbone import ast_config
 from audio_net.audio import MAX_RATE, MIN_RATE
 from audio_net.features import FRONTENDS, FeatureParams
 from audio_net.model import BACKBONES, SpectrogramClassifier, build_backbone
@@ -22,8 +24,12 @@ from shared.checkpoint import (
 from shared.errors import UserError
 from shared.extras import require
 
-PROJECT = "audio-net"
-CHECKPOINT_KEYS = ("model", "feature_params", "split", "backbone")  # and "labels": labels_of
+CHECKPOINT_KEYS = (
+    "model",
+    "feature_params",
+    "split",
+    "backbone",
+)  # and "labels": checkpoint_labels
 # audio-net's own checkpoint format (beside shared's format_version): 2 names the label list
 # "labels"; 1 (no "audio_net_format" key, before December 2026) named it "genres"
 CHECKPOINT_FORMAT = 2
@@ -44,7 +50,7 @@ FEATURE_BOUNDS = {
 MAX_LABELS = 100_000
 
 
-def labels_of(state: dict, path: Path) -> list[str]:
+def checkpoint_labels(state: dict, path: Path) -> list[str]:
     """A checkpoint's label names, checked: ``labels`` (format 2) or ``genres`` (format 1)."""
     key = "genres" if state.get("audio_net_format", 1) == 1 else "labels"
     if key not in state:
@@ -78,7 +84,7 @@ def load_classifier(
     """The classifier of a checkpoint, its feature settings and labels, all checked first."""
     state = load_checkpoint(path, project=PROJECT, required=CHECKPOINT_KEYS, map_location="cpu")
     with refuse_if_damaged(path):
-        genres = labels_of(state, path)
+        genres = checkpoint_labels(state, path)
         params = checked_feature_params(state, path)
         if state["backbone"] not in BACKBONES:
             raise UserError(f"{path}: unknown model {state['backbone']!r}")
@@ -183,3 +189,30 @@ def window_logits(model, normalise, x: torch.Tensor, batch_size: int | None = No
     return torch.cat(
         [model(normalise(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
     )
+
+
+def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of each clip's window logits; returns (clip ids, clip logits)."""
+    ids, inverse = torch.unique(clip_ids, return_inverse=True)
+    sums = torch.zeros(len(ids), logits.shape[1], device=logits.device).index_add_(
+        0, inverse, logits
+    )
+    counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)
+    return ids, sums / counts[:, None]
+
+
+def evaluate_windows(
+    model, normalise, x, y, clip_ids, batch_size: int | None = None
+) -> dict[str, float]:
+    if len(y) == 0:
+        raise ValueError("evaluate_windows needs at least one window")
+    logits = window_logits(model, normalise, x, batch_size)
+    ids, per_clip = clip_logits(logits, clip_ids)
+    clip_true = torch.zeros(int(clip_ids.max()) + 1, dtype=torch.long, device=y.device).index_put_(
+        (clip_ids,), y
+    )[ids]
+    return {
+        "loss": float(F.cross_entropy(logits, y)),
+        "window_accuracy": float((logits.argmax(1) == y).float().mean()),
+        "clip_accuracy": float((per_clip.argmax(1) == clip_true).float().mean()),
+    }

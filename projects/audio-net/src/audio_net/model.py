@@ -1,7 +1,7 @@
 """The genre classifiers: normalised log-mel windows into a one-channel ResNet18 (shared.resnet,
 ImageNet weights where they exist) or a small CNN built for training from scratch on small data;
 or Kaldi filter-bank windows into the Audio Spectrogram Transformer pretrained on AudioSet
-(``audio_net.ast``)."""
+(``audio_net.ast_backbone``)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ def build_backbone(
 ) -> nn.Module:
     """A backbone with random weights (or ImageNet's for ``resnet18`` with ``pretrained``);
     ``ast`` is built from its transformers ``ASTConfig`` (its pretrained weights come from
-    ``audio_net.ast.pretrained_backbone``)."""
+    ``audio_net.ast_backbone.pretrained_backbone``)."""
     if name == "ast":
-        from audio_net.ast import ASTBackbone  # transformers: the pretrained extra
+        from audio_net.ast_backbone import ASTBackbone  # transformers: the pretrained extra
 
         return ASTBackbone(ast_config)
     if name == "resnet18":

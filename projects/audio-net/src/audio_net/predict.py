@@ -21,8 +21,6 @@ def predict_files(cfg: PredictConfig) -> list[dict]:
     """Top labels per file, from a checkpoint or (``--onnx``) an exported model and its sidecar."""
     if not cfg.files:
         raise UserError("predict needs at least one audio file")
-    if cfg.top < 1:
-        raise UserError("--top must be at least 1")
     if (cfg.checkpoint is None) == (cfg.onnx is None):
         raise UserError("predict needs --checkpoint C (a trained run) or --onnx MODEL (an export)")
     for path in map(Path, cfg.files):  # before loading any model: a typo is one line, at once

@@ -14,6 +14,7 @@ beside them, a clip of one label that is in no folder (for ``predict``).
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -23,9 +24,10 @@ import numpy as np
 import soundfile as sf
 
 from shared.errors import UserError
-from shared.paths import data_root
-from shared.progress import info
+from shared.files import data_root
 from shared.runs import check_writable_dir
+
+log = logging.getLogger(__name__)
 
 SAMPLE_FOLDER = "sounds-sample"
 WORDS = ("yes", "no", "stop", "go", "left", "right")
@@ -109,7 +111,7 @@ def write_sample(data_dir: Path | None, quiet: bool = False) -> Path:
                 f"{root} holds files that are not this sample: move or delete it, then run "
                 "'audio-net data sample' again"
             )
-        info(f"sample: {root} is already there (delete it to make it again)", quiet)
+        log.info(f"sample: {root} is already there (delete it to make it again)")
         return root
     if root.exists() and not root.is_dir():
         raise UserError(f"{root} is a file, not the sample folder: move or delete it")
@@ -122,7 +124,7 @@ def write_sample(data_dir: Path | None, quiet: bool = False) -> Path:
         making.rename(root)
     finally:
         shutil.rmtree(making, ignore_errors=True)
-    info(f"sample: {what} in {root}", quiet)
+    log.info(f"sample: {what} in {root}")
     return root
 
 

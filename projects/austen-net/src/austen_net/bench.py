@@ -31,7 +31,7 @@ import torch
 
 from austen_net import int8
 from austen_net.config import BenchConfig
-from austen_net.decode import compiled_decoder
+from austen_net.decode import compiled_decoder, generate
 from austen_net.finetune_bench import finetune_bench
 from austen_net.inference import weight_bytes, with_weights
 from austen_net.model import GPT, GPTConfig
@@ -39,6 +39,7 @@ from austen_net.presets import PRESETS
 from austen_net.windows import lm_loss
 from shared.device import (
     autocast,
+    compiles,
     cpu_facts,
     device_name,
     resolve_precision,
@@ -86,7 +87,7 @@ def time_training(model: GPT, cfg: BenchConfig, device, steps: int) -> float:
         device=device,
         precision=cfg.precision,
         clip_grad=1.0,
-        compile=cfg.compiles(device),
+        compile=compiles(cfg.compile, device),
     )
     block = model.cfg.block_size
     g = torch.Generator().manual_seed(0)
@@ -123,11 +124,11 @@ def time_generation(
     idx = prompt_ids(model, prompt, device, rows)
     ctx = autocast(device, resolve_precision(precision, device))
     with ctx:
-        for _ in model.generate(idx, 8, temperature=0, use_cache=use_cache, step=step):  # warm-up
+        for _ in generate(model, idx, 8, temperature=0, use_cache=use_cache, step=step):  # warm-up
             pass
         sync(device)
         t0 = time.perf_counter()
-        for _ in model.generate(idx, new_tokens, temperature=0, use_cache=use_cache, step=step):
+        for _ in generate(model, idx, new_tokens, temperature=0, use_cache=use_cache, step=step):
             pass
         sync(device)
     return rows * new_tokens / (time.perf_counter() - t0)
@@ -150,7 +151,7 @@ def batched_generation(model: GPT, device, prompt: int, rows: int = 4, repeats: 
     }
 
 
-def compiled_step(model: GPT, device, prompt: int):
+def timed_compile(model: GPT, device, prompt: int):
     """(the compiled decode step, the seconds its compile took: paid at the second token), or
     (None, None) for weights that run eagerly."""
     step = compiled_decoder(model)
@@ -158,7 +159,7 @@ def compiled_step(model: GPT, device, prompt: int):
         return None, None
     idx = prompt_ids(model, prompt, device)
     t0 = time.perf_counter()
-    for _ in model.generate(idx, 2, temperature=0, step=step):
+    for _ in generate(model, idx, 2, temperature=0, step=step):
         pass
     sync(device)
     return step, time.perf_counter() - t0
@@ -231,7 +232,7 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
     paths, compile_seconds = {}, {}
     for kind, variant in kinds.items():
         paths[kind] = (variant, None)
-        step, compile_seconds[kind] = compiled_step(variant, device, cfg.prompt_tokens)
+        step, compile_seconds[kind] = timed_compile(variant, device, cfg.prompt_tokens)
         if step is not None:
             paths[f"{kind}_compiled"] = (variant, step)
     tps = side_by_side(
@@ -339,7 +340,7 @@ def run_bench(cfg: BenchConfig) -> int:
             "batch_size": cfg.batch_size,
             "context": gpt_cfg.block_size,
             "precision": cfg.precision,
-            "compile": cfg.compiles(device),
+            "compile": compiles(cfg.compile, device),
             "train_steps_timed": steps,
             "train_tokens_per_s": round(train_tps),
             "gpt2_layout_tokens_per_s": round(gpt2_tps),

@@ -23,39 +23,94 @@ DESCRIPTION = (
     "text (train --text)."
 )
 
+
+def train_command(cfg: TrainConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.train import train
+
+    return train(cfg)
+
+
+def evaluate_command(cfg: EvaluateConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.evaluate import evaluate
+
+    return evaluate(cfg)
+
+
+def generate_command(cfg: GenerateConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.generate import generate_command
+
+    return generate_command(cfg)
+
+
+def export_command(cfg: ExportConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.export import export_command
+
+    return export_command(cfg)
+
+
+def import_command(cfg: ImportConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.importing import import_command
+
+    return import_command(cfg)
+
+
+def bench_command(cfg: BenchConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data_command(cfg: DataConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.data import data
+
+    return data(cfg)
+
+
+def demo_command(cfg: DemoConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.demo import run_demo
+
+    return run_demo(cfg)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig,
-        "austen_net.train:train_austen",
+        train_command,
         "train the transformer on the Austen corpus or on --text FILES",
     ),
     "evaluate": Command(
         EvaluateConfig,
-        "austen_net.evaluate:evaluate",
+        evaluate_command,
         "bits per character on the validation split or given texts",
     ),
     "generate": Command(
         GenerateConfig,
-        "austen_net.generate:generate",
+        generate_command,
         "stream text in the style of the model's training text (Austen's by default)",
     ),
     "export": Command(
         ExportConfig,
-        "austen_net.export:export_command",
+        export_command,
         "the model and tokenizer for Hugging Face transformers",
     ),
     "import": Command(
         ImportConfig,
-        "austen_net.importing:import_command",
+        import_command,
         "a pretrained GPT-2 or Llama-family model (a folder or a Hub name) as a checkpoint, or peft adapters on their base",
     ),
-    "bench": Command(
-        BenchConfig, "austen_net.bench:run_bench", "training and generation throughput as JSON"
-    ),
-    "data": Command(DataConfig, "austen_net.data:data", "download or check the corpus"),
+    "bench": Command(BenchConfig, bench_command, "training and generation throughput as JSON"),
+    "data": Command(DataConfig, data_command, "download or check the corpus"),
     "demo": Command(
         DemoConfig,
-        "austen_net.demo:run_demo",
+        demo_command,
         "write and score text with a trained model: a local web page",
     ),
 }

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from austen_net.presets import PRESETS, TRAIN_PRESETS
-from shared.config import (
+from shared.cli import (
     SEED_RANGE,
     DataCommandConfig,
     DemoOptions,
     RunConfig,
-    apply_defaults,
     arg,
     check_bounds,
 )
@@ -32,9 +31,9 @@ class CorpusOptions:
 # LoRA's targets, named as transformers and peft name a Llama's projections
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CPU_COMPILE_MIN_STEPS = 1000
-# generate --compile auto: the fewest tokens that repay compiling the decode step (the compile
-# time over the time it saves a token, measured: NOTES.md, "Compiling")
-GENERATE_COMPILE_MIN_TOKENS = {"cuda": 256, "cpu": 30_000}
+# generate --compile auto on a CPU: the fewest tokens that repay compiling the decode step (the
+# compile time over the time it saves a token, measured: NOTES.md, "Compiling"); always on CUDA
+GENERATE_COMPILE_MIN_TOKENS = 30_000
 
 
 @dataclass
@@ -70,7 +69,9 @@ class TrainConfig(RunConfig, CorpusOptions):
     holdout_works: tuple[int, ...] = arg(
         (), "Gutenberg ids moved whole out of training into validation"
     )
-    val_fraction: float = arg(0.1, "share of each work (its end) used for validation")
+    val_fraction: float = arg(
+        0.1, "share of each work (its end) used for validation", above=0, high=0.5
+    )
     max_steps: int = arg(3000, "optimizer steps", low=1)
     max_minutes: float | None = arg(
         None, "stop after this many minutes (evaluates and saves first)", above=0
@@ -121,8 +122,8 @@ class TrainConfig(RunConfig, CorpusOptions):
     )
     lora_alpha: float = arg(16.0, "LoRA scale numerator: adapters add (alpha / rank) B A", above=0)
     lora_dropout: float = arg(0.0, "dropout on the adapters' input", low=0, high=0.9)
-    lora_targets: list[str] = arg(
-        default_factory=lambda: list(LORA_TARGETS),
+    lora_targets: tuple[str, ...] = arg(
+        LORA_TARGETS,
         help="projections to adapt, named as transformers and peft name them: "
         + ", ".join(LORA_TARGETS),
     )
@@ -130,23 +131,21 @@ class TrainConfig(RunConfig, CorpusOptions):
         "bf16", "dtype of the frozen weights under LoRA (bf16: half the memory)"
     )
 
-    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
-
-    def __post_init__(self, given: frozenset[str] | None) -> None:
-        if self.init_from:  # a pretrained model is fine-tuned unless a preset is typed
-            apply_defaults(self, {"preset": "finetune"}, given)
-        elif self.preset == "finetune":
+    def settle(self, given: frozenset[str]) -> None:
+        """The preset's shape and training settings where no flag gives them (a pretrained model
+        is fine-tuned unless a preset is typed), and the rules across flags."""
+        if self.init_from and "preset" not in given:
+            self.preset = "finetune"
+        elif self.preset == "finetune" and not self.init_from:
             raise UserError(
                 "--preset finetune fine-tunes a pretrained model: add --init-from SOURCE"
             )
-        # the preset's shape and training settings, where no flag gives them
         preset = {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})}
-        apply_defaults(self, preset, given)
-        check_bounds(self)  # the bounds its flags declare, on what the preset filled in too
+        for name, value in preset.items():
+            if name not in given:
+                setattr(self, name, value)
         if self.tokenizer == "bpe" and not 260 <= self.vocab_size <= 65536:
-            raise UserError("--vocab-size must be between 260 and 65536")
-        if not 0 < self.val_fraction < 0.5:
-            raise UserError("--val-fraction must be between 0 and 0.5")
+            raise UserError("--vocab-size must be between 260 and 65536 for a BPE tokenizer")
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
         if self.fsdp and self.lora_rank:
@@ -190,12 +189,14 @@ class GenerateConfig:
         "else fbgemm's dynamic int8, eager): fewer bytes read per token",
     )
     prompt: str = arg("", "text to continue (empty: start a new paragraph)", parse=valid_text)
-    max_new_tokens: int = arg(500, "tokens to generate per sample")
-    temperature: float = arg(0.8, "sampling temperature; 0 is greedy")
-    top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)")
-    top_p: float | None = arg(None, "nucleus sampling: the smallest set with this probability")
+    max_new_tokens: int = arg(500, "tokens to generate per sample", low=1)
+    temperature: float = arg(0.8, "sampling temperature; 0 is greedy", low=0)
+    top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)", low=0)
+    top_p: float | None = arg(
+        None, "nucleus sampling: the smallest set with this probability", above=0, high=1
+    )
     seed: int | None = arg(None, "sampling seed (default: random)", **SEED_RANGE)
-    num_samples: int = arg(1, "independent samples")
+    num_samples: int = arg(1, "independent samples", low=1)
     batch_samples: bool = arg(
         True,
         "draw --num-samples in one batch (each token of all samples in one pass over the weights: "
@@ -212,13 +213,15 @@ class GenerateConfig:
     compile: Literal["auto", "on", "off"] = arg(
         "auto",
         "torch.compile the one-token decode step (fixed shapes, CUDA graphs on a GPU): on, off, or "
-        "auto: on where the tokens asked for repay the compile time ("
-        f"{GENERATE_COMPILE_MIN_TOKENS['cuda']} on CUDA, --infinite too; "
-        f"{GENERATE_COMPILE_MIN_TOKENS['cpu']:,} on a CPU); fbgemm's int8 (CPUs without AVX-512) "
-        "runs eagerly",
+        "auto: on CUDA, and on a CPU where the tokens asked for repay the compile time "
+        f"({GENERATE_COMPILE_MIN_TOKENS:,} of them, --infinite never); fbgemm's int8 (CPUs "
+        "without AVX-512) runs eagerly",
         const="on",
         negative=("--no-compile", "off"),
     )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)  # the bounds its flags declare, on a config built in code too
 
 
 @dataclass
@@ -243,7 +246,10 @@ class ImportConfig:
     )
     out: Path | None = arg(None, "the austen-net checkpoint to write (a new file)", required=True)
     block_size: int | None = arg(
-        None, "context length to keep (default: the source's, at most 2048 for RoPE models)"
+        None,
+        "context length to keep (default: the source's, at most 2048 for RoPE models)",
+        low=1,
+        high=1 << 16,
     )
     quiet: bool = arg(False, "no download progress")
     base: str | None = arg(
@@ -251,6 +257,9 @@ class ImportConfig:
         "for a peft adapter folder (adapter_config.json): the base model it adapts (default: "
         "the base_model_name_or_path it names)",
     )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass

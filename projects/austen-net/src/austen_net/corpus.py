@@ -10,16 +10,18 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import logging
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.atomic import write_json
 from shared.download import fetch, file_sha256
 from shared.errors import UserError
-from shared.paths import data_root
-from shared.progress import info, warn
+from shared.files import data_root, write_json
+from shared.progress import warn
+
+log = logging.getLogger(__name__)
 
 # Gutenberg id -> (title, slug)
 WORKS: dict[int, tuple[str, str]] = {
@@ -212,7 +214,7 @@ def load_corpus(
             )
         paths = local
     works = [read_work(paths[i], i) for i in WORKS if i in paths]
-    info(f"corpus: {len(works)} works, {sum(len(w.text) for w in works):,} characters", quiet)
+    log.info(f"corpus: {len(works)} works, {sum(len(w.text) for w in works):,} characters")
     return works
 
 
@@ -274,10 +276,9 @@ def load_text(paths: list[Path], quiet: bool = False) -> list[Work]:
         if not text.strip():
             raise UserError(f"--text {path} holds no text")
         works.append(Work(i, path.name, text))
-    info(
+    log.info(
         f"text: {len(works)} file{'s' * (len(works) != 1)}, "
-        f"{sum(len(w.text) for w in works):,} characters",
-        quiet,
+        f"{sum(len(w.text) for w in works):,} characters"
     )
     return works
 

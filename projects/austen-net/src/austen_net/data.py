@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from austen_net.config import DataConfig
 from austen_net.corpus import SAMPLE_WORKS, download_works, load_corpus
-from shared.paths import data_root
-from shared.progress import info
+from shared.files import data_root
 from shared.runs import check_writable_dir
+
+log = logging.getLogger(__name__)
 
 
 def data(cfg: DataConfig) -> int:
@@ -17,7 +20,7 @@ def data(cfg: DataConfig) -> int:
         check_writable_dir(root, "--data-dir")
         paths = download_works(root, list(SAMPLE_WORKS), quiet=cfg.quiet)
         folder = root / "austen"
-        info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})", cfg.quiet)
+        log.info(f"sample: {len(paths)} works in {folder} (train --corpus-dir {folder})")
         return 0
     load_corpus(cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.action == "download")
     return 0

@@ -1,126 +1,140 @@
-"""The fast path for generation: a fixed-shape one-token step, compiled once, beside model.py.
+"""Generating text from the model: the loop and its compiled step, beside model.py (as gpt-fast's
+generate.py is beside its model.py: the network in one file, the engine in the other).
 
-``GPT.generate`` (model.py) is the plain KV-cached loop a reader learns from: the forward pass on
-the new position, its keys and values appended to the cache. This module is what makes the same
-tokens come faster, kept apart so that model.py stays the network:
-
-- ``StaticCache``: the KV cache at fixed addresses, written in place at a position tensor (so
-  every step has the same shapes, and CUDA graphs can replay over it);
-- ``attention_step`` / ``decode_step``: one new position through every block, attention written
-  out over the whole cache with the positions after it masked (for one query the compiler fuses
-  that into a few small kernels, where the fused attention operator costs a fixed time a call
-  on a CPU: measured in NOTES.md);
-- ``Decoder``: the step, eager or compiled (``torch.compile``, ``fullgraph``, one graph for a
-  whole generation; ``mode="reduce-overhead"`` on CUDA), owned by whoever generates and passed
-  to ``GPT.generate(step=...)``; ``compiled_decoder`` returns None for weights that cannot be
-  compiled whole (fbgemm's dynamic int8, whose packed weights break the graph).
+- ``KVCache``: each layer's keys and values at fixed addresses, written in place at a position
+  tensor, so that every step has the same shapes (and CUDA graphs can replay over it).
+- ``generate``: the prompt through the model at once (its keys and values into the cache), then
+  one new position at a time through the same attention (model.py's ``CausalSelfAttention``,
+  which reads the cache up to the new position); when the context fills, the window slides.
+- ``Decoder``: that one-token forward compiled (``torch.compile``, ``fullgraph``, one graph for a
+  whole generation; ``mode="reduce-overhead"`` on CUDA), owned by whoever generates and passed as
+  ``generate(step=...)``; ``compiled_decoder`` returns None for weights that cannot be compiled
+  whole (fbgemm's dynamic int8, whose packed weights break the graph).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 import torch
 import torch._dynamo
 
-from austen_net.model import GPT, CausalSelfAttention, GPTConfig, KVCache
-from austen_net.rope import Rotary
+from austen_net.model import GPT, GPTConfig
+from austen_net.sampling import sample
 
 
-class StaticCache(KVCache):
-    """A ``KVCache`` whose tensors keep their addresses: the compiled step writes into them in
-    place, and CUDA graphs replay only over inputs whose address never changes."""
+class KVCache:
+    """Keys and values of every layer, (B, kv heads, block_size, D), written in place at the
+    positions given: each new token costs one position's work."""
 
     def __init__(self, cfg: GPTConfig, batch: int, device, dtype) -> None:
-        super().__init__(cfg, batch, device, dtype)
-        for t in (*self.k, *self.v):
-            torch._dynamo.mark_static_address(t)
+        shape = (batch, cfg.kv_heads, cfg.block_size, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor):
-        """One position's keys and values, in place (no new tensor)."""
-        self.k[layer].index_copy_(2, pos, k)
-        self.v[layer].index_copy_(2, pos, v)
+        """``k``, ``v`` (B, kv heads, T, D) at positions ``pos`` (T,); the layer's whole cache."""
+        self.k[layer].index_copy_(2, pos, k.to(self.k[layer].dtype))
+        self.v[layer].index_copy_(2, pos, v.to(self.v[layer].dtype))
         return self.k[layer], self.v[layer]
 
 
-def rotate_at(rotary: Rotary, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """RoPE at one position ``pos`` (a 1-element tensor, so the step has fixed shapes): (B, H, 1,
-    D) rotated in real arithmetic, which a compiler fuses into one kernel."""
-    cos, sin = rotary.rotation.index_select(0, pos).float().unbind(-1)
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).to(x.dtype)
+def attention_dtype(like: torch.Tensor, weights: torch.dtype) -> torch.dtype:
+    """The dtype keys and values have in attention: autocast's when it is on, else the weights'."""
+    if torch.is_autocast_enabled(like.device.type):
+        return torch.get_autocast_dtype(like.device.type)
+    return weights
 
 
-def attention_step(
-    attn: CausalSelfAttention,
-    x: torch.Tensor,
-    cache: StaticCache,
-    pos: torch.Tensor,
-    visible: torch.Tensor,
-) -> torch.Tensor:
-    """One new position's attention: its key and value written into the cache at ``pos``,
-    attention over the whole cache with ``visible`` (the positions up to ``pos``) unmasked. The
-    query heads that share a key/value head are grouped (``(B, kv, group, D)``), so grouped-query
-    attention reads the cache as it is, without repeating it."""
-    b, _, c = x.shape
-    d, kv = c // attn.n_head, attn.kv_heads
-    q, k, v = attn.qkv(x).split([c, kv * d, kv * d], dim=-1)
-    q = q.view(b, 1, attn.n_head, d).transpose(1, 2)
-    k = k.view(b, 1, kv, d).transpose(1, 2)
-    v = v.view(b, 1, kv, d).transpose(1, 2)
-    if attn.rotary is not None:
-        q, k = rotate_at(attn.rotary, q, pos), rotate_at(attn.rotary, k, pos)
-    keys, values = cache.write(attn.layer, k.to(cache.k[0].dtype), v.to(cache.v[0].dtype), pos)
-    q = q.to(keys.dtype).reshape(b, kv, attn.n_head // kv, d)
-    scores = (q @ keys.transpose(-1, -2)) * (d**-0.5)  # (B, kv, group, T)
-    scores = scores.float().masked_fill(~visible, float("-inf"))
-    y = scores.softmax(-1).to(values.dtype) @ values  # (B, kv, group, D)
-    return attn.resid_drop(attn.proj(y.reshape(b, 1, c).to(x.dtype)))
+def one_token(model: GPT) -> Callable:
+    """``model``'s one-token step: logits (B, vocab) of ``tokens`` (B, 1) at position ``pos``."""
+
+    def step(tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        logits, _ = model(tokens, pos=pos, cache=cache)
+        return logits[:, -1]
+
+    return step
 
 
-def decode_step(
-    model: GPT, idx: torch.Tensor, pos: torch.Tensor, cache: StaticCache
-) -> torch.Tensor:
-    """Logits (B, vocab) of one new token per row (``idx`` (B, 1)) at position ``pos`` (a
-    1-element long tensor), its keys and values written into ``cache`` in place. Every shape is
-    the same at every position: compiled once for a whole generation."""
-    x = model.tok_emb(idx)
-    if model.pos_emb is not None:
-        x = x + model.pos_emb(pos)
-    visible = (torch.arange(model.cfg.block_size, device=idx.device) <= pos)[None]  # (1, T)
-    for block in model.blocks:
-        x = x + attention_step(block.attn, block.norm1(x), cache, pos, visible)
-        x = x + block.mlp(block.norm2(x))
-    return model.head(model.norm(x))[:, -1]
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int | None,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    step: Callable | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield new tokens (B,) one at a time after the prompt ``idx`` (B, T); ``max_new_tokens=None``
+    never stops.
+
+    With the cache each new token costs one position's work. When the context fills, the window
+    slides: the context drops to its last half and the cache is refilled from it (the uncached
+    path predicts from the same contexts, so both give the same tokens). ``step``: the one-token
+    forward (a ``Decoder``; by default the model's own, eager). The module's train/eval mode is
+    restored when the generator finishes or is closed."""
+    was_training = model.training
+    model.eval()
+    block, produced = model.cfg.block_size, 0
+    context, filled, cache = idx[:, -block:], False, None
+    if use_cache:
+        dtype = attention_dtype(idx, model.tok_emb.weight.dtype)
+        cache = KVCache(model.cfg, len(idx), idx.device, dtype)
+    step = step or one_token(model)
+    try:
+        while max_new_tokens is None or produced < max_new_tokens:
+            if not use_cache or not filled:  # the prompt (or the slid window) at once
+                hidden = model(context, cache=cache, head=False)  # (into the cache, if any)
+                logits, filled = model.head(hidden[:, -1]), use_cache
+            else:  # one new position, attending to the cached ones
+                pos = torch.tensor([context.shape[1] - 1], device=idx.device)
+                last = context[:, -1:].clone(memory_format=torch.contiguous_format)  # (B, 1):
+                logits = step(last, pos, cache)  # strides a compiled step sees the same each time
+            nxt = sample(logits.float(), temperature, top_k, top_p, generator)
+            context = torch.cat([context, nxt[:, None]], dim=1)
+            if context.shape[1] > block:
+                context, filled = context[:, -(block // 2) :], False
+            produced += 1
+            yield nxt
+    finally:
+        model.train(was_training)
 
 
 class Decoder:
-    """``model``'s one-token step, eager or compiled, with the cache kind it writes into; pass it
-    to ``model.generate(step=...)``. Build it once and keep it: compiling takes half a minute on
-    a CPU, and each ``Decoder`` compiles its own (a copy of a model gets its own decoder, never
-    the original's weights)."""
-
-    cache = StaticCache
+    """``model``'s one-token step, eager or compiled; pass it to ``generate(step=...)``. Build it
+    once and keep it: compiling takes half a minute on a CPU, and each ``Decoder`` compiles its own
+    (a copy of a model gets its own decoder, never the original's weights)."""
 
     def __init__(self, model: GPT, compile: bool = True, report=None) -> None:
         self.model = model
         self.compiled = compile
         self.report = report  # called once with the first call's seconds (the compile, compiled)
-
-        def step(idx: torch.Tensor, pos: torch.Tensor, cache: StaticCache) -> torch.Tensor:
-            return decode_step(model, idx, pos, cache)
-
+        self.cache: KVCache | None = None  # the cache whose tensors are marked static
+        step = one_token(model)
+        # a code object of its own: torch.compile keeps its graphs (and its limit of recompiles)
+        # per code object, and every Decoder's model is another model to compile for
+        step.__code__ = step.__code__.replace()
         if compile:
             cuda = model.tok_emb.weight.device.type == "cuda"
             mode = "reduce-overhead" if cuda else None
             step = torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
         self.step = step
 
-    def __call__(self, idx: torch.Tensor, pos: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def __call__(self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        if self.compiled and cache is not self.cache:
+            # the cache keeps its addresses for a whole generation: CUDA graphs replay over it
+            for t in (*cache.k, *cache.v):
+                torch._dynamo.mark_static_address(t)
+            self.cache = cache
         if self.report is None:
-            return self.step(idx, pos, cache)
+            return self.step(tokens, pos, cache)
         t0 = time.perf_counter()
-        logits = self.step(idx, pos, cache)
+        logits = self.step(tokens, pos, cache)
         self.report(time.perf_counter() - t0)
         self.report = None
         return logits

@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 
 from austen_net.config import DemoConfig
-from austen_net.decode import compiled_decoder
+from austen_net.decode import compiled_decoder, generate
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
 from austen_net.weights import choose_weights
-from shared.config import SEED_RANGE, DemoOptions, checked_number
+from shared.cli import SEED_RANGE, DemoOptions, checked_number
 from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
-from shared.paths import cache_root
+from shared.files import cache_root
 from shared.text import valid_text
 
 MAX_PROMPT_CHARS = 2000
@@ -58,7 +58,7 @@ class Writer:
         if device.type == "cuda":  # compiled once, before the page is served: it pays on a GPU
             self.step = compiled_decoder(self.model)  # (on a CPU half a minute: eager there)
             warm = torch.zeros(1, 1, dtype=torch.long, device=device)
-            for _ in self.model.generate(warm, 2, temperature=0, step=self.step):
+            for _ in generate(self.model, warm, 2, temperature=0, step=self.step):
                 pass
 
     def stream(
@@ -90,7 +90,8 @@ class Writer:
         decoder, text = StreamDecoder(self.tok), prompt
         start = time.perf_counter()
         for n, token in enumerate(
-            self.model.generate(
+            generate(
+                self.model,
                 idx,
                 tokens,
                 temperature=temperature,

@@ -33,10 +33,10 @@ from austen_net.lora import peft_config, peft_state, settings_from
 from austen_net.model import GPT
 from austen_net.pretrained import rope_rows
 from austen_net.tokenizer import UNK, BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
-from shared.atomic import atomic_dir, require_new_folder, write_json
 from shared.checkpoint import load_checkpoint
 from shared.errors import UserError
 from shared.extras import require
+from shared.files import atomic_dir, require_new_folder, write_json
 
 LLAMA = ("rope", "rmsnorm", "swiglu")
 GPT2 = ("learned", "layernorm", "gelu")
@@ -63,9 +63,9 @@ def layout_of(model: GPT) -> str:
 
 def llama3_scaling(c) -> dict:
     """Llama 3's RoPE scaling as transformers reads it (4.x's ``rope_scaling``; 5.x converts it)."""
-    if c.rope_scaling is None:
+    if c.imported.rope_scaling is None:
         return {}
-    factor, low, high, original = c.rope_scaling
+    factor, low, high, original = c.imported.rope_scaling
     scaling = {"rope_type": "llama3", "factor": factor, "low_freq_factor": low}
     return {
         "rope_scaling": {
@@ -91,7 +91,7 @@ def llama_model(model: GPT):
         head_dim=c.head_dim,
         max_position_embeddings=c.block_size,
         rms_norm_eps=model.norm.eps,
-        rope_theta=c.rope_theta,
+        rope_theta=c.imported.rope_theta,
         **llama3_scaling(c),
         hidden_act="silu",
         attention_bias=False,
@@ -136,7 +136,7 @@ def gpt2_model(model: GPT):
         n_head=c.n_head,
         n_inner=c.mlp_hidden,
         # exact GELU, as F.gelu, for what we train; GPT-2's own tanh "gelu_new" for an import
-        activation_function="gelu_new" if c.gelu == "tanh" else "gelu",
+        activation_function="gelu_new" if c.imported.gelu == "tanh" else "gelu",
         layer_norm_epsilon=model.norm.eps,
         resid_pdrop=c.dropout,
         embd_pdrop=c.dropout,

@@ -23,7 +23,8 @@ import torch
 
 from austen_net.config import LORA_TARGETS
 from austen_net.lora import LoRASettings, apply_lora, freeze_into_buffers
-from austen_net.model import GPT, GPTConfig
+from austen_net.model import GPT, GPTConfig, Imported
+from austen_net.windows import chunked_lm_loss
 from shared.device import large_allocations_from_os
 
 # the published configs (config.json on the Hub) of the shapes people fine-tune on a laptop
@@ -72,9 +73,11 @@ def our_config(shape: dict, context: int) -> GPTConfig:
         dropout=0.0,
         bias=False,
         tie_weights=shape["tie_word_embeddings"],
-        n_kv_head=kv if kv != heads else 0,
-        rope_theta=shape["rope_theta"],
-        intermediate_size=shape["intermediate_size"],
+        imported=Imported(
+            n_kv_head=kv if kv != heads else 0,
+            rope_theta=shape["rope_theta"],
+            intermediate_size=shape["intermediate_size"],
+        ),
     )
 
 
@@ -97,7 +100,8 @@ def ours(mode: str, shape: dict, context: int, rank: int):
         model = built_in(torch.bfloat16, lambda: GPT(cfg))
         apply_lora(model, LoRASettings(rank=rank, alpha=2.0 * rank, targets=LORA_TARGETS))
         freeze_into_buffers(model)
-    return model, lambda ids: model(ids[:, :-1], targets=ids[:, 1:])  # as train's lm_loss
+    loss_fn = chunked_lm_loss(model.head.weight)  # as train's, under LoRA
+    return model, lambda ids: loss_fn(model, (ids[:, :-1], ids[:, 1:]))[0]
 
 
 def theirs(shape: dict, rank: int):

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 import torch
 
 from austen_net.config import GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
-from austen_net.decode import compiled_decoder
+from austen_net.decode import compiled_decoder, generate
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
 from austen_net.weights import choose_weights
-from shared.device import select_device
-from shared.errors import Terminated, UserError
-from shared.progress import info
+from shared.device import compiles, select_device
+from shared.errors import Terminated
+
+log = logging.getLogger(__name__)
 
 
 class StreamDecoder:
@@ -51,22 +53,13 @@ class StreamDecoder:
         return text
 
 
-def generate(cfg: GenerateConfig, out=None) -> int:
+def generate_command(cfg: GenerateConfig, out=None) -> int:
+    """``austen-net generate``."""
     out = out or sys.stdout
-    if not cfg.infinite and cfg.max_new_tokens < 1:
-        raise UserError("--max-new-tokens must be at least 1 (or use --infinite)")
-    if cfg.temperature < 0:
-        raise UserError("--temperature must be >= 0 (0 is greedy)")
-    if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
-        raise UserError("--top-p must be in (0, 1]")
-    if cfg.top_k < 0:
-        raise UserError("--top-k must be >= 0 (0: no top-k)")
-    if cfg.num_samples < 1:
-        raise UserError("--num-samples must be at least 1")
     device = select_device(cfg.device)
     weights = choose_weights(cfg.checkpoint, device) if cfg.weights == "auto" else cfg.weights
     model, tok, _ = load_model(cfg.checkpoint, device, weights)
-    step = decode_step(model, cfg, device)
+    step = compiled_step(model, cfg, device)
     generator = torch.Generator(device="cpu")
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)
@@ -82,7 +75,8 @@ def generate(cfg: GenerateConfig, out=None) -> int:
     try:
         for rows in batches:
             idx = torch.tensor([ids] * rows, dtype=torch.long, device=device)
-            tokens = model.generate(
+            tokens = generate(
+                model,
                 idx,
                 None if cfg.infinite else cfg.max_new_tokens,
                 temperature=cfg.temperature,
@@ -97,7 +91,7 @@ def generate(cfg: GenerateConfig, out=None) -> int:
                 return 0  # Ctrl-C is how an --infinite story ends
             first += rows
     finally:
-        info(speed.line(weights, step is not None, device))
+        log.info(speed.line(weights, step is not None, device))
     return 0
 
 
@@ -168,25 +162,23 @@ def write_samples(tokens, tok: Tokenizer, prompt: str, numbers, out) -> bool:
     return stopped is None
 
 
-def compile_pays(cfg: GenerateConfig, device) -> bool:
-    """``--compile auto``: the tokens asked for repay the compile (README, "Speed")."""
-    least = GENERATE_COMPILE_MIN_TOKENS["cuda" if device.type == "cuda" else "cpu"]
+def compile_pays_off(cfg: GenerateConfig, device) -> bool:
+    """``--compile auto`` off CUDA: the tokens asked for repay the compile (README, "Speed")."""
     if cfg.infinite:
-        return device.type == "cuda"  # a CPU would make the reader wait half a minute
-    return cfg.max_new_tokens * cfg.num_samples >= least
+        return False  # a CPU would make the reader wait half a minute
+    return cfg.max_new_tokens * cfg.num_samples >= GENERATE_COMPILE_MIN_TOKENS
 
 
-def decode_step(model, cfg: GenerateConfig, device):
+def compiled_step(model, cfg: GenerateConfig, device):
     """The compiled one-token step, or None (eager) when off, not repaid, uncached or fbgemm's
     int8; the compile time (paid at the first generated token) is reported on stderr."""
-    wanted = cfg.compile == "on" or (cfg.compile == "auto" and compile_pays(cfg, device))
-    if not wanted or not cfg.cache:
+    if not compiles(cfg.compile, device, compile_pays_off(cfg, device)) or not cfg.cache:
         return None
     compiled = compiled_decoder(
-        model, report=lambda seconds: info(f"compiled the decode step in {seconds:.1f} s")
+        model, report=lambda seconds: log.info(f"compiled the decode step in {seconds:.1f} s")
     )
     if compiled is None:
-        info(
+        log.info(
             "--compile: int8 weights run eagerly on this CPU (fbgemm's dynamic int8 kernel, "
             "used without AVX-512, does not compile into a graph)"
         )

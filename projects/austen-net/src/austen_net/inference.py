@@ -7,11 +7,12 @@ checked before sentencepiece reads it; anything wrong is one ``UserError``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
-from austen_net import int8
+from austen_net import PROJECT, int8
 from austen_net.lora import (
     apply_lora,
     fingerprint,
@@ -20,9 +21,15 @@ from austen_net.lora import (
     settings_from,
     thaw,
 )
-from austen_net.model import GPT, GPTConfig
+from austen_net.model import GPT, GPTConfig, Imported
 from austen_net.pretrained import load_pretrained
-from austen_net.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, Tokenizer
+from austen_net.tokenizer import (
+    MAX_TOKENIZER_BYTES,
+    BPETokenizer,
+    CharTokenizer,
+    HFTokenizer,
+    Tokenizer,
+)
 from austen_net.windows import bits_per_char, predicted_chars, total_nll
 from shared.checkpoint import (
     check_weights_fit,
@@ -34,7 +41,6 @@ from shared.checkpoint import (
 from shared.device import autocast, large_allocations_from_os, resolve_precision
 from shared.errors import UserError
 
-PROJECT = "austen-net"
 CHECKPOINT_KEYS = ("model", "model_config", "tokenizer", "step", "config")
 
 # far above anything trained here (the default preset: 8 layers, 512 wide, context 512, 8192
@@ -46,6 +52,8 @@ CONFIG_BOUNDS = {
     "n_head": (1, 1024),
     "n_embd": (2, 1 << 15),
     "dropout": (0.0, 1.0),
+}
+IMPORTED_BOUNDS = {
     "n_kv_head": (0, 1024),
     "rope_theta": (1.0, 1e12),
     "rope_factor": (0.0, 1e4),
@@ -55,17 +63,24 @@ CONFIG_BOUNDS = {
     "intermediate_size": (0, 1 << 18),
     "norm_eps": (0.0, 1.0),
 }
-MAX_TOKENIZER_BYTES = 64 << 20
 
 
 def checked_config(state: dict, path: Path | str) -> GPTConfig:
-    """The checkpoint's ``GPTConfig``, refused if it is not one this code could have written."""
-    cfg = settings_from_checkpoint(
-        GPTConfig, state["model_config"], CONFIG_BOUNDS, path, "its model_config"
-    )
+    """The checkpoint's ``GPTConfig``, refused if it is not one this code could have written (in
+    ``GPTConfig.as_dict``'s form, or the flat one of checkpoints written before ``imported``)."""
+    raw = state["model_config"]
+    if not isinstance(raw, dict) or not isinstance(raw.get("imported", {}), dict):
+        raise UserError(f"{path}: its model_config is not one this code writes")
+    names = {f.name for f in dataclasses.fields(Imported)}
+    outer = {k: v for k, v in raw.items() if k not in names and k != "imported"}
+    inner = {**{k: v for k, v in raw.items() if k in names}, **raw.get("imported", {})}
+    what = "its model_config"
+    imported = settings_from_checkpoint(Imported, inner, IMPORTED_BOUNDS, path, what)
+    cfg = settings_from_checkpoint(GPTConfig, outer, CONFIG_BOUNDS, path, what)
+    cfg = dataclasses.replace(cfg, imported=imported)
     if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2 or cfg.n_head % cfg.kv_heads:
         raise UserError(f"{path}: n_embd {cfg.n_embd} does not split into {cfg.n_head} heads")
-    if cfg.rope_factor and not cfg.rope_high_freq_factor > cfg.rope_low_freq_factor:
+    if imported.rope_factor and not imported.rope_high_freq_factor > imported.rope_low_freq_factor:
         raise UserError(f"{path}: its RoPE scaling divides by zero (high <= low frequency factor)")
     weights = state["model"]
     if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
@@ -261,10 +276,8 @@ def bpc_of_texts(
         raise UserError("nothing to evaluate: the text is empty")
     streams = [s for _, s in encoded]
     chars = predicted_chars(tok, [t for t, _ in encoded], streams)
-    precision = resolve_precision(precision, device)
-    nll, count = total_nll(
-        model, streams, model.cfg.block_size, batch, lambda: autocast(device, precision)
-    )
+    with torch.no_grad(), autocast(device, resolve_precision(precision, device)):
+        nll, count = total_nll(model, streams, model.cfg.block_size, batch)
     return {
         "bpc": round(bits_per_char(nll, chars), 4),
         "loss_per_token": round(nll / count, 4),

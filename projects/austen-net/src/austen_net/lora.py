@@ -26,10 +26,10 @@ from torch import nn
 from austen_net.config import LORA_TARGETS
 from austen_net.model import GPT
 from austen_net.pretrained import inverse_rope_rows, load_pretrained, read_json, rope_rows
-from shared.checkpoint import save_checkpoint
-from shared.config import checked_number
+from shared.cli import checked_number
 from shared.errors import UserError
 from shared.hub import read_safetensors_file
+from shared.runs import save_checkpoint
 
 TARGETS = LORA_TARGETS
 BASE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # --lora-base

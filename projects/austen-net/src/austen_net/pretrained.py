@@ -19,44 +19,49 @@ a Hub name fetched through ``huggingface_hub`` into its usual cache.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
-from austen_net.model import GPT, GPTConfig
-from austen_net.tokenizer import HFTokenizer
-from shared.checkpoint import model_from_checkpoint, save_checkpoint
+from austen_net import PROJECT
+from austen_net.model import GPT, GPTConfig, Imported
+from austen_net.tokenizer import MAX_TOKENIZER_BYTES, HFTokenizer
+from shared.checkpoint import model_from_checkpoint
 from shared.errors import UserError
-from shared.extras import require
-from shared.hub import model_folder, read_model_json, read_safetensors_file
-from shared.paths import read_regular_file
+from shared.files import read_regular_file
+from shared.hub import (
+    Source,
+    config_boolean,
+    config_integer,
+    config_number,
+    read_model_json,
+    read_safetensors_file,
+    shown,
+)
+from shared.runs import save_checkpoint
 
-PROJECT = "austen-net"
-
-WANTED_FILES = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-]
+SOURCE = Source(
+    PROJECT,
+    "SOURCE",
+    "a pretrained model",
+    wanted=(
+        "config.json",
+        "*.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ),
+    packages=("safetensors", "tokenizers"),
+)
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 MAX_CONTEXT = 1 << 16  # our checkpoints' bound on block_size
-MAX_TOKENIZER_BYTES = 64 << 20  # and on a stored tokenizer (Llama 3's tokenizer.json: 9 MB)
 DEFAULT_LLAMA_CONTEXT = 2048  # a Llama's context unless --block-size asks for more
-
-
-def require_pretrained() -> None:
-    require(("safetensors", "tokenizers"), "austen-net", "pretrained", "a pretrained model")
 
 
 def source_folder(source: str, quiet: bool = False) -> Path:
     """A local folder as it is; otherwise a Hub name, downloaded (once) into the Hub's cache."""
-    return model_folder(
-        source, flag="SOURCE", project="austen-net", wanted=WANTED_FILES, quiet=quiet
-    )
+    return SOURCE.folder(source, quiet)
 
 
 def read_json(path: Path) -> dict:
@@ -82,43 +87,8 @@ def architecture(config: dict, path: Path) -> str:
     )
 
 
-def shown(value: object, limit: int = 60) -> str:
-    """A config value as a message shows it: at most ``limit`` characters of its repr."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def refuse(path: Path, what: str) -> None:
     raise UserError(f"{path}: {what}: austen-net's model has no equivalent, so it is not imported")
-
-
-def integer(config: dict, key: str, path: Path, low: int = 1, high: int = 1 << 20) -> int:
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise UserError(f"{path}: {key} {shown(value)} is not an integer in [{low}, {high}]")
-    return value
-
-
-def number(config: dict, key: str, default: float, path: Path, high: float) -> float:
-    """A positive, finite number at most ``high`` (a norm's epsilon, RoPE's base): a string, a
-    list, NaN or infinity is refused here, not met later as a traceback or a model that
-    ``generate`` refuses."""
-    value = config.get(key, default)
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or not 0 < value <= high
-    ):
-        raise UserError(f"{path}: {key} {shown(value)} is not a number in (0, {high:g}]")
-    return float(value)
-
-
-def boolean(config: dict, key: str, default: bool, path: Path) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise UserError(f"{path}: {key} {shown(value)} is not true or false")
-    return value
 
 
 def context(block_size: int | None, positions: int, source: Path, default: int) -> int:
@@ -151,14 +121,17 @@ def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
             refuse(path, f"{flag} is set")
     if c.get("scale_attn_weights", True) is False:
         refuse(path, "scale_attn_weights is off")
-    n_embd, positions = integer(c, "n_embd", path), integer(c, "n_positions", path, 1, MAX_CONTEXT)
-    n_head = integer(c, "n_head", path, 1, 1024)
+    n_embd, positions = (
+        config_integer(c, "n_embd", path),
+        config_integer(c, "n_positions", path, 1, MAX_CONTEXT),
+    )
+    n_head = config_integer(c, "n_head", path, 1, 1024)
     heads(n_embd, n_head, path, rope=False)
     inner = c.get("n_inner")
     return GPTConfig(
-        vocab_size=integer(c, "vocab_size", path),
+        vocab_size=config_integer(c, "vocab_size", path),
         block_size=context(block_size, positions, path, MAX_CONTEXT),
-        n_layer=integer(c, "n_layer", path, 1, 1024),
+        n_layer=config_integer(c, "n_layer", path, 1, 1024),
         n_head=n_head,
         n_embd=n_embd,
         dropout=0.0,
@@ -167,14 +140,16 @@ def gpt2_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         norm="layernorm",
         mlp="gelu",
         tie_weights=True,
-        intermediate_size=integer(c, "n_inner", path) if inner is not None else 0,
-        norm_eps=number(c, "layer_norm_epsilon", 1e-5, path, 1.0),
-        gelu=gelu,
+        imported=Imported(
+            intermediate_size=config_integer(c, "n_inner", path) if inner is not None else 0,
+            norm_eps=config_number(c, "layer_norm_epsilon", 1e-5, path, 1.0),
+            gelu=gelu,
+        ),
     )
 
 
 def rope_scaling(c: dict, path: Path) -> dict:
-    """``GPTConfig``'s RoPE fields from ``rope_parameters`` (transformers 5) or ``rope_scaling``:
+    """The RoPE fields (of ``Imported``) from ``rope_parameters`` (transformers 5) or ``rope_scaling``:
     the plain rotation or Llama 3's ("llama3"); any other scaling is refused by name."""
     parts = [c.get(k) or {} for k in ("rope_parameters", "rope_scaling")]
     if not all(isinstance(p, dict) for p in parts):
@@ -183,22 +158,22 @@ def rope_scaling(c: dict, path: Path) -> dict:
     scaled = [p for p, k in zip(parts, kinds, strict=True) if k not in ("default", None)]
     rope = {**parts[0], **parts[1], **(scaled[0] if scaled else {})}
     theta = {"rope_theta": rope.get("rope_theta", c.get("rope_theta", 10000.0))}
-    out = {"rope_theta": number(theta, "rope_theta", 10000.0, path, 1e12)}
+    out = {"rope_theta": config_number(theta, "rope_theta", 10000.0, path, 1e12)}
     kind = rope.get("rope_type", rope.get("type", "default")) if scaled else "default"
     if kind in ("default", None):
         return out
     if kind != "llama3":
         refuse(path, f"rope scaling {shown(kind)} (the plain rotation and llama3 are read)")
-    low = number(rope, "low_freq_factor", 1.0, path, 1e4)
-    high = number(rope, "high_freq_factor", 4.0, path, 1e4)
+    low = config_number(rope, "low_freq_factor", 1.0, path, 1e4)
+    high = config_number(rope, "high_freq_factor", 4.0, path, 1e4)
     if not high > low > 0:
         refuse(path, f"llama3 rope scaling with low_freq_factor {low}, high {high}")
     return {
         **out,
-        "rope_factor": number(rope, "factor", 8.0, path, 1e4),
+        "rope_factor": config_number(rope, "factor", 8.0, path, 1e4),
         "rope_low_freq_factor": low,
         "rope_high_freq_factor": high,
-        "rope_original_context": integer(rope, "original_max_position_embeddings", path),
+        "rope_original_context": config_integer(rope, "original_max_position_embeddings", path),
     }
 
 
@@ -212,7 +187,10 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         refuse(path, f"hidden_act {shown(c['hidden_act'])}")
     if c.get("num_local_experts") or c.get("num_experts"):
         refuse(path, "a mixture of experts")
-    n_embd, n_head = integer(c, "hidden_size", path), integer(c, "num_attention_heads", path)
+    n_embd, n_head = (
+        config_integer(c, "hidden_size", path),
+        config_integer(c, "num_attention_heads", path),
+    )
     kv = c.get("num_key_value_heads") or n_head
     if not isinstance(kv, int) or isinstance(kv, bool) or not 1 <= kv <= n_head or n_head % kv:
         refuse(path, f"{shown(kv)} key/value heads for {n_head} query heads")
@@ -220,11 +198,11 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
     head_dim = c.get("head_dim")
     if head_dim is not None and head_dim != n_embd // n_head:
         refuse(path, f"head_dim {shown(head_dim)} with hidden_size {n_embd}, {n_head} heads")
-    positions = integer(c, "max_position_embeddings", path, 1, 1 << 24)
+    positions = config_integer(c, "max_position_embeddings", path, 1, 1 << 24)
     return GPTConfig(
-        vocab_size=integer(c, "vocab_size", path),
+        vocab_size=config_integer(c, "vocab_size", path),
         block_size=context(block_size, positions, path, DEFAULT_LLAMA_CONTEXT),
-        n_layer=integer(c, "num_hidden_layers", path, 1, 1024),
+        n_layer=config_integer(c, "num_hidden_layers", path, 1, 1024),
         n_head=n_head,
         n_embd=n_embd,
         dropout=0.0,
@@ -232,11 +210,13 @@ def llama_config(c: dict, path: Path, block_size: int | None) -> GPTConfig:
         pos="rope",
         norm="rmsnorm",
         mlp="swiglu",
-        tie_weights=boolean(c, "tie_word_embeddings", False, path),
-        n_kv_head=kv if kv != n_head else 0,
-        **rope_scaling(c, path),
-        intermediate_size=integer(c, "intermediate_size", path),
-        norm_eps=number(c, "rms_norm_eps", 1e-6, path, 1.0),
+        tie_weights=config_boolean(c, "tie_word_embeddings", False, path),
+        imported=Imported(
+            n_kv_head=kv if kv != n_head else 0,
+            **rope_scaling(c, path),
+            intermediate_size=config_integer(c, "intermediate_size", path),
+            norm_eps=config_number(c, "rms_norm_eps", 1e-6, path, 1.0),
+        ),
     )
 
 
@@ -397,7 +377,7 @@ def load_pretrained(
     imported). The
     model takes the converted tensors themselves: at most the file's tensors and the model exist
     at once (a LoRA base in bf16 never passes through fp32)."""
-    require_pretrained()
+    SOURCE.require()
     folder = source_folder(source, quiet)
     config = read_json(folder / "config.json")
     arch = architecture(config, folder)
@@ -435,8 +415,6 @@ def import_checkpoint(source: str, out: Path, block_size: int | None, quiet: boo
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise UserError(f"--out {out} exists: give a new file name")
-    if block_size is not None and not 1 <= block_size <= MAX_CONTEXT:
-        raise UserError(f"--block-size must be between 1 and {MAX_CONTEXT}")
     model, tok, about = load_pretrained(source, block_size=block_size, quiet=quiet)
     payload = {
         "model": model.state_dict(),

@@ -55,16 +55,15 @@ class Rotary(nn.Module):
         rotation = torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
         self.register_buffer("rotation", rotation, persistent=False)
 
-    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        # x: (B, H, T, D) -> (B, H, T, D/2) complex pairs, rotated, back to (B, H, T, D)
-        t = x.shape[-2]
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, H, T, D) turned by the angles of positions ``pos`` (T,)."""
+        turns = self.rotation.index_select(0, pos).float()  # (T, D/2, 2): cos, sin
         if torch.compiler.is_compiling():
             # the same product in real arithmetic: Inductor fuses it into one kernel, where it
             # would leave complex tensors to eager kernels (eager is faster with the complex one)
-            cos, sin = self.rotation[start : start + t].float().unbind(-1)
+            cos, sin = turns.unbind(-1)
             x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
             turned = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
             return turned.flatten(-2).to(x.dtype)
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-        turn = torch.view_as_complex(self.rotation[start : start + t].float())
-        return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
+        return torch.view_as_real(pairs * torch.view_as_complex(turns)).flatten(-2).to(x.dtype)

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
 import torch
 
-from shared.atomic import atomic_path
+from austen_net import PROJECT
 from shared.errors import UserError
 from shared.extras import require
-from shared.progress import info
+from shared.files import atomic_path, cache_root
 from shared.text import valid_text
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENIZER_BYTES = 64 << 20  # a stored tokenizer (Llama 3's tokenizer.json: 9 MB)
 
 UNK = "\ufffd"
 
@@ -237,10 +241,9 @@ def train_bpe(texts: list[str], vocab_size: int, quiet: bool = False) -> BPEToke
                 f"sentencepiece could not train a {vocab_size}-token vocabulary: {exc}"
             ) from exc
     tok = BPETokenizer(_sentencepiece(texts, vocab_size, hard_limit=False))
-    info(
+    log.info(
         f"the text supports a vocabulary of {tok.vocab_size} BPE pieces, not {vocab_size}: "
-        f"using {tok.vocab_size} (--vocab-size sets the most)",
-        quiet,
+        f"using {tok.vocab_size} (--vocab-size sets the most)"
     )
     return tok
 
@@ -287,28 +290,24 @@ def char_tokenizer(texts: list[str], quiet: bool = False) -> CharTokenizer:
     kept = sorted(counts, key=lambda c: (-counts[c], c))[: MAX_CHARS - 1]
     dropped = sum(counts.values()) - sum(counts[c] for c in kept)
     share = dropped / max(sum(counts.values()), 1)
-    info(
+    log.info(
         f"--tokenizer char: {len(counts):,} distinct characters; the {len(kept):,} most frequent "
-        f"kept, the rest ({share:.2%} of the text) read as the unknown character",
-        quiet,
+        f"kept, the rest ({share:.2%} of the text) read as the unknown character"
     )
     return CharTokenizer("".join(sorted(kept)))
 
 
-def build_tokenizer(
-    texts: list[str], kind: str, vocab_size: int, cache_dir: Path | None, quiet: bool = False
-) -> Tokenizer:
-    """The tokenizer for ``texts`` (training split), from the cache when the same one exists."""
+def build_tokenizer(texts: list[str], kind: str, vocab_size: int, quiet: bool = False) -> Tokenizer:
+    """The tokenizer for ``texts`` (the training split): characters, or a BPE trained on them (from
+    ``<data root>/cache/austen-net/tokenizers`` when the same one was trained before)."""
     if kind == "char":
         return char_tokenizer(texts, quiet)
-    path = None
-    if cache_dir is not None:
-        path = cache_dir / f"bpe-{vocab_size}-{cache_key(texts, kind, vocab_size)}.model"
-        if path.is_file():
-            return BPETokenizer(path.read_bytes())
-    info(f"training a {vocab_size}-token sentencepiece BPE on the training split", quiet)
+    key = cache_key(texts, kind, vocab_size)
+    path = cache_root(PROJECT) / "tokenizers" / f"bpe-{vocab_size}-{key}.model"
+    if path.is_file():
+        return BPETokenizer(path.read_bytes())
+    log.info(f"training a {vocab_size}-token sentencepiece BPE on the training split")
     tok = train_bpe(texts, vocab_size, quiet)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(tok.proto)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(tok.proto)
     return tok

@@ -1,8 +1,13 @@
-"""``austen-net train``: corpus -> tokenizer -> on-device token stream -> GPT, through shared's loop."""
+"""``austen-net train``, top to bottom as a run happens: the device; the text (the Austen works or
+``--text``) and its split; the tokenizer and the token streams on the device; the GPT (new,
+imported with ``--init-from``, or with LoRA adapters) and AdamW; the run folder; shared's loop
+(``fit``); the summary. Everything that can refuse the command happens before the run folder
+exists, so a refusal leaves nothing behind."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 
 import torch
@@ -17,35 +22,26 @@ from austen_net.inference import (
     checked_tokenizer,
     pretrained_model,
 )
-from austen_net.lora import (
-    BASE_DTYPES,
-    apply_lora,
-    fingerprint,
-    freeze_into_buffers,
-    settings_from,
-)
+from austen_net.lora import BASE_DTYPES, apply_lora, fingerprint, freeze_into_buffers, settings_from
 from austen_net.model import GPT, GPTConfig
 from austen_net.presets import FINETUNE_CONTEXT, PRESETS
 from austen_net.tokenizer import Tokenizer, build_tokenizer
 from austen_net.windows import (
     RandomWindows,
     bits_per_char,
+    chunked_lm_loss,
     encode_stream,
     lm_loss,
     predicted_chars,
     total_nll,
 )
-from shared.checkpoint import model_from_checkpoint, run_data_settings
-from shared.device import large_allocations_from_os
-from shared.distributed import shard_fsdp, world_size
+from shared.checkpoint import Resumed, model_from_checkpoint, read_resume, run_data_settings
+from shared.device import is_main, large_allocations_from_os, seeded_device, shard_fsdp, world_size
 from shared.errors import UserError
-from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import warmup_cosine
-from shared.paths import cache_root
-from shared.plots import LivePlot
-from shared.progress import info
 from shared.runs import Run
-from shared.training import Cadence, Trainer
+from shared.training import Cadence, Fitted, Plot, WarmupCosine, fit
+
+log = logging.getLogger(__name__)
 
 # what makes the model and its tokenizer: a resume must keep them (the run records what ran)
 MODEL_SETTINGS = (
@@ -67,15 +63,98 @@ MODEL_SETTINGS = (
     "lora_targets",
     "lora_base",
 )
+LARGE_LOGITS = 256 << 20  # bytes of fp32 logits per micro-batch beyond which the loss is chunked
 
 
-def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    """The GPT's shape: the preset's, with the flags given (``TrainConfig`` has filled them)."""
+def train(cfg: TrainConfig) -> dict:
+    """``austen-net train``: returns the run's summary (printed last, and in ``summary.json``)."""
+    device = seeded_device(cfg.device, cfg.seed)
+    resumed = read_resume(cfg, PROJECT, CHECKPOINT_KEYS, MODEL_SETTINGS) if cfg.resume else None
+    if resumed is not None:  # a resumed run reads the text it started on unless told otherwise
+        text_flags = ("text", "corpus_dir", "data_dir")
+        cfg = run_data_settings(cfg, resumed.config, text_flags, quiet=cfg.quiet)
+    if device.type == "cpu" and cfg.init_from:  # a large model's memory: NOTES.md, "LoRA"
+        large_allocations_from_os()
+
+    # the text, its tokenizer and its token streams
+    works = training_works(
+        cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
+    )
+    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
+    gpt_cfg, tok, start = model_source(cfg, split, resumed)
+    train_stream = encode_stream(tok, split.train, device)
+    val_texts, val_streams = validation_streams(cfg, tok, split, device)
+    val_chars = predicted_chars(tok, val_texts, val_streams)
+    say_tokens(cfg, tok, split, train_stream, val_streams)
+
+    # the model and its optimizer
+    model = GPT(gpt_cfg) if start is None else imported(gpt_cfg, start, cfg.init_from)
+    model.grad_checkpoint = cfg.grad_checkpoint
+    lora = with_adapters(model, cfg, start, resumed) if cfg.lora_rank else None
+    if cfg.fsdp:  # before the optimizer: its parameters become this rank's shards
+        shard_fsdp(model.to(device), list(model.blocks), device)
+    log.info(
+        f"model: {model.num_params() / 1e6:.2f}M parameters, {gpt_cfg.n_layer} layers, "
+        f"{gpt_cfg.n_embd} wide, context {gpt_cfg.block_size}"
+    )
+    optimizer = model.configure_optimizers(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
+
+    # the run folder, and shared's loop
+    run = Run(PROJECT, cfg.out, cfg, resume_from=resumed.path if resumed else None)
+    fitted = fit(
+        model,
+        optimizer,
+        RandomWindows(train_stream, gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed),
+        training_loss(cfg, model),
+        Cadence(
+            cfg.max_steps,
+            eval_every=cfg.eval_every,
+            log_every=cfg.log_every,
+            max_minutes=cfg.max_minutes,
+        ),
+        run=run,
+        device=device,
+        schedule=WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
+        evaluate=validation(cfg, gpt_cfg, val_streams, val_chars),
+        precision=cfg.precision,
+        compile=cfg.compile,
+        compile_pays_off=cfg.max_steps >= CPU_COMPILE_MIN_STEPS,
+        clip_grad=cfg.clip_grad or None,
+        resumed=resumed,
+        extra_state={
+            "model_config": gpt_cfg.as_dict(),
+            "tokenizer": tok.state(),
+            "text": describe_text(cfg.text, works) if cfg.text else None,
+            "prompt": opening(split.val[0]),  # the demo's default prompt
+            **({"lora": lora} if lora else {}),
+        },
+        plot=Plot("loss.png", f"austen-net {cfg.preset} ({tok.kind})", ("loss", "bpc")),
+        quiet=cfg.quiet,
+    )
+    if not is_main():
+        return {}
+    return run.finish(summary(cfg, fitted, tok, split, works, val_chars))
+
+
+def model_source(cfg: TrainConfig, split: Split, resumed: Resumed | None):
+    """(the GPT's shape, its tokenizer, the weights it starts from or None): a resumed run's own
+    (a LoRA run's base comes from its source again), a pretrained model's (``--init-from``), or
+    a new tokenizer trained on the split's training text and the preset's shape."""
+    if resumed is not None:
+        gpt_cfg = checked_config(resumed.state, resumed.path)
+        tok = checked_tokenizer(resumed.state, resumed.path, gpt_cfg.vocab_size)
+        block, dtype = gpt_cfg.block_size, base_dtype(cfg)
+        start = base_weights(cfg.init_from, block, cfg.quiet, dtype) if cfg.lora_rank else None
+        return gpt_cfg, tok, start
+    if cfg.init_from:
+        return initial_weights(cfg)
+    tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cfg.quiet)
     shape = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")}
-    gpt = GPTConfig(vocab_size=vocab_size, pos=cfg.pos, norm=cfg.norm, mlp=cfg.mlp, **shape)
-    if gpt.n_embd % gpt.n_head or (gpt.n_embd // gpt.n_head) % 2:
-        raise UserError(f"--n-embd {gpt.n_embd} must split into {gpt.n_head} heads of even width")
-    return gpt
+    gpt_cfg = GPTConfig(vocab_size=tok.vocab_size, pos=cfg.pos, norm=cfg.norm, mlp=cfg.mlp, **shape)
+    if gpt_cfg.n_embd % gpt_cfg.n_head or gpt_cfg.head_dim % 2:
+        heads = gpt_cfg.n_head
+        raise UserError(f"--n-embd {gpt_cfg.n_embd} must split into {heads} heads of even width")
+    return gpt_cfg, tok, None
 
 
 def initial_weights(cfg: TrainConfig):
@@ -103,210 +182,71 @@ def initial_weights(cfg: TrainConfig):
     return gpt_cfg, tok, weights
 
 
-@dataclasses.dataclass
-class TextAndModel:
-    """What the run trains on and with: the works' split, its tokenizer, the token streams on the
-    device and the GPT (with its LoRA record). ``plan`` builds it; ``summary`` reads it."""
-
-    split: Split
-    source: str | None  # the user's own text, described; None for the Austen corpus
-    tok: Tokenizer
-    gpt_cfg: GPTConfig
-    model: GPT
-    lora: dict | None
-    train_stream: torch.Tensor
-    val_streams: list[torch.Tensor]
-    val_chars: int  # characters the validation streams predict
+def imported(gpt_cfg: GPTConfig, weights: dict, source: str) -> GPT:
+    """The GPT holding a pretrained model's tensors themselves (a bf16 LoRA base never exists in
+    fp32), checked against the shapes ``gpt_cfg`` describes first."""
+    return model_from_checkpoint(lambda: GPT(gpt_cfg), weights, source, assign=True)
 
 
-def load_text_and_model(cfg: TrainConfig, device, resumed, resume_path) -> TextAndModel:
-    """The works and their split, the tokenizer (the resumed run's, a pretrained model's or a new
-    one), the token streams on the device, and the GPT (sharded under ``--fsdp``)."""
-    if device.type == "cpu":  # less resident memory, no slower (NOTES.md, "LoRA")
-        large_allocations_from_os()
-    works = training_works(
-        cfg.text, cfg.corpus_dir, cfg.data_dir, quiet=cfg.quiet, download=cfg.download
-    )
-    split = split_corpus(works, cfg.val_fraction, tuple(cfg.holdout_works))
-    start = None
-    if resumed is not None:
-        gpt_cfg = checked_config(resumed, resume_path)
-        tok = checked_tokenizer(resumed, resume_path, gpt_cfg.vocab_size)
-        if cfg.lora_rank:  # the checkpoint holds the adapters: the base comes from its source
-            start = base_weights(cfg.init_from, gpt_cfg.block_size, cfg.quiet, base_dtype(cfg))
-    elif cfg.init_from:
-        gpt_cfg, tok, start = initial_weights(cfg)
-    else:
-        cache = cache_root(PROJECT) / "tokenizers"
-        tok = build_tokenizer(split.train, cfg.tokenizer, cfg.vocab_size, cache, cfg.quiet)
-        gpt_cfg = model_config(cfg, tok.vocab_size)
-    train_stream, val_streams, val_chars = token_streams(cfg, tok, split, device)
-    if start is None:
-        model = GPT(gpt_cfg)
-    else:  # the model takes the loaded tensors: a bf16 LoRA base never exists in fp32
-        model = model_from_checkpoint(lambda: GPT(gpt_cfg), start, cfg.init_from, assign=True)
-    model.grad_checkpoint = cfg.grad_checkpoint
-    lora = with_adapters(model, cfg, start, resumed, resume_path) if cfg.lora_rank else None
-    if cfg.fsdp:  # before the optimizer: its parameters become this rank's shards
-        shard_fsdp(model.to(device), list(model.blocks), device)
-    info(
-        f"model: {model.num_params() / 1e6:.2f}M parameters, {gpt_cfg.n_layer} layers, "
-        f"{gpt_cfg.n_embd} wide, context {gpt_cfg.block_size}",
-        cfg.quiet,
-    )
-    source = describe_text(cfg.text, works) if cfg.text else None
-    return TextAndModel(
-        split, source, tok, gpt_cfg, model, lora, train_stream, val_streams, val_chars
-    )
-
-
-def token_streams(cfg: TrainConfig, tok: Tokenizer, split: Split, device):
-    """The training stream, the validation streams (on the device) and the characters the
-    validation streams predict."""
-    train_stream = encode_stream(tok, split.train, device)
+def validation_streams(cfg: TrainConfig, tok: Tokenizer, split: Split, device):
+    """The validation texts that hold something to predict (two tokens at least), and their token
+    streams on the device."""
     scored = [(t, encode_stream(tok, [t], device)) for t in split.val]
-    scored = [(t, s) for t, s in scored if len(s) > 1]  # a stream needs 2 tokens to predict one
+    scored = [(t, s) for t, s in scored if len(s) > 1]
     if not scored:
         raise UserError(
             "the validation split holds no text to score (a work too short for --val-fraction "
             f"{cfg.val_fraction}?): raise --val-fraction or add works"
         )
-    val_streams = [s for _, s in scored]
-    info(
+    return [t for t, _ in scored], [s for _, s in scored]
+
+
+def say_tokens(cfg: TrainConfig, tok: Tokenizer, split: Split, train_stream, val_streams) -> None:
+    per_token = split.train_chars / max(len(train_stream), 1)
+    log.info(
         f"tokens: {len(train_stream):,} train, {sum(map(len, val_streams)):,} validation "
-        f"({split.train_chars / max(len(train_stream), 1):.2f} chars/token, "
-        f"vocab {tok.vocab_size})",
-        cfg.quiet,
+        f"({per_token:.2f} chars/token, vocab {tok.vocab_size})"
     )
-    return train_stream, val_streams, predicted_chars(tok, [t for t, _ in scored], val_streams)
 
 
-def validation(cfg: TrainConfig, got: TextAndModel):
+def training_loss(cfg: TrainConfig, model: GPT):
+    """The model's own cross-entropy; from the hidden states a chunk at a time where a
+    micro-batch's logits would be large (an imported model's vocabulary, LoRA's memory bound)."""
+    logits_bytes = cfg.batch_size * model.cfg.block_size * model.cfg.vocab_size * 4
+    if cfg.lora_rank or logits_bytes > LARGE_LOGITS:
+        return chunked_lm_loss(model.head.weight)
+    return lm_loss
+
+
+def validation(cfg: TrainConfig, gpt_cfg: GPTConfig, streams: list[torch.Tensor], chars: int):
     """The evaluation ``fit`` runs: validation loss, bits per character, and how many tokens it
     scored (``--eval-tokens`` of them, spread evenly, or all)."""
-    val_tokens = sum(len(s) - 1 for s in got.val_streams)
-    if cfg.eval_tokens and val_tokens > cfg.eval_tokens:
-        info(
-            f"validation: each evaluation scores {cfg.eval_tokens:,} of its {val_tokens:,} "
-            "tokens, spread evenly (--eval-tokens; 'austen-net evaluate' scores them all)",
-            cfg.quiet,
+    tokens = sum(len(s) - 1 for s in streams)
+    if cfg.eval_tokens and tokens > cfg.eval_tokens:
+        log.info(
+            f"validation: each evaluation scores {cfg.eval_tokens:,} of its {tokens:,} tokens, "
+            "spread evenly (--eval-tokens; 'austen-net evaluate' scores them all)"
         )
 
-    def evaluate(tr: Trainer) -> dict[str, float]:
-        nll, count = total_nll(
-            tr.eval_model,
-            got.val_streams,
-            got.gpt_cfg.block_size,
-            cfg.batch_size,
-            tr.autocast,
-            cfg.eval_tokens,
-        )
+    def evaluate(model) -> dict[str, float]:
+        nll, count = total_nll(model, streams, gpt_cfg.block_size, cfg.batch_size, cfg.eval_tokens)
         per_token = nll / max(count, 1)  # a sample's bits per char: its loss at the split's
         return {  # characters per token (exact when the whole split is scored)
             "val_loss": per_token,
-            "val_bpc": bits_per_char(per_token * val_tokens, got.val_chars),
+            "val_bpc": bits_per_char(per_token * tokens, chars),
             "val_tokens": count,
         }
 
     return evaluate
 
 
-class AustenTask(TrainingTask):
-    """The corpus, its tokenizer (a resumed run's own, never a new one) and the GPT."""
-
-    project = PROJECT
-    checkpoint_keys = CHECKPOINT_KEYS
-    settings_fixed_on_resume = MODEL_SETTINGS
-
-    def compile_pays_off(self, cfg: TrainConfig, device) -> bool:
-        return cfg.max_steps >= CPU_COMPILE_MIN_STEPS
-
-    def resumed_config(self, cfg: TrainConfig, state: dict) -> TrainConfig:
-        # a resumed run reads the text it started on unless told otherwise
-        return run_data_settings(
-            cfg, state["config"], ("text", "corpus_dir", "data_dir"), quiet=cfg.quiet
-        )
-
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        got = load_text_and_model(cfg, device, resumed, resume_path)
-        optimizer = got.model.configure_optimizers(
-            cfg.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=device
-        )
-        return Plan(
-            model=got.model,
-            optimizer=optimizer,
-            scheduler=warmup_cosine(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
-            batch_for_step=RandomWindows(
-                got.train_stream, got.gpt_cfg.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed
-            ),
-            loss_fn=lm_loss,
-            cadence=Cadence(
-                cfg.max_steps,
-                eval_every=cfg.eval_every,
-                log_every=cfg.log_every,
-                max_minutes=cfg.max_minutes,
-            ),
-            evaluate=validation(cfg, got),
-            extra_state={
-                "model_config": dataclasses.asdict(got.gpt_cfg),
-                "tokenizer": got.tok.state(),
-                "text": got.source,
-                "prompt": opening(got.split.val[0]),  # the demo's default prompt
-                **({"lora": got.lora} if got.lora else {}),
-            },
-            plot=LivePlot(
-                "loss.png",
-                redraw_every=5,
-                title=f"austen-net {cfg.preset} ({got.tok.kind})",
-                metrics=("loss", "bpc"),
-            ),
-            clip_grad=cfg.clip_grad or None,
-            prepared=got,
-        )
-
-    def summary(self, cfg: TrainConfig, outcome: Outcome, got: TextAndModel) -> dict:
-        result, trainer, ckpt, model = (
-            outcome.result,
-            outcome.trainer,
-            outcome.checkpoints,
-            got.model,
-        )
-        return {
-            "preset": preset_name(cfg),
-            "text": got.source or "the Austen corpus",
-            "init_from": cfg.init_from,
-            "tokenizer": got.tok.kind,
-            "vocab_size": got.tok.vocab_size,
-            "params_m": round(model.num_params() / 1e6, 2),
-            "trainable_params_m": round(
-                sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 4
-            ),
-            "device": str(outcome.device),
-            "world_size": world_size(),
-            "steps": trainer.step,
-            "tokens_seen": trainer.step * cfg.batch_size * cfg.grad_accum * got.gpt_cfg.block_size,
-            "train_seconds": result["train_seconds"],
-            "val_loss": round(result["val_loss"], 4),
-            "val_bpc": round(result["val_bpc"], 4),
-            "best_val_loss": round(ckpt.best, 4) if ckpt.best is not None else None,
-            "best_step": outcome.chosen_step if ckpt.best_path.is_file() else None,
-            "val_chars": got.val_chars,
-            "val_tokens_scored": int(result["val_tokens"]),
-            "train_chars": got.split.train_chars,
-            "stopped_by_time_budget": result["stopped_by_time_budget"],
-            "compiled": trainer.compile,
-            "compile_seconds": result["compile_seconds"],
-            "checkpoint": str(ckpt.best_path),
-        }
-
-
-def with_adapters(model: GPT, cfg: TrainConfig, start: dict, resumed, resume_path) -> dict:
+def with_adapters(model: GPT, cfg: TrainConfig, start: dict, resumed: Resumed | None) -> dict:
     """LoRA on ``model`` (its weights frozen in ``--lora-base``'s dtype, fp32 adapters); the
     checkpoint's record of it: the settings and the base's fingerprint, checked on resume."""
     print_ = fingerprint(start)
-    if resumed is not None and resumed.get("lora", {}).get("base_fingerprint") != print_:
+    if resumed is not None and resumed.state.get("lora", {}).get("base_fingerprint") != print_:
         raise UserError(
-            f"{resume_path}: its adapters were trained on another version of {cfg.init_from} "
+            f"{resumed.path}: its adapters were trained on another version of {cfg.init_from} "
             "(the base weights' fingerprint differs)"
         )
     try:
@@ -322,6 +262,39 @@ def base_dtype(cfg: TrainConfig) -> torch.dtype:
     return BASE_DTYPES[cfg.lora_base] if cfg.lora_rank else torch.float32
 
 
+def summary(cfg: TrainConfig, fitted: Fitted, tok: Tokenizer, split: Split, works, val_chars: int):
+    """What the run reports (with the chosen weights loaded)."""
+    result, trainer, model = fitted.result, fitted.trainer, fitted.model
+    source = describe_text(cfg.text, works) if cfg.text else None
+    return {
+        "preset": preset_name(cfg),
+        "text": source or "the Austen corpus",
+        "init_from": cfg.init_from,
+        "tokenizer": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "params_m": round(model.num_params() / 1e6, 2),
+        "trainable_params_m": round(
+            sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 4
+        ),
+        "device": str(trainer.device),
+        "world_size": world_size(),
+        "steps": trainer.step,
+        "tokens_seen": trainer.step * cfg.batch_size * cfg.grad_accum * model.cfg.block_size,
+        "train_seconds": result["train_seconds"],
+        "val_loss": round(result["val_loss"], 4),
+        "val_bpc": round(result["val_bpc"], 4),
+        "best_val_loss": round(fitted.best, 4) if fitted.best is not None else None,
+        "best_step": fitted.step if fitted.checkpoint.name == "best.pt" else None,
+        "val_chars": val_chars,
+        "val_tokens_scored": int(result["val_tokens"]),
+        "train_chars": split.train_chars,
+        "stopped_by_time_budget": result["stopped_by_time_budget"],
+        "compiled": trainer.compile,
+        "compile_seconds": result["compile_seconds"],
+        "checkpoint": str(fitted.checkpoint.parent / "best.pt"),
+    }
+
+
 def preset_name(cfg: TrainConfig) -> str:
     """``--preset``'s name, or ``custom`` where a typed shape flag changed the preset's shape."""
     shape = PRESETS[cfg.preset]
@@ -334,8 +307,3 @@ def opening(text: str, limit: int = 60) -> str:
     text = text.lstrip()
     ends = [m.end() for m in re.finditer(r"\S+", text[: limit + 1]) if m.end() <= limit]
     return text[: ends[-1]] if ends else text[:limit]
-
-
-def train_austen(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``austen-net train``."""
-    return run_training(AustenTask(), cfg)

@@ -12,9 +12,9 @@ logged; without the run's validation text there is nothing to check the bound on
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 
 from austen_net.corpus import validation_split_of
+from austen_net.decode import generate
 from austen_net.inference import PROJECT, load_model
 from austen_net.windows import predicted_chars, total_nll
-from shared.atomic import write_json
 from shared.device import cpu_facts
 from shared.errors import UserError
-from shared.paths import cache_root, read_regular_file
-from shared.progress import info
+from shared.files import cache_root, read_regular_file, write_json
+
+log = logging.getLogger(__name__)
 
 BOUND = 0.005  # bits/char above fp32's that a faster path may cost
 SCORED_TOKENS = 16_384
@@ -71,17 +72,16 @@ def measure_candidate(model, tok, texts: list[str], device: torch.device) -> dic
     streams = [torch.from_numpy(tok.encode_array(t)).to(device) for t in texts]
     streams = [s for s in streams if len(s) > 1]
     chars_per_token = predicted_chars(tok, texts, streams) / sum(len(s) - 1 for s in streams)
-    nll, count = total_nll(
-        model, streams, model.cfg.block_size, 8, contextlib.nullcontext, SCORED_TOKENS
-    )
+    with torch.no_grad():
+        nll, count = total_nll(model, streams, model.cfg.block_size, 8, SCORED_TOKENS)
     bpc = nll / max(count, 1) / chars_per_token / math.log(2)
     idx = streams[0][None, :8]
-    for _ in model.generate(idx, 4, temperature=0):  # warm-up
+    for _ in generate(model, idx, 4, temperature=0):  # warm-up
         pass
     best = math.inf
     for _ in range(REPEATS):  # the best of a few: what the machine can do, not its noise
         t0 = time.perf_counter()
-        for _ in model.generate(idx, TIMED_TOKENS, temperature=0):
+        for _ in generate(model, idx, TIMED_TOKENS, temperature=0):
             pass
         best = min(best, time.perf_counter() - t0)
     return {"bpc": round(bpc, 5), "tokens_per_s": round(TIMED_TOKENS / best, 1)}
@@ -127,14 +127,14 @@ def choose_weights(checkpoint: Path, device: torch.device) -> str:
     path = cache_file(Path(checkpoint), device)
     saved = cached_choice(path, device)
     if saved is not None:
-        info(f"weights: {saved['weights']} ({saved['reason']}; measured before)")
+        log.info(f"weights: {saved['weights']} ({saved['reason']}; measured before)")
         return saved["weights"]
     model, tok, state = load_model(checkpoint, device, "fp32")
     texts = validation_texts(state)
     if texts is None:
-        info("weights: fp32 (the run's validation text is not here to check bf16 and int8 on)")
+        log.info("weights: fp32 (the run's validation text is not here to check bf16 and int8 on)")
         return "fp32"
-    info("weights auto: measuring fp32, bf16 and int8 once for this checkpoint and machine")
+    log.info("weights auto: measuring fp32, bf16 and int8 once for this checkpoint and machine")
     measured = {"fp32": measure_candidate(model, tok, texts, device)}
     for kind in candidates(device)[1:]:
         model, tok, _ = load_model(checkpoint, device, kind)
@@ -143,6 +143,6 @@ def choose_weights(checkpoint: Path, device: torch.device) -> str:
     try:
         write_json(path, {"weights": chosen, "reason": reason, "machine": machine(), **measured})
     except OSError as exc:  # a cache is a convenience: the choice stands, measured again next time
-        info(f"weights: could not cache the choice at {path} ({exc.strerror or exc})")
-    info(f"weights: {chosen} ({reason})")
+        log.info(f"weights: could not cache the choice at {path} ({exc.strerror or exc})")
+    log.info(f"weights: {chosen} ({reason})")
     return chosen

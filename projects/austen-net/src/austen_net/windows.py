@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from austen_net.loss import linear_cross_entropy
 from austen_net.tokenizer import Tokenizer
 from shared.device import make_generator
 
@@ -52,20 +52,32 @@ class RandomWindows:
 
 
 def lm_loss(model, batch):
-    """Mean next-token cross-entropy of a batch of windows, from the model itself (its head and
-    the loss go a chunk of rows at a time: no whole logits tensor, no float32 copy; loss.py)."""
+    """Mean next-token cross-entropy of a batch of windows: the model's own (``F.cross_entropy``)."""
     x, y = batch
-    return model(x, targets=y), {}
+    return model(x, y)[1], {}
+
+
+def chunked_lm_loss(head_weight: torch.Tensor):
+    """The same loss from the final hidden states a chunk of rows at a time (loss.py): for a large
+    vocabulary (an imported Llama's 128,256 tokens) the whole logits tensor and its float32 copy
+    would cost more memory than the rest of a LoRA step; ``head_weight``: the model's head."""
+
+    def loss_fn(model, batch):
+        x, y = batch
+        hidden = model(x, head=False)
+        return linear_cross_entropy(hidden.flatten(0, 1), head_weight, y.flatten()), {}
+
+    return loss_fn
 
 
 @torch.no_grad()
 def total_nll(
-    model, streams: list[torch.Tensor], block: int, batch: int, autocast, max_tokens: int = 0
+    model, streams: list[torch.Tensor], block: int, batch: int, max_tokens: int = 0
 ) -> tuple[float, int]:
     """Summed NLL (nats) and predicted-token count over every stream, in non-overlapping windows.
 
     Each window sees the full context of its own tokens (no overlap); the first token of each
-    stream is context only. ``max_tokens`` (0: no limit) scores only that many tokens' worth of
+    stream is context only. Under the caller's autocast and ``torch.no_grad``. ``max_tokens`` (0: no limit) scores only that many tokens' worth of
     windows, spread evenly over the split and the same ones every time, so evaluations during
     training cost the same on a 200 MB text as on a novel (nanoGPT's ``eval_iters``).
     """
@@ -85,22 +97,14 @@ def total_nll(
         keep = max(1, max_tokens // block)
         picked = torch.linspace(0, len(windows) - 1, min(keep, len(windows))).round().long()
         windows, partial = windows[picked.to(windows.device)], []
-    with autocast():
-        if windows is not None:
-            for i in range(0, len(windows), batch):
-                w = windows[i : i + batch].long()
-                logits = model(w[:, :-1]).float()
-                nll += float(
-                    F.cross_entropy(
-                        logits.reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1), reduction="sum"
-                    )
-                )
-                count += w[:, 1:].numel()
-        for rest in partial:
-            rest = rest.long()
-            logits = model(rest[None, :-1]).float()
-            nll += float(F.cross_entropy(logits[0], rest[1:], reduction="sum"))
-            count += len(rest) - 1
+    for i in range(0, len(windows) if windows is not None else 0, batch):
+        w = windows[i : i + batch].long()
+        nll += float(model(w[:, :-1], w[:, 1:])[1]) * w[:, 1:].numel()
+        count += w[:, 1:].numel()
+    for rest in partial:
+        rest = rest.long()
+        nll += float(model(rest[None, :-1], rest[None, 1:])[1]) * (len(rest) - 1)
+        count += len(rest) - 1
     return nll, count
 
 

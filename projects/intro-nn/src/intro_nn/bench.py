@@ -18,7 +18,7 @@ from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
 from intro_nn.loan_model import make_models
 from intro_nn.mnist_data import load_digits
 from intro_nn.mnist_models import MLP
-from intro_nn.train import DeviceSplit, OnDeviceBatches, loss_fn
+from intro_nn.train import DeviceSplit, digit_batches, loss_fn
 from shared.device import device_name, seed_everything, seed_worker, select_device
 from shared.errors import UserError
 from shared.optim import adamw
@@ -54,7 +54,7 @@ def _sync(device) -> None:
 
 def time_on_device(images, labels, device, epochs: int, batch_size: int) -> float:
     trainer = _trainer(device)
-    batches = OnDeviceBatches(DeviceSplit.of(images, labels, device), batch_size, 0, augment=False)
+    batches = digit_batches(DeviceSplit.of(images, labels, device), batch_size, 0, augment=False)
     trainer.train_step(batches(0), loss_fn)  # warm-up
     _sync(device)
     t0 = time.perf_counter()

@@ -15,39 +15,77 @@ from intro_nn.config import (
     PredictConfig,
     TrainConfig,
 )
-from shared.cli import Command, run_cli
-from shared.config import DataCommandConfig
+from shared.cli import Command, DataCommandConfig, run_cli
 
 PROG = "intro-nn"
 DESCRIPTION = "Neural networks from scikit-learn to PyTorch: LendingClub loans and MNIST."
 
+
+def train_command(cfg: TrainConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.train import train
+
+    return train(cfg)
+
+
+def predict_command(cfg: PredictConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.predict import predict
+
+    return predict(cfg)
+
+
+def export_command(cfg: ExportConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.export import export_command
+
+    return export_command(cfg)
+
+
+def bench_command(cfg: BenchConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data_command(cfg: DataCommandConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.data import data
+
+    return data(cfg)
+
+
+def demo_command(cfg: DemoConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.demo import run_demo
+
+    return run_demo(cfg)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig,
-        "intro_nn.train:train",
+        train_command,
         "train the loan MLP (loan), the MNIST MLP/CNN (mnist), or both",
     ),
     "predict": Command(
         PredictConfig,
-        "intro_nn.predict:predict",
+        predict_command,
         "default probabilities for loan rows, or the digits in images (predict mnist --image)",
     ),
     "export": Command(
         ExportConfig,
-        "intro_nn.export:export_command",
+        export_command,
         "the MNIST network as ONNX, with its preprocessing",
     ),
     "bench": Command(
         BenchConfig,
-        "intro_nn.bench:run_bench",
+        bench_command,
         "MNIST epoch time (on-device vs DataLoader) and loan CV time as JSON",
     ),
-    "data": Command(
-        DataCommandConfig, "intro_nn.data:data", "download or check the loan CSV and MNIST"
-    ),
-    "demo": Command(
-        DemoConfig, "intro_nn.demo:run_demo", "draw a digit, fill a loan form: a local web page"
-    ),
+    "data": Command(DataCommandConfig, data_command, "download or check the loan CSV and MNIST"),
+    "demo": Command(DemoConfig, demo_command, "draw a digit, fill a loan form: a local web page"),
 }
 
 

@@ -7,11 +7,11 @@ MLP's, ``--loan-hidden`` the loan MLP's).
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import SEED_RANGE, DemoOptions, RunConfig, apply_defaults, arg
+from shared.cli import SEED_RANGE, DemoOptions, RunConfig, arg
 from shared.errors import UserError
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
@@ -27,21 +27,24 @@ class TrainConfig(RunConfig):
     # --- MNIST (PyTorch) ---
     model: Literal["mlp", "cnn"] = arg("mlp", "MNIST network", group=MNIST)
     epochs: int | None = arg(
-        None, "MNIST training epochs (default: 30 for mlp, 20 for cnn)", group=MNIST
+        None, "MNIST training epochs (default: 30 for mlp, 20 for cnn)", group=MNIST, low=1
     )
-    batch_size: int = arg(128, "MNIST batch size", group=MNIST)
-    lr: float = arg(3e-3, "peak learning rate of the OneCycle schedule (AdamW)", group=MNIST)
+    batch_size: int = arg(128, "MNIST batch size", group=MNIST, low=1)
+    lr: float = arg(
+        3e-3, "peak learning rate of the OneCycle schedule (AdamW)", group=MNIST, above=0
+    )
     weight_decay: float = arg(1e-4, "AdamW weight decay", group=MNIST)
     mlp_widths: tuple[int, ...] = arg(
-        (512, 256), "hidden widths of the MNIST MLP", group=MNIST, aliases=("--hidden",)
+        (512, 256), "hidden widths of the MNIST MLP", group=MNIST, aliases=("--hidden",), low=1
     )
     cnn_channels: tuple[int, ...] = arg(
         (16, 32, 32),
         "channels of the MNIST CNN's three conv blocks",
         group=MNIST,
         aliases=("--channels",),
+        low=1,
     )
-    dropout: float = arg(0.2, "dropout probability", group=MNIST)
+    dropout: float = arg(0.2, "dropout probability", group=MNIST, low=0, high=0.99)
     batch_norm: bool = arg(
         True, "BatchNorm in hidden layers (SyncBatchNorm under torchrun on CUDA)", group=MNIST
     )
@@ -49,7 +52,7 @@ class TrainConfig(RunConfig):
         True, "random rotation/scale/shift of training digits, on the device", group=MNIST
     )
     val_fraction: float = arg(
-        0.1, "share of the training digits held out for validation", group=MNIST
+        0.1, "share of the training digits held out for validation", group=MNIST, above=0, high=0.5
     )
     max_minutes: float | None = arg(
         None, "stop MNIST training after this many minutes", group=MNIST, above=0
@@ -60,7 +63,7 @@ class TrainConfig(RunConfig):
     download: bool = arg(True, "download data sets that are not found locally")
     # --- loans (scikit-learn) ---
     data: Path | None = arg(None, "loan_data.csv to use instead of the downloaded copy", group=LOAN)
-    folds: int = arg(5, "stratified cross-validation folds", group=LOAN)
+    folds: int = arg(5, "stratified cross-validation folds", group=LOAN, low=2)
     cv_seed: int = arg(
         42,
         "seed of the shuffled stratified folds (the same folds for every model)",
@@ -68,10 +71,10 @@ class TrainConfig(RunConfig):
         **SEED_RANGE,
     )
     loan_hidden: tuple[int, ...] = arg(
-        (32,), "hidden widths of the loan MLP", group=LOAN, aliases=("--mlp-hidden",)
+        (32,), "hidden widths of the loan MLP", group=LOAN, aliases=("--mlp-hidden",), low=1
     )
     loan_alpha: float = arg(
-        30.0, "L2 penalty of the loan MLP", group=LOAN, aliases=("--mlp-alpha",)
+        30.0, "L2 penalty of the loan MLP", group=LOAN, aliases=("--mlp-alpha",), low=0
     )
     loan_solver: Literal["lbfgs", "adam"] = arg(
         "lbfgs",
@@ -81,26 +84,13 @@ class TrainConfig(RunConfig):
     )
     eda: bool = arg(True, "draw the loan EDA figures", group=LOAN)
 
-    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
-
-    def __post_init__(self, given: frozenset[str] | None) -> None:
-        apply_defaults(self, {"epochs": 30 if self.model == "mlp" else 20}, given)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UserError("--epochs and --batch-size must be positive integers")
-        if not 0 < self.val_fraction < 0.5:
-            raise UserError("--val-fraction must be between 0 and 0.5")
-        if self.folds < 2:
-            raise UserError("--folds must be at least 2")
-        if self.lr <= 0:
-            raise UserError("--lr must be positive")
-        if not 0 <= self.dropout < 1:
-            raise UserError("--dropout must be in [0, 1)")
-        if len(self.cnn_channels) != 3 or min(self.cnn_channels) < 1:
+    def settle(self, given: frozenset[str]) -> None:
+        if "epochs" not in given:  # the MLP learns slower per epoch than the CNN
+            self.epochs = 30 if self.model == "mlp" else 20
+        if len(self.cnn_channels) != 3:
             raise UserError("--cnn-channels takes three positive numbers, e.g. 16 32 32")
-        if not self.mlp_widths or min(self.mlp_widths) < 1:
-            raise UserError("--mlp-widths takes one or more positive widths, e.g. 512 256")
-        if not self.loan_hidden or min(self.loan_hidden) < 1 or self.loan_alpha < 0:
-            raise UserError("--loan-hidden needs positive widths and --loan-alpha a value >= 0")
+        if not self.mlp_widths or not self.loan_hidden:
+            raise UserError("--mlp-widths and --loan-hidden take one or more positive widths")
 
 
 @dataclass

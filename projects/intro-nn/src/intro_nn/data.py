@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import zlib
 from pathlib import Path
 
 from intro_nn.loan_data import fetch_loan_csv
 from intro_nn.mnist_data import load_digits
-from shared.config import DataCommandConfig
+from shared.cli import DataCommandConfig
 from shared.download import DownloadError, fetch
-from shared.paths import data_root
-from shared.progress import info
+from shared.files import data_root
 from shared.runs import check_writable_dir
+
+log = logging.getLogger(__name__)
 
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -36,9 +38,11 @@ def data(cfg: DataCommandConfig) -> int:
     if cfg.action == "sample":
         return sample(cfg.data_dir, cfg.quiet)
     download = cfg.action == "download"
-    info(f"loan: {fetch_loan_csv(None, cfg.data_dir, quiet=cfg.quiet, allow_download=download)}")
+    log.info(
+        f"loan: {fetch_loan_csv(None, cfg.data_dir, quiet=cfg.quiet, allow_download=download)}"
+    )
     digits = load_digits(cfg.data_dir, allow_download=download, quiet=cfg.quiet)
-    info(f"mnist: {digits.source}")
+    log.info(f"mnist: {digits.source}")
     return 0
 
 
@@ -52,7 +56,7 @@ def sample(data_dir: Path | None, quiet: bool) -> int:
         dest = folder / name
         fetch([m + name for m in MNIST_MIRRORS], dest, quiet=quiet, hint=f"put {name} in {folder}")
         check_idx(dest, digest)
-    info(f"sample: the loan table in {loan}, 10,000 MNIST digits in {folder}", quiet)
+    log.info(f"sample: the loan table in {loan}, 10,000 MNIST digits in {folder}")
     return 0
 
 

@@ -27,11 +27,11 @@ from intro_nn.inference import (  # noqa: F401
 )
 from intro_nn.loan import MODEL_FILE, load_loan_model
 from intro_nn.loan_data import FEATURES, NUMERIC, PURPOSES, validate_loans
-from shared.config import DemoOptions, checked_number
+from shared.cli import DemoOptions, checked_number
 from shared.demo import ServedModel, find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
-from shared.paths import cache_root
+from shared.files import cache_root
 
 # (label, default, lowest, highest) per numeric column: defaults are the medians of the real
 # table and the bounds its range, a little widened; values outside are refused, not extrapolated.

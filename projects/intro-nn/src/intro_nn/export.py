@@ -16,10 +16,10 @@ import torch
 
 from intro_nn.config import ExportConfig
 from intro_nn.inference import DIGITS, MEAN, PROJECT, STD, DigitModel, has_mnist, normalize
-from shared.atomic import atomic_dir, require_new_folder, write_json
 from shared.checkpoint import checkpoint_in
 from shared.demo import find_run
 from shared.extras import require
+from shared.files import atomic_dir, require_new_folder, write_json
 from shared.onnx_export import export_onnx
 
 MODEL_FILE = "model.onnx"

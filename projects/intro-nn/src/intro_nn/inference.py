@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from intro_nn import PROJECT
 from intro_nn.mnist_models import build_model
 from shared.checkpoint import (
     checkpoint_in,
@@ -27,9 +28,8 @@ from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError
 
-PROJECT = "intro-nn"
 MEAN, STD = 0.1307, 0.3081
-DIGITS = [str(d) for d in range(10)]
+DIGITS = list("0123456789")  # the class names
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step", "config")
 MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; larger files are refused before decoding
 

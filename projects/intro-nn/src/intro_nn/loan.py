@@ -12,6 +12,7 @@ runs whatever code the file names, loading a skops file builds only the types it
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import warnings
@@ -39,11 +40,13 @@ from threadpoolctl import threadpool_limits
 from intro_nn.config import PredictConfig, TrainConfig
 from intro_nn.loan_data import FEATURES, TARGET, fetch_loan_csv, read_loans
 from intro_nn.loan_model import make_models
-from shared.atomic import atomic_path
 from shared.errors import UserError
+from shared.files import atomic_path
 from shared.plots import confusion_matrix_figure, save_figure
-from shared.progress import info, progress, warn
+from shared.progress import progress, warn
 from shared.runs import Run
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "loan_model.skops"
 # The only types of a saved loan model that skops does not trust by itself (checked by a test that
@@ -164,7 +167,7 @@ def load_loan_table(cfg: TrainConfig) -> LoanTable:
 
 def train_loan(cfg: TrainConfig, run: Run, table: LoanTable) -> dict:
     df, X, y = table.frame, table.X, table.y
-    info(f"loan: {len(df)} rows from {table.path}, {y.mean():.1%} not fully paid", cfg.quiet)
+    log.info(f"loan: {len(df)} rows from {table.path}, {y.mean():.1%} not fully paid")
     if cfg.eda:
         from intro_nn.loan_eda import draw_eda  # plotting stack only when training
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from shared.download import fetch
 from shared.errors import UserError
-from shared.paths import data_root
+from shared.files import data_root
 
 # The exact CSV the original Intro-NN notebook used (9,578 rows x 14 columns).
 LOAN_URLS = [

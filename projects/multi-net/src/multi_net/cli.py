@@ -25,36 +25,82 @@ DESCRIPTION = (
     "video,caption CSV)."
 )
 
+
+def train_command(cfg: TrainConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.train import train
+
+    return train(cfg)
+
+
+def evaluate_command(cfg: EvaluateConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.evaluate import evaluate_command
+
+    return evaluate_command(cfg)
+
+
+def index_command(cfg: IndexConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.search import index
+
+    return index(cfg)
+
+
+def recommend_command(cfg: RecommendConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.search import recommend
+
+    return recommend(cfg)
+
+
+def demo_command(cfg: DemoConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.demo import run_demo
+
+    return run_demo(cfg)
+
+
+def bench_command(cfg: BenchConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.bench import run_bench
+
+    return run_bench(cfg)
+
+
+def data_command(cfg: DataConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.data import data
+
+    return data(cfg)
+
+
 COMMANDS = {
     "train": Command(
         TrainConfig,
-        "multi_net.train:train_multi",
+        train_command,
         "contrastive training of the fused video embedding",
     ),
     "evaluate": Command(
         EvaluateConfig,
-        "multi_net.evaluate:evaluate_command",
+        evaluate_command,
         "text-video retrieval and category precision",
     ),
-    "index": Command(
-        IndexConfig, "multi_net.search:index", "embed a folder of videos into a search index"
-    ),
+    "index": Command(IndexConfig, index_command, "embed a folder of videos into a search index"),
     "recommend": Command(
         RecommendConfig,
-        "multi_net.search:recommend",
+        recommend_command,
         "nearest videos to a video or a text query",
     ),
     "demo": Command(
         DemoConfig,
-        "multi_net.demo:run_demo",
+        demo_command,
         "search videos by text, browse neighbours: a local web page",
     ),
-    "bench": Command(
-        BenchConfig, "multi_net.bench:run_bench", "decode, embed and search throughput as JSON"
-    ),
+    "bench": Command(BenchConfig, bench_command, "decode, embed and search throughput as JSON"),
     "data": Command(
         DataConfig,
-        "multi_net.data:data",
+        data_command,
         "download or check MSR-VTT, or write the synthetic benchmark (synth)",
     ),
 }

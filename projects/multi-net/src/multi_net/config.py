@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config import (
-    AUTO,
+from shared.cli import (
     SEED_RANGE,
     DataCommandConfig,
     DemoOptions,
     RunConfig,
-    apply_defaults,
     arg,
+    check_bounds,
     epochs_flag,
 )
 from shared.errors import UserError
-from shared.paths import require_file
+from shared.files import require_file
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from
 # scratch on a CPU: a small frame encoder (mn-synth: open_clip's 2-layer text transformer and a
@@ -58,8 +57,8 @@ class DataOptions:
     cache_dir: Path | None = arg(
         None, "decode/feature cache (default: <data root>/cache/multi-net; --data-dir moves it)"
     )
-    num_frames: int = arg(8, "frames sampled uniformly per clip")
-    audio_seconds: float = arg(10.0, "audio cut or zero-padded to this length")
+    num_frames: int = arg(8, "frames sampled uniformly per clip", low=1)
+    audio_seconds: float = arg(10.0, "audio cut or zero-padded to this length", above=0)
 
 
 @dataclass
@@ -86,6 +85,7 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     val_videos: int = arg(
         500,
         "training videos held out for validation when the annotations name none (10%% of a small set)",
+        low=0,
     )
     train_split: Literal["9k", "7k", "official", "all"] = arg(
         "9k", "training videos (1k-A test videos never train)"
@@ -106,7 +106,9 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
         "auto, 10 epochs or 100 steps, whichever is longer; with --epochs N, never)",
         low=0,
     )
-    batch_size: int = arg(128, "videos per batch (each with one random caption)")
+    batch_size: int = arg(
+        128, "videos per batch (each with one random caption; InfoNCE needs negatives)", low=2
+    )
     lr: float = arg(5e-4, "peak learning rate (AdamW, warmup + cosine)")
     encoder_lr: float = arg(1e-6, "CLIP learning rate with --no-freeze-encoders")
     weight_decay: float = arg(0.05, "AdamW weight decay")
@@ -119,7 +121,9 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     )
     fusion_dim: int = arg(256, "fusion transformer width")
     fusion_layers: int = arg(2, "fusion transformer layers")
-    modality_dropout: float = arg(0.3, "chance to hide the audio token in training")
+    modality_dropout: float = arg(
+        0.3, "chance to hide the audio token in training", low=0, high=0.99
+    )
     audio_width: int = arg(64, "base width of the audio CNN")
     audio_encoder: Literal["cnn", "resnet18", "clap"] = arg(
         "cnn",
@@ -137,25 +141,16 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
     )
     max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
 
-    given: InitVar[frozenset[str] | None] = None  # the typed flags (shared.cli fills it)
-
-    def __post_init__(self, given: frozenset[str] | None) -> None:
-        if self.preset != "none":  # the preset's values, where no flag gives them
-            apply_defaults(self, PRESETS[self.preset], given)
-        if self.epochs != AUTO and self.epochs < 1 or self.batch_size < 2:
-            raise UserError("--epochs must be >= 1 and --batch-size >= 2 (InfoNCE needs negatives)")
-        if not 0 <= self.modality_dropout < 1:
-            raise UserError("--modality-dropout must be in [0, 1)")
-        if self.num_frames < 1:
-            raise UserError("--num-frames must be at least 1")
+    def settle(self, given: frozenset[str]) -> None:
+        for name, value in PRESETS.get(self.preset, {}).items():  # where no flag gives them
+            if name not in given:
+                setattr(self, name, value)
         if self.weights is not None and self.audio_encoder != "resnet18":
             raise UserError(
                 "--weights holds ResNet18 weights: use it with --audio-encoder resnet18"
             )
         if self.audio_source is not None and self.audio_encoder != "clap":
             raise UserError("--audio-source names CLAP weights: add --audio-encoder clap")
-        if self.audio_seconds <= 0 or self.val_videos < 0:
-            raise UserError("--audio-seconds must be positive and --val-videos >= 0")
 
 
 @dataclass
@@ -191,11 +186,12 @@ class RecommendConfig:
     index: Path | None = arg(None, "index written by 'multi-net index'", required=True)
     video: str | None = arg(None, "a video id in the index, or a path to a new video")
     text: str | None = arg(None, "a text query, e.g. 'a man is playing guitar'")
-    k: int = arg(10, "results to return")
+    k: int = arg(10, "results to return", low=1)
     checkpoint: Path | None = arg(None, "checkpoint (default: the one the index was built with)")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
     def __post_init__(self) -> None:  # before torch and open_clip are imported (seconds)
+        check_bounds(self)
         require_file(self.index, "--index")
         require_file(self.checkpoint, "--checkpoint")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 from multi_net.config import DataConfig
 from multi_net.dataset import download_msrvtt, find_videos_dir, msrvtt_root
 from multi_net.synth import DEFAULT_SMALL_VIDEOS, DEFAULT_VIDEOS, generate
-from shared.paths import data_root
-from shared.progress import info
+from shared.files import data_root
 from shared.runs import check_writable_dir
+
+log = logging.getLogger(__name__)
 
 SAMPLE_FOLDER = "synth-sample"  # `data sample`: the small benchmark, under the data root
 
@@ -28,7 +30,7 @@ def data(cfg: DataConfig) -> int:
     else:
         root = msrvtt_root(cfg.data_dir)
     videos = find_videos_dir(root) or find_videos_dir(root / "MSRVTT")
-    info(f"MSR-VTT under {root}: videos in {videos}")
+    log.info(f"MSR-VTT under {root}: videos in {videos}")
     return 0 if videos else 2
 
 
@@ -37,7 +39,7 @@ def synth(cfg: DataConfig) -> int:
     out = cfg.out
     if out is None:  # under the data root, never in the current folder or the checkout
         out = data_root(cfg.data_dir) / "synth"
-        info(f"writing the benchmark into {out} (--out DIR for another folder)", cfg.quiet)
+        log.info(f"writing the benchmark into {out} (--out DIR for another folder)")
     check_writable_dir(out, "--out")
     small = DEFAULT_SMALL_VIDEOS if cfg.small else DEFAULT_VIDEOS
     videos = cfg.videos if cfg.videos is not None else small

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from multi_net.annotations import Annotations, find_annotation_files, load_annotations
 from multi_net.features import video_files
-from shared.atomic import write_json
 from shared.download import extract, fetch, file_sha256
 from shared.errors import UserError
-from shared.paths import data_root
-from shared.progress import info, warn
+from shared.files import data_root, write_json
+from shared.progress import warn
+
+log = logging.getLogger(__name__)
 
 # Frozen-in-Time's copy (videos/all/*.mp4 + annotation/MSR_VTT.json) and CLIP4Clip's split files.
 VIDEO_ARCHIVE_URLS = ["https://www.robots.ox.ac.uk/~maxbain/frozen-in-time/data/MSRVTT.zip"]
@@ -69,7 +71,8 @@ def locate(
     quiet: bool = False,
     train_split: str = "9k",
 ) -> MsrVtt:
-    root = msrvtt_root(data_dir)
+    if videos is None or not annotations:  # (your own videos and captions need no data root)
+        root = msrvtt_root(data_dir)
     if videos is None:
         videos = find_videos_dir(root) or find_videos_dir(root / "MSRVTT")
         if videos is None and download:
@@ -115,7 +118,7 @@ def coverage(data: MsrVtt, quiet: bool = False) -> None:
         warn(f"{len(missing)} captioned video(s) are not in the video folder: left out")
     silent = len(set(data.videos) - captioned)
     if silent:
-        info(f"{silent} video(s) have no captions: indexed, not trained on", quiet)
+        log.info(f"{silent} video(s) have no captions: indexed, not trained on")
 
 
 @dataclass

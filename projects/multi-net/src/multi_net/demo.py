@@ -17,9 +17,8 @@ import torch
 from multi_net.config import DemoConfig
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
-from shared.atomic import atomic_path
 from shared.checkpoint import run_of
-from shared.config import DemoOptions, checked_number
+from shared.cli import DemoOptions, checked_number
 from shared.demo import (
     ServedModel,
     find_run,
@@ -31,7 +30,7 @@ from shared.demo import (
 )
 from shared.device import select_device
 from shared.errors import UserError
-from shared.paths import cache_root, runs_root
+from shared.files import atomic_path, cache_root, runs_root
 
 COLUMNS = ["rank", "video_id", "score", "caption", "category"]
 MAX_QUERY_CHARS = 500

@@ -9,6 +9,7 @@ embeddings, from one cached file.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from torch import nn
 
 from multi_net.encoders import LogMel, frame_features
 from multi_net.video import DecodeCache, Decoded, DecodeError, DecodeParams, decode_many
-from shared.atomic import atomic_path
 from shared.errors import UserError
-from shared.progress import info, progress, warn
+from shared.files import atomic_path
+from shared.progress import progress, warn
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov"}
 
@@ -72,8 +75,9 @@ class VideoFeatures:
         return {v: i for i, v in enumerate(self.ids)}
 
     def save(self, path: Path) -> None:
+        stored = {f.name: getattr(self, f.name) for f in fields(self)}
         with atomic_path(path) as tmp:
-            torch.save({f.name: getattr(self, f.name) for f in fields(self)}, tmp)
+            torch.save(stored, tmp)
 
     @staticmethod
     def load(path: Path) -> VideoFeatures:
@@ -166,9 +170,8 @@ def load_video_features(
         raise UserError("no decodable videos")
     vids, frames, mels, has_audio = encode_decoded(decoded, clip, device, audio)
     feats = VideoFeatures(vids, frames, mels, has_audio, skipped)
-    info(
-        f"features: {len(vids)} videos ({int(has_audio.sum())} with audio), {len(skipped)} skipped",
-        quiet,
+    log.info(
+        f"features: {len(vids)} videos ({int(has_audio.sum())} with audio), {len(skipped)} skipped"
     )
     if feat_path is not None:
         feats.save(feat_path)

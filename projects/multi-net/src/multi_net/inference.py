@@ -14,21 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multi_net import PROJECT
 from multi_net.encoders import CLIP_MEAN, CLIP_STD, load_clip, text_features
 from multi_net.features import AudioInput, VideoFeatures, load_video_features, logmel_input
 from multi_net.model import FusionConfig, FusionModel
 from multi_net.video import DecodeParams
 from shared.checkpoint import (
-    check_bounds,
+    check_settings_bounds,
     check_weights_fit,
     load_checkpoint,
     model_from_checkpoint,
     refuse_if_damaged,
     settings_from_checkpoint,
 )
-from shared.paths import cache_root
-
-PROJECT = "multi-net"
+from shared.files import cache_root
 
 
 def cache_dir(cfg) -> Path:
@@ -65,7 +64,7 @@ def decode_params(decode: dict, path: Path | str = "checkpoint") -> DecodeParams
         "audio_seconds": decode.get("audio_seconds", DecodeParams.audio_seconds),
         "audio_rate": decode.get("audio_rate", DecodeParams.audio_rate),
     }
-    check_bounds(path, values, DECODE_BOUNDS)
+    check_settings_bounds(path, values, DECODE_BOUNDS)
     return DecodeParams(**values)
 
 

@@ -13,11 +13,10 @@ from multi_net.annotations import category_name, load_annotations
 from multi_net.config import IndexConfig, RecommendConfig
 from multi_net.features import VIDEO_SUFFIXES, video_files
 from multi_net.inference import PROJECT, TrainedModel, cache_dir
-from shared.atomic import atomic_path
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
-from shared.paths import data_root, runs_root
+from shared.files import atomic_path, data_root, runs_root
 from shared.runs import check_writable_file
 
 INDEX_FORMAT = "multi-net-index-v1"
@@ -376,8 +375,6 @@ def recommendations(cfg: RecommendConfig) -> dict:
     """The top k of an index for a video id, a new video file, or a text query."""
     if (cfg.video is None) == (cfg.text is None):
         raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
-    if cfg.k < 1:
-        raise UserError("--k must be at least 1")
     idx = load_index(cfg.index)
     ids = idx["ids"]
     exclude, query = None, None

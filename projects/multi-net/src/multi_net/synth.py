@@ -24,8 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from shared.atomic import write_text
 from shared.errors import UserError
+from shared.files import write_text
 from shared.progress import progress
 
 SHAPES = ("circle", "square", "triangle")

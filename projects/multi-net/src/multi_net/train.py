@@ -1,15 +1,17 @@
 """``multi-net train``: contrastive video(+audio) <-> caption training.
 
-The steps, each a function below: find the data and its splits (``load_data``); build CLIP and the
-fusion model (``build_models``); encode the videos once (frame features and log-mels, cached) and
-the training captions (``EncodedData``); choose what trains and how batches are drawn
-(``model_groups_and_batches``); train with the shared loop, choosing ``best.pt`` by validation R@1; then score
-the test pairs once, with ``best.pt`` (``train_multi``).
+``train`` reads top to bottom as a run happens: the device; the videos, their captions and splits
+(``load_data``); CLIP, the audio encoder and the fusion model (``build_models``); the videos
+encoded once (frame features and log-mels, cached) and the training captions (``EncodedData``);
+what trains and how batches are drawn (``model_groups_and_batches``); AdamW; the run folder;
+shared's loop (``fit``, ``best.pt`` chosen by validation R@1); then the test pairs scored once,
+with ``best.pt``. Everything that can refuse the command happens before the run folder exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
@@ -32,17 +34,14 @@ from multi_net.inference import (
 )
 from multi_net.model import FusionConfig, FusionModel, info_nce
 from multi_net.video import DecodeCache, DecodeParams
-from shared.batching import EpochBatches
-from shared.device import make_generator
-from shared.distributed import gather_with_grad, world_size
+from shared.checkpoint import read_resume
+from shared.device import gather_with_grad, is_main, seeded_device, world_size
 from shared.errors import UserError
-from shared.length import AutoLength
-from shared.lifecycle import Outcome, Plan, TrainingTask, run_training
-from shared.optim import adamw, decay_groups, warmup_cosine
-from shared.plots import LivePlot
-from shared.progress import info
+from shared.optim import decay_groups
 from shared.runs import Run
-from shared.training import Trainer
+from shared.training import AutoLength, EpochBatches, Plot, WarmupCosine, fit
+
+log = logging.getLogger(__name__)
 
 # step s's caption for each video is drawn from a generator seeded (seed, CAPTION_STREAM + s): a
 # stream apart from the batch order's, both pure functions of the step (exact resume)
@@ -52,7 +51,7 @@ CAPTION_STREAM = 5_000_000
 LENGTH = AutoLength(min_epochs=10, min_steps=500, patience_epochs=10, patience_steps=100)
 
 
-def decode_params(cfg, size: int) -> DecodeParams:
+def decode_settings(cfg, size: int) -> DecodeParams:
     """How videos are decoded: CLAP listens at 48 kHz, the log-mel encoders at 16 kHz."""
     rate = CLAP_RATE if cfg.audio_encoder == "clap" else DecodeParams.audio_rate
     return DecodeParams(
@@ -75,10 +74,9 @@ def load_data(cfg: TrainConfig) -> tuple[MsrVtt, Splits]:
     coverage(data, cfg.quiet)
     splits = standard_split(data, cfg.train_split, cfg.seed, cfg.val_videos)
     check_splits(splits)
-    info(
+    log.info(
         f"videos on disk: {len(data.videos)}; train {len(splits.train)}, validation pairs "
-        f"{len(splits.val)}, test pairs {len(splits.test)}",
-        cfg.quiet,
+        f"{len(splits.val)}, test pairs {len(splits.test)}"
     )
     return data, splits
 
@@ -119,73 +117,61 @@ class EncodedData:
 # --- batches ---------------------------------------------------------------------------------
 
 
-class ContrastiveBatches:
-    """Step -> a batch of training videos, each with one caption drawn with a (seed, step) generator.
-
-    The batch is GLOBAL (the same on every rank); under torchrun each rank keeps its share.
-    """
-
-    def __init__(self, data: EncodedData, rows: torch.Tensor, batch: int, seed: int, device):
-        self.data, self.rows, self.seed, self.device = data, rows, seed, device
-        self.order = EpochBatches(len(rows), batch, seed)
-        self.steps_per_epoch = self.order.steps_per_epoch
-
-    def select(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
-        """(video rows, caption indices, the step's generator)."""
-        idx = self.rows[self.order.indices(step)]
-        g = make_generator(self.seed, CAPTION_STREAM + step)
-        lo, hi = self.data.caption_start[idx], self.data.caption_start[idx + 1]
-        return idx, lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long(), g
-
-    def __call__(self, step: int):
-        idx, cap, g = self.select(step)
-        frames, logmel, has_audio = self.data.videos(idx, self.device)
-        view_noise = torch.randn(frames.shape, generator=g).to(self.device)
-        return [(frames, logmel, has_audio, self.data.text_feats[cap].to(self.device), view_noise)]
+def with_captions(data: EncodedData, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """One caption of each video ``idx``, drawn with the step's generator ``g``."""
+    lo, hi = data.caption_start[idx], data.caption_start[idx + 1]
+    return lo + (torch.rand(len(idx), generator=g) * (hi - lo)).long()
 
 
-class FrameBatches(ContrastiveBatches):
-    """For --no-freeze-encoders: decoded frames (from the decode cache) and caption tokens.
+def contrastive_batches(
+    data: EncodedData, rows: torch.Tensor, batch: int, seed: int, device
+) -> EpochBatches:
+    """The batches of each step: training videos in a seeded epoch order, each with one caption
+    and its view noise drawn with the step's generator. A batch is GLOBAL (the same on every
+    rank); under torchrun each rank keeps its share."""
 
-    The training videos' frames are read into memory once when they fit in ``memory_bytes``
-    (a small data set), else from the decode cache at every step.
-    """
+    def make(pick: torch.Tensor, g: torch.Generator):
+        idx = rows[pick]
+        cap = with_captions(data, idx, g)
+        frames, logmel, has_audio = data.videos(idx, device)
+        view_noise = torch.randn(frames.shape, generator=g).to(device)
+        return frames, logmel, has_audio, data.text_feats[cap].to(device), view_noise
 
-    def __init__(
-        self,
-        data,
-        rows,
-        batch,
-        seed,
-        device,
-        cache: DecodeCache,
-        tokenizer,
-        dim: int,
-        memory_bytes: int = 2 << 30,
-    ):
-        super().__init__(data, rows, batch, seed, device)
-        self.cache, self.tokenizer, self.dim = cache, tokenizer, dim
-        p = cache.p
-        size = len(rows) * p.num_frames * 3 * p.size * p.size
-        self.frames: dict[int, int] | None = None
-        if size <= memory_bytes:
-            ids = [data.feats.ids[i] for i in rows.tolist()]
-            self.memory = load_frames(cache, ids)
-            self.frames = {int(r): i for i, r in enumerate(rows.tolist())}
+    return EpochBatches(len(rows), batch, seed, None, make, stream=CAPTION_STREAM)
 
-    def __call__(self, step: int):
-        idx, cap, g = self.select(step)
-        if self.frames is not None:
-            frames = self.memory[[self.frames[int(i)] for i in idx]].to(self.device)
+
+def frame_batches(
+    data: EncodedData,
+    rows: torch.Tensor,
+    batch: int,
+    seed: int,
+    device,
+    cache: DecodeCache,
+    tokenizer,
+    dim: int,
+    memory_bytes: int = 2 << 30,
+) -> EpochBatches:
+    """For --no-freeze-encoders: decoded frames (from the decode cache) and caption tokens. The
+    training videos' frames are read into memory once when they fit in ``memory_bytes`` (a
+    small data set), else from the decode cache at every step."""
+    p, ids = cache.p, data.feats.ids
+    in_memory = len(rows) * p.num_frames * 3 * p.size * p.size <= memory_bytes
+    memory = load_frames(cache, [ids[i] for i in rows.tolist()]) if in_memory else None
+    place = {int(r): i for i, r in enumerate(rows.tolist())}
+
+    def make(pick: torch.Tensor, g: torch.Generator):
+        idx = rows[pick]
+        cap = with_captions(data, idx, g)
+        if memory is not None:
+            frames = memory[[place[int(i)] for i in idx]].to(device)
         else:
-            ids = [self.data.feats.ids[i] for i in idx.tolist()]
-            frames = load_frames(self.cache, ids).to(self.device)
-        f = self.data.feats
-        tokens = self.tokenizer([self.data.texts[i] for i in cap.tolist()]).to(self.device)
-        noise = torch.randn((*frames.shape[:2], self.dim), generator=g).to(self.device)
-        return [
-            (frames, f.audio[idx].to(self.device), f.has_audio[idx].to(self.device), tokens, noise)
-        ]
+            frames = load_frames(cache, [ids[i] for i in idx.tolist()]).to(device)
+        f = data.feats
+        tokens = tokenizer([data.texts[i] for i in cap.tolist()]).to(device)
+        noise = torch.randn((*frames.shape[:2], dim), generator=g).to(device)
+        return frames, f.audio[idx].to(device), f.has_audio[idx].to(device), tokens, noise
+
+    return EpochBatches(len(rows), batch, seed, None, make, stream=CAPTION_STREAM)
 
 
 def load_frames(cache: DecodeCache, ids: list[str]) -> torch.Tensor:
@@ -269,10 +255,10 @@ def model_groups_and_batches(
     batch = min(cfg.batch_size, len(rows))
     groups = decay_groups(model.named_parameters(), cfg.weight_decay)
     if cfg.freeze_encoders:
-        return model, groups, ContrastiveBatches(enc, rows, batch, cfg.seed, device)
+        return model, groups, contrastive_batches(enc, rows, batch, cfg.seed, device)
     clip.requires_grad_(True)
     groups += decay_groups(clip.named_parameters(), cfg.weight_decay, lr=cfg.encoder_lr)
-    batches = FrameBatches(enc, rows, batch, cfg.seed, device, cache, tokenizer, clip_dim(clip))
+    batches = frame_batches(enc, rows, batch, cfg.seed, device, cache, tokenizer, clip_dim(clip))
     return EndToEnd(clip, model), groups, batches
 
 
@@ -314,36 +300,40 @@ MODEL_SETTINGS = (
 
 
 @dataclasses.dataclass
-class Prepared:
-    """What ``plan`` found and built: the data and its splits, CLIP, the fusion model and what
-    trains (the fusion model alone with frozen towers, else the towers too), the videos' cached
-    features and the training rows. ``summary`` scores the chosen model with it."""
+class Scoring:
+    """What scoring a model on (video, caption) pairs needs beside the pairs: the data (its
+    categories and attributes), CLIP and its tokenizer, the fusion model and what trains, the
+    videos' cached features and the decode cache (frames, when CLIP's towers are fine-tuned)."""
 
     data: MsrVtt
-    splits: Splits
     clip: nn.Module
     tokenizer: Any
-    size: int  # CLIP's image size
     fusion: FusionModel
     trained: nn.Module
     feats: VideoFeatures
-    rows: list[int]  # the training videos with captions
     decode_cache: DecodeCache
-    planned_epochs: int = 0
 
 
-def prepare(cfg: TrainConfig, device, resumed) -> tuple[Prepared, list, Any]:
-    """The splits, CLIP and the fusion model, the videos' cached features, the training captions
-    encoded; with the optimizer's parameter groups and the batches that feed it."""
+def train(cfg: TrainConfig) -> dict:
+    """``multi-net train``: returns the run's summary."""
+    device = seeded_device(cfg.device, cfg.seed)
+    resumed = read_resume(cfg, PROJECT, CHECKPOINT_KEYS, MODEL_SETTINGS) if cfg.resume else None
+    state = resumed.state if resumed is not None else None
+
+    # the videos, CLIP and the fusion model
     data, splits = load_data(cfg)
     audio = audio_input(cfg.audio_encoder, cfg.audio_source, DecodeParams.audio_rate, cfg.quiet)
     clip, tokenizer, size, fusion = build_models(
-        cfg, device, resumed, getattr(audio.module, "dim", 0)
+        cfg, device, state, getattr(audio.module, "dim", 0)
     )
-    params = decode_params(cfg, size)
-    wanted = splits.train + [v for v, _ in splits.val + splits.test]
+
+    # the videos' features (decoded and encoded once, cached) and the training captions
+    params = decode_settings(cfg, size)
     feats = load_video_features(
-        {v: data.videos[v] for v in dict.fromkeys(wanted)},
+        {
+            v: data.videos[v]
+            for v in dict.fromkeys(splits.train + [v for v, _ in splits.val + splits.test])
+        },
         params,
         clip,
         clip_identity(cfg, cfg.seed),
@@ -352,120 +342,127 @@ def prepare(cfg: TrainConfig, device, resumed) -> tuple[Prepared, list, Any]:
         audio=audio,
         quiet=cfg.quiet,
     )
-    train_set = set(splits.train)  # only training captions are encoded for training
+    enc, rows = training_captions(data, splits, feats, clip, tokenizer, device)
+    decode_cache = DecodeCache(cache_dir(cfg), params)
+
+    # what trains (the fusion model, or CLIP's towers too), its batches, its optimizer
+    trained, groups, batches = model_groups_and_batches(
+        cfg, fusion, clip, tokenizer, enc, rows, decode_cache, device
+    )
+    scoring = Scoring(data, clip, tokenizer, fusion, trained, feats, decode_cache)
+    has_val = len({v for v, _ in splits.val}) >= 2
+    planned, cadence = LENGTH.cadence(
+        cfg.epochs,
+        cfg.patience,
+        batches,
+        validates=has_val,
+        max_minutes=cfg.max_minutes,
+    )
+    fused = device.type in ("cuda", "cpu")  # one kernel for every parameter where PyTorch has it
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
+
+    # the run folder, and shared's loop
+    run = Run(PROJECT, cfg.out, cfg, resume_from=resumed.path if resumed else None)
+    random_clip = cfg.freeze_encoders and not cfg.pretrained and cfg.clip_weights is None
+    fitted = fit(
+        trained,
+        optimizer,
+        batches,
+        make_loss(cfg.vv_weight),
+        cadence,
+        run=run,
+        device=device,
+        schedule=WarmupCosine(max(1, cadence.max_steps // 20), cadence.max_steps, 0.01),
+        # validation pairs only: they choose best.pt
+        evaluate=(lambda m: prefixed("val", score(cfg, scoring, splits.val, device)))
+        if has_val
+        else None,
+        monitor="val_t2v_r1",
+        mode="max",
+        precision=cfg.precision,
+        compile=cfg.compile,
+        clip_grad=1.0,
+        resumed=resumed,
+        extra_state={
+            "fusion_config": fusion.cfg.as_dict(),
+            "end_to_end": not cfg.freeze_encoders,
+            # fine-tuned towers are inside "model"; random frozen ones are kept here
+            "clip_state": clip.state_dict() if random_clip else None,
+            "decode": {
+                "num_frames": cfg.num_frames,
+                "size": size,
+                "audio_seconds": cfg.audio_seconds,
+                "audio_rate": params.audio_rate,
+            },
+        },
+        plot=Plot(
+            "loss.png",
+            "multi-net contrastive training",
+            ("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
+        ),
+        quiet=cfg.quiet,
+    )
+    if not is_main():
+        return {}
+
+    return run.finish(summary(cfg, fitted, scoring, splits, rows, planned, device))
+
+
+def summary(cfg: TrainConfig, fitted, scoring: Scoring, splits: Splits, rows, planned, device):
+    """The chosen model on the validation pairs, and the one look at the test pairs."""
+    feats = scoring.feats
+    val = score(cfg, scoring, splits.val, device)
+    test = score(cfg, scoring, splits.test, device)
+    return {
+        "device": str(device),
+        "world_size": world_size(),
+        "clip": clip_identity(cfg, cfg.seed),
+        "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
+        "preset": cfg.preset,
+        "train_videos": len(rows),
+        "val_videos": len({v for v, _ in splits.val}),
+        "skipped_videos": len(feats.skipped),
+        "with_audio": int(feats.has_audio.sum()),
+        "epochs": fitted.trainer.epoch,
+        "planned_epochs": planned,
+        "stop_reason": fitted.result["stop_reason"],
+        "train_seconds": fitted.result["train_seconds"],
+        "best_epoch": fitted.epoch,
+        **prefixed("val", val),
+        **prefixed("test", test),
+        "checkpoint": str(fitted.checkpoint),
+    }
+
+
+def training_captions(data: MsrVtt, splits: Splits, feats, clip, tokenizer, device):
+    """The training videos' captions encoded by CLIP's text tower (validation and test captions
+    are encoded only when they are scored), and the training rows that have captions."""
+    train_set = set(splits.train)
     captions = {v: data.ann.captions.get(v, []) for v in feats.ids if v in train_set}
     enc = EncodedData(feats, captions, clip, tokenizer, device)
     rows = enc.rows_with_captions(splits.train)
     if len(rows) < 2:
         raise UserError("fewer than two decodable training videos with captions")
-    decode_cache = DecodeCache(cache_dir(cfg), params)
-    trained, groups, batches = model_groups_and_batches(
-        cfg, fusion, clip, tokenizer, enc, rows, decode_cache, device
-    )
-    got = Prepared(data, splits, clip, tokenizer, size, fusion, trained, feats, rows, decode_cache)
-    return got, groups, batches
+    return enc, rows
 
 
-def score(cfg: TrainConfig, got: Prepared, pairs, device) -> dict:
+def prefixed(prefix: str, metrics: dict) -> dict:
+    """``metrics`` named ``<prefix>_<name>`` (``videos``, a count, only in a summary)."""
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
+def score(cfg: TrainConfig, s: Scoring, pairs, device) -> dict:
     """Retrieval metrics of the model as it is now on ``pairs`` (video id, caption)."""
-    got.trained.eval()
+    s.trained.eval()
     ids = [v for v, _ in pairs]
-    f = current_features(cfg, got.trained, got.feats, ids, got.decode_cache, device)
-    ann = got.data.ann
+    f = current_features(cfg, s.trained, s.feats, ids, s.decode_cache, device)
     return evaluate_pairs(
-        got.fusion,
+        s.fusion,
         f,
         pairs,
-        got.clip,
-        got.tokenizer,
+        s.clip,
+        s.tokenizer,
         device,
-        categories=ann.categories,
-        attributes=ann.attributes,
+        categories=s.data.ann.categories,
+        attributes=s.data.ann.attributes,
     )
-
-
-class MultiTask(TrainingTask):
-    """Contrastive training of the fusion model (and CLIP's towers when they are fine-tuned);
-    ``best.pt`` chosen by validation R@1, the test pairs scored once with it."""
-
-    project = PROJECT
-    checkpoint_keys = CHECKPOINT_KEYS
-    settings_fixed_on_resume = MODEL_SETTINGS
-
-    def plan(self, cfg: TrainConfig, device, resumed, resume_path) -> Plan:
-        got, groups, batches = prepare(cfg, device, resumed)
-        has_val = len({v for v, _ in got.splits.val}) >= 2
-        got.planned_epochs, cadence = LENGTH.cadence(
-            cfg.epochs,
-            cfg.patience,
-            batches.steps_per_epoch,
-            validates=has_val,
-            max_minutes=cfg.max_minutes,
-            quiet=cfg.quiet,
-        )
-        total = cadence.max_steps
-        optimizer = adamw(groups, device, lr=cfg.lr)
-
-        def evaluate(tr: Trainer) -> dict:  # validation pairs only: they choose best.pt
-            metrics = score(cfg, got, got.splits.val, device)
-            return {f"val_{k}": v for k, v in metrics.items() if k != "videos"}
-
-        random_clip = cfg.freeze_encoders and not cfg.pretrained and cfg.clip_weights is None
-        return Plan(
-            model=got.trained,
-            optimizer=optimizer,
-            scheduler=warmup_cosine(optimizer, max(1, total // 20), total, 0.01),
-            batch_for_step=batches,
-            loss_fn=make_loss(cfg.vv_weight),
-            cadence=cadence,
-            evaluate=evaluate if has_val else None,
-            extra_state={
-                "fusion_config": got.fusion.cfg.as_dict(),
-                "end_to_end": not cfg.freeze_encoders,
-                # fine-tuned towers are inside "model"; random frozen ones are kept here
-                "clip_state": got.clip.state_dict() if random_clip else None,
-                "decode": {
-                    "num_frames": cfg.num_frames,
-                    "size": got.size,
-                    "audio_seconds": cfg.audio_seconds,
-                    "audio_rate": decode_params(cfg, got.size).audio_rate,
-                },
-            },
-            plot=LivePlot(
-                "loss.png",
-                title="multi-net contrastive training",
-                metrics=("loss", "t2v_r1", "t2v_r5", "t2v_r1_no_audio", "v2v_category_p10"),
-            ),
-            clip_grad=1.0,
-            monitor="val_t2v_r1",
-            mode="max",
-            prepared=got,
-        )
-
-    def summary(self, cfg: TrainConfig, outcome: Outcome, got: Prepared) -> dict:
-        val = score(cfg, got, got.splits.val, outcome.device)  # the chosen model's validation
-        test = score(cfg, got, got.splits.test, outcome.device)  # the one look at the test pairs
-        return {
-            "device": str(outcome.device),
-            "world_size": world_size(),
-            "clip": clip_identity(cfg, cfg.seed),
-            "encoders": "frozen" if cfg.freeze_encoders else "fine-tuned",
-            "preset": cfg.preset,
-            "train_videos": len(got.rows),
-            "val_videos": len({v for v, _ in got.splits.val}),
-            "skipped_videos": len(got.feats.skipped),
-            "with_audio": int(got.feats.has_audio.sum()),
-            "epochs": outcome.trainer.epoch,
-            "planned_epochs": got.planned_epochs,
-            "stop_reason": outcome.result["stop_reason"],
-            "train_seconds": outcome.result["train_seconds"],
-            "best_epoch": outcome.chosen_epoch,
-            **{f"val_{k}": v for k, v in val.items()},
-            **{f"test_{k}": v for k, v in test.items()},
-            "checkpoint": str(outcome.checkpoint),
-        }
-
-
-def train_multi(cfg: TrainConfig) -> tuple[Run, dict]:
-    """``multi-net train``."""
-    return run_training(MultiTask(), cfg)

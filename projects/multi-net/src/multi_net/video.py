@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from shared.atomic import atomic_path
+from shared.files import atomic_path
 
 
 class DecodeError(Exception):

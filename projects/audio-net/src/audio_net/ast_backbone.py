@@ -24,17 +24,17 @@ from torch import nn
 
 from audio_net.features import FeatureParams
 from shared.errors import UserError
-from shared.extras import require
 from shared.hub import (
+    Source,
     check_config_fits_weights,
+    config_integer,
     from_pretrained_quietly,
-    model_folder,
     read_model_json,
     safetensors_file,
 )
 
 DEFAULT_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
-WANTED_FILES = ["config.json", "preprocessor_config.json", "model.safetensors"]
+SOURCE = Source("audio-net", "--model-source", "the AST backbone", DEFAULT_SOURCE)
 MAX_JSON_BYTES = 4 << 20
 # what an AST source's config may say (the network and its front end): checked before any work
 CONFIG_BOUNDS = {
@@ -65,15 +65,9 @@ RATE_BOUNDS = {"sampling_rate": (4000, 192_000)}
 AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
 
 
-def require_transformers() -> None:
-    require(("transformers", "safetensors"), "audio-net", "pretrained", "the AST backbone")
-
-
-def source_folder(source: str, quiet: bool = False) -> Path:
-    """A local folder as it is; otherwise a Hub name, downloaded (once) into the Hub's cache."""
-    return model_folder(
-        source, flag="--model-source", project="audio-net", wanted=WANTED_FILES, quiet=quiet
-    )
+def source_folder(source: str | None, quiet: bool = False) -> Path:
+    """``--model-source`` (or AudioSet's AST): a local folder, or a Hub name fetched once."""
+    return SOURCE.folder(source, quiet)
 
 
 def read_json(path: Path, required: bool = True) -> dict:
@@ -83,11 +77,12 @@ def read_json(path: Path, required: bool = True) -> dict:
 def ast_config(raw: dict, labels: list[str], where: object):
     """transformers' ``ASTConfig`` from a config dict (a source's config.json or a checkpoint's
     copy), with the head sized for ``labels``; a config of another model is refused."""
-    require_transformers()
+    SOURCE.require()
     from transformers import ASTConfig  # optional: the pretrained extra
 
     if raw.get("model_type", "audio-spectrogram-transformer") != "audio-spectrogram-transformer":
         raise UserError(f"{where}: model_type {raw.get('model_type')!r} is not an AST")
+    check_numbers({**AST_BASE, **raw}, CONFIG_BOUNDS, where)  # before transformers reads them
     kept = {k: v for k, v in raw.items() if k not in ("id2label", "label2id", "num_labels")}
     try:
         config = ASTConfig(
@@ -104,12 +99,10 @@ def ast_config(raw: dict, labels: list[str], where: object):
 def check_numbers(values: dict, bounds: dict[str, tuple[int, int]], where: object) -> None:
     """Each of ``values`` an integer within its ``bounds``, else one ``UserError``."""
     for key, (low, high) in bounds.items():
-        value = values.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise UserError(f"{where}: {key} {value!r} is not an integer in [{low}, {high}]")
+        config_integer(values, key, where, low, high)
 
 
-def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
+def source_features(folder: Path, hop_seconds: float | None) -> FeatureParams:
     """AST's front end as the source describes it: 16 kHz (its feature extractor's rate), its mel
     bins, windows of its ``max_length`` frames of 10 ms (10.24 s for AudioSet's models)."""
     config = read_json(folder / "config.json")
@@ -133,7 +126,7 @@ def feature_params(folder: Path, hop_seconds: float | None) -> FeatureParams:
     )
 
 
-def base_feature_params(hop_seconds: float | None = None) -> FeatureParams:
+def base_features(hop_seconds: float | None = None) -> FeatureParams:
     """AudioSet AST's front end (16 kHz, 128 mel bins, 1024 frames) without a folder: ``bench``
     times an AST-Base-shaped network built from transformers' default ``ASTConfig``."""
     return FeatureParams(
@@ -172,7 +165,7 @@ class ASTBackbone(nn.Module):
         """A new network of ``config``'s shape, or ``model`` (one transformers loaded) as it is."""
         super().__init__()
         if model is None:
-            require_transformers()
+            SOURCE.require()
             from transformers import ASTForAudioClassification  # optional: the pretrained extra
 
             model = ASTForAudioClassification(config)
