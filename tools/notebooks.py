@@ -1,15 +1,22 @@
-"""Refresh or check the projects' walkthrough notebooks.
+"""Run, refresh or check the projects' walkthrough notebooks.
 
+    uv run --package intro-nn python tools/notebooks.py run projects/intro-nn/walkthrough.ipynb
     uv run --package intro-nn python tools/notebooks.py refresh projects/intro-nn/walkthrough.ipynb
     uv run --package intro-nn python tools/notebooks.py check projects/*/walkthrough.ipynb
 
-``refresh`` re-executes a notebook in place (a fresh kernel in the notebook's folder, reading the
-data root as the CLIs do: ``$DL_DATA_DIR``, else ``data/``; what is missing there is downloaded),
-so its committed outputs are the ones its code produces, and records a digest of its code cells
-in its metadata. Run it with the notebook's own
-project (``--package``), whose modules the notebook imports. ``check`` says, without running
-anything, whether each committed notebook is current: digest, execution counts 1, 2, 3, ...,
-figures and size (the projects' tests check the same).
+``run`` executes a notebook top to bottom in a fresh kernel (in the notebook's folder, reading the
+data root as the CLIs do: ``$DL_DATA_DIR``, else ``data/``; what is missing there is downloaded)
+and writes the executed copy under the data root's cache, never over the committed one. ``refresh``
+(for maintainers) executes the same way and writes the outputs INTO the committed notebook, with a
+digest of its code cells in its metadata. Both say which cell runs (cell n of N), keep the kernel's
+start-up noise out of the terminal, and stop at a failing cell with its one-line error. Run them
+with the notebook's own project (``--package``), whose modules the notebook imports. ``check``
+says, without running anything, whether each committed notebook is current: digest, execution
+counts 1, 2, 3, ..., figures and size (the projects' tests check the same).
+
+To work through a lesson yourself, open it in JupyterLab (each project's README):
+
+    uv run --package intro-nn --extra lab jupyter lab projects/intro-nn/walkthrough.ipynb
 """
 
 from __future__ import annotations
@@ -65,9 +72,66 @@ def problems(path: Path) -> list[str]:
     return found
 
 
+def executed_copy(path: Path) -> Path:
+    """Where ``run`` writes its executed copy: ``<data root>/cache/<project>/walkthrough/``."""
+    from shared.files import cache_root
+
+    return cache_root(path.resolve().parent.name) / "walkthrough" / path.name
+
+
+def execute(path: Path, action: str, timeout: int | None) -> bool:
+    """Run ``path`` (``run``: into its copy; ``refresh``: in place), saying cell n of N; on a
+    failing cell, its one-line error and where the kernel's own output went. True if it ran."""
+    import tempfile
+
+    from nbclient.exceptions import CellExecutionError
+
+    from shared.files import atomic_path
+
+    t0, current = time.perf_counter(), [0]
+
+    def on_cell(n: int, total: int) -> None:
+        current[0] = n
+        print(f"{path}: cell {n} of {total} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    with tempfile.TemporaryFile("w+") as kernel_log:
+        try:
+            if action == "refresh":
+                nb = notebooks.refresh(
+                    path, timeout=timeout, on_cell=on_cell, kernel_stderr=kernel_log
+                )
+                dest = path
+            else:
+                nb = notebooks.execute(
+                    path, timeout=timeout, on_cell=on_cell, kernel_stderr=kernel_log
+                )
+                dest = executed_copy(path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dest) as tmp:
+                    notebooks.nbformat.write(nb, str(tmp))
+        except CellExecutionError as exc:
+            print(
+                f"{path}: stopped at cell {current[0]}: {exc.ename}: {exc.evalue}", file=sys.stderr
+            )
+            return False
+        except Exception as exc:  # the kernel died or never started: its own words say why
+            kernel_log.seek(0)
+            tail = kernel_log.read()[-2000:]
+            print(
+                f"{path}: the kernel failed ({exc.__class__.__name__}: {exc})\n{tail}",
+                file=sys.stderr,
+            )
+            return False
+    print(
+        f"{path}: executed in {time.perf_counter() - t0:.0f} s, {notebooks.image_outputs(nb)} "
+        f"figures, written to {dest} ({dest.stat().st_size:,} bytes)"
+    )
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("refresh", "check"))
+    parser.add_argument("action", choices=("run", "refresh", "check"))
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (no limit)")
     args = parser.parse_args(argv)
@@ -78,13 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {why}", file=sys.stderr)
             status = 1
             continue
-        if args.action == "refresh":
-            t0 = time.perf_counter()
-            nb = notebooks.refresh(path, timeout=args.timeout)
-            print(
-                f"{path}: executed in {time.perf_counter() - t0:.0f} s, "
-                f"{notebooks.image_outputs(nb)} figures, {path.stat().st_size:,} bytes"
-            )
+        if args.action in ("run", "refresh") and not execute(path, args.action, args.timeout):
+            status = 1
+            continue
+        if args.action == "run":
+            continue
         for problem in problems(path):
             print(f"{path}: {problem}", file=sys.stderr)
             status = 1

@@ -3,6 +3,7 @@
 then resumed exactly."""
 
 import dataclasses
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -75,3 +76,26 @@ def test_a_log_gets_progress_lines_at_a_steady_interval(tmp_path, capsys, monkey
     monkeypatch.delenv("DL_PROGRESS_EVERY")
     train(ToyConfig(out=tmp_path / "b", steps=20))
     assert "train: step" not in capsys.readouterr().err
+
+
+def test_the_time_left_does_not_count_the_first_step_and_a_pause_says_what_it_is(
+    monkeypatch, capsys
+):
+    """A first step that compiled for 100 s would make 8 more 1-second steps look like 4 min 27 s
+    left; the estimate starts after it. An evaluation that lasts gets its own lines in a log."""
+    from shared import progress as progress_module
+    from shared.progress import ProgressLines, busy
+
+    now = iter([0.0, 100.0, 101.0, 102.0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(now))
+    bar = ProgressLines(total=10, desc="train", unit="step", every=1e9)
+    for _ in range(3):
+        bar.update(1)
+    assert bar.line(102.0).endswith("1 min 42 s elapsed, about 7 s left"), bar.line(102.0)
+    monkeypatch.undo()
+
+    bar = ProgressLines(total=10, desc="train", unit="step", every=0)
+    with busy(bar, "evaluating"):
+        while not bar.printed:  # the heartbeat's first line
+            threading.Event().wait(0.05)
+    assert "train: step 0, evaluating, " in capsys.readouterr().err

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from shared.download import DownloadError, extract, fetch
+from shared.download import DownloadError, extract, fetch, why_failed
 from shared.files import data_root
 
 PAYLOAD = b"col1,col2\n1,2\n" * 1000
@@ -104,3 +104,24 @@ def test_failed_download_leaves_no_folder_and_says_what_else_works(tmp_path):
     with pytest.raises(DownloadError):
         fetch("http://127.0.0.1:9/unreachable", tmp_path / "kept" / "x.csv", quiet=True)
     assert (tmp_path / "kept").is_dir()  # a folder that existed before stays
+
+
+def test_a_failed_download_says_why_in_plain_words(server, tmp_path):
+    """One short reason per URL, never a cut-off repr of urllib3's exception."""
+    url, _ = server
+    with pytest.raises(DownloadError) as exc:
+        fetch([f"{url}/missing.csv", "http://127.0.0.1:9/x.csv"], tmp_path / "x.csv", quiet=True)
+    lines = str(exc.value).splitlines()
+    assert lines[1].endswith("/missing.csv: HTTP 404 File not found"), lines
+    assert lines[2].endswith("/x.csv: no network (connection refused)"), lines
+    assert "HTTPConnectionPool" not in str(exc.value)
+    try:
+        try:
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+        except OSError as inner:
+            raise ConnectionError(
+                "HTTPSConnectionPool(host='raw.githubusercontent.com', port=443): Max retries "
+                'exceeded (Caused by NameResolutionError("HTTPSConnection"))'
+            ) from inner
+    except ConnectionError as err:
+        assert why_failed(err) == "no network (raw.githubusercontent.com could not be resolved)"

@@ -27,6 +27,29 @@ def test_uploads_are_pruned_by_age_then_oldest_first(tmp_path, monkeypatch):
     assert demo.prune_uploads(max_bytes=1000) == 0
 
 
+def test_a_killed_servers_uploads_are_removed_by_the_next_server(tmp_path):
+    """SIGKILL runs no cleanup: the next demo removes the folders of servers that are gone,
+    never a live server's (its own pid here) and never what is not a server's folder."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dead = tmp_path / f"server-{gone}-x1"
+    (dead / "f").mkdir(parents=True)
+    (dead / "f" / "image.webp").write_bytes(b"x")
+    live = tmp_path / f"server-{os.getpid()}-x2"
+    live.mkdir()
+    other = tmp_path / "server-notes-x3"
+    other.mkdir()
+    demo.remove_orphans(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
 def test_input_problems_are_one_short_line_naming_no_server_path():
     message = (
         "Cannot move /srv/app/data/cache/demo-uploads/server-1-abc/0f3e/my song.wav to the "

@@ -7,6 +7,7 @@ runs end to end through ``predict``, ``evaluate`` and the ONNX export."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,38 +20,22 @@ from audio_net.cli import main
 from audio_net.features import KaldiFbank, featurize_waves
 from audio_net.model import SpectrogramClassifier
 from shared.errors import UserError
-from testkit import assert_clean_failure
+from testkit import assert_clean_failure, random_pretrained
 
 transformers = pytest.importorskip("transformers")
 
+PROJECT = Path(__file__).resolve().parents[1]
 RATE = 16000
 LABELS = ["blues", "classical", "country"]
 
 
 @pytest.fixture(scope="module")
 def ast_folder(tmp_path_factory):
-    """A 2-layer AST, 32 wide, reading 128 frames (1.28 s) of 32 mel bins, its head of 3 labels;
-    every weight perturbed (transformers starts biases and norms at 0 and 1, which would hide a
-    weight read into the wrong place), with a feature extractor of AudioSet's normalisation."""
-    folder = tmp_path_factory.mktemp("ast")
-    config = transformers.ASTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_length=128,
-        num_mel_bins=32,
-        id2label=dict(enumerate(LABELS)),
-        label2id={name: i for i, name in enumerate(LABELS)},
-    )
-    torch.manual_seed(0)
-    model = transformers.ASTForAudioClassification(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    model.save_pretrained(folder)
-    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(folder)
-    return folder
+    """A 2-layer AST, 32 wide, reading 128 frames (1.28 s) of 32 mel bins, its head of 3 labels,
+    every weight perturbed, with a feature extractor of AudioSet's normalisation: built by the
+    command NOTES.md gives users (tools/random_pretrained.py ast --tiny)."""
+    out = tmp_path_factory.mktemp("ast") / "ast-random"
+    return random_pretrained(PROJECT, "ast", out, *LABELS)
 
 
 def wave(seconds: float, seed: int) -> torch.Tensor:

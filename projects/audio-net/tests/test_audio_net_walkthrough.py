@@ -12,6 +12,7 @@ from testkit.notebooks import walkthrough_tests
     test_walkthrough_teaches_on_the_project_modules,
     test_walkthrough_runs_on_its_data,
     test_walkthrough_without_its_data,
+    test_the_readme_command_opens_the_walkthrough_in_jupyterlab,
 ) = walkthrough_tests(
     Path(__file__).parents[1],
     "audio_net",

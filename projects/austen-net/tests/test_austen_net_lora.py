@@ -3,6 +3,7 @@
 optimizer sees only the adapters."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,9 @@ from austen_net.lora import (
     peft_state,
 )
 from austen_net.model import GPT
+from austen_net.presets import LORA_LR
 from austen_net.pretrained import llama_config, llama_weights
+from testkit import python_blocks
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -186,6 +189,7 @@ def test_lora_run_trains_adapters_alone_resumes_exactly_and_exports_both_ways(
     assert main([*argv, "--out", str(straight)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 12 and 0 < summary["trainable_params_m"] < summary["params_m"]
+    assert json.loads((straight / "config.json").read_text())["lr"] == LORA_LR  # LoRA's default
     best = straight / "checkpoints" / "best.pt"
     state = load_checkpoint(best, project="austen-net")
     assert state["model"] and all("lora_" in k for k in state["model"])  # adapters alone
@@ -220,10 +224,17 @@ def test_lora_run_trains_adapters_alone_resumes_exactly_and_exports_both_ways(
     )
     written = json.loads(capsys.readouterr().out)
     assert written["format"] == "peft" and written["rank"] == 4
-    base = transformers.AutoModelForCausalLM.from_pretrained(llama_folder).eval()
+    # NOTES.md's snippet, as a reader runs it, with this test's base and adapter
+    notes = (Path(__file__).parents[1] / "NOTES.md").read_text()
+    snippet = python_blocks(notes.split("### Loading the adapter in peft", 1)[1])[0]
+    snippet = snippet.replace("TinyLlama/TinyLlama_v1.1", str(llama_folder))
+    scope = {}
+    exec(snippet.replace("runs/tinyllama-adapter", str(adapter)), scope)
+    assert len(capsys.readouterr().out) > 0
     with torch.no_grad():
-        theirs = peft.PeftModel.from_pretrained(base, adapter).eval()(ids).logits
-    assert (mine - theirs).abs().max() <= 1e-4
+        theirs = scope["model"](ids).logits
+        folded = scope["merged"](ids).logits
+    assert (mine - theirs).abs().max() <= 1e-4 and (mine - folded).abs().max() <= 1e-4
 
     merged = tmp_path / "merged"
     assert main(["export", "--checkpoint", str(best), "--out", str(merged)]) == 0
@@ -365,3 +376,16 @@ def test_hostile_adapter_folders_are_one_line_each(llama_folder, tmp_path, capsy
         argv = ["import", folder, "--base", llama_folder, "--out", out, "--quiet"]
         assert_clean_failure(main, [str(a) for a in argv], capsys, words)
         assert not out.exists(), name
+
+
+def test_lora_learning_rate_follows_the_flag_and_a_typed_lr_wins():
+    """--lora-rank brings LoRA's measured learning rate (NOTES.md); full fine-tuning keeps the
+    preset's; --lr typed wins either way."""
+    from austen_net.config import TrainConfig
+
+    lora = TrainConfig(init_from="gpt2", lora_rank=8)
+    full = TrainConfig(init_from="gpt2")
+    typed = TrainConfig(
+        init_from="gpt2", lora_rank=8, given=frozenset({"init_from", "lora_rank", "lr"}), lr=2e-4
+    )
+    assert (lora.lr, full.lr, typed.lr) == (LORA_LR, 5e-5, 2e-4)

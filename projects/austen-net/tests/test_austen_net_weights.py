@@ -1,5 +1,7 @@
 """``--weights auto``: the fastest weights within the bits/char bound, measured once, cached."""
 
+import re
+
 import pytest
 import torch
 
@@ -65,6 +67,10 @@ def test_real_measurement_names_every_candidate(run, capsys):
     err = capsys.readouterr().err
     assert chosen in ("fp32", "bf16", "int8")
     assert all(f"{k} " in err.split("fastest within", 1)[1] for k in ("fp32", "bf16", "int8"))
+    # before the wait for the others, how long it will be: what fp32 took, twice
+    took = re.search(r"fp32 measured in (\d+) s; bf16, int8 next, about (\d+) s more", err)
+    assert took is not None, err
+    assert abs(int(took[2]) - 2 * int(took[1])) <= 1
 
 
 def test_without_the_validation_text_fp32_is_kept(tmp_path, capsys):

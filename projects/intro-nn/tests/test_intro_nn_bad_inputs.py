@@ -3,6 +3,7 @@ problem, exit status 2, no traceback, nothing half-written, and no run folder le
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -281,3 +282,33 @@ def test_data_dir_may_name_the_folder_holding_the_loan_table(capsys, tmp_path, m
         "or pass --data FILE (or --data-dir DIR, a folder holding loan_data.csv)"
     )
     assert list(empty.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+def test_data_sample_offline_names_all_it_fetches_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    from intro_nn import loan_data
+
+    monkeypatch.setattr(loan_data, "LOAN_URLS", ["http://127.0.0.1:9/loan_data.csv"])
+    root = tmp_path / "data"
+    assert main(["data", "sample", "--data-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "loan_data.csv" in err and "MNIST's test pair" in err and "t10k-images" in err
+    assert "no network (connection refused)" in err and "Traceback" not in err
+    assert not root.exists() or list(root.rglob("*")) == []
+
+
+def test_a_failed_mnist_download_leaves_no_empty_folder(tmp_path, monkeypatch, capsys):
+    import torchvision
+
+    from intro_nn.mnist_data import download
+
+    def offline_mnist(root, train, download):  # what torchvision does offline
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True)
+        try:
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+        except OSError as exc:
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n") from exc
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline_mnist)
+    assert download(tmp_path, quiet=True) is None
+    assert list(tmp_path.iterdir()) == []
+    assert "could not download MNIST" in capsys.readouterr().err

@@ -7,6 +7,7 @@ its checkpoint reloaded by ``evaluate``, ``index`` and ``recommend``."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,40 +18,21 @@ from multi_net.clap import ClapLogMel, load_clap_audio
 from multi_net.cli import main
 from shared.checkpoint import load_checkpoint
 from shared.errors import UserError
-from testkit import assert_clean_failure
+from testkit import assert_clean_failure, random_pretrained
 
 transformers = pytest.importorskip("transformers")
 
+PROJECT = Path(__file__).resolve().parents[1]
 TINY = ["--clip-model", "mn-tiny", "--no-pretrained", "--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def clap_folder(tmp_path_factory):
-    """A full CLAP (audio and text towers) with a 4-stage Swin audio tower 128 wide, its
-    projection 32 wide, every weight perturbed; saved with an unfused feature extractor."""
-    folder = tmp_path_factory.mktemp("clap")
-    audio = transformers.ClapAudioConfig(
-        depths=[1, 1, 1, 1],
-        patch_embeds_hidden_size=16,
-        hidden_size=128,
-        num_attention_heads=[1, 2, 4, 8],
-    )
-    text = transformers.ClapTextConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-    )
-    config = transformers.ClapConfig(
-        text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32
-    )
-    torch.manual_seed(0)
-    model = transformers.ClapModel(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    model.save_pretrained(folder)
-    transformers.ClapFeatureExtractor(
-        truncation="rand_trunc", frequency_min=50, frequency_max=14000
-    ).save_pretrained(folder)
-    return folder
+    """A full CLAP (audio and text towers) with a 4-stage Swin audio tower 128 wide, its text tower
+    and projection 32 wide, every weight perturbed, saved with an unfused feature extractor: built
+    by the command NOTES.md gives users (tools/random_pretrained.py clap --tiny)."""
+    out = tmp_path_factory.mktemp("clap") / "clap-random"
+    return random_pretrained(PROJECT, "clap", out)
 
 
 def waves(n: int, seconds: float = 10.0, rate: int = 48000) -> torch.Tensor:

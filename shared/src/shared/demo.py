@@ -118,6 +118,7 @@ def import_gradio(upload_dir: Path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if "GRADIO_TEMP_DIR" not in os.environ:
         upload_dir.mkdir(parents=True, exist_ok=True)
+        remove_orphans(upload_dir)
         mine = Path(tempfile.mkdtemp(prefix=f"server-{os.getpid()}-", dir=upload_dir))
         if not _server_uploads:  # also when stopped before serving (SIGTERM while loading)
             atexit.register(remove_uploads)
@@ -126,6 +127,21 @@ def import_gradio(upload_dir: Path):
     import gradio as gr  # optional: shared's demo extra (and slow: about 3 s)
 
     return gr
+
+
+def remove_orphans(upload_dir: Path) -> None:
+    """Remove the upload folders of servers that are gone without cleaning up (killed with
+    SIGKILL, a machine that lost power): ``server-<pid>-*`` whose process no longer runs."""
+    for folder in upload_dir.glob("server-*-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError):  # another user's live process; not a pid
+            continue
 
 
 def remove_uploads() -> None:

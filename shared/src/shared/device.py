@@ -196,6 +196,18 @@ def cpu_facts() -> dict[str, Any]:
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def cpu_load() -> float | None:
+    """The last minute's load average per CPU this process may use (1.0: every core busy), or
+    None where the system does not say. Other work on the cores changes what is faster: compiled
+    CPU code, whose threads spin waiting for each other, lost to eager code on a busy machine."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return load / max(cores or 1, 1)
+
+
 def compiles(setting: str | bool, device: torch.device, pays_off: bool = False) -> bool:
     """Whether ``--compile on|off|auto`` asks for ``torch.compile`` on ``device``: on; or auto on
     CUDA, and elsewhere where the work ``pays_off`` (long enough to repay the compile time: a

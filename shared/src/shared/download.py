@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tarfile
 import zipfile
 from collections.abc import Sequence
@@ -46,6 +47,36 @@ def _by_hand(urls: Sequence[str], dest: Path, sha256: str | None, hint: str | No
         f"\n  download it by hand from {urls[0]} and place it there"
         + (f", or {hint}" if hint else "")
     )
+
+
+def why_failed(exc: BaseException) -> str:
+    """Why a download failed, in a few plain words: "no network (raw.githubusercontent.com could
+    not be resolved)", "timed out", "HTTP 404". Reads the whole chain of causes (torchvision's
+    message ends at "Error downloading X:", the reason is the exception it chains to)."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(" ".join(str(e).split()) for e in chain)
+    host = re.search(r"host='([^']+)'", text)
+    where = f" ({host.group(1)} could not be resolved)" if host else ""
+    for e in chain:
+        if isinstance(e, requests.HTTPError) and e.response is not None:
+            return f"HTTP {e.response.status_code} {e.response.reason or ''}".strip()
+        if isinstance(e, requests.Timeout | TimeoutError):
+            return "timed out"
+    if re.search(r"NameResolution|Name or service not known|name resolution|getaddrinfo", text):
+        return "no network" + where
+    if re.search(r"Connection refused|Network is unreachable", text):
+        return "no network (connection refused)"
+    if re.search(r"SSL|CERTIFICATE", text):
+        return "a TLS error (a proxy in the way?)"
+    last = chain[-1]
+    words = " ".join(str(last).split())
+    if len(words) > 120:
+        words = words[:120].rsplit(" ", 1)[0] + " ..."
+    return f"{last.__class__.__name__}: {words}" if words else last.__class__.__name__
 
 
 def missing_folders(path: Path) -> list[Path]:
@@ -128,11 +159,9 @@ def _download(urls, dest: Path, sha256, quiet: bool, timeout: float, hint) -> Pa
                 f"checksum mismatch for {url}: {exc}".strip() + _by_hand(urls, dest, sha256, hint)
             ) from exc
         except (requests.RequestException, OSError) as exc:
-            errors.append(f"{url}: {exc.__class__.__name__}: {str(exc)[:200]}")
+            errors.append(f"{url}: {why_failed(exc)}")
     raise DownloadError(
-        "could not download (offline, or the server refused):\n  "
-        + "\n  ".join(errors)
-        + _by_hand(urls, dest, sha256, hint)
+        "could not download:\n  " + "\n  ".join(errors) + _by_hand(urls, dest, sha256, hint)
     )
 
 

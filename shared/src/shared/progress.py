@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -60,6 +62,7 @@ class ProgressLines:
         self.every = every if every is not None else float(env) if env else PROGRESS_EVERY_S
         self.t0 = self.last = time.monotonic()
         self.printed = False
+        self.clock: tuple[float, int] | None = None  # (time, n) at the first update
 
     def __iter__(self) -> Iterator:
         for item in self.iterable or ():
@@ -70,6 +73,8 @@ class ProgressLines:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
+        if self.clock is None:  # the first step (compiling, warming up) is not a typical one
+            self.clock = (now, self.n)
         if now - self.last >= self.every:
             self.last = now
             self.write(now)
@@ -84,7 +89,10 @@ class ProgressLines:
         )
         parts = [f"{self.desc}: {count}", self.postfix, f"{duration(elapsed)} elapsed"]
         if self.total and done > 0 and self.n < self.total:
-            parts.append(f"about {duration(elapsed / done * (self.total - self.n))} left")
+            since, n = self.clock or (self.t0, self.first)
+            if self.n > n:  # the rate after the first step: a compile is not counted as a step
+                left = (now - since) / (self.n - n) * (self.total - self.n)
+                parts.append(f"about {duration(left)} left")
         return ", ".join(p for p in parts if p)
 
     def write(self, now: float) -> None:
@@ -95,6 +103,38 @@ class ProgressLines:
         if self.printed:  # a run long enough to report ends with where it ended
             self.printed = False
             self.write(time.monotonic())
+
+
+@contextmanager
+def busy(bar: tqdm | ProgressLines, what: str) -> Iterator[None]:
+    """Say what a long pause in ``bar`` is doing (an evaluation): a terminal's bar shows it; a
+    log gets a line every ``every`` seconds while it lasts, so a log never goes silent."""
+    if getattr(bar, "disable", False):  # --quiet
+        yield
+        return
+    if not isinstance(bar, ProgressLines):
+        desc = bar.desc.rstrip(": ")
+        bar.set_description(f"{desc} ({what})")
+        try:
+            yield
+        finally:
+            bar.set_description(desc)
+        return
+    stop, t0 = threading.Event(), time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(max(bar.every, 0.5)):
+            so_far = duration(time.monotonic() - t0)
+            print(f"{bar.desc}: {bar.unit} {bar.n}, {what}, {so_far} so far", file=sys.stderr)
+            bar.printed = True
+
+    thread = threading.Thread(target=beat, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def progress(

@@ -63,7 +63,7 @@ from shared.device import (
 from shared.errors import Terminated, UserError
 from shared.files import atomic_path, to_jsonable
 from shared.optim import check_optimizer_state, check_scheduler_state
-from shared.progress import progress
+from shared.progress import busy, progress
 from shared.runs import CheckpointManager, Run, refuse_non_finite
 
 log = logging.getLogger(__name__)
@@ -448,7 +448,7 @@ def run_loop(
     def do_eval() -> None:
         nonlocal last_eval
         trainer.model.eval()
-        with torch.no_grad(), trainer.autocast():
+        with torch.no_grad(), trainer.autocast(), busy(bar, "evaluating"):
             last_eval = evaluate(trainer.eval_model)
         if run is not None:
             run.log(step=trainer.step, epoch=trainer.epoch, **last_eval)

@@ -29,7 +29,13 @@ from testkit.cli_checks import (
     leftovers,
 )
 from testkit.demos import ServedDemo, check_demo_serves, demo_client, raw_call
-from testkit.fixtures import isolated, real_data, real_data_root, session_roots
+from testkit.fixtures import (
+    isolated,
+    random_pretrained,
+    real_data,
+    real_data_root,
+    session_roots,
+)
 from testkit.imports import TRAINING_ONLY, heavy_help_imports, help_modules, modules_loaded
 from testkit.readme import (
     FENCE,
@@ -55,6 +61,7 @@ __all__ = [
     "real_data_root",
     "real_data",
     "session_roots",
+    "random_pretrained",
     "isolated",
     "HelpFacts",
     "cli_help",

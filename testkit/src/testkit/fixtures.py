@@ -72,3 +72,24 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.setattr(logger, "handlers", [CurrentStderr()])
         monkeypatch.setattr(logger, "propagate", False)
         logger.setLevel(logging.INFO)
+
+
+def random_pretrained(project: Path, model: str, out: Path, *labels: str) -> Path:
+    """Build a tiny random ``model`` folder (``ast`` or ``clap``) at ``out`` with the command the
+    project's NOTES.md gives users (``tools/random_pretrained.py ... --tiny``): the tests load what
+    a user who follows the notes gets."""
+    import shlex
+    import subprocess
+
+    notes = (project / "NOTES.md").read_text()
+    tool = f"python tools/random_pretrained.py {model} "
+    line = next((ln for ln in notes.splitlines() if tool in ln), None)
+    assert line is not None, f"{project.name}/NOTES.md gives no '{tool}...' command"
+    argv = shlex.split(line.split(" python ", 1)[1])
+    argv[2] = str(out)  # the folder the note names, made here instead
+    if labels:
+        argv += ["--labels", ",".join(labels)]
+    root = project.resolve().parents[1]
+    done = subprocess.run([sys.executable, *argv], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out

@@ -204,17 +204,25 @@ def execute(
     env: dict[str, str] | None = None,
     timeout: int | None = None,
     until: str | None = None,
+    on_cell=None,
+    kernel_stderr=None,
 ):
     """Run every cell in a fresh kernel started in the notebook's folder; an error raises
     ``nbclient.exceptions.CellExecutionError`` naming the cell. Returns the executed copy. No
     time limit per cell by default: a busy machine is slower, not wrong (a cell that took 51 s idle
-    took minutes beside two busy loops). ``until``: stop after the first code cell holding it."""
+    took minutes beside two busy loops). ``until``: stop after the first code cell holding it.
+    ``on_cell(n, total)``: called as code cell n (from 1) of ``total`` starts. ``kernel_stderr``:
+    a file for the kernel process's own stderr (its start-up warnings), else the caller's."""
     nb = read(path)
     if until is not None:
         last = next(
             i for i, c in enumerate(nb.cells) if c.cell_type == "code" and until in c.source
         )
         nb.cells = nb.cells[: last + 1]
+    numbers = {
+        i: n
+        for n, i in enumerate((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), start=1)
+    }
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -222,14 +230,22 @@ def execute(
         record_timing=False,
         resources={"metadata": {"path": str(Path(path).parent)}},
     )
-    client.execute(env=env if env is not None else kernel_env())
+    if on_cell is not None:
+
+        def on_cell_start(cell, cell_index: int) -> None:
+            if cell_index in numbers:  # nbclient calls it for markdown cells too
+                on_cell(numbers[cell_index], len(numbers))
+
+        client.on_cell_start = on_cell_start
+    extra = {} if kernel_stderr is None else {"stderr": kernel_stderr}
+    client.execute(env=env if env is not None else kernel_env(), **extra)
     return nb
 
 
-def refresh(path: Path, *, env: dict[str, str] | None = None, timeout: int | None = None):
+def refresh(path: Path, *, env: dict[str, str] | None = None, timeout: int | None = None, **kw):
     """Execute in place: the outputs and the digest of the code that made them are committed
     (the notebook's other metadata, its facts, kept)."""
-    nb = execute(path, env=env, timeout=timeout)
+    nb = execute(path, env=env, timeout=timeout, **kw)
     nb.metadata.setdefault(METADATA_KEY, {})["code_sha256"] = code_digest(nb)
     nb.metadata.pop("widgets", None)
     with atomic_path(Path(path)) as tmp:
@@ -275,6 +291,97 @@ def check_lesson(project: Path, module: str) -> None:
     assert outside == [], f"paths outside the repository: {outside}"
     readme = (project / "README.md").read_text()
     assert "\nLearn: [walkthrough.ipynb](walkthrough.ipynb)" in readme
+
+
+def lab_command(project: Path) -> str:
+    """The README's command that opens the walkthrough in JupyterLab."""
+    from testkit.readme import shell_blocks
+
+    want = f"uv run --package {project.name} --extra lab jupyter lab projects/{project.name}/{NOTEBOOK}"
+    lines = [line for b in shell_blocks((project / "README.md").read_text()) for line in b]
+    assert want in lines, f"the README has no block with the line: {want}"
+    return want
+
+
+def check_lab_serves(project: Path, tmp: Path) -> None:
+    """The README's JupyterLab command, run from the repository root as a user runs it, starts a
+    server that serves the walkthrough as a notebook, the lab page that opens it, and a Python
+    kernel from the project's environment. Jupyter's own folders go to ``tmp``."""
+    import json
+    import shlex
+    import socket
+    import subprocess
+    import threading
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "walkthrough-test"
+    argv = shlex.split(lab_command(project)) + [
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+    ]
+    if os.geteuid() == 0:  # a container's root (CI): Jupyter refuses root unless told
+        argv.append("--allow-root")
+    env = {**os.environ, "UV_OFFLINE": "1", "IPYTHONDIR": str(tmp / "ipython")}
+    for name in ("CONFIG", "DATA", "RUNTIME"):
+        env[f"JUPYTER_{name}_DIR"] = str(tmp / name.lower())
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp / "workspaces")
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp / "settings")
+    root = project.parents[1]
+    proc = subprocess.Popen(
+        argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    serving = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if f":{port}/lab" in line:
+                serving.set()
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def get(path: str):
+        url = f"http://127.0.0.1:{port}{path}{'&' if '?' in path else '?'}token={token}"
+        try:
+            with urllib.request.urlopen(url) as response:
+                return response.status, response.read()
+        except OSError as exc:
+            raise AssertionError(f"{url}: {exc}\n{''.join(lines)[-3000:]}") from exc
+
+    def answers() -> bool:
+        try:
+            return get("/api/status")[0] == 200
+        except AssertionError:
+            return False
+
+    try:
+        start = time.monotonic()
+        # it prints its URL, then listens: wait for the URL, then for an answer
+        while not (serving.wait(0.2) and answers()):
+            alive = proc.poll() is None and time.monotonic() - start < 600
+            assert alive, f"jupyter lab never served: {''.join(lines)[-3000:]}"
+        rel = NOTEBOOK  # the server's root is the notebook's folder
+        status, body = get(f"/api/contents/{rel}?content=0")
+        assert status == 200 and json.loads(body)["type"] == "notebook", body[:300]
+        status, body = get(f"/lab/tree/{rel}")
+        assert status == 200 and b"JupyterLab" in body
+        status, body = get("/api/kernelspecs")
+        specs = json.loads(body)
+        assert specs["default"] in specs["kernelspecs"], specs
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def notebook_data_root(tmp: Path) -> Path | None:
@@ -325,8 +432,9 @@ def check_goes_on_without(project: Path, tmp: Path, until: str, sentence: str) -
 
 
 def walkthrough_tests(project: Path, module: str, *, stop_command: str | None = None, goes_on=None):
-    """The four tests of a project's walkthrough, for its test module to bind to ``test_*`` names:
-    committed, lesson, runs on its data, and without its data (one sentence naming
+    """The five tests of a project's walkthrough, for its test module to bind to ``test_*`` names:
+    committed, lesson, runs on its data, without its data, opened by the README's JupyterLab
+    command (one sentence naming
     ``stop_command``; or, with ``goes_on`` = (cell text, sentence), the optional data's cell
     says so and the notebook goes on)."""
     import pytest
@@ -349,9 +457,13 @@ def walkthrough_tests(project: Path, module: str, *, stop_command: str | None = 
         else:
             check_stops_without_data(project, tmp_path, stop_command)
 
+    def test_the_readme_command_opens_the_walkthrough_in_jupyterlab(tmp_path):
+        check_lab_serves(project, tmp_path)
+
     return (
         test_committed_walkthrough_is_current,
         test_walkthrough_teaches_on_the_project_modules,
         test_walkthrough_runs_on_its_data,
         test_walkthrough_without_its_data,
+        test_the_readme_command_opens_the_walkthrough_in_jupyterlab,
     )

@@ -120,8 +120,11 @@ def run_shell_block(block: list[str], prog: str, main: Callable, data: Path | No
 
 
 def run_offline_block(readme: Path, prog: str, main: Callable, data: Path | None) -> int:
-    """Run the README's first shell block (its offline quick start) as written."""
-    return run_shell_block(shell_blocks(readme.read_text())[0], prog, main, data)
+    """Run the first shell block of the README's ``## Quick start`` (its offline start) as
+    written."""
+    return run_shell_block(
+        shell_blocks(section(readme.read_text(), "Quick start"))[0], prog, main, data
+    )
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from austen_net.presets import PRESETS, TRAIN_PRESETS
+from austen_net.presets import LORA_LR, PRESETS, TRAIN_PRESETS
 from shared.cli import (
     SEED_RANGE,
     DataCommandConfig,
@@ -34,6 +34,7 @@ CPU_COMPILE_MIN_STEPS = 1000
 # generate --compile auto on a CPU: the fewest tokens that repay compiling the decode step (the
 # compile time over the time it saves a token, measured: NOTES.md, "Compiling"); always on CUDA
 GENERATE_COMPILE_MIN_TOKENS = 30_000
+BUSY_LOAD = 0.5  # load per core from which --compile auto decodes eagerly (README, "Speed")
 
 
 @dataclass
@@ -115,8 +116,9 @@ class TrainConfig(RunConfig, CorpusOptions):
     )
     lora_rank: int = arg(
         0,
-        "train low-rank adapters (LoRA) of this rank beside the frozen --init-from weights: "
-        "checkpoints hold the adapters only (0: full fine-tuning)",
+        "train low-rank adapters (LoRA) of this rank beside the frozen --init-from weights, at "
+        f"lr {LORA_LR:g} unless --lr is given: checkpoints hold the adapters only (0: full "
+        "fine-tuning)",
         low=0,
         high=1024,
     )
@@ -155,6 +157,8 @@ class TrainConfig(RunConfig, CorpusOptions):
             )
         if self.lora_rank and not self.init_from:
             raise UserError("--lora-rank adapts a pretrained model: add --init-from SOURCE")
+        if self.lora_rank and "lr" not in given:
+            self.lr = LORA_LR
         unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
         if unknown or not self.lora_targets:
             raise UserError(
@@ -214,7 +218,8 @@ class GenerateConfig:
         "auto",
         "torch.compile the one-token decode step (fixed shapes, CUDA graphs on a GPU): on, off, or "
         "auto: on CUDA, and on a CPU where the tokens asked for repay the compile time "
-        f"({GENERATE_COMPILE_MIN_TOKENS:,} of them, --infinite never); fbgemm's int8 (CPUs "
+        f"({GENERATE_COMPILE_MIN_TOKENS:,} of them, --infinite never) while no other work keeps "
+        "the cores busy; fbgemm's int8 (CPUs "
         "without AVX-512) runs eagerly",
         const="on",
         negative=("--no-compile", "off"),

@@ -8,12 +8,12 @@ import time
 
 import torch
 
-from austen_net.config import GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
+from austen_net.config import BUSY_LOAD, GENERATE_COMPILE_MIN_TOKENS, GenerateConfig
 from austen_net.decode import compiled_decoder, generate
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
 from austen_net.weights import choose_weights
-from shared.device import compiles, select_device
+from shared.device import compiles, cpu_load, select_device
 from shared.errors import Terminated
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def generate_command(cfg: GenerateConfig, out=None) -> int:
         batches = sample_batches(cfg.num_samples, rows_that_fit(model.cfg))
     else:
         batches = [1] * cfg.num_samples
-    first, speed = 0, Speed()
+    first, speed = 0, Speed(step is not None)
     try:
         for rows in batches:
             idx = torch.tensor([ids] * rows, dtype=torch.long, device=device)
@@ -91,30 +91,36 @@ def generate_command(cfg: GenerateConfig, out=None) -> int:
                 return 0  # Ctrl-C is how an --infinite story ends
             first += rows
     finally:
-        log.info(speed.line(weights, step is not None, device))
+        log.info(speed.line(weights, device))
     return 0
 
 
 class Speed:
-    """Tokens per second as the reader saw them: every token after each batch's first (the
-    first carries the prompt and, compiled, the compile itself)."""
+    """Tokens per second as the reader saw them once decoding runs: not each batch's first token
+    (it carries the prompt) nor, compiled, its second (the first one-token step, which carries
+    the compile: counting it made a 300-token run read 9 tokens/s where the steps ran 380)."""
 
-    def __init__(self) -> None:
+    def __init__(self, compiled: bool) -> None:
         self.tokens, self.seconds = 0, 0.0
+        self.skip = 2 if compiled else 1  # tokens at the start of a batch not counted
+        self.compiled = compiled
 
     def count(self, tokens, rows: int):
         last = None
-        for t in tokens:
+        for i, t in enumerate(tokens):
             now = time.perf_counter()
             if last is not None:
                 self.tokens, self.seconds = self.tokens + rows, self.seconds + now - last
-            last = now
+            if i + 1 >= self.skip:
+                last = now
             yield t
 
-    def line(self, weights: str, compiled: bool, device) -> str:
+    def line(self, weights: str, device) -> str:
         rate = f"{self.tokens / self.seconds:,.1f} tokens/s" if self.seconds else "too few tokens"
-        path = "compiled" if compiled else "eager"
-        return f"{rate} ({weights} weights, {path} decode step, {device}; first token not counted)"
+        path, left_out = (
+            ("compiled", "first two tokens") if self.compiled else ("eager", "first token")
+        )
+        return f"{rate} ({weights} weights, {path} decode step, {device}; {left_out} not counted)"
 
 
 BATCH_CACHE_BYTES = 1 << 30  # the KV cache one batch of samples may hold
@@ -163,10 +169,21 @@ def write_samples(tokens, tok: Tokenizer, prompt: str, numbers, out) -> bool:
 
 
 def compile_pays_off(cfg: GenerateConfig, device) -> bool:
-    """``--compile auto`` off CUDA: the tokens asked for repay the compile (README, "Speed")."""
+    """``--compile auto`` off CUDA: the tokens asked for repay the compile, and the CPUs are not
+    busy with other work, where compiled decoding ran no faster than eager and its compile took
+    half as long again (NOTES.md, "When compiling the decode step pays")."""
     if cfg.infinite:
         return False  # a CPU would make the reader wait half a minute
-    return cfg.max_new_tokens * cfg.num_samples >= GENERATE_COMPILE_MIN_TOKENS
+    if cfg.max_new_tokens * cfg.num_samples < GENERATE_COMPILE_MIN_TOKENS:
+        return False
+    load = cpu_load()
+    if load is not None and load >= BUSY_LOAD:
+        log.info(
+            f"--compile auto: eager (the CPUs are busy: load {load:.1f} per core; compiled "
+            "decoding is no faster than eager beside other work)"
+        )
+        return False
+    return True
 
 
 def compiled_step(model, cfg: GenerateConfig, device):

@@ -42,3 +42,8 @@ TRAIN_PRESETS: dict[str, dict] = {
         eval_every=50,
     ),
 }
+
+# LoRA's learning rate where --lr is not typed (adapters are few and start at zero: they take a far
+# larger step than full fine-tuning's 5e-5). Chosen by measurement on our own cpu-preset model, 256
+# wide (NOTES.md, "LoRA's learning rate"); a model eight times wider wants less (--lr 2e-4).
+LORA_LR = 5e-3

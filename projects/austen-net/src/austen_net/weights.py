@@ -28,6 +28,7 @@ from austen_net.windows import predicted_chars, total_nll
 from shared.device import cpu_facts
 from shared.errors import UserError
 from shared.files import cache_root, read_regular_file, write_json
+from shared.progress import duration
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,19 @@ def choose_weights(checkpoint: Path, device: torch.device) -> str:
     if texts is None:
         log.info("weights: fp32 (the run's validation text is not here to check bf16 and int8 on)")
         return "fp32"
-    log.info("weights auto: measuring fp32, bf16 and int8 once for this checkpoint and machine")
+    kinds = candidates(device)
+    log.info(
+        f"weights auto: measuring {', '.join(kinds)} once for this checkpoint and machine "
+        "(--weights fp32 skips it)"
+    )
+    t0 = time.perf_counter()
     measured = {"fp32": measure_candidate(model, tok, texts, device)}
-    for kind in candidates(device)[1:]:
+    took = time.perf_counter() - t0
+    log.info(  # the others cost about what fp32 did: say so before the wait
+        f"weights auto: fp32 measured in {duration(took)}; {', '.join(kinds[1:])} next, "
+        f"about {duration(took * (len(kinds) - 1))} more"
+    )
+    for kind in kinds[1:]:
         model, tok, _ = load_model(checkpoint, device, kind)
         measured[kind] = measure_candidate(model, tok, texts, device)
     chosen, reason = pick(measured)

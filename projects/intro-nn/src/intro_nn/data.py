@@ -50,12 +50,19 @@ def sample(data_dir: Path | None, quiet: bool) -> int:
     """The loan CSV and MNIST's test pair, each verified, into the data root."""
     root = data_root(data_dir)
     check_writable_dir(root, "--data-dir")
-    loan = fetch_loan_csv(None, data_dir, quiet=quiet)
     folder = root / "mnist"
-    for name, digest in MNIST_TEST.items():
-        dest = folder / name
-        fetch([m + name for m in MNIST_MIRRORS], dest, quiet=quiet, hint=f"put {name} in {folder}")
-        check_idx(dest, digest)
+    try:
+        loan = fetch_loan_csv(None, data_dir, quiet=quiet)
+        for name, digest in MNIST_TEST.items():
+            dest = folder / name
+            hint = f"put {name} in {folder}"
+            fetch([m + name for m in MNIST_MIRRORS], dest, quiet=quiet, hint=hint)
+            check_idx(dest, digest)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"the sample is the loan table ({root / 'loan' / 'loan_data.csv'}) and MNIST's test "
+            f"pair ({', '.join(MNIST_TEST)} in {folder}); {exc}"
+        ) from exc
     log.info(f"sample: the loan table in {loan}, 10,000 MNIST digits in {folder}")
     return 0
 

