@@ -189,7 +189,7 @@ def test_lora_run_trains_adapters_alone_resumes_exactly_and_exports_both_ways(
     assert main([*argv, "--out", str(straight)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 12 and 0 < summary["trainable_params_m"] < summary["params_m"]
-    assert json.loads((straight / "config.json").read_text())["lr"] == LORA_LR  # LoRA's default
+    assert json.loads((straight / "config.json").read_text())["lr"] == 1e-2  # typed: it wins
     best = straight / "checkpoints" / "best.pt"
     state = load_checkpoint(best, project="austen-net")
     assert state["model"] and all("lora_" in k for k in state["model"])  # adapters alone
