@@ -7,7 +7,7 @@ from torch import nn
 from shared.checkpoint import load_checkpoint
 from shared.device import grad_scaler, make_generator, seed_everything
 from shared.errors import Terminated
-from shared.optim import decay_groups, one_cycle
+from shared.optim import one_cycle
 from shared.plots import LivePlot
 from shared.runs import CheckpointManager, Run
 from shared.training import Cadence, Freeze, Trainer, WarmupCosine, run_loop
@@ -161,14 +161,6 @@ def test_a_frozen_part_trains_only_from_its_step_on_and_thaws_after():
     )
     assert seen == [True, True, False]  # frozen at steps 2 and 4 (from step 4 on it trains)
     assert all(p.requires_grad for p in trainer.model.parameters())
-
-
-def test_decay_groups_split_matrices_from_vectors():
-    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.LayerNorm(4))
-    decay, no_decay = decay_groups(model.named_parameters(), 0.1, lr=3.0)
-    assert [p.shape for p in decay["params"]] == [(5, 4), (4, 4)] and decay["weight_decay"] == 0.1
-    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,)]
-    assert no_decay["weight_decay"] == 0.0 and no_decay["lr"] == 3.0
 
 
 def test_a_diverged_run_never_replaces_a_finite_last_pt(tmp_path):

@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from multi_net.bench import search_ms
-from multi_net.metrics import category_precision_at_k, ranks_of_truth, text_video_metrics
+from multi_net.evaluate import category_precision_at_k, ranks_of_truth, text_video_metrics
+from multi_net.model import decay_groups
 from multi_net.search import ExactSearch, _int8_available, top_k
 
 
@@ -131,3 +133,11 @@ def test_search_falls_back_to_bf16_without_int8_ops(monkeypatch):
     _assert_exact(emb, emb[9], *index.search(emb[9], 10), 10)
     with pytest.raises(RuntimeError):
         ExactSearch(emb, scan="int8")
+
+
+def test_decay_groups_split_matrices_from_vectors():
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.LayerNorm(4))
+    decay, no_decay = decay_groups(model.named_parameters(), 0.1, lr=3.0)
+    assert [p.shape for p in decay["params"]] == [(5, 4), (4, 4)] and decay["weight_decay"] == 0.1
+    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,)]
+    assert no_decay["weight_decay"] == 0.0 and no_decay["lr"] == 3.0

@@ -8,12 +8,10 @@ import torch
 
 from audio_net.ast_backbone import ast_config, base_features
 from audio_net.augment import AugmentConfig
-from audio_net.config import BenchConfig
-from audio_net.data import feature_params
+from audio_net.config import BenchConfig, feature_params
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import compute_features
-from audio_net.inference import window_logits
-from audio_net.model import SpectrogramClassifier, build_backbone
+from audio_net.model import SpectrogramClassifier, build_backbone, window_logits
 from audio_net.train import loss_fn, window_batches
 from shared.device import compiles, device_name, seed_everything, select_device
 from shared.optim import adamw

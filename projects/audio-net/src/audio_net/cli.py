@@ -62,7 +62,7 @@ def bench_command(cfg: BenchConfig):
 
 def data_command(cfg: DataCommandConfig):
     # imported when the command runs: --help needs no torch
-    from audio_net.data import data
+    from audio_net.dataset import data
 
     return data(cfg)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared.cli import AUTO, DemoOptions, RunConfig, arg, check_bounds, epochs_flag
 from shared.errors import UserError
+
+if TYPE_CHECKING:
+    from audio_net.features import FeatureParams
 
 
 @dataclass
@@ -211,3 +214,28 @@ class DemoConfig(DemoOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_bounds(self)  # --max-seconds, on a config built in code too
+
+
+WINDOW_SECONDS, HOP_SECONDS = 3.0, 1.5  # the defaults of --window-seconds and --hop-seconds
+
+
+def feature_params(opts: DataOptions) -> FeatureParams:
+    """The features a command's flags ask for: our log-mel windows, or, for ``--model ast``, the
+    Kaldi filter bank the AST source was trained on (its rate, mel bins and input length)."""
+    # imported when called: flags are parsed (and --help answers) without torch
+    from audio_net.features import FeatureParams
+
+    if getattr(opts, "model", None) == "ast":
+        from audio_net.ast_backbone import source_features, source_folder  # likewise
+
+        folder = source_folder(opts.model_source, getattr(opts, "quiet", False))
+        return source_features(folder, opts.hop_seconds)
+    window = opts.window_seconds or WINDOW_SECONDS
+    # a clip must fill a third of a window (1 s for music's 3 s windows, 1/3 s for 1 s words);
+    # a shorter one is padded with silence
+    return FeatureParams(
+        window_seconds=window,
+        hop_seconds=opts.hop_seconds or HOP_SECONDS,
+        n_mels=opts.n_mels,
+        min_seconds=min(1.0, window / 3),
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio_net.sample import write_sample
 from shared.download import extract, fetch
 from shared.errors import UserError
 from shared.files import data_root
@@ -305,3 +306,14 @@ def artist_split(clips: list[Clip], quiet: bool = False) -> dict[str, list[Clip]
         "in no list (repeated, mislabelled or distorted) left out"
     )
     return split
+
+
+def data(cfg) -> int:
+    """``audio-net data``: download GTZAN, check that it is there, or make the sample set
+    (``cfg``: shared.cli.DataCommandConfig)."""
+    if cfg.action == "sample":
+        write_sample(cfg.data_dir, cfg.quiet)
+        return 0
+    clips = find_gtzan(cfg.data_dir, download=cfg.action == "download", quiet=cfg.quiet)
+    log.info(f"GTZAN: {len(clips)} clips in {clips[0].path.parent.parent}")
+    return 0

@@ -20,7 +20,8 @@ from audio_net.audio import AudioError, read_audio
 from audio_net.config import DemoConfig
 from audio_net.dataset import GENRES
 from audio_net.features import featurize_waves, frontend
-from audio_net.inference import PROJECT, load_classifier, window_logits
+from audio_net.inference import PROJECT, load_classifier
+from audio_net.model import window_logits
 from shared.cli import DemoOptions
 from shared.demo import (
     discard_upload,

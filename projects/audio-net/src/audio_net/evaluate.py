@@ -8,17 +8,13 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from audio_net.baseline import baseline_report
 from audio_net.config import EvaluateConfig
-from audio_net.data import cache_dir
 from audio_net.dataset import find_gtzan, labels_of
 from audio_net.features import Features, load_features
-from audio_net.inference import (
-    PROJECT,
-    clip_logits,
-    load_classifier,
-    window_logits,
-)
+from audio_net.inference import PROJECT, load_classifier
+from audio_net.model import clip_logits, window_logits
 from shared.device import autocast, resolve_precision, select_device
 from shared.errors import UserError
+from shared.files import cache_root
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
 from shared.runs import Run
 
@@ -78,7 +74,9 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
             f"the data folder's labels ({', '.join(labels_of(clips))}) are not the checkpoint's "
             f"({', '.join(labels)}): point --data-dir at the data the model was trained on"
         )
-    feats, _ = load_features(clips, params, cache_dir(cfg), device, quiet=cfg.quiet)
+    feats, _ = load_features(
+        clips, params, cache_root(PROJECT, cfg.cache_dir), device, quiet=cfg.quiet
+    )
     names = [n for n in state["split"][cfg.split] if n in set(feats.names)]
     if not names:
         cv_final = (

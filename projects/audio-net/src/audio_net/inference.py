@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from audio_net import PROJECT
 from audio_net.ast_backbone import ast_config
@@ -175,44 +174,3 @@ class OnnxClassifier:
     def probabilities(self, windows: torch.Tensor) -> torch.Tensor:
         (probs,) = self.session.run(["probabilities"], {"logmel": windows.float().numpy()})
         return torch.from_numpy(probs)
-
-
-WINDOW_VALUES_PER_BATCH = 1 << 22  # 4M input values: 252 log-mel windows, 32 of AST's
-
-
-@torch.no_grad()
-def window_logits(model, normalise, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Logits of windows ``x``, a batch at a time: by default as many windows as hold
-    ``WINDOW_VALUES_PER_BATCH`` values (AST's 1024-frame windows go 32 at a time, not 256)."""
-    model.eval()
-    batch_size = batch_size or max(1, WINDOW_VALUES_PER_BATCH // max(x[0].numel(), 1))
-    return torch.cat(
-        [model(normalise(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
-    )
-
-
-def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of each clip's window logits; returns (clip ids, clip logits)."""
-    ids, inverse = torch.unique(clip_ids, return_inverse=True)
-    sums = torch.zeros(len(ids), logits.shape[1], device=logits.device).index_add_(
-        0, inverse, logits
-    )
-    counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)
-    return ids, sums / counts[:, None]
-
-
-def evaluate_windows(
-    model, normalise, x, y, clip_ids, batch_size: int | None = None
-) -> dict[str, float]:
-    if len(y) == 0:
-        raise ValueError("evaluate_windows needs at least one window")
-    logits = window_logits(model, normalise, x, batch_size)
-    ids, per_clip = clip_logits(logits, clip_ids)
-    clip_true = torch.zeros(int(clip_ids.max()) + 1, dtype=torch.long, device=y.device).index_put_(
-        (clip_ids,), y
-    )[ids]
-    return {
-        "loss": float(F.cross_entropy(logits, y)),
-        "window_accuracy": float((logits.argmax(1) == y).float().mean()),
-        "clip_accuracy": float((per_clip.argmax(1) == clip_true).float().mean()),
-    }

@@ -1,13 +1,15 @@
 """The genre classifiers: normalised log-mel windows into a one-channel ResNet18 (shared.resnet,
 ImageNet weights where they exist) or a small CNN built for training from scratch on small data;
 or Kaldi filter-bank windows into the Audio Spectrogram Transformer pretrained on AudioSet
-(``audio_net.ast_backbone``)."""
+(``audio_net.ast_backbone``). A clip's prediction is the mean of its windows' logits
+(``clip_logits``); ``evaluate_windows`` scores windows and clips at once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from shared.resnet import resnet18_one_channel
@@ -91,3 +93,46 @@ class SpectrogramClassifier(nn.Module):
     def body_parameters(self) -> list[nn.Parameter]:
         head = {id(p) for p in self.head_parameters()}
         return [p for p in self.parameters() if id(p) not in head]
+
+
+# -- a clip's prediction: the mean of its windows' logits --------------------------------------
+
+WINDOW_VALUES_PER_BATCH = 1 << 22  # 4M input values: 252 log-mel windows, 32 of AST's
+
+
+@torch.no_grad()
+def window_logits(model, normalise, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits of windows ``x``, a batch at a time: by default as many windows as hold
+    ``WINDOW_VALUES_PER_BATCH`` values (AST's 1024-frame windows go 32 at a time, not 256)."""
+    model.eval()
+    batch_size = batch_size or max(1, WINDOW_VALUES_PER_BATCH // max(x[0].numel(), 1))
+    return torch.cat(
+        [model(normalise(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
+    )
+
+
+def clip_logits(logits: torch.Tensor, clip_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of each clip's window logits; returns (clip ids, clip logits)."""
+    ids, inverse = torch.unique(clip_ids, return_inverse=True)
+    sums = torch.zeros(len(ids), logits.shape[1], device=logits.device).index_add_(
+        0, inverse, logits
+    )
+    counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)
+    return ids, sums / counts[:, None]
+
+
+def evaluate_windows(
+    model, normalise, x, y, clip_ids, batch_size: int | None = None
+) -> dict[str, float]:
+    if len(y) == 0:
+        raise ValueError("evaluate_windows needs at least one window")
+    logits = window_logits(model, normalise, x, batch_size)
+    ids, per_clip = clip_logits(logits, clip_ids)
+    clip_true = torch.zeros(int(clip_ids.max()) + 1, dtype=torch.long, device=y.device).index_put_(
+        (clip_ids,), y
+    )[ids]
+    return {
+        "loss": float(F.cross_entropy(logits, y)),
+        "window_accuracy": float((logits.argmax(1) == y).float().mean()),
+        "clip_accuracy": float((per_clip.argmax(1) == clip_true).float().mean()),
+    }

@@ -10,7 +10,8 @@ import torch
 from audio_net.audio import AudioError, read_audio_segments
 from audio_net.config import PredictConfig
 from audio_net.features import KaldiFbank, LogMel, featurize_waves, frontend
-from audio_net.inference import OnnxClassifier, load_classifier, window_logits
+from audio_net.inference import OnnxClassifier, load_classifier
+from audio_net.model import window_logits
 from shared.device import select_device
 from shared.errors import UserError
 from shared.progress import warn

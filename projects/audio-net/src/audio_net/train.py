@@ -29,8 +29,7 @@ from audio_net.ast_backbone import (
 )
 from audio_net.augment import AugmentConfig, augment
 from audio_net.baseline import baseline_report
-from audio_net.config import TrainConfig
-from audio_net.data import cache_dir, feature_params
+from audio_net.config import TrainConfig, feature_params
 from audio_net.dataset import (
     Clip,
     artist_split,
@@ -43,8 +42,8 @@ from audio_net.dataset import (
 )
 from audio_net.evaluate import report
 from audio_net.features import Features, load_features
-from audio_net.inference import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, PROJECT, evaluate_windows
-from audio_net.model import SpectrogramClassifier, build_backbone
+from audio_net.inference import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, PROJECT
+from audio_net.model import SpectrogramClassifier, build_backbone, evaluate_windows
 from shared.checkpoint import Resumed, read_resume
 from shared.device import (
     broadcast_object,
@@ -53,6 +52,7 @@ from shared.device import (
     world_size,
 )
 from shared.errors import UserError
+from shared.files import cache_root
 from shared.progress import warn
 from shared.runs import Run
 from shared.training import (
@@ -130,9 +130,8 @@ def train(cfg: TrainConfig) -> dict:
 
 def featurized(cfg: TrainConfig, clips: list[Clip], device) -> Features:
     """The clips' windows (cached: decoded and featurized once for every later run)."""
-    feats, cached = load_features(
-        clips, feature_params(cfg), cache_dir(cfg), device, quiet=cfg.quiet
-    )
+    cache = cache_root(PROJECT, cfg.cache_dir)  # --cache-dir, else <data root>/cache/audio-net
+    feats, cached = load_features(clips, feature_params(cfg), cache, device, quiet=cfg.quiet)
     log.info(
         f"features: {len(feats.windows)} windows of {len(feats.names)} clips"
         f"{' (from the cache)' if cached else ''}"

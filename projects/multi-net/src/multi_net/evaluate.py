@@ -12,13 +12,13 @@ from multi_net.config import EvaluateConfig
 from multi_net.dataset import check_splits, locate, standard_split
 from multi_net.encoders import text_features
 from multi_net.features import VideoFeatures
-from multi_net.inference import PROJECT, TrainedModel, cache_dir, embed_videos
-from multi_net.metrics import category_precision_at_k, text_video_metrics
-from multi_net.model import FusionModel
+from multi_net.inference import PROJECT, TrainedModel
+from multi_net.model import FusionModel, embed_videos
 from multi_net.search import ExactSearch
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
+from shared.files import cache_root
 from shared.runs import Run
 
 
@@ -95,7 +95,9 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
     if len({v for v, _ in pairs}) < 2:
         hint = "" if cfg.split == "all" else ": --split all scores every captioned video"
         raise UserError(f"fewer than 2 {cfg.split} videos with captions on disk{hint}")
-    feats = trained.features({v: data.videos[v] for v, _ in pairs}, cache_dir(cfg), cfg.quiet)
+    feats = trained.features(
+        {v: data.videos[v] for v, _ in pairs}, cache_root(PROJECT, cfg.cache_dir), cfg.quiet
+    )
     metrics = evaluate_pairs(
         trained.model,
         feats,
@@ -110,3 +112,57 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
     held_out = {} if cfg.split != "all" else {"held_out": False}  # training videos are scored too
     run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **held_out, **metrics})
     return 0
+
+
+# -- retrieval metrics: recall@K, median and mean rank, category precision@K -------------------
+
+
+def ranks_of_truth(sim: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """1-based rank of ``truth[i]`` among row i of ``sim`` (higher similarity ranks first).
+
+    Ties count against the query: a tie with the truth ranks it after the tied items.
+    """
+    true_scores = sim.gather(1, truth[:, None])
+    return (sim >= true_scores).sum(1)
+
+
+def retrieval_metrics(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
+    r = ranks.float()
+    return {
+        f"{prefix}_r1": round(float((r <= 1).float().mean() * 100), 2),
+        f"{prefix}_r5": round(float((r <= 5).float().mean() * 100), 2),
+        f"{prefix}_r10": round(float((r <= 10).float().mean() * 100), 2),
+        f"{prefix}_median_rank": float(r.quantile(0.5)),
+        f"{prefix}_mean_rank": round(float(r.mean()), 2),
+    }
+
+
+def text_video_metrics(
+    text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video: torch.Tensor
+) -> dict:
+    """t2v: each caption ranks all videos; v2t: each video ranks all captions (best of its own)."""
+    sim = text_emb @ video_emb.T  # (captions, videos)
+    out = retrieval_metrics(ranks_of_truth(sim, text_to_video), "t2v")
+    # v2t: a video's rank is that of its best-ranked own caption
+    sim_v = sim.T  # (videos, captions)
+    order = sim_v.argsort(dim=1, descending=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(
+        1, order, torch.arange(1, sim_v.shape[1] + 1, device=sim.device).expand_as(order)
+    )
+    own = text_to_video[None, :] == torch.arange(len(video_emb), device=sim.device)[:, None]
+    best = torch.where(own, ranks, torch.full_like(ranks, sim_v.shape[1] + 1)).min(1).values
+    has_caption = own.any(1)
+    out.update(retrieval_metrics(best[has_caption], "v2t"))
+    return out
+
+
+def category_precision_at_k(
+    video_emb: torch.Tensor, categories: torch.Tensor, k: int = 10
+) -> float:
+    """Mean share of each video's k nearest OTHER videos that share its category."""
+    sim = video_emb @ video_emb.T
+    sim.fill_diagonal_(float("-inf"))
+    k = min(k, len(video_emb) - 1)
+    nn = sim.topk(k, dim=1).indices
+    return round(float((categories[nn] == categories[:, None]).float().mean() * 100), 2)

@@ -176,3 +176,24 @@ def load_video_features(
     if feat_path is not None:
         feats.save(feat_path)
     return feats
+
+
+def clip_identity(cfg, seed: int) -> str:
+    """What the frame features depend on: the CLIP model and exactly which weights it has."""
+    if cfg.clip_weights is not None:
+        st = Path(cfg.clip_weights).stat()
+        return f"{cfg.clip_model}|file:{Path(cfg.clip_weights).name}:{st.st_size}:{st.st_mtime_ns}"
+    if cfg.pretrained:
+        return f"{cfg.clip_model}|tag:{cfg.clip_pretrained}"
+    return f"{cfg.clip_model}|random:{seed}"
+
+
+def audio_input(encoder: str, source: str | None, rate: int, quiet: bool = True) -> AudioInput:
+    """What the audio track becomes before the fusion model: CLAP's frozen embedding for
+    ``clap`` (its tower loaded from ``source``), 64-band log-mels at ``rate`` otherwise."""
+    if encoder != "clap":
+        return logmel_input(rate)
+    from multi_net.clap import load_clap_audio  # transformers: the pretrained extra
+
+    tower, identity = load_clap_audio(source, quiet)
+    return AudioInput(tower, identity)

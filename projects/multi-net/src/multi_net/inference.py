@@ -16,8 +16,12 @@ from torch import nn
 
 from multi_net import PROJECT
 from multi_net.encoders import CLIP_MEAN, CLIP_STD, load_clip, text_features
-from multi_net.features import AudioInput, VideoFeatures, load_video_features, logmel_input
-from multi_net.model import FusionConfig, FusionModel
+from multi_net.features import (
+    audio_input,
+    clip_identity,
+    load_video_features,
+)
+from multi_net.model import FusionConfig, FusionModel, embed_videos
 from multi_net.video import DecodeParams
 from shared.checkpoint import (
     check_settings_bounds,
@@ -27,25 +31,8 @@ from shared.checkpoint import (
     refuse_if_damaged,
     settings_from_checkpoint,
 )
-from shared.files import cache_root
-
-
-def cache_dir(cfg) -> Path:
-    """``--cache-dir``, else the project's cache under the data root: decoded clips, features."""
-    return cache_root(PROJECT, cfg.cache_dir)
-
 
 CHECKPOINT_KEYS = ("model", "config", "fusion_config", "decode", "end_to_end")
-
-
-def clip_identity(cfg, seed: int) -> str:
-    """What the frame features depend on: the CLIP model and exactly which weights it has."""
-    if cfg.clip_weights is not None:
-        st = Path(cfg.clip_weights).stat()
-        return f"{cfg.clip_model}|file:{Path(cfg.clip_weights).name}:{st.st_size}:{st.st_mtime_ns}"
-    if cfg.pretrained:
-        return f"{cfg.clip_model}|tag:{cfg.clip_pretrained}"
-    return f"{cfg.clip_model}|random:{seed}"
 
 
 DECODE_BOUNDS = {
@@ -68,17 +55,6 @@ def decode_params(decode: dict, path: Path | str = "checkpoint") -> DecodeParams
     return DecodeParams(**values)
 
 
-def audio_input(encoder: str, source: str | None, rate: int, quiet: bool = True) -> AudioInput:
-    """What the audio track becomes before the fusion model: CLAP's frozen embedding for
-    ``clap`` (its tower loaded from ``source``), 64-band log-mels at ``rate`` otherwise."""
-    if encoder != "clap":
-        return logmel_input(rate)
-    from multi_net.clap import load_clap_audio  # transformers: the pretrained extra
-
-    tower, identity = load_clap_audio(source, quiet)
-    return AudioInput(tower, identity)
-
-
 class EndToEnd(nn.Module):
     """CLIP's towers and the fusion model trained together (--no-freeze-encoders)."""
 
@@ -95,31 +71,6 @@ class EndToEnd(nn.Module):
     def forward(self, frames, logmel, has_audio, tokens, frame_noise=None):
         text = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
         return self.fusion(self.image_features(frames), logmel, has_audio, text, frame_noise)
-
-
-@torch.no_grad()
-def embed_videos(
-    model: FusionModel,
-    feats: VideoFeatures,
-    rows: torch.Tensor,
-    device,
-    batch: int = 256,
-    mask_audio: bool = False,
-) -> torch.Tensor:
-    """Video embeddings of ``feats``' rows; ``mask_audio`` hides every audio token (an ablation)."""
-    model.eval()
-    out = []
-    for i in range(0, len(rows), batch):
-        idx = rows[i : i + batch]
-        has_audio = feats.has_audio[idx].to(device)
-        out.append(
-            model.encode_video(
-                feats.frames[idx].to(device),
-                feats.audio[idx].to(device),
-                torch.zeros_like(has_audio) if mask_audio else has_audio,
-            )
-        )
-    return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim, device=device)
 
 
 FUSION_BOUNDS = {  # far around every preset; checked before anything is built

@@ -12,14 +12,18 @@ same space, so text can search videos.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from multi_net.encoders import audio_encoder
+
+if TYPE_CHECKING:
+    from multi_net.features import VideoFeatures
 
 
 @dataclass
@@ -122,3 +126,40 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> tor
     logits = logit_scale.clamp(max=math.log(100)).exp() * a @ b.T
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@torch.no_grad()
+def embed_videos(
+    model: FusionModel,
+    feats: VideoFeatures,
+    rows: torch.Tensor,
+    device,
+    batch: int = 256,
+    mask_audio: bool = False,
+) -> torch.Tensor:
+    """Video embeddings of ``feats``' rows; ``mask_audio`` hides every audio token (an ablation)."""
+    model.eval()
+    out = []
+    for i in range(0, len(rows), batch):
+        idx = rows[i : i + batch]
+        has_audio = feats.has_audio[idx].to(device)
+        out.append(
+            model.encode_video(
+                feats.frames[idx].to(device),
+                feats.audio[idx].to(device),
+                torch.zeros_like(has_audio) if mask_audio else has_audio,
+            )
+        )
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim, device=device)
+
+
+def decay_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float, **group: Any
+) -> list[dict[str, Any]]:
+    """Parameter groups for AdamW: weight decay on matrices (weights, embeddings), none on vectors
+    (biases, norm gains) and scalars (a learnable temperature). Extra keys go into both groups."""
+    params = [p for _, p in named_parameters if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **group},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **group},
+    ]

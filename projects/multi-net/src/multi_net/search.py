@@ -12,11 +12,11 @@ import torch
 from multi_net.annotations import category_name, load_annotations
 from multi_net.config import IndexConfig, RecommendConfig
 from multi_net.features import VIDEO_SUFFIXES, video_files
-from multi_net.inference import PROJECT, TrainedModel, cache_dir
+from multi_net.inference import PROJECT, TrainedModel
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
-from shared.files import atomic_path, data_root, runs_root
+from shared.files import atomic_path, cache_root, data_root, runs_root
 from shared.runs import check_writable_file
 
 INDEX_FORMAT = "multi-net-index-v1"
@@ -42,7 +42,9 @@ def index(cfg: IndexConfig) -> int:
                 "caption": (ann.captions.get(vid) or [None])[0],
                 **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
             }
-    written = build_index(trained, cfg.videos, out, cache_dir(cfg), metadata, cfg.quiet)
+    written = build_index(
+        trained, cfg.videos, out, cache_root(PROJECT, cfg.cache_dir), metadata, cfg.quiet
+    )
     print(json.dumps(written))
     return 0
 

@@ -22,22 +22,14 @@ from multi_net.config import TrainConfig
 from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, standard_split
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.evaluate import evaluate_pairs
-from multi_net.features import VideoFeatures, load_video_features
-from multi_net.inference import (
-    CHECKPOINT_KEYS,
-    CLAP_RATE,
-    PROJECT,
-    EndToEnd,
-    audio_input,
-    cache_dir,
-    clip_identity,
-)
-from multi_net.model import FusionConfig, FusionModel, info_nce
+from multi_net.features import VideoFeatures, audio_input, clip_identity, load_video_features
+from multi_net.inference import CHECKPOINT_KEYS, CLAP_RATE, PROJECT, EndToEnd
+from multi_net.model import FusionConfig, FusionModel, decay_groups, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.checkpoint import read_resume
 from shared.device import gather_with_grad, is_main, seeded_device, world_size
 from shared.errors import UserError
-from shared.optim import decay_groups
+from shared.files import cache_root
 from shared.runs import Run
 from shared.training import AutoLength, EpochBatches, Plot, WarmupCosine, fit
 
@@ -329,6 +321,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # the videos' features (decoded and encoded once, cached) and the training captions
     params = decode_settings(cfg, size)
+    cache = cache_root(PROJECT, cfg.cache_dir)  # --cache-dir, else <data root>/cache/multi-net
     feats = load_video_features(
         {
             v: data.videos[v]
@@ -338,12 +331,12 @@ def train(cfg: TrainConfig) -> dict:
         clip,
         clip_identity(cfg, cfg.seed),
         device,
-        cache_dir(cfg),
+        cache,
         audio=audio,
         quiet=cfg.quiet,
     )
     enc, rows = training_captions(data, splits, feats, clip, tokenizer, device)
-    decode_cache = DecodeCache(cache_dir(cfg), params)
+    decode_cache = DecodeCache(cache, params)
 
     # what trains (the fusion model, or CLIP's towers too), its batches, its optimizer
     trained, groups, batches = model_groups_and_batches(
