@@ -8,7 +8,9 @@
 data root as the CLIs do: ``$DL_DATA_DIR``, else ``data/``; what is missing there is downloaded)
 and writes the executed copy under the data root's cache, never over the committed one. ``refresh``
 (for maintainers) executes the same way and writes the outputs INTO the committed notebook, with a
-digest of its code cells in its metadata. Both say which cell runs (cell n of N), keep the kernel's
+digest of its code cells and one of everything the outputs follow from (its code, the project's
+and shared's source, uv.lock, the data root's sample folders) in its metadata: while the second
+matches, the tests check the committed run instead of executing it again. Both say which cell runs (cell n of N), keep the kernel's
 start-up noise out of the terminal, and stop at a failing cell with its one-line error. Run them
 with the notebook's own project (``--package``), whose modules the notebook imports. ``check``
 says, without running anything, whether each committed notebook is current: digest, execution

@@ -19,6 +19,8 @@ ARGS = [
     "2",
     "--device",
     "cpu",
+    "--compile",  # a run this long compiles under auto; the stop and the resume are eager's too
+    "off",
 ]
 
 

@@ -18,3 +18,15 @@ from testkit.notebooks import walkthrough_tests
     "austen_net",
     stop_command="uv run --package austen-net austen-net data sample",
 )
+
+
+def test_the_walkthrough_reads_the_novels_data_sample_fetches():
+    """What the committed notebook says it read is what `austen-net data sample` gives a learner:
+    its two novels, whatever else the data root held when the notebook ran."""
+    from austen_net.corpus import SAMPLE_WORKS, WORKS
+    from testkit.notebooks import NOTEBOOK, output_text, read
+
+    printed = output_text(read(Path(__file__).parents[1] / NOTEBOOK))
+    assert f"{len(SAMPLE_WORKS)} novels: train" in printed
+    for work_id, (title, _) in WORKS.items():
+        assert (title in printed) == (work_id in SAMPLE_WORKS), title

@@ -1,5 +1,6 @@
 """What the walkthrough notebooks share: their data found (or fetched) in the data root, a scratch
-folder that does not pile up, readable figures, and a one-sentence stop when the data is missing.
+folder that does not pile up, readable figures, a one-sentence stop when the data is missing, and
+the exercises' checks (``Exercise``: "not yet" and a hint until an answer shows the effect).
 
 A notebook finds its data where the project's CLI puts it (``$DL_DATA_DIR``, else ``<repo>/data``);
 what is missing is fetched with the project's own downloader; offline (or with ``$DL_OFFLINE``
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from shared.errors import UserError
 from shared.files import cache_root, data_root
@@ -65,3 +67,27 @@ def readable_figures() -> None:
     import matplotlib.pyplot as plt  # the plots extra; notebooks only
 
     plt.rcParams.update({"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "font.size": 9})
+
+
+class Exercise:
+    """A "Try it yourself" exercise: the notebook asks the question first; the learner's cell runs
+    as shipped (its answer still ``None``) and ``check`` prints "not yet" with a hint until the
+    answer shows the effect the question is about; the worked solution, at the end of the
+    notebook, asserts that ``check`` passes on it and fails on the same computation with the
+    effect removed. ``test(answer, **given)`` returns None when the answer shows the effect, else
+    what it shows instead (one clause); ``given`` is what the notebook computed for comparison."""
+
+    def __init__(self, number: int, title: str, test: Callable[..., str | None], hint: str):
+        self.number, self.title, self.test, self.hint = number, title, test, hint
+
+    def check(self, answer: Any, *, quiet: bool = False, **given: Any) -> bool:
+        """True when ``answer`` shows the effect; prints "solved" or "not yet" with the hint."""
+        why = "the answer is still None: write your code above" if answer is None else None
+        if why is None:
+            why = self.test(answer, **given)
+        if not quiet:
+            if why is None:
+                print(f"Exercise {self.number} ({self.title}): solved.")
+            else:
+                print(f"Exercise {self.number} ({self.title}): not yet: {why}. Hint: {self.hint}")
+        return why is None

@@ -2,12 +2,17 @@
 read what a committed one says about itself, and check that it teaches what it claims.
 
 ``tools/notebooks.py refresh`` re-executes a notebook in place and records the digest of its code
-cells; the projects' tests (``check_*`` below, one call each) execute each notebook and check:
+cells and of everything its outputs follow from (``inputs_digest``: the code, the project's and
+shared's source, the lock file, the data). The projects' tests (``check_*`` below, one call each)
+execute each notebook, unless that second digest shows the committed copy is already this code's
+run on this data ($DL_NOTEBOOK_RERUN=1 executes it anyway), and check:
 
 - the committed copy is current (digest, execution counts 1, 2, 3, ..., no error, size);
 - the lesson's parts: equations in Markdown math, a training loop with ``zero_grad``, ``backward``
-  and ``step`` (found in the parsed code, not in a comment), "Try it yourself" exercises each
-  followed by a solution cell that asserts its stated outcome, links to the project's modules;
+  and ``step`` (found in the parsed code, not in a comment), "Try it yourself" exercises (a time
+  box, the question without its answer, a folded hint, a stub whose check says "not yet" as
+  shipped, a worked solution at the end whose check passes and fails with the effect removed),
+  an open question with no asserted answer, links to the project's modules;
 - prose that cannot drift: every number the Markdown quotes (outside math and code; integers
   below 100 are counts and sizes) is one the outputs print, rounded as quoted, or a fact the
   notebook lists in its metadata (``walkthrough.facts``: "1.2 million photographs");
@@ -26,12 +31,16 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from shared import files
 from shared.files import atomic_path
 
 NOTEBOOK = "walkthrough.ipynb"
 MAX_BYTES = 3_000_000  # with its outputs: PNG figures at 100 dpi stay well under this
-METADATA_KEY = "walkthrough"  # nb.metadata["walkthrough"]: "code_sha256", "facts"
-EXERCISE = re.compile(r"^#{2,4} Try it yourself", re.M)
+METADATA_KEY = "walkthrough"  # nb.metadata["walkthrough"]: "code_sha256", "inputs_sha256", "facts"
+EXERCISE = re.compile(r"^### Try it yourself (\d+): .+$", re.M)
+SOLUTION = re.compile(r"^### Solution (\d+)\b", re.M)
+TIME_BOX = re.compile(r"\((?:about )?\d+(?: to \d+)? minutes\)$")
+OPEN_QUESTION = "### Think about it"
 SAMPLE_FOLDERS = ("loan", "mnist", "austen", "gtzan", "msrvtt")  # the data root's layout
 
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
@@ -66,6 +75,34 @@ def code_digest(nb: nbformat.NotebookNode) -> str:
 
 def recorded_digest(nb: nbformat.NotebookNode) -> str | None:
     return nb.metadata.get(METADATA_KEY, {}).get("code_sha256")
+
+
+def inputs_digest(path: Path, data_root: Path | None) -> str:
+    """sha256 of everything a notebook's outputs follow from: its code cells, its project's source
+    and shared's (``src`` trees), the lock file (every package's version), and the data it reads
+    (the name and size of each file in the data root's sample folders). Equal digests: running it
+    again computes what the committed copy already shows (its seeds fix the rest)."""
+    path = Path(path).resolve()
+    root = path.parents[2]  # projects/<name>/walkthrough.ipynb
+    digest = hashlib.sha256(code_digest(read(path)).encode())
+    sources = [
+        *sorted((path.parent / "src").rglob("*.py")),
+        *sorted((root / "shared" / "src").rglob("*.py")),
+    ]
+    checks = [path.parent / "exercises.py"] if (path.parent / "exercises.py").is_file() else []
+    for file in [*sources, *checks, root / "uv.lock"]:
+        digest.update(f"{file.relative_to(root)}\0".encode() + file.read_bytes() + b"\0")
+    for name in SAMPLE_FOLDERS if data_root is not None else ():
+        folder = Path(data_root) / name
+        for dirpath, _, names in sorted(os.walk(folder, followlinks=True)):
+            for f in sorted(names):
+                rel = Path(dirpath, f).relative_to(data_root)
+                digest.update(f"{rel}|{Path(dirpath, f).stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def recorded_inputs(nb: nbformat.NotebookNode) -> str | None:
+    return nb.metadata.get(METADATA_KEY, {}).get("inputs_sha256")
 
 
 def execution_counts(nb: nbformat.NotebookNode) -> list[int | None]:
@@ -120,15 +157,76 @@ def has_training_loop(nb: nbformat.NotebookNode) -> bool:
     return False
 
 
-def exercises(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
-    """(the exercise's Markdown, its solution cell's code) for every "Try it yourself" heading;
-    the solution is the next code cell."""
+def cell_output(cell) -> str:
+    """What a code cell printed (its streams and plain-text results)."""
+    parts = [out.get("text", "") for out in cell.get("outputs", []) if "text" in out]
+    parts += [out.get("data", {}).get("text/plain", "") for out in cell.get("outputs", [])]
+    return "\n".join(parts)
+
+
+def exercises(nb: nbformat.NotebookNode) -> list[dict]:
+    """Each "### Try it yourself N: title (time)" exercise: its Markdown (the question, a folded
+    hint), the learner's cell (the first code cell after it that calls ``.check(``), and the code
+    cell after the Markdown "### Solution N" (``None`` where missing)."""
+    solutions = {}
+    for i, cell in enumerate(nb.cells):
+        m = SOLUTION.search(cell.source) if cell.cell_type == "markdown" else None
+        if m:
+            solutions[int(m[1])] = next(
+                (c for c in nb.cells[i + 1 :] if c.cell_type == "code"), None
+            )
     found = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown" and EXERCISE.search(cell.source):
-            nxt = next((c for c in nb.cells[i + 1 :] if c.cell_type == "code"), None)
-            found.append((cell.source, nxt.source if nxt is not None else ""))
+        m = EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
+        if m:
+            after = [c for c in nb.cells[i + 1 :] if c.cell_type == "code"]
+            stub = next((c for c in after[:3] if ".check(" in c.source), None)
+            found.append(
+                {
+                    "number": int(m[1]),
+                    "heading": m[0],
+                    "text": cell.source,
+                    "stub": stub,
+                    "solution": solutions.get(int(m[1])),
+                }
+            )
     return found
+
+
+def exercise_problems(nb: nbformat.NotebookNode, *, outputs: bool = True) -> list[str]:
+    """What keeps each exercise from being one a learner solves: a time box in its heading, the
+    question without its answer ("Expect ..."), a folded hint, a cell for the learner's code that
+    runs as shipped (``answer = None``) and whose check says "not yet", a solution apart that
+    asserts its check passes and fails with the effect removed, and says "solved" (``outputs``:
+    what the cells printed is checked too)."""
+    problems = []
+    for ex in exercises(nb):
+        name = f"exercise {ex['number']}"
+        if not TIME_BOX.search(ex["heading"]):
+            problems.append(f"{name}: no time box in its heading ({ex['heading']!r})")
+        if re.search(r"\bExpect\b", ex["text"]):
+            problems.append(f"{name}: its question gives the answer ('Expect ...')")
+        if "<details>" not in ex["text"]:
+            problems.append(f"{name}: no hint folded in a <details> block")
+        stub, solution = ex["stub"], ex["solution"]
+        if stub is None or "answer = None" not in stub.source:
+            problems.append(f"{name}: no cell for the learner (answer = None, then a .check(...))")
+        elif outputs and "not yet" not in cell_output(stub):
+            problems.append(f"{name}: the untouched stub did not fail its check ('not yet')")
+        if solution is None:
+            problems.append(f"{name}: no '### Solution {ex['number']}' with a code cell")
+            continue
+        tree = ast.parse(solution.source)
+        passes = [
+            n for n in ast.walk(tree) if isinstance(n, ast.Assert) and ".check(" in ast.unparse(n)
+        ]
+        if not any(not isinstance(n.test, ast.UnaryOp) for n in passes):
+            problems.append(f"{name}: the solution does not assert that its check passes")
+        if not any(isinstance(n.test, ast.UnaryOp) for n in passes):
+            problems.append(f"{name}: the solution does not assert that the effect removed fails")
+        if outputs and "solved" not in cell_output(solution):
+            problems.append(f"{name}: the solution's check did not say 'solved'")
+    return problems
 
 
 def asserts(source: str) -> int:
@@ -138,21 +236,60 @@ def asserts(source: str) -> int:
 
 def quoted_numbers(text: str) -> list[tuple[str, float, int, bool]]:
     """Numbers the prose quotes: (as written, value, decimals, percent), outside math, code and
-    link targets; integers below 100 are left out (counts, sizes, section numbers)."""
+    link targets; integers below 100 are left out (counts, sizes, section numbers), percentages
+    are not."""
     prose = LINK_TARGET.sub("]", CODE.sub(" ", MATH.sub(" ", text)))
     found = []
     for m in NUMBER.finditer(prose):
         whole, frac, pct = m.groups()
         value = float(whole.replace(",", "") + (frac or ""))
-        if frac is None and value < 100:
+        if frac is None and value < 100 and not pct:  # a percentage is a result, never a count
             continue
         found.append((m.group(0), value, len(frac) - 1 if frac else 0, bool(pct)))
     return found
 
 
+SMALL_WORDS = "three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+NUMBER_WORDS = {w: n for n, w in enumerate(SMALL_WORDS.split(), start=3)} | {
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+APPROXIMATE = re.compile(
+    r"\b(?:about|around|roughly|nearly|almost) (\d+(?![.,]\d)|" + "|".join(NUMBER_WORDS) + r")\b"
+    r"(?! (?:minutes?|seconds?|hours?|s|ms|points?)\b)",
+    re.I,
+)
+APPROXIMATE_WITHIN = 0.25  # "about ten" holds for printed values from 7.5 to 12.5
+
+
+def approximations(text: str) -> list[tuple[str, float]]:
+    """Quantities the prose gives as "about N" (a whole figure or a word from three up, "about
+    ten"), outside math, code and link targets: (as written, value). Durations are left out (they
+    follow the machine; the notebook's last cell prints its own), and so are "about one" and
+    "about two" (proportions and counts: "about one loan in six")."""
+    prose = LINK_TARGET.sub("]", CODE.sub(" ", MATH.sub(" ", text)))
+    found = []
+    for m in APPROXIMATE.finditer(prose):
+        value = float(NUMBER_WORDS.get(m[1].lower(), m[1]))
+        if value >= 3:
+            found.append((m[0], value))
+    return found
+
+
 def drifted_numbers(nb: nbformat.NotebookNode) -> list[str]:
-    """Numbers the Markdown quotes that no output prints (to the quoted precision) and that the
-    notebook does not list as a fact: a figure typed into the prose that the code no longer makes."""
+    """Numbers the Markdown quotes that no output prints (to the quoted precision; "about N",
+    in figures or words, within a quarter of it) and that the notebook does not list as a fact:
+    a figure typed into the prose that the code no longer makes."""
     printed = [
         float(whole.replace(",", "") + (frac or ""))
         for whole, frac, _ in NUMBER.findall(output_text(nb))
@@ -164,6 +301,10 @@ def drifted_numbers(nb: nbformat.NotebookNode) -> list[str]:
             continue
         scales = (1.0, 100.0) if pct else (1.0,)
         if not any(round(p * s, decimals) == value for p in printed for s in scales):
+            drifted.append(written)
+    for written, value in approximations(markdown(nb)):
+        near = any(abs(p - value) <= APPROXIMATE_WITHIN * value for p in printed)
+        if not near and written not in facts:
             drifted.append(written)
     return drifted
 
@@ -243,10 +384,13 @@ def execute(
 
 
 def refresh(path: Path, *, env: dict[str, str] | None = None, timeout: int | None = None, **kw):
-    """Execute in place: the outputs and the digest of the code that made them are committed
-    (the notebook's other metadata, its facts, kept)."""
+    """Execute in place: the outputs, the digest of the code that made them and the digest of
+    everything they follow from (``inputs_digest``) are committed (its facts kept)."""
     nb = execute(path, env=env, timeout=timeout, **kw)
-    nb.metadata.setdefault(METADATA_KEY, {})["code_sha256"] = code_digest(nb)
+    recorded = nb.metadata.setdefault(METADATA_KEY, {})
+    recorded["code_sha256"] = code_digest(nb)
+    given = (env or os.environ).get("DL_DATA_DIR")  # else the default one the notebook read
+    recorded["inputs_sha256"] = inputs_digest(path, Path(given) if given else files.data_root())
     nb.metadata.pop("widgets", None)
     with atomic_path(Path(path)) as tmp:
         nbformat.write(nb, str(tmp))
@@ -279,8 +423,8 @@ def check_lesson(project: Path, module: str) -> None:
     assert equations(nb) >= 4, f"{equations(nb)} display equations (at least 4)"
     found = exercises(nb)
     assert len(found) >= 3, f"{len(found)} 'Try it yourself' exercises (at least 3)"
-    for text, solution in found:
-        assert asserts(solution) >= 1, f"the solution of {text.splitlines()[0]!r} asserts nothing"
+    assert exercise_problems(nb) == [], exercise_problems(nb)
+    assert OPEN_QUESTION in markdown(nb), f"no open question ('{OPEN_QUESTION}')"
     links = re.findall(r"\]\((src/[^)]+\.py|NOTES\.md)\)", markdown(nb))
     assert any(link.startswith("src/") for link in links) and "NOTES.md" in links
     for link in links:
@@ -396,6 +540,20 @@ def notebook_data_root(tmp: Path) -> Path | None:
     return sample_data_root(real, tmp / "data") if real is not None else None
 
 
+RERUN = "DL_NOTEBOOK_RERUN"  # set: execute the notebook even when its committed run is current
+
+
+def committed_run_is_current(project: Path, data_root: Path | None) -> bool:
+    """Whether the committed copy was refreshed from exactly this code, lock file and data: then
+    executing it again would compute the outputs it holds, which ``check_committed`` checks (every
+    cell ran, in order, without an error, every solution's assertion held). Any change to the
+    notebook, the project's or shared's source, the lock or the data makes it run again."""
+    path = project / NOTEBOOK
+    nb = read(path)
+    recorded = recorded_inputs(nb)
+    return recorded is not None and recorded == inputs_digest(path, data_root)
+
+
 def check_runs(project: Path, root: Path, tmp: Path) -> nbformat.NotebookNode:
     """The notebook runs from a clean kernel on the data root ``root`` (every solution cell's
     assertion holds), writing its scratch under the data root, not in TMPDIR."""
@@ -404,6 +562,7 @@ def check_runs(project: Path, root: Path, tmp: Path) -> nbformat.NotebookNode:
     (tmp / "tmp").mkdir()
     nb = execute(project / NOTEBOOK, env=env)
     assert execution_counts(nb)[-1] == len(code_cells(nb))
+    assert exercise_problems(nb) == [], exercise_problems(nb)  # stubs fail, solutions pass
     assert image_outputs(nb) >= 4
     assert (root / "cache" / project.name / "walkthrough").is_dir()
     left = [p.name for p in (tmp / "tmp").iterdir() if "walkthrough" in p.name]
@@ -449,6 +608,8 @@ def walkthrough_tests(project: Path, module: str, *, stop_command: str | None = 
         root = notebook_data_root(tmp_path)
         if root is None and goes_on is None:
             pytest.skip("no data: set DL_NOTEBOOK_DATA or DL_TEST_DATA (or ../shared/data beside)")
+        if committed_run_is_current(project, root) and not os.environ.get(RERUN):
+            return  # the committed outputs are this code's run on this data (check_committed)
         check_runs(project, root or tmp_path / "data", tmp_path)
 
     def test_walkthrough_without_its_data(tmp_path):

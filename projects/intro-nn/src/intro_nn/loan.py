@@ -124,14 +124,20 @@ def draw_curves(path: Path, y: np.ndarray, oof: dict[str, np.ndarray]) -> Path:
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name, proba in oof.items():
+        if name == "majority":  # one constant score per fold: its pooled "curve" is an artefact
+            continue
         fpr, tpr, _ = roc_curve(y, proba)
         roc_ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, proba):.3f})")
         precision, recall, _ = precision_recall_curve(y, proba)
         pr_ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(y, proba):.3f})")
-    roc_ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (out-of-fold)")
-    pr_ax.axhline(y.mean(), color="k", linestyle=":", linewidth=0.8)
-    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall (out-of-fold)")
+    # what the majority baseline scores: the diagonal, and precision at the base rate
+    roc_ax.plot([0, 1], [0, 1], "k:", linewidth=0.8, label="majority baseline (AUC 0.5)")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr_ax.axhline(
+        y.mean(), color="k", linestyle=":", linewidth=0.8, label=f"base rate {y.mean():.2f}"
+    )
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    fig.suptitle("every loan scored out-of-fold, the five folds pooled", fontsize=10)
     for ax in (roc_ax, pr_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -15,6 +15,9 @@ CLASS_NAMES = {0: "fully paid", 1: "not fully paid"}
 COLORS = {0: "#4c72b0", 1: "#dd8452"}
 
 
+AXIS_LABELS = {"fico": "FICO credit score", "int.rate": "interest rate (fraction per year)"}
+
+
 def draw_eda(df: pd.DataFrame, folder: Path) -> list[Path]:
     paths = []
     counts = df[TARGET].value_counts().sort_index()
@@ -40,7 +43,9 @@ def draw_eda(df: pd.DataFrame, folder: Path) -> list[Path]:
                 color=COLORS[cls],
                 label=CLASS_NAMES[cls],
             )
-        ax.set_title(f"{col} by class (density)")
+        ax.set(
+            title=f"{col} by class", xlabel=AXIS_LABELS[col], ylabel="density (area 1 per class)"
+        )
         ax.legend()
     paths.append(save_figure(fig, folder / "loan_histograms.png"))
 
