@@ -36,6 +36,8 @@ from shared.files import atomic_path
 
 NOTEBOOK = "walkthrough.ipynb"
 MAX_BYTES = 3_000_000  # with its outputs: PNG figures at 100 dpi stay well under this
+MAX_SECONDS = 180  # each notebook's refresh, on a 2-core CPU: what its introduction promises
+PROMISE = "under three minutes"
 METADATA_KEY = "walkthrough"  # nb.metadata["walkthrough"]: "code_sha256", "inputs_sha256", "facts"
 EXERCISE = re.compile(r"^### Try it yourself (\d+): .+$", re.M)
 SOLUTION = re.compile(r"^### Solution (\d+)\b", re.M)
@@ -386,8 +388,13 @@ def execute(
 def refresh(path: Path, *, env: dict[str, str] | None = None, timeout: int | None = None, **kw):
     """Execute in place: the outputs, the digest of the code that made them and the digest of
     everything they follow from (``inputs_digest``) are committed (its facts kept)."""
+    import time
+
+    start = time.perf_counter()
     nb = execute(path, env=env, timeout=timeout, **kw)
     recorded = nb.metadata.setdefault(METADATA_KEY, {})
+    recorded["seconds"] = round(time.perf_counter() - start, 1)  # kernel start to last cell
+    recorded["cores"] = os.cpu_count()
     recorded["code_sha256"] = code_digest(nb)
     given = (env or os.environ).get("DL_DATA_DIR")  # else the default one the notebook read
     recorded["inputs_sha256"] = inputs_digest(path, Path(given) if given else files.data_root())
@@ -413,6 +420,12 @@ def check_committed(project: Path) -> None:
     assert [o.ename for c in code_cells(nb) for o in c.outputs if "ename" in o] == []
     assert image_outputs(nb) >= 4
     assert path.stat().st_size <= MAX_BYTES
+    # the time its introduction promises, as the refresh measured it (on a busy machine a run is
+    # slower, not wrong: the limit is on the recorded run, never a test's wall clock)
+    recorded = nb.metadata.get(METADATA_KEY, {})
+    assert recorded.get("seconds", float("inf")) <= MAX_SECONDS, (recorded, refresh_it)
+    intro = " ".join(nb.cells[0].source.split())
+    assert PROMISE in intro, f"its introduction does not say '{PROMISE}'"
 
 
 def check_lesson(project: Path, module: str) -> None:
