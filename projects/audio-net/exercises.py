@@ -6,22 +6,7 @@ effect) and, in its Solutions, on the worked answer (which must pass) and on the
 with the effect removed (which must fail).
 """
 
-from shared.lessons import Exercise
-
-
-def fits_closer(margin: float):
-    """The effect: a loss on the clean training windows more than ``margin`` below ``baseline``."""
-
-    def test(answer, *, baseline: float) -> str | None:
-        gap = baseline - float(answer)
-        if gap > margin:
-            return None
-        return (
-            f"a clean training loss of {float(answer):.3f} against the augmented network's "
-            f"{baseline:.3f} (lower by {gap:.3f}); the effect is more than {margin} lower"
-        )
-
-    return test
+from shared.lessons import Exercise, differs_by
 
 
 def heard_an_octave_up(answer, *, right: float) -> str | None:
@@ -48,7 +33,7 @@ MARGIN = 0.2
 no_augmentation = Exercise(
     1,
     "no augmentation",
-    fits_closer(MARGIN),
+    differs_by(MARGIN, "a clean training loss", lower=True),
     "train_model(new_model(), epochs=9, augmentation=AugmentConfig(**off), keep_best=False)",
 )
 sample_rate = Exercise(

@@ -7,7 +7,7 @@ with the effect removed (which must fail): two samples at the same temperature, 
 context, a second sample instead of the greedy one.
 """
 
-from shared.lessons import Exercise
+from shared.lessons import Exercise, differs_by
 
 
 def distinct_pieces(text: str, n: int = 8) -> int:
@@ -25,13 +25,6 @@ def more_characters_when_hot(answer) -> str | None:
     return f"{cold} distinct characters in the first sample, {hot} in the second"
 
 
-def worse_with_less_context(answer, *, full: float) -> str | None:
-    """The effect: more than 0.1 bits/char worse than with the model's own context (seen: 0.41)."""
-    if float(answer) > full + 0.1:
-        return None
-    return f"{float(answer):.3f} bits/char against {full:.3f} with the full context"
-
-
 def greedy_loops(answer, *, sampled: str) -> str | None:
     """The effect: fewer than half the distinct 8-character pieces of a sample at temperature 1
     (seen: 15 against nearly all of the 393 a text of 400 characters can hold)."""
@@ -47,8 +40,12 @@ temperature = Exercise(
     more_characters_when_hot,
     "sample_text(temperature, length=400) for each; answer = (the cold one, the hot one)",
 )
+# more than 0.1 bits/char worse than with the model's own context (seen: 0.41)
 context = Exercise(
-    2, "a context of 8 characters", worse_with_less_context, "evaluate(model, context=8)"
+    2,
+    "a context of 8 characters",
+    differs_by(0.1, "bits/char", lower=False),
+    "evaluate(model, context=8)",
 )
 greedy = Exercise(
     3,

@@ -163,6 +163,15 @@ def test_an_exercise_check_says_not_yet_until_the_effect_shows(capsys):
     assert not ex.check(0.9, baseline=0.9, quiet=True) and capsys.readouterr().out == ""
 
 
+def test_differs_by_needs_the_margin_on_the_stated_side():
+    lower = lessons.differs_by(0.02, "validation accuracy", lower=True)
+    assert lower(0.85, baseline=0.9) is None
+    assert "0.010 lower" in lower(0.89, baseline=0.9) and lower(0.95, baseline=0.9) is not None
+    higher = lessons.differs_by(0.1, "bits/char", lower=False)
+    assert higher(2.7, baseline=2.3) is None and higher(2.35, baseline=2.3) is not None
+    assert higher(1.9, baseline=2.3) is not None  # lower is not the effect asked for
+
+
 def test_a_notebook_runs_again_when_anything_its_outputs_follow_changes(tmp_path):
     """The digest of a notebook's inputs follows its code, the sources, the lock and the data."""
     root = tmp_path / "repo"

@@ -91,3 +91,20 @@ class Exercise:
             else:
                 print(f"Exercise {self.number} ({self.title}): not yet: {why}. Hint: {self.hint}")
         return why is None
+
+
+def differs_by(margin: float, what: str, *, lower: bool) -> Callable[..., str | None]:
+    """An ``Exercise`` test for the commonest effect: the answer more than ``margin`` below
+    (``lower``) or above the ``baseline`` the notebook computed the usual way."""
+    side = "lower" if lower else "higher"
+
+    def test(answer: Any, *, baseline: float) -> str | None:
+        gap = baseline - float(answer) if lower else float(answer) - baseline
+        if gap > margin:
+            return None
+        return (
+            f"{what} {float(answer):.3f} against {baseline:.3f} ({gap:.3f} {side}); the effect "
+            f"is more than {margin} {side}"
+        )
+
+    return test
