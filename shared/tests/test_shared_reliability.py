@@ -108,3 +108,34 @@ def test_summary_never_holds_nan(tmp_path, capsys):
     Run("p", tmp_path / "r").finish({"val_loss": float("nan"), "ok": 1.0})
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"val_loss": None, "ok": 1.0}
     assert "NaN" not in (tmp_path / "r" / "summary.json").read_text()
+
+
+SWALLOWING = """
+import threading, time
+import shared.cli as cli
+cli.SHUTDOWN_GRACE_S = 0.5
+cli.handle_sigterm()
+print("ready", flush=True)
+try:
+    while True:
+        time.sleep(0.01)
+except BaseException:  # a library that swallows every exception, the stop included
+    print("swallowed", flush=True)
+threading.Event().wait()  # and then nothing would ever end the process
+"""
+
+
+def test_a_swallowed_sigterm_still_ends_the_process():
+    """SIGTERM raises ``Terminated`` in the main thread; code that catches it (a bare except in a
+    library being imported) must not leave a process that ignores every later stop."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "swallowed" in out, (out, err)
+    assert "still running 0.5 s later" in err, err

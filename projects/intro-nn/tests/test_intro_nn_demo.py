@@ -239,7 +239,8 @@ def test_sigterm_twice_leaves_no_uploads_and_no_atexit_noise(when, trained, tmp_
     root, run, _ = trained
     uploads = tmp_path / "data" / "cache" / "intro-nn" / "demo-uploads"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "intro_nn.cli", "demo", "--run", str(run), "--port", "0"],
+        [sys.executable, "-X", "faulthandler", "-m", "intro_nn.cli", "demo", "--run", str(run)]
+        + ["--port", "0"],
         cwd=tmp_path,
         env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -255,7 +256,11 @@ def test_sigterm_twice_leaves_no_uploads_and_no_atexit_noise(when, trained, tmp_
                 break
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # seen once: say where every thread stood
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints each thread's stack
+        raise AssertionError(f"still running 120 s after SIGTERM:\n{proc.communicate()[0]}")
     assert proc.returncode == 143, out
     assert "Exception ignored" not in out and "Traceback" not in out, out
     assert not list(uploads.iterdir()), list(uploads.iterdir())

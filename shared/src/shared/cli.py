@@ -25,6 +25,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -248,6 +249,7 @@ class DemoOptions:
 # --- SIGTERM ----------------------------------------------------------------------------------
 
 _state = {"armed": 0, "requested": False, "raised": False}
+SHUTDOWN_GRACE_S = 60.0  # a stop that has not ended the process by then ends it (status 143)
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -257,7 +259,18 @@ def _on_sigterm(signum, frame) -> None:
     if _state["raised"]:  # a second SIGTERM (``uv run`` forwards the one its group got) would
         return  # interrupt the shutdown the first began: atexit callbacks, temporary folders
     _state["raised"] = True
+    # The exception unwinds the main thread; should a library swallow it (a bare ``except:``
+    # around an import) or a thread keep the process alive, the stop still ends it.
+    watchdog = threading.Timer(SHUTDOWN_GRACE_S, _force_exit)
+    watchdog.daemon = True
+    watchdog.start()
     raise Terminated("SIGTERM")
+
+
+def _force_exit() -> None:
+    print(f"stopped by SIGTERM: still running {SHUTDOWN_GRACE_S:g} s later", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED)
 
 
 def handle_sigterm() -> None:
