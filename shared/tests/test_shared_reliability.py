@@ -132,7 +132,10 @@ def test_a_swallowed_sigterm_still_ends_the_process():
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", SWALLOWING], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SWALLOWING],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)

@@ -260,7 +260,7 @@ def test_sigterm_twice_leaves_no_uploads_and_no_atexit_noise(when, trained, tmp_
         out, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:  # seen once: say where every thread stood
         proc.send_signal(signal.SIGABRT)  # faulthandler prints each thread's stack
-        raise AssertionError(f"still running 120 s after SIGTERM:\n{proc.communicate()[0]}")
+        raise AssertionError(f"running 120 s after SIGTERM:\n{proc.communicate()[0]}") from None
     assert proc.returncode == 143, out
     assert "Exception ignored" not in out and "Traceback" not in out, out
     assert not list(uploads.iterdir()), list(uploads.iterdir())
