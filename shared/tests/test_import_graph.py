@@ -95,7 +95,11 @@ def test_shared_imports_no_project_and_projects_not_each_other():
 
 # shared's runtime dependencies (pyproject.toml) and what each extra adds, per module
 RUNTIME = {"torch", "numpy", "tqdm", "pooch", "requests", "shared"}
-EXTRAS = {"shared.plots": {"matplotlib"}, "shared.demo": {"gradio"}}
+EXTRAS = {
+    "shared.plots": {"matplotlib"},
+    "shared.demo": {"gradio"},
+    "shared.serve": {"fastapi", "starlette", "uvicorn", "httpx"},
+}
 
 
 def test_shared_modules_import_only_its_runtime_dependencies_at_the_top():

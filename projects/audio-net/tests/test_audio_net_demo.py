@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_net_data import SR, genre_clip, make_learnable_gtzan
+from audio_net_data import SR, genre_clip
 from playwright.sync_api import expect
 
 from audio_net.cli import main
@@ -19,17 +19,6 @@ from testkit import (
     screenshot_dir,
     wait_for_images,
 )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    data = make_learnable_gtzan(root / "gtzan", per_genre=3, seconds=4.0)
-    run = root / "runs" / "audio-net" / "20260101-000000"
-    argv = ["train", "--data-dir", data, "--no-pretrained", "--epochs", "2", "--device", "cpu"]
-    argv += ["--batch-size", "16", "--cache-dir", root / "cache", "--out", run, "--quiet"]
-    assert main([str(a) for a in argv]) == 0
-    return root, run
 
 
 def song(path: Path, genre: int, seconds: float, rate: int, channels: int) -> Path:

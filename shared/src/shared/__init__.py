@@ -30,6 +30,9 @@ Modules, each named for what it holds:
 - ``resnet``: a one-channel ResNet18 from ImageNet weights, a local file, or random.
 - ``demo``: what every ``P demo`` shares: the model to serve, the page's header, offline serving
   (``demo`` extra).
+- ``serve``: what every ``P serve`` shares: a FastAPI app with ``/health``, ``/metrics`` and JSON
+  errors, micro-batching behind a bounded queue (503 with Retry-After), uvicorn with SIGTERM
+  handled, and the load test of ``bench --serve`` (``serve`` extra).
 - ``hub``: pretrained model folders in transformers' layout, or Hub names; their JSON and
   safetensors read as data.
 - ``lessons``: what the walkthrough notebooks share: data found or fetched, scratch, a clean stop.

@@ -246,6 +246,46 @@ class DemoOptions:
             raise UserError("give --checkpoint or --run, not both")
 
 
+@dataclasses.dataclass
+class ServeOptions:
+    """``<project> serve``: the model over HTTP for programs (``shared.serve``)."""
+
+    checkpoint: Path | None = arg(
+        None, "checkpoint to serve (default: the newest run of this project)", group="serve"
+    )
+    run: Path | None = arg(
+        None, "run folder to serve (default: the newest under the runs folder)", group="serve"
+    )
+    host: str = arg(
+        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="serve"
+    )
+    port: int = arg(8000, "port to serve on (0: any free port)", group="serve", low=0, high=65535)
+    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+    max_batch: int = arg(
+        8, "requests answered together in one forward pass at most", group="serve", low=1, high=256
+    )
+    max_wait_ms: float = arg(
+        5.0,
+        "how long a request waits for others to fill its batch",
+        group="serve",
+        low=0.0,
+        high=1000.0,
+    )
+    max_queue: int = arg(
+        64,
+        "requests waiting at most; past it the answer is 503 with Retry-After",
+        group="serve",
+        low=1,
+        high=100_000,
+    )
+    quiet: bool = arg(False, "no line per request")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.checkpoint is not None and self.run is not None:
+            raise UserError("give --checkpoint or --run, not both")
+
+
 # --- SIGTERM ----------------------------------------------------------------------------------
 
 _state = {"armed": 0, "requested": False, "raised": False}

@@ -9,10 +9,19 @@ from pathlib import Path
 
 
 class ServedDemo:
-    """A ``P demo`` started as a user would (``python -m <module> demo ...`` in a subprocess, on a
-    free localhost port); ``url`` once the page is served, ``seconds`` from start to served."""
+    """A ``P demo`` (or ``command``: ``serve``) started as a user would (``python -m <module> demo
+    ...`` in a subprocess, on a free localhost port); ``url`` once it serves, ``seconds`` from
+    start to served."""
 
-    def __init__(self, module: str, args: list[str], *, cwd: Path, timeout: float = 900.0) -> None:
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        *,
+        cwd: Path,
+        timeout: float = 900.0,
+        command: str = "demo",
+    ) -> None:
         import socket
         import threading
         import time
@@ -23,7 +32,7 @@ class ServedDemo:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         start = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "demo", "--port", str(port), *map(str, args)],
+            [sys.executable, "-m", module, command, "--port", str(port), *map(str, args)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ from audio_net.config import (
     EvaluateConfig,
     ExportConfig,
     PredictConfig,
+    ServeConfig,
     TrainConfig,
 )
 from shared.cli import Command, DataCommandConfig, run_cli
@@ -55,7 +56,11 @@ def export_command(cfg: ExportConfig):
 
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
-    from audio_net.bench import run_bench
+    if cfg.serve:
+        from audio_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+
+        return run_serve_bench(cfg)
+    from audio_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
 
@@ -72,6 +77,13 @@ def demo_command(cfg: DemoConfig):
     from audio_net.demo import run_demo
 
     return run_demo(cfg)
+
+
+def serve_command(cfg: ServeConfig):
+    # imported when the command runs: --help needs no torch
+    from audio_net.serve import run_serve
+
+    return run_serve(cfg)
 
 
 COMMANDS = {
@@ -97,6 +109,9 @@ COMMANDS = {
         DemoConfig,
         demo_command,
         "upload or record music, see its genre: a local web page",
+    ),
+    "serve": Command(
+        ServeConfig, serve_command, "the classifier over HTTP for programs (batched, /metrics)"
     ),
 }
 

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from shared.cli import AUTO, DemoOptions, RunConfig, arg, check_bounds, epochs_flag
+from shared.cli import (
+    AUTO,
+    DemoOptions,
+    RunConfig,
+    ServeOptions,
+    arg,
+    check_bounds,
+    epochs_flag,
+)
 from shared.errors import UserError
 
 if TYPE_CHECKING:
@@ -205,6 +213,15 @@ class BenchConfig(RunConfig, DataOptions):
     batch_size: int | None = arg(None, "training batch size (default 128; ast: 12)")
     train_steps: int | None = arg(None, "timed training steps (default: 30 on CUDA, 3 on CPU)")
     clips: int = arg(64, "clips to featurize (the real samples are repeated if fewer)")
+    serve: bool = arg(
+        False,
+        "load-test 'audio-net serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
+        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
+    )
+    checkpoint: Path | None = arg(
+        None, "--serve: the checkpoint to serve (default: the newest run)"
+    )
+    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass
@@ -214,6 +231,15 @@ class DemoConfig(DemoOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_bounds(self)  # --max-seconds, on a config built in code too
+
+
+@dataclass
+class ServeConfig(ServeOptions):
+    """The classifier over HTTP for programs: POST /v1/predict with an audio file or JSON samples;
+    /health and /metrics."""
+
+    max_seconds: float = arg(600.0, "longest audio one request may send", group="serve", above=0)
+    top: int = arg(3, "labels listed per answer", group="serve", low=1)
 
 
 WINDOW_SECONDS, HOP_SECONDS = 3.0, 1.5  # the defaults of --window-seconds and --hop-seconds

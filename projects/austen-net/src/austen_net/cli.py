@@ -13,6 +13,7 @@ from austen_net.config import (
     ExportConfig,
     GenerateConfig,
     ImportConfig,
+    ServeConfig,
     TrainConfig,
 )
 from shared.cli import Command, run_cli
@@ -61,7 +62,11 @@ def import_command(cfg: ImportConfig):
 
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
-    from austen_net.bench import run_bench
+    if cfg.serve:
+        from austen_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+
+        return run_serve_bench(cfg)
+    from austen_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
 
@@ -78,6 +83,13 @@ def demo_command(cfg: DemoConfig):
     from austen_net.demo import run_demo
 
     return run_demo(cfg)
+
+
+def serve_command(cfg: ServeConfig):
+    # imported when the command runs: --help needs no torch
+    from austen_net.serve import run_serve
+
+    return run_serve(cfg)
 
 
 COMMANDS = {
@@ -112,6 +124,11 @@ COMMANDS = {
         DemoConfig,
         demo_command,
         "write and score text with a trained model: a local web page",
+    ),
+    "serve": Command(
+        ServeConfig,
+        serve_command,
+        "OpenAI's completions API over HTTP for programs (batched, with /health and /metrics)",
     ),
 }
 

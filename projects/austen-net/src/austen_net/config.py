@@ -12,6 +12,7 @@ from shared.cli import (
     DataCommandConfig,
     DemoOptions,
     RunConfig,
+    ServeOptions,
     arg,
     check_bounds,
 )
@@ -292,6 +293,17 @@ class BenchConfig(RunConfig):
     )
     rank: int = arg(8, "--finetune: LoRA rank (alpha is twice the rank)", low=1, high=1024)
     grad_checkpoint: bool = arg(False, "--finetune: activation checkpointing in every mode")
+    serve: bool = arg(
+        False,
+        "load-test 'austen-net serve' instead: the newest run (or --checkpoint) served on "
+        "127.0.0.1, --serve-requests completions at concurrency 1, 4 and 16",
+    )
+    checkpoint: Path | None = arg(None, "--serve: the checkpoint to serve (default: newest run)")
+    serve_requests: int = arg(
+        32, "--serve: completions sent at each concurrency", low=1, high=100_000
+    )
+    serve_tokens: int = arg(64, "--serve: tokens each completion asks for", low=1, high=100_000)
+    max_batch: int = arg(16, "--serve: the server's --max-batch", low=1, high=256)
 
 
 @dataclass
@@ -305,4 +317,17 @@ class DemoConfig(DemoOptions):
 
     weights: Literal["auto", "fp32", "bf16", "int8"] = arg(
         "auto", "weights to write with, as 'generate --weights' (auto: the fastest within bounds)"
+    )
+
+
+@dataclass
+class ServeConfig(ServeOptions):
+    """OpenAI's completions API over HTTP (POST /v1/completions, plain or streamed; GET /v1/models),
+    concurrent requests decoded together, with /health and /metrics."""
+
+    weights: Literal["auto", "fp32", "bf16", "int8"] = arg(
+        "auto", "weights to write with, as 'generate --weights' (auto: the fastest within bounds)"
+    )
+    max_tokens: int = arg(
+        1024, "the most tokens one request may ask for", group="serve", low=1, high=1_000_000
     )

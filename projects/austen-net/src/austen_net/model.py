@@ -116,7 +116,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, pos: torch.Tensor, cache=None) -> torch.Tensor:
         """``x`` (B, T, C) at positions ``pos`` (T,). Without a cache, or for a prompt written
         into one from position 0: causal attention over these tokens. One new token with a cache:
-        attention over every cached position up to its own (``cache``: decode.KVCache)."""
+        attention over every cached position up to its own (``cache``: decode.KVCache; ``pos``
+        (B, 1) puts each row at its own position, as a server's requests are)."""
         b, t, c = x.shape
         d, kv = c // self.n_head, self.kv_heads
         q, k, v = self.qkv(x).split([c, kv * d, kv * d], dim=-1)
@@ -135,7 +136,7 @@ class CausalSelfAttention(nn.Module):
         else:  # the query heads sharing a key/value head are grouped: the cache is read as it is
             keys, values = cache.write(self.layer, k, v, pos)
             scores = q.reshape(b, kv, self.n_head // kv, d).to(keys.dtype) @ keys.transpose(-1, -2)
-            visible = torch.arange(keys.shape[2], device=x.device) <= pos
+            visible = torch.arange(keys.shape[2], device=x.device) <= pos.view(-1, 1, 1, 1)
             weights = (scores.float() * d**-0.5).masked_fill(~visible, float("-inf")).softmax(-1)
             y = (weights.to(values.dtype) @ values).reshape(b, self.n_head, 1, d).to(x.dtype)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))

@@ -56,8 +56,12 @@ class Rotary(nn.Module):
         self.register_buffer("rotation", rotation, persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, H, T, D) turned by the angles of positions ``pos`` (T,)."""
-        turns = self.rotation.index_select(0, pos).float()  # (T, D/2, 2): cos, sin
+        """``x`` (B, H, T, D) turned by the angles of positions ``pos`` (T,), or (B, T): a
+        position for each row."""
+        if pos.dim() == 2:
+            turns = self.rotation[pos].float().unsqueeze(1)  # (B, 1, T, D/2, 2)
+        else:
+            turns = self.rotation.index_select(0, pos).float()  # (T, D/2, 2): cos, sin
         if torch.compiler.is_compiling():
             # the same product in real arithmetic: Inductor fuses it into one kernel, where it
             # would leave complex tensors to eager kernels (eager is faster with the complex one)

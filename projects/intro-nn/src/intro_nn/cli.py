@@ -13,6 +13,7 @@ from intro_nn.config import (
     DemoConfig,
     ExportConfig,
     PredictConfig,
+    ServeConfig,
     TrainConfig,
 )
 from shared.cli import Command, DataCommandConfig, run_cli
@@ -44,7 +45,11 @@ def export_command(cfg: ExportConfig):
 
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
-    from intro_nn.bench import run_bench
+    if cfg.serve:
+        from intro_nn.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+
+        return run_serve_bench(cfg)
+    from intro_nn.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
 
@@ -61,6 +66,13 @@ def demo_command(cfg: DemoConfig):
     from intro_nn.demo import run_demo
 
     return run_demo(cfg)
+
+
+def serve_command(cfg: ServeConfig):
+    # imported when the command runs: --help needs no torch
+    from intro_nn.serve import run_serve
+
+    return run_serve(cfg)
 
 
 COMMANDS = {
@@ -86,6 +98,9 @@ COMMANDS = {
     ),
     "data": Command(DataCommandConfig, data_command, "download or check the loan CSV and MNIST"),
     "demo": Command(DemoConfig, demo_command, "draw a digit, fill a loan form: a local web page"),
+    "serve": Command(
+        ServeConfig, serve_command, "the digit and loan models over HTTP for programs (batched)"
+    ),
 }
 
 

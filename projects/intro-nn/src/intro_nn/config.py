@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.cli import SEED_RANGE, DemoOptions, RunConfig, arg
+from shared.cli import SEED_RANGE, DemoOptions, RunConfig, ServeOptions, arg
 from shared.errors import UserError
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
@@ -133,6 +133,15 @@ class BenchConfig(RunConfig):
     epochs: int = arg(2, "MNIST epochs to time per path")
     batch_size: int = arg(128, "MNIST batch size")
     workers: int = arg(2, "DataLoader workers for the torchvision path")
+    serve: bool = arg(
+        False,
+        "load-test 'intro-nn serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
+        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
+    )
+    checkpoint: Path | None = arg(
+        None, "--serve: the MNIST checkpoint to serve (default: the newest run holding one)"
+    )
+    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass
@@ -143,4 +152,16 @@ class DemoConfig(DemoOptions):
         None,
         "run folder of the loan model (default: --run if it holds one, else the newest loan run)",
         group="demo",
+    )
+
+
+@dataclass
+class ServeConfig(ServeOptions):
+    """The MNIST network and the loan model over HTTP for programs: POST /v1/predict with pixels,
+    a digit photo or a loan row; /health and /metrics."""
+
+    loan_run: Path | None = arg(
+        None,
+        "run folder of the loan model (default: --run if it holds one, else the newest loan run)",
+        group="serve",
     )

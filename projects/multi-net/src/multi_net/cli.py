@@ -15,6 +15,7 @@ from multi_net.config import (
     EvaluateConfig,
     IndexConfig,
     RecommendConfig,
+    ServeConfig,
     TrainConfig,
 )
 from shared.cli import Command, run_cli
@@ -63,7 +64,11 @@ def demo_command(cfg: DemoConfig):
 
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
-    from multi_net.bench import run_bench
+    if cfg.serve:
+        from multi_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+
+        return run_serve_bench(cfg)
+    from multi_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
 
@@ -73,6 +78,13 @@ def data_command(cfg: DataConfig):
     from multi_net.data import data
 
     return data(cfg)
+
+
+def serve_command(cfg: ServeConfig):
+    # imported when the command runs: --help needs no torch
+    from multi_net.serve import run_serve
+
+    return run_serve(cfg)
 
 
 COMMANDS = {
@@ -96,6 +108,9 @@ COMMANDS = {
         DemoConfig,
         demo_command,
         "search videos by text, browse neighbours: a local web page",
+    ),
+    "serve": Command(
+        ServeConfig, serve_command, "search and recommend over HTTP for programs (batched)"
     ),
     "bench": Command(BenchConfig, bench_command, "decode, embed and search throughput as JSON"),
     "data": Command(

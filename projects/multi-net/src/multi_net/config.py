@@ -11,6 +11,7 @@ from shared.cli import (
     DataCommandConfig,
     DemoOptions,
     RunConfig,
+    ServeOptions,
     arg,
     check_bounds,
     epochs_flag,
@@ -201,6 +202,15 @@ class BenchConfig(RunConfig, ModelOptions):
     clips: int = arg(24, "generated 15 s 320x240 30 fps clips to decode (4 distinct, repeated)")
     num_frames: int = arg(8, "frames per clip")
     embed_videos: int = arg(16, "videos to embed for the embedding throughput")
+    serve: bool = arg(
+        False,
+        "load-test 'multi-net serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
+        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
+    )
+    index: Path | None = arg(
+        None, "--serve: the index to serve (default: the newest under the runs folder)"
+    )
+    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass
@@ -242,3 +252,20 @@ class DemoConfig(DemoOptions):
         "recorded in the index)",
         group="demo",
     )
+
+
+@dataclass
+class ServeConfig(ServeOptions):
+    """Search and recommendation over an index, over HTTP for programs: POST /v1/search (text),
+    POST /v1/recommend (a video id); /health and /metrics."""
+
+    index: Path | None = arg(
+        None,
+        "index built by 'multi-net index' (default: the newest under the runs folder)",
+        group="serve",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_file(self.index, "--index")
+        require_file(self.checkpoint, "--checkpoint")
