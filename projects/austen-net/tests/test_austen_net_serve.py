@@ -149,3 +149,40 @@ def test_bench_serve_measures_its_own_server(run, tmp_path, capsys):
         assert out[f"serve_errors_c{c}"] == 0 and out[f"serve_rejected_c{c}"] == 0
         assert out[f"serve_tokens_per_s_c{c}"] > 0 and out[f"serve_p95_ms_c{c}"] > 0
     assert out["serve_batching_speedup_c4"] > 0
+
+
+def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(run):
+    """A decode step that raises (a bug, memory) answers its sequences with an error event (a 500
+    or a stream's error object), never leaves them waiting, and the next request is served."""
+    import asyncio
+
+    import torch
+
+    from austen_net.generate import StreamDecoder
+    from austen_net.inference import load_model
+    from austen_net.serve import Engine, Events, Sequence
+    from shared.serve import Metrics
+
+    model, tok, _ = load_model(run / "checkpoints" / "best.pt", torch.device("cpu"))
+    engine = Engine(model, tok, torch.device("cpu"), max_batch=2, max_queue=4,
+                    metrics=Metrics("austen-net"), stop=lambda: False)  # fmt: skip
+    loop = asyncio.new_event_loop()
+
+    def ask() -> list[tuple]:
+        events = Events(loop)
+        seq = Sequence(tok.encode("Emma"), 5, 0.0, None, None, [], torch.Generator(), 0, events,
+                       StreamDecoder(tok))  # fmt: skip
+        engine.submit([seq])
+        got = [loop.run_until_complete(events.queue.get())]
+        while got[-1][0] == "text":
+            got.append(loop.run_until_complete(events.queue.get()))
+        return got
+
+    decode = engine.decode
+    engine.decode = lambda: 1 / 0
+    failed = ask()
+    assert failed[-1][0] == "error" and "division by zero" in failed[-1][2]
+    engine.decode = decode
+    assert ask()[-1][:3] == ("done", 0, "length")
+    engine.close()
+    loop.close()

@@ -267,6 +267,10 @@ def create_app(project: str, info: dict, metrics: Metrics, *, max_body_bytes: in
     async def user_error(request: Request, exc: UserError):
         return refusal(400, str(exc))
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception):  # a bug or memory: JSON, never a hang
+        return refusal(500, f"the server failed on this request ({type(exc).__name__}: {exc})")
+
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull):
         return refusal(503, f"busy: {exc}; retry", {"Retry-After": str(RETRY_AFTER_S)})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +37,15 @@ from austen_net.weights import choose_weights
 from shared.demo import find_run
 from shared.device import select_device
 from shared.runs import Run
-from shared.serve import Metrics, QueueFull, bench_serve, create_app, serve_http, stopping
+from shared.serve import (
+    Metrics,
+    QueueFull,
+    bench_serve,
+    create_app,
+    error_body,
+    serve_http,
+    stopping,
+)
 
 MODEL_ID = PROJECT
 MAX_PROMPT_CHARS = 32_000
@@ -158,18 +167,31 @@ class Engine:
                 while self.pending and len(self.active) < self.max_batch:
                     self.active.append(self.pending.popleft())
             if self.closed or self.stop():  # shutting down: every stream ends now, cleanly
-                for seq in self.active + list(self.pending):
+                with self.cond:
+                    waiting = list(self.pending)
+                    self.pending.clear()
+                for seq in self.active + waiting:
                     self.finish(seq, "stop")
-                self.pending.clear()
                 self.retire()
                 continue
-            for i, seq in enumerate(self.active):
-                if not seq.filled:  # a new sequence (or one whose window slid): its prompt
-                    self.prefill(seq, i)
+            try:
+                self.step()
+            except Exception as exc:  # a failed step fails its sequences (500), never hangs them
+                print(f"{PROJECT} serve: a decode step failed: {exc!r}", file=sys.stderr)
+                for seq in self.active:
+                    seq.finish = "error"
+                    seq.events.put(("error", seq.index, f"generation failed: {exc}"))
+                self.active.clear()
+
+    def step(self) -> None:
+        """New sequences' prompts (each alone into its row), then one batched decode step."""
+        for i, seq in enumerate(self.active):
+            if not seq.filled:  # a new sequence (or one whose window slid): its prompt
+                self.prefill(seq, i)
+        self.retire()
+        if self.active:
+            self.decode()
             self.retire()
-            if self.active:
-                self.decode()
-                self.retire()
 
     def prefill(self, seq: Sequence, row: int) -> None:
         block = self.model.cfg.block_size
@@ -316,6 +338,9 @@ async def streamed(cid: str, seqs: list[Sequence], events: Events, prompt_tokens
     try:
         while len(done) < len(seqs):
             event = await events.queue.get()
+            if event[0] == "error":  # OpenAI's way: an error object as the stream's last event
+                yield f"data: {json.dumps(error_body(500, event[2]))}\n\n"
+                return
             if event[0] == "text":
                 part = choice(event[1], event[2], None)
             else:
@@ -336,6 +361,8 @@ async def collected(cid: str, seqs: list[Sequence], events: Events, prompt_token
     try:
         while len(done) < len(seqs):
             event = await events.queue.get()
+            if event[0] == "error":
+                raise HTTPException(500, event[2])
             if event[0] == "text":
                 texts[event[1]] += event[2]
             else:
