@@ -221,69 +221,73 @@ class DataCommandConfig:
 
 
 @dataclasses.dataclass
-class DemoOptions:
+class ServerOptions:
+    """What serves a trained model, a page (``DemoOptions``) or an API (``ServeOptions``): which
+    model, on which address, on which device."""
+
     checkpoint: Path | None = arg(
-        None, "checkpoint to serve (default: the newest run of this project)", group="demo"
+        None, "checkpoint to serve (default: the newest run of this project)", group="server"
     )
     run: Path | None = arg(
-        None, "run folder to serve (default: the newest under the runs folder)", group="demo"
+        None, "run folder to serve (default: the newest under the runs folder)", group="server"
     )
     host: str = arg(
-        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="demo"
+        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="server"
     )
-    port: int = arg(7860, "port to serve on (0: any free port)", group="demo")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
-    debug: bool = arg(
-        False,
-        "print the traceback of every refused input (default: one warning line)",
-        group="demo",
-    )
 
     def __post_init__(self) -> None:  # checked when the flags are parsed, before any work
-        if not 0 <= self.port <= 65535:
-            raise UserError(f"--port {self.port}: use 0..65535")
+        check_bounds(self)
         if self.checkpoint is not None and self.run is not None:
             raise UserError("give --checkpoint or --run, not both")
 
 
 @dataclasses.dataclass
-class ServeOptions:
+class DemoOptions(ServerOptions):
+    """``<project> demo``: the model in a local web page (``shared.demo``)."""
+
+    port: int = arg(7860, "port to serve on (0: any free port)", group="server", low=0, high=65535)
+    debug: bool = arg(
+        False,
+        "print the traceback of every refused input (default: one warning line)",
+        group="server",
+    )
+
+
+@dataclasses.dataclass
+class ServeOptions(ServerOptions):
     """``<project> serve``: the model over HTTP for programs (``shared.serve``)."""
 
-    checkpoint: Path | None = arg(
-        None, "checkpoint to serve (default: the newest run of this project)", group="serve"
-    )
-    run: Path | None = arg(
-        None, "run folder to serve (default: the newest under the runs folder)", group="serve"
-    )
-    host: str = arg(
-        "127.0.0.1", "address to listen on (0.0.0.0 opens it to the network)", group="serve"
-    )
-    port: int = arg(8000, "port to serve on (0: any free port)", group="serve", low=0, high=65535)
-    device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run the model")
+    port: int = arg(8000, "port to serve on (0: any free port)", group="server", low=0, high=65535)
     max_batch: int = arg(
-        8, "requests answered together in one forward pass at most", group="serve", low=1, high=256
+        8, "requests answered together in one forward pass at most", group="server", low=1, high=256
     )
     max_wait_ms: float = arg(
         5.0,
         "how long a request waits for others to fill its batch",
-        group="serve",
+        group="server",
         low=0.0,
         high=1000.0,
     )
     max_queue: int = arg(
         64,
         "requests waiting at most; past it the answer is 503 with Retry-After",
-        group="serve",
+        group="server",
         low=1,
         high=100_000,
     )
-    quiet: bool = arg(False, "no line per request")
 
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        if self.checkpoint is not None and self.run is not None:
-            raise UserError("give --checkpoint or --run, not both")
+
+@dataclasses.dataclass
+class ServeBenchOptions:
+    """``<project> bench --serve``: a load test of the project's own ``serve``."""
+
+    serve: bool = arg(
+        False,
+        "load-test this project's 'serve' instead: started on 127.0.0.1 and sent --serve-requests "
+        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
+    )
+    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 # --- SIGTERM ----------------------------------------------------------------------------------

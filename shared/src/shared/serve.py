@@ -10,8 +10,9 @@
   (413), and every refusal a JSON body in OpenAI's error shape (``{"error": {"message", "type",
   "code"}}``), so one client reads every project's errors.
 - ``serve_http``: uvicorn on a checked port, the URL printed once it listens. Ctrl-C or SIGTERM: it
-  stops accepting, lets what is in flight finish (``stopping(app)`` tells a stream to end), and
-  exits 130 or 143 as every command does.
+  stops accepting, lets what is in flight finish (``stopping(app)`` tells a stream to end), closes
+  the app's ``workers`` (what answers behind its routes) and exits 130 or 143 as every command
+  does.
 - ``served`` and ``load_test``: a project's ``bench --serve``: its own ``serve`` command started
   on a free port, then a fixed count of requests at a given concurrency: throughput, latency
   percentiles, errors and refusals.
@@ -43,6 +44,7 @@ from shared.cli import ServeOptions
 from shared.demo import check_port, free_port
 from shared.device import cpu_facts, device_name, select_device
 from shared.errors import UserError
+from shared.runs import Run
 
 RETRY_AFTER_S = 1  # what a refused client is told to wait
 
@@ -247,6 +249,7 @@ def create_app(project: str, info: dict, metrics: Metrics, *, max_body_bytes: in
 
     app = FastAPI(title=project, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
+    app.state.workers = []  # what answers behind the routes (a Batcher): closed after serving
 
     def refusal(status: int, message: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse(error_body(status, message), status_code=status, headers=headers)
@@ -321,7 +324,11 @@ def serve_http(app, opts: ServeOptions) -> int:
             print(f"serving on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run()  # uvicorn raises the signal that stopped it again once it is done: exit 143
+    try:
+        server.run()  # uvicorn raises the signal that stopped it again once it is done: exit 143
+    finally:
+        for worker in app.state.workers:  # what is still queued is answered, then each stops
+            worker.close()
     return 0
 
 
@@ -409,25 +416,35 @@ def load_test(
 
 
 def bench_serve(
-    module: str,
+    project: str,
+    cfg: Any,
     args: Sequence[Any],
     request: Callable[[int], tuple[str, Any]],
-    count: int,
-    device: str,
+    facts: dict | None = None,
     concurrencies: Sequence[int] = (1, 4, 16),
-) -> dict:
-    """A project's ``bench --serve``: its server started (``served``) and warmed (twice the
-    highest concurrency's requests at once: each batch shape's first pass is slower, once), then
-    ``load_test`` at each concurrency; keys ``serve_<figure>_c<concurrency>``."""
-    where = select_device(device)
+) -> int:
+    """A project's ``bench --serve`` (``cfg``: its ``BenchConfig``): ``<project> serve`` started
+    (``served``) and warmed (twice the highest concurrency's requests at once: each batch shape's
+    first pass is slower, once), then ``load_test`` at each concurrency; keys
+    ``serve_<figure>_c<concurrency>`` (and, for generated tokens, tokens/s over all streams and
+    per stream, and the batching speedup at 4), written as the run's summary and printed."""
+    where = select_device(cfg.device)
     out: dict[str, Any] = {"device": device_name(where)}
-    out |= {**(cpu_facts() if where.type == "cpu" else {}), "serve_requests": count}
-    with served(module, [*args, "--device", device]) as url:
+    out |= {**(cpu_facts() if where.type == "cpu" else {}), **(facts or {})}
+    out["serve_requests"] = count = cfg.serve_requests
+    module = project.replace("-", "_") + ".cli"
+    with served(module, [*args, "--device", cfg.device]) as url:
         load_test(url, request, 2 * max(concurrencies), max(concurrencies))
         for c in concurrencies:
             r = load_test(url, request, count, c)
             for key in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "rejected"):
                 out[f"serve_{key}_c{c}"] = r[key]
-            if r["completion_tokens"]:
+            if r["completion_tokens"]:  # a stream's own pace: its tokens over its median latency
                 out[f"serve_tokens_per_s_c{c}"] = r["tokens_per_s"]
-    return out
+                each = r["completion_tokens"] / count / (r["p50_ms"] / 1000)
+                out[f"serve_tokens_per_s_per_stream_c{c}"] = round(each, 1)
+    if "serve_tokens_per_s_c1" in out and 4 in concurrencies:
+        speedup = out["serve_tokens_per_s_c4"] / out["serve_tokens_per_s_c1"]
+        out["serve_batching_speedup_c4"] = round(speedup, 2)
+    Run(project, cfg.out, cfg).finish(out)
+    return 0

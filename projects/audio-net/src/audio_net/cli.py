@@ -57,9 +57,9 @@ def export_command(cfg: ExportConfig):
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
     if cfg.serve:
-        from audio_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+        from audio_net.serve import serve_bench  # the serve extra (FastAPI), for --serve only
 
-        return run_serve_bench(cfg)
+        return serve_bench(cfg)
     from audio_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
@@ -81,9 +81,10 @@ def demo_command(cfg: DemoConfig):
 
 def serve_command(cfg: ServeConfig):
     # imported when the command runs: --help needs no torch
-    from audio_net.serve import run_serve
+    from audio_net.serve import build_api
+    from shared.serve import serve_http
 
-    return run_serve(cfg)
+    return serve_http(build_api(cfg), cfg)
 
 
 COMMANDS = {

@@ -10,6 +10,7 @@ from shared.cli import (
     AUTO,
     DemoOptions,
     RunConfig,
+    ServeBenchOptions,
     ServeOptions,
     arg,
     check_bounds,
@@ -206,22 +207,16 @@ class ExportConfig:
 
 
 @dataclass
-class BenchConfig(RunConfig, DataOptions):
+class BenchConfig(RunConfig, ServeBenchOptions, DataOptions):
     model: Literal["resnet18", "cnn", "ast"] = arg(
         "resnet18", "network to time (random weights; ast: AST-Base's shape, 87M parameters)"
     )
     batch_size: int | None = arg(None, "training batch size (default 128; ast: 12)")
     train_steps: int | None = arg(None, "timed training steps (default: 30 on CUDA, 3 on CPU)")
     clips: int = arg(64, "clips to featurize (the real samples are repeated if fewer)")
-    serve: bool = arg(
-        False,
-        "load-test 'audio-net serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
-        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
-    )
     checkpoint: Path | None = arg(
         None, "--serve: the checkpoint to serve (default: the newest run)"
     )
-    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass

@@ -29,8 +29,7 @@ from audio_net.model import window_logits
 from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError
-from shared.runs import Run
-from shared.serve import Batcher, Metrics, bench_serve, create_app, serve_http
+from shared.serve import Batcher, Metrics, bench_serve, create_app
 
 MAX_SAMPLE_RATE = 192_000
 
@@ -101,9 +100,10 @@ def build_api(cfg: ServeConfig):
         split = probs.float().split([len(w) for w in windows])
         return [(p.mean(0).cpu(), len(p)) for p in split]
 
-    batcher = app.state.batcher = Batcher(
+    batcher = Batcher(
         classify, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, max_queue=cfg.max_queue
     )
+    app.state.workers.append(batcher)
     metrics.gauge("queue_depth", "Requests waiting for a batch.", lambda: batcher.depth)
     metrics.gauge("batches", "Forward passes run.", lambda: batcher.batches)
 
@@ -139,15 +139,7 @@ def build_api(cfg: ServeConfig):
     return app
 
 
-def run_serve(cfg: ServeConfig) -> int:
-    app = build_api(cfg)
-    try:
-        return serve_http(app, cfg)
-    finally:
-        app.state.batcher.close()
-
-
-def serve_bench(cfg: BenchConfig) -> dict:
+def serve_bench(cfg: BenchConfig) -> int:
     """``bench --serve``: ``audio-net serve`` on the newest run (or ``--checkpoint``), sent 10 s
     WAV files (a chord whose pitch moves per request) as the request body."""
     checkpoint = find_run(PROJECT, ServeConfig(checkpoint=cfg.checkpoint),
@@ -166,12 +158,5 @@ def serve_bench(cfg: BenchConfig) -> dict:
     def request(i: int) -> tuple[str, bytes]:
         return "/v1/predict", files[i % len(files)]
 
-    return {"serve_checkpoint": str(checkpoint), "serve_audio_seconds": 10} | bench_serve(
-        "audio_net.cli", args, request, cfg.serve_requests, cfg.device
-    )
-
-
-def run_serve_bench(cfg: BenchConfig) -> int:
-    """``audio-net bench --serve``: the figures as one JSON object (and the run's summary)."""
-    Run(PROJECT, cfg.out, cfg).finish(serve_bench(cfg))
-    return 0
+    facts = {"serve_checkpoint": str(checkpoint), "serve_audio_seconds": 10}
+    return bench_serve(PROJECT, cfg, args, request, facts)

@@ -63,9 +63,9 @@ def import_command(cfg: ImportConfig):
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
     if cfg.serve:
-        from austen_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+        from austen_net.serve import serve_bench  # the serve extra (FastAPI), for --serve only
 
-        return run_serve_bench(cfg)
+        return serve_bench(cfg)
     from austen_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
@@ -87,9 +87,10 @@ def demo_command(cfg: DemoConfig):
 
 def serve_command(cfg: ServeConfig):
     # imported when the command runs: --help needs no torch
-    from austen_net.serve import run_serve
+    from austen_net.serve import build_api
+    from shared.serve import serve_http
 
-    return run_serve(cfg)
+    return serve_http(build_api(cfg), cfg)
 
 
 COMMANDS = {

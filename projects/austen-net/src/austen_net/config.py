@@ -12,6 +12,7 @@ from shared.cli import (
     DataCommandConfig,
     DemoOptions,
     RunConfig,
+    ServeBenchOptions,
     ServeOptions,
     arg,
     check_bounds,
@@ -269,7 +270,7 @@ class ImportConfig:
 
 
 @dataclass
-class BenchConfig(RunConfig):
+class BenchConfig(RunConfig, ServeBenchOptions):
     preset: Literal["seed", "default", "tiny"] = arg("seed", "model preset to time")
     vocab_size: int = arg(8192, "vocabulary size of the timed model")
     batch_size: int = arg(64, "training batch size")
@@ -293,11 +294,6 @@ class BenchConfig(RunConfig):
     )
     rank: int = arg(8, "--finetune: LoRA rank (alpha is twice the rank)", low=1, high=1024)
     grad_checkpoint: bool = arg(False, "--finetune: activation checkpointing in every mode")
-    serve: bool = arg(
-        False,
-        "load-test 'austen-net serve' instead: the newest run (or --checkpoint) served on "
-        "127.0.0.1, --serve-requests completions at concurrency 1, 4 and 16",
-    )
     checkpoint: Path | None = arg(None, "--serve: the checkpoint to serve (default: newest run)")
     serve_requests: int = arg(
         32, "--serve: completions sent at each concurrency", low=1, high=100_000

@@ -36,14 +36,12 @@ from austen_net.sampling import sample
 from austen_net.weights import choose_weights
 from shared.demo import find_run
 from shared.device import select_device
-from shared.runs import Run
 from shared.serve import (
     Metrics,
     QueueFull,
     bench_serve,
     create_app,
     error_body,
-    serve_http,
     stopping,
 )
 
@@ -383,7 +381,7 @@ def build_api(cfg: ServeConfig):
     info = {"model": MODEL_ID, "checkpoint": str(served.checkpoint), "weights": weights}
     info |= {"device": str(device), "max_batch": cfg.max_batch}
     app = create_app(PROJECT, info, metrics, max_body_bytes=4 * MAX_PROMPT_CHARS + 65536)
-    engine = app.state.engine = Engine(
+    engine = Engine(
         model,
         tok,
         device,
@@ -392,6 +390,7 @@ def build_api(cfg: ServeConfig):
         metrics=metrics,
         stop=lambda: stopping(app),
     )
+    app.state.workers.append(engine)
     metrics.gauge("queue_depth", "Sequences waiting for a row.", lambda: len(engine.pending))
     metrics.gauge("active_sequences", "Sequences being decoded.", lambda: len(engine.active))
     created = int(time.time())
@@ -418,18 +417,10 @@ def build_api(cfg: ServeConfig):
     return app
 
 
-def run_serve(cfg: ServeConfig) -> int:
-    app = build_api(cfg)
-    try:
-        return serve_http(app, cfg)
-    finally:
-        app.state.engine.close()
-
-
 BENCH_PROMPTS = ("Emma was", "It is a truth", "Mr. Darcy", "The family of Dashwood", "Anne")
 
 
-def serve_bench(cfg: BenchConfig) -> dict:
+def serve_bench(cfg: BenchConfig) -> int:
     """``bench --serve``: ``austen-net serve`` started on 127.0.0.1 (fp32 weights, eager), then
     ``--serve-requests`` completions of ``--serve-tokens`` tokens (temperature 1, seeded, no stop:
     each runs to its length) at concurrency 1, 4 and 16: tokens/s over all streams and per stream,
@@ -444,20 +435,5 @@ def serve_bench(cfg: BenchConfig) -> dict:
         body = {"prompt": BENCH_PROMPTS[i % len(BENCH_PROMPTS)], "max_tokens": cfg.serve_tokens}
         return "/v1/completions", body | {"temperature": 1.0, "seed": i}
 
-    out = {"serve_checkpoint": str(checkpoint), "serve_tokens": cfg.serve_tokens}
-    out |= {"serve_max_batch": cfg.max_batch}
-    out |= bench_serve("austen_net.cli", args, request, cfg.serve_requests, cfg.device)
-    for c in (1, 4, 16):  # a stream's own pace: its tokens over its median latency
-        out[f"serve_tokens_per_s_per_stream_c{c}"] = round(
-            cfg.serve_tokens / (out[f"serve_p50_ms_c{c}"] / 1000), 1
-        )
-    out["serve_batching_speedup_c4"] = round(
-        out["serve_tokens_per_s_c4"] / out["serve_tokens_per_s_c1"], 2
-    )
-    return out
-
-
-def run_serve_bench(cfg: BenchConfig) -> int:
-    """``austen-net bench --serve``: the figures as one JSON object (and the run's summary)."""
-    Run(PROJECT, cfg.out, cfg).finish(serve_bench(cfg))
-    return 0
+    facts = {"serve_checkpoint": str(checkpoint), "serve_tokens": cfg.serve_tokens}
+    return bench_serve(PROJECT, cfg, args, request, facts | {"serve_max_batch": cfg.max_batch})

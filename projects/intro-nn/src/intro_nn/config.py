@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.cli import SEED_RANGE, DemoOptions, RunConfig, ServeOptions, arg
+from shared.cli import SEED_RANGE, DemoOptions, RunConfig, ServeBenchOptions, ServeOptions, arg
 from shared.errors import UserError
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
@@ -129,19 +129,13 @@ class ExportConfig:
 
 
 @dataclass
-class BenchConfig(RunConfig):
+class BenchConfig(RunConfig, ServeBenchOptions):
     epochs: int = arg(2, "MNIST epochs to time per path")
     batch_size: int = arg(128, "MNIST batch size")
     workers: int = arg(2, "DataLoader workers for the torchvision path")
-    serve: bool = arg(
-        False,
-        "load-test 'intro-nn serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
-        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
-    )
     checkpoint: Path | None = arg(
         None, "--serve: the MNIST checkpoint to serve (default: the newest run holding one)"
     )
-    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass

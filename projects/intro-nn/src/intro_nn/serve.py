@@ -37,8 +37,7 @@ from intro_nn.inference import (
 )
 from shared.device import select_device
 from shared.errors import UserError
-from shared.runs import Run
-from shared.serve import Batcher, Metrics, bench_serve, create_app, serve_http
+from shared.serve import Batcher, Metrics, bench_serve, create_app
 
 MAX_IMAGE_BYTES = 5 << 20
 
@@ -101,7 +100,8 @@ def build_api(cfg: ServeConfig):
     batcher = None
     if digits is not None:
         opts = dict(max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, max_queue=cfg.max_queue)
-        batcher = app.state.batcher = Batcher(classify, **opts)
+        batcher = Batcher(classify, **opts)
+        app.state.workers.append(batcher)
         metrics.gauge("queue_depth", "Digits waiting for a batch.", lambda: batcher.depth)
         metrics.gauge("digit_batches", "Forward passes run on digits.", lambda: batcher.batches)
 
@@ -124,16 +124,7 @@ def build_api(cfg: ServeConfig):
     return app
 
 
-def run_serve(cfg: ServeConfig) -> int:
-    app = build_api(cfg)
-    try:
-        return serve_http(app, cfg)
-    finally:
-        if getattr(app.state, "batcher", None) is not None:
-            app.state.batcher.close()
-
-
-def serve_bench(cfg: BenchConfig) -> dict:
+def serve_bench(cfg: BenchConfig) -> int:
     """``bench --serve``: ``intro-nn serve`` on the newest MNIST run (or ``--checkpoint``), sent
     drawn digits (a stroke, shifted per request) as pixels."""
     served = ServeConfig(checkpoint=cfg.checkpoint)
@@ -147,12 +138,4 @@ def serve_bench(cfg: BenchConfig) -> dict:
         pixels[4:24, 10 + i % 8 : 13 + i % 8] = 255
         return "/v1/predict", {"pixels": pixels.tolist()}
 
-    return {"serve_checkpoint": str(mnist.checkpoint)} | bench_serve(
-        "intro_nn.cli", args, request, cfg.serve_requests, cfg.device
-    )
-
-
-def run_serve_bench(cfg: BenchConfig) -> int:
-    """``intro-nn bench --serve``: the figures as one JSON object (and the run's summary)."""
-    Run(PROJECT, cfg.out, cfg).finish(serve_bench(cfg))
-    return 0
+    return bench_serve(PROJECT, cfg, args, request, {"serve_checkpoint": str(mnist.checkpoint)})

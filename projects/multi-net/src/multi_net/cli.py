@@ -65,9 +65,9 @@ def demo_command(cfg: DemoConfig):
 def bench_command(cfg: BenchConfig):
     # imported when the command runs: --help needs no torch
     if cfg.serve:
-        from multi_net.serve import run_serve_bench  # the serve extra (FastAPI), for --serve only
+        from multi_net.serve import serve_bench  # the serve extra (FastAPI), for --serve only
 
-        return run_serve_bench(cfg)
+        return serve_bench(cfg)
     from multi_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)
@@ -82,9 +82,10 @@ def data_command(cfg: DataConfig):
 
 def serve_command(cfg: ServeConfig):
     # imported when the command runs: --help needs no torch
-    from multi_net.serve import run_serve
+    from multi_net.serve import build_api
+    from shared.serve import serve_http
 
-    return run_serve(cfg)
+    return serve_http(build_api(cfg), cfg)
 
 
 COMMANDS = {

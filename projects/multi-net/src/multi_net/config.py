@@ -11,6 +11,7 @@ from shared.cli import (
     DataCommandConfig,
     DemoOptions,
     RunConfig,
+    ServeBenchOptions,
     ServeOptions,
     arg,
     check_bounds,
@@ -198,19 +199,13 @@ class RecommendConfig:
 
 
 @dataclass
-class BenchConfig(RunConfig, ModelOptions):
+class BenchConfig(RunConfig, ServeBenchOptions, ModelOptions):
     clips: int = arg(24, "generated 15 s 320x240 30 fps clips to decode (4 distinct, repeated)")
     num_frames: int = arg(8, "frames per clip")
     embed_videos: int = arg(16, "videos to embed for the embedding throughput")
-    serve: bool = arg(
-        False,
-        "load-test 'multi-net serve' instead: it is started on 127.0.0.1 and sent --serve-requests "
-        "requests at concurrency 1, 4 and 16 (throughput, latency percentiles, errors, 503s)",
-    )
     index: Path | None = arg(
         None, "--serve: the index to serve (default: the newest under the runs folder)"
     )
-    serve_requests: int = arg(64, "--serve: requests sent at each concurrency", low=1, high=100_000)
 
 
 @dataclass

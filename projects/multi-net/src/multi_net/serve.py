@@ -24,8 +24,7 @@ from multi_net.search import ExactSearch, load_index, ranked
 from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError
-from shared.runs import Run
-from shared.serve import Batcher, Metrics, bench_serve, create_app, serve_http
+from shared.serve import Batcher, Metrics, bench_serve, create_app
 
 MAX_K = 1000
 
@@ -60,9 +59,10 @@ def build_api(cfg: ServeConfig):
     def encode(texts: list[str]) -> list[torch.Tensor]:
         return list(model.texts(texts).cpu().float())
 
-    batcher = app.state.batcher = Batcher(
+    batcher = Batcher(
         encode, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, max_queue=cfg.max_queue
     )
+    app.state.workers.append(batcher)
     metrics.gauge("queue_depth", "Queries waiting to be encoded.", lambda: batcher.depth)
     metrics.gauge("batches", "Text encoder passes run.", lambda: batcher.batches)
 
@@ -87,18 +87,10 @@ def build_api(cfg: ServeConfig):
     return app
 
 
-def run_serve(cfg: ServeConfig) -> int:
-    app = build_api(cfg)
-    try:
-        return serve_http(app, cfg)
-    finally:
-        app.state.batcher.close()
-
-
 BENCH_QUERIES = ("a man is playing guitar", "a red square moves left", "people dancing", "a dog")
 
 
-def serve_bench(cfg: BenchConfig) -> dict:
+def serve_bench(cfg: BenchConfig) -> int:
     """``bench --serve``: ``multi-net serve`` on the newest index (or ``--index``), sent text
     searches (k 10) and, every fourth request, a recommendation for an indexed video."""
     path = cfg.index or newest_index()
@@ -110,11 +102,5 @@ def serve_bench(cfg: BenchConfig) -> dict:
             return "/v1/recommend", {"video": ids[i % len(ids)], "k": 10}
         return "/v1/search", {"text": BENCH_QUERIES[i % len(BENCH_QUERIES)], "k": 10}
 
-    out = {"serve_index": str(path), "serve_videos": len(ids)}
-    return out | bench_serve("multi_net.cli", args, request, cfg.serve_requests, cfg.device)
-
-
-def run_serve_bench(cfg: BenchConfig) -> int:
-    """``multi-net bench --serve``: the figures as one JSON object (and the run's summary)."""
-    Run(PROJECT, cfg.out, cfg).finish(serve_bench(cfg))
-    return 0
+    facts = {"serve_index": str(path), "serve_videos": len(ids)}
+    return bench_serve(PROJECT, cfg, args, request, facts)
