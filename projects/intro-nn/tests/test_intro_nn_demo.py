@@ -167,8 +167,10 @@ def test_no_model_is_one_message(tmp_path, capsys, monkeypatch):
     assert "intro-nn train" in err and "Traceback" not in err
     assert main(["demo", "--run", str(tmp_path / "nowhere")]) == 2
     capsys.readouterr()
-    assert main(["demo", "--port", "70000"]) == 2  # refused for what it is, not "no model"
-    assert "--port 70000: use 0..65535" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused as it is parsed, for what it is
+        main(["demo", "--port", "70000"])
+    assert stop.value.code == 2
+    assert "--port: '70000' is outside 0..65535" in capsys.readouterr().err
 
 
 def test_browser_draws_a_digit_and_reads_the_guess(trained, tmp_path):
