@@ -43,14 +43,14 @@ def evaluate_command(cfg: EvaluateConfig):
 
 def index_command(cfg: IndexConfig):
     # imported when the command runs: --help needs no torch
-    from multi_net.search import index
+    from multi_net.catalogue import index
 
     return index(cfg)
 
 
 def recommend_command(cfg: RecommendConfig):
     # imported when the command runs: --help needs no torch
-    from multi_net.search import recommend
+    from multi_net.catalogue import recommend
 
     return recommend(cfg)
 
@@ -68,6 +68,10 @@ def bench_command(cfg: BenchConfig):
         from multi_net.serve import serve_bench  # the serve extra (FastAPI), for --serve only
 
         return serve_bench(cfg)
+    if cfg.store:
+        from multi_net.store_bench import store_bench
+
+        return store_bench(cfg)
     from multi_net.bench import run_bench  # slow: torch
 
     return run_bench(cfg)

@@ -155,6 +155,40 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
             raise UserError("--audio-source names CLAP weights: add --audio-encoder clap")
 
 
+# --index and --collection: where a catalogue is (stores.py)
+DEFAULT_COLLECTION = "multi_net_videos"
+
+
+def is_milvus_uri(ref: str | Path | None) -> bool:
+    """A Milvus address: ``http(s)://host:port``, or a Milvus Lite database file (``*.db``)."""
+    text = str(ref)
+    return text.startswith(("http://", "https://")) or text.endswith(".db")
+
+
+def require_index(ref: str | None) -> None:
+    """``--index``: an index file or a Milvus Lite file must exist (reading never creates one);
+    a Milvus server is asked when the command runs."""
+    if ref is None or str(ref).startswith(("http://", "https://")):
+        return
+    if str(ref).endswith(".db"):  # Milvus Lite keeps its database in a folder of that name
+        if not Path(ref).exists():
+            raise UserError(f"--index {ref}: no such file (build one with 'multi-net index')")
+        return
+    require_file(Path(ref), "--index")
+
+
+def index_flag(help: str, **kwargs):
+    return arg(
+        None, f"{help}: an index file, or a Milvus URI (http://host:19530, or a .db file)", **kwargs
+    )
+
+
+def collection_flag(**kwargs):
+    return arg(
+        DEFAULT_COLLECTION, "the Milvus collection (with a Milvus --index or --uri)", **kwargs
+    )
+
+
 @dataclass
 class EvaluateConfig(RunConfig, DataOptions):
     checkpoint: Path | None = arg(None, "checkpoint written by 'multi-net train'", required=True)
@@ -163,14 +197,74 @@ class EvaluateConfig(RunConfig, DataOptions):
         "which pairs to score: the test or validation split, or all (every captioned video on "
         "disk, with its first caption; training videos included, so not a held-out figure)",
     )
+    index: str | None = index_flag(
+        "also score text search through this index (its videos' stored vectors, its search), "
+        "built with this checkpoint"
+    )
+    collection: str = collection_flag()
 
 
 @dataclass
-class IndexConfig:
+class StoreOptions:
+    """The knobs of ``--store faiss`` and ``--store milvus`` (``index``, and ``bench --store``)."""
+
+    faiss_index: Literal["auto", "hnsw", "ivfpq"] = arg(
+        "auto", "faiss: HNSW (up to 2M vectors under auto) or IVF-PQ (past it)", group="faiss"
+    )
+    hnsw_m: int = arg(
+        32, "HNSW: links per vector (memory and build time)", low=4, high=256, group="faiss"
+    )
+    ef_search: int = arg(
+        64,
+        "HNSW: candidates kept while searching (recall against speed)",
+        low=1,
+        high=4096,
+        group="faiss",
+    )
+    nlist: int = arg(
+        0, "IVF-PQ: clusters (0: 4 x sqrt(videos))", low=0, high=1 << 20, group="faiss"
+    )
+    nprobe: int = arg(
+        32,
+        "IVF-PQ: clusters visited per query (recall against speed)",
+        low=1,
+        high=1 << 20,
+        group="faiss",
+    )
+    pq_m: int = arg(
+        0,
+        "IVF-PQ: bytes per vector (0: 64, or the largest that divides the width)",
+        low=0,
+        high=1024,
+        group="faiss",
+    )
+    milvus_index: Literal["flat", "hnsw"] = arg(
+        "flat", "milvus: FLAT (exact) or HNSW (--hnsw-m, --ef-search)", group="milvus"
+    )
+
+
+@dataclass
+class IndexConfig(StoreOptions):
     checkpoint: Path | None = arg(None, "checkpoint written by 'multi-net train'", required=True)
     videos: Path | None = arg(None, "folder of videos to index", required=True)
+    store: Literal["exact", "faiss", "milvus"] = arg(
+        "exact",
+        "where the vectors go: exact (one file, searched exactly), faiss (one file, an "
+        "approximate index: needs the faiss extra), milvus (a collection at --uri: needs the "
+        "milvus extra)",
+    )
     out: Path | None = arg(
-        None, "index file to write (default: <runs root>/multi-net/indexes/<videos>-<time>.pt)"
+        None,
+        "exact and faiss: the index file (default: <runs root>/multi-net/indexes/<videos>-<time>.pt)",
+    )
+    uri: str | None = arg(
+        None, "milvus: a local .db file (Milvus Lite) or a server's http://host:19530"
+    )
+    collection: str = collection_flag()
+    update: bool = arg(
+        False,
+        "bring an existing index (--out, or --uri and --collection) in line with the folder: "
+        "embed and add the videos new in it, remove the ones gone from it",
     )
     annotations: list[Path] = arg(
         default_factory=list, help="annotation files for metadata (categories, captions)"
@@ -182,30 +276,50 @@ class IndexConfig:
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
     quiet: bool = arg(False, "no progress bars")
 
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.store == "milvus":
+            if self.uri is None or not is_milvus_uri(self.uri):
+                raise UserError("--store milvus needs --uri: a .db file or http://host:19530")
+            if self.out is not None:
+                raise UserError("--out names an index file: --store milvus writes to --uri")
+        elif self.uri is not None:
+            raise UserError("--uri names a Milvus database: add --store milvus (or give --out)")
+        elif self.update and self.out is None:
+            raise UserError("--update changes an existing index: name it with --out")
+
 
 @dataclass
 class RecommendConfig:
-    index: Path | None = arg(None, "index written by 'multi-net index'", required=True)
+    index: str | None = index_flag("index written by 'multi-net index'", required=True)
+    collection: str = collection_flag()
     video: str | None = arg(None, "a video id in the index, or a path to a new video")
     text: str | None = arg(None, "a text query, e.g. 'a man is playing guitar'")
-    k: int = arg(10, "results to return", low=1)
+    category: str | None = arg(None, "only videos of this category (e.g. music)")
+    k: int = arg(10, "results to return", low=1, high=10_000)
     checkpoint: Path | None = arg(None, "checkpoint (default: the one the index was built with)")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
 
     def __post_init__(self) -> None:  # before torch and open_clip are imported (seconds)
         check_bounds(self)
-        require_file(self.index, "--index")
+        require_index(self.index)
         require_file(self.checkpoint, "--checkpoint")
 
 
 @dataclass
-class BenchConfig(RunConfig, ServeBenchOptions, ModelOptions):
+class BenchConfig(RunConfig, ServeBenchOptions, ModelOptions, StoreOptions):
     clips: int = arg(24, "generated 15 s 320x240 30 fps clips to decode (4 distinct, repeated)")
     num_frames: int = arg(8, "frames per clip")
     embed_videos: int = arg(16, "videos to embed for the embedding throughput")
-    index: Path | None = arg(
-        None, "--serve: the index to serve (default: the newest under the runs folder)"
+    index: str | None = index_flag(
+        "--serve: the index to serve (default: the newest under the runs folder); --store: real "
+        "embeddings to measure on (an exact index)"
     )
+    collection: str = collection_flag()
+    store: Literal["exact", "faiss", "milvus"] | None = arg(
+        None, "measure this store instead: build, query, add, remove, recall against exact"
+    )
+    vectors: int = arg(100_000, "--store: synthetic vectors to index", low=1000, high=100_000_000)
 
 
 @dataclass
@@ -236,11 +350,11 @@ class DataConfig(DataCommandConfig):
 
 @dataclass
 class DemoConfig(DemoOptions):
-    index: Path | None = arg(
-        None,
+    index: str | None = index_flag(
         "index built by 'multi-net index' (default: the newest under the runs folder)",
         group="demo",
     )
+    collection: str = collection_flag(group="demo")
     videos: Path | None = arg(
         None,
         "folder of the indexed videos; only files inside it are served (default: the folder "
@@ -254,13 +368,13 @@ class ServeConfig(ServeOptions):
     """Search and recommendation over an index, over HTTP for programs: POST /v1/search (text),
     POST /v1/recommend (a video id); /health and /metrics."""
 
-    index: Path | None = arg(
-        None,
+    index: str | None = index_flag(
         "index built by 'multi-net index' (default: the newest under the runs folder)",
         group="serve",
     )
+    collection: str = collection_flag(group="serve")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_file(self.index, "--index")
+        require_index(self.index)
         require_file(self.checkpoint, "--checkpoint")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from multi_net.config import DemoConfig
+from multi_net.config import DEFAULT_COLLECTION, DemoConfig
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.search import INDEX_FORMAT, ExactSearch, load_index, ranked, servable_files
+from multi_net.search import servable_files
+from multi_net.stores import INDEX_FORMAT, listing, open_store, ranked
 from shared.checkpoint import run_of
 from shared.cli import DemoOptions, checked_number
 from shared.demo import (
@@ -58,22 +59,24 @@ def newest_index() -> Path:
 class VideoSearch:
     def __init__(
         self,
-        index_path: Path,
+        index: str | Path,
         checkpoint: Path | None,
         device: torch.device,
         videos: Path | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        self.index = load_index(index_path)
-        self.path = index_path
-        self.files = servable_files(self.index, videos, index_path)  # the only files served
+        self.store = open_store(index, collection)
+        self.path = Path(index)
+        self.ids = list(self.store.paths())
+        # the only files served
+        self.files = servable_files(listing(self.store), videos, self.path)
         self.identity = {vid: file_identity(f) for vid, f in self.files.items()}
-        self.checkpoint = Path(checkpoint or self.index["checkpoint"])
+        self.checkpoint = Path(checkpoint or self.store.info["checkpoint"])
         if not self.checkpoint.is_file():
             raise UserError(
                 f"the index was built from {self.checkpoint}, which is gone: pass --checkpoint"
             )
         self.model = TrainedModel(self.checkpoint, device)
-        self.search = ExactSearch(self.index["embeddings"])
 
     @torch.no_grad()
     def by_text(self, query: str, k: int) -> list[dict]:
@@ -84,16 +87,13 @@ class VideoSearch:
             raise UserError(
                 f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
             )
-        scores, rows = self.search.search(self.model.text(query).cpu().float(), k)
-        return ranked(self.index, scores, rows)
+        return ranked(self.store.search(self.model.text(query)[None], k)[0])
 
     def by_video(self, video_id: str, k: int) -> list[dict]:
-        ids = self.index["ids"]
-        if video_id not in ids:
+        vector = self.store.vector(video_id)
+        if vector is None:
             raise UserError(f"{video_id!r} is not a video of this index")
-        row = ids.index(video_id)
-        scores, rows = self.search.search(self.index["embeddings"][row].float(), k, exclude=row)
-        return ranked(self.index, scores, rows)
+        return ranked(self.store.search(vector[None], k, exclude=[video_id])[0])
 
     def file_of(self, video_id: str) -> str | None:
         """A copy of the video for the player, made from the indexed file only while it is the
@@ -141,18 +141,23 @@ def table(results: list[dict]) -> list[list]:
     return [[r.get(c, "") for c in COLUMNS] for r in results]
 
 
-def build_app(opts: DemoOptions, index: Path | None, videos: Path | None = None):
+def build_app(
+    opts: DemoOptions,
+    index: str | Path | None,
+    videos: Path | None = None,
+    collection: str = DEFAULT_COLLECTION,
+):
     index = index or newest_index()
     device = select_device(opts.device)
     checkpoint = opts.checkpoint
     if opts.run is not None:
         checkpoint = find_run(PROJECT, opts, train_command="multi-net train").checkpoint
-    engine = VideoSearch(index, checkpoint, device, videos)
+    engine = VideoSearch(index, checkpoint, device, videos, collection)
     gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     served = ServedModel(
         run_of(engine.checkpoint), engine.checkpoint, read_summary(run_of(engine.checkpoint))
     )
-    ids = engine.index["ids"]
+    ids = engine.ids
     with gr.Blocks(title="multi-net demo", analytics_enabled=False) as app:
         model_card(
             gr,
@@ -215,5 +220,5 @@ def search_page(gr, opts: DemoOptions, engine: VideoSearch, ids: list[str]) -> N
 def run_demo(opts: DemoConfig) -> int:
     """``multi-net demo``: the page, served until Ctrl-C."""
     # no path is allowed beside the server's own folder: the player plays checked copies
-    app = build_app(opts, opts.index, opts.videos)
+    app = build_app(opts, opts.index, opts.videos, opts.collection)
     return serve(app, opts)  # no upload field: serve's 1 KB upload limit

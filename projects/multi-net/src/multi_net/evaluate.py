@@ -6,6 +6,8 @@ often the first hit of a text search has every attribute of the caption's clip; 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from multi_net.config import EvaluateConfig
@@ -15,6 +17,7 @@ from multi_net.features import VideoFeatures
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.model import FusionModel, embed_videos
 from multi_net.search import ExactSearch
+from multi_net.stores import Store, open_store
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
@@ -108,10 +111,42 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
         categories=data.ann.categories,
         attributes=data.ann.attributes,
     )
+    if cfg.index is not None:
+        metrics |= store_metrics(open_store(cfg.index, cfg.collection), trained, pairs, cfg)
     run = Run(PROJECT, cfg.out, cfg)
     held_out = {} if cfg.split != "all" else {"held_out": False}  # training videos are scored too
     run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **held_out, **metrics})
     return 0
+
+
+def store_metrics(store: Store, trained: TrainedModel, pairs, cfg: EvaluateConfig) -> dict:
+    """Text search as users get it from ``--index``: each caption's top 10 over the whole
+    catalogue in the store (its stored vectors, its search, exact or approximate), and how often
+    the caption's own video is first, in the top 5, in the top 10."""
+    if str(Path(cfg.checkpoint).resolve()) != store.info["checkpoint"]:
+        raise UserError(
+            f"--index {store.location} holds vectors of {store.info['checkpoint']}: evaluate "
+            "that checkpoint with it"
+        )
+    stored = set(store.paths())
+    kept = [(v, c) for v, c in pairs if v in stored]
+    if not kept:
+        raise UserError(f"--index {store.location} holds none of the {cfg.split} videos")
+    ranks = []
+    for start in range(0, len(kept), 256):
+        part = kept[start : start + 256]
+        found = store.search(trained.texts([c for _, c in part]), 10)
+        for (vid, _), hits in zip(part, found, strict=True):
+            ids = [h["video_id"] for h in hits]
+            ranks.append(ids.index(vid) if vid in ids else 10)
+    at = {k: round(100.0 * sum(r < k for r in ranks) / len(ranks), 2) for k in (1, 5, 10)}
+    return {
+        "index": store.location,
+        "index_store": store.kind,
+        "index_videos": len(stored),
+        "index_pairs": len(kept),
+        **{f"index_t2v_r{k}": v for k, v in at.items()},
+    }
 
 
 # -- retrieval metrics: recall@K, median and mean rank, category precision@K -------------------

@@ -1,85 +1,21 @@
-"""Indexes of video embeddings and exact top-k search over them."""
+"""The exact store's search (an int8 scan with a proven error bound, then fp32), the index files'
+checks, and which files a server may serve from an index."""
 
 from __future__ import annotations
 
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from multi_net.annotations import category_name, load_annotations
-from multi_net.config import IndexConfig, RecommendConfig
-from multi_net.features import VIDEO_SUFFIXES, video_files
-from multi_net.inference import PROJECT, TrainedModel
-from shared.checkpoint import run_data_settings
-from shared.device import select_device
+from multi_net.features import VIDEO_SUFFIXES
+from multi_net.inference import PROJECT
+from multi_net.stores import INDEX_FORMAT
 from shared.errors import UserError
-from shared.files import atomic_path, cache_root, data_root, runs_root
-from shared.runs import check_writable_file
+from shared.files import data_root, runs_root
 
-INDEX_FORMAT = "multi-net-index-v1"
 INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
-
-
-def index(cfg: IndexConfig) -> int:
-    """``multi-net index``: embeds a folder of videos; prints what was written, as JSON."""
-    out = cfg.out
-    if out is None:  # under the runs root, where `demo` finds the newest index
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = runs_root(PROJECT) / "indexes" / f"{Path(cfg.videos).name}-{stamp}.pt"
-    check_writable_file(out, "--out")  # before any clip is embedded
-    trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
-    # no --annotations: the training run's own, so that hits show captions and categories
-    cfg = run_data_settings(cfg, trained.state["config"], ("annotations",), quiet=cfg.quiet)
-    metadata: dict[str, dict] = {}
-    if cfg.annotations:
-        ann = load_annotations(cfg.annotations)
-        for vid in set(ann.captions) | set(ann.categories):
-            metadata[vid] = {
-                "category": category_name(ann.categories.get(vid), ann),
-                "caption": (ann.captions.get(vid) or [None])[0],
-                **({"attributes": ann.attributes[vid]} if vid in ann.attributes else {}),
-            }
-    written = build_index(
-        trained, cfg.videos, out, cache_root(PROJECT, cfg.cache_dir), metadata, cfg.quiet
-    )
-    print(json.dumps(written))
-    return 0
-
-
-def build_index(
-    embedder: TrainedModel,
-    videos_dir: Path,
-    out: Path,
-    cache: Path | None,
-    metadata: dict[str, dict],
-    quiet: bool,
-) -> dict:
-    paths = video_files(videos_dir)
-    if not paths:
-        raise UserError(f"{videos_dir} holds no videos")
-    feats, emb = embedder.videos(paths, cache, quiet)
-    index = {
-        "format": INDEX_FORMAT,
-        "checkpoint": str(embedder.checkpoint.resolve()),
-        "videos_root": str(Path(videos_dir).resolve()),  # the demo serves files under it only
-        "ids": feats.ids,
-        "paths": [str(paths[v].resolve()) for v in feats.ids],
-        "embeddings": emb.float().cpu(),
-        "has_audio": feats.has_audio,
-        "metadata": [metadata.get(v, {}) for v in feats.ids],
-    }
-    with atomic_path(out) as tmp:
-        torch.save(index, tmp)
-    return {
-        "index": str(out),
-        "videos": len(feats.ids),
-        "skipped": len(feats.skipped),
-        "with_audio": int(feats.has_audio.sum()),
-        "dim": int(emb.shape[1]),
-    }
+FAISS_KEYS = ("labels", "paths", "has_audio", "metadata", "checkpoint", "dim", "params", "faiss")
 
 
 def load_index(path: Path) -> dict:
@@ -92,11 +28,32 @@ def load_index(path: Path) -> dict:
         raise UserError(f"{path} is not a readable index ({exc.__class__.__name__})") from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise UserError(f"{path} is not a multi-net index")
-    missing = [k for k in INDEX_KEYS if k not in index]
+    faiss = index.get("store") == "faiss"
+    missing = [k for k in (FAISS_KEYS if faiss else INDEX_KEYS) if k not in index]
     if missing:
         raise UserError(f"{path} is an incomplete multi-net index: it lacks {', '.join(missing)}")
-    check_index(index, path)
+    (check_faiss_index if faiss else check_index)(index, path)
     return index
+
+
+def check_faiss_index(index: dict, path: Path) -> None:
+    """A FAISS index file's lists describe the same labels; the index itself is read later."""
+    labels, lists = index["labels"], [index[k] for k in ("paths", "has_audio", "metadata")]
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path} is a damaged multi-net index: {what}")
+
+    if not isinstance(labels, list) or not all(v is None or isinstance(v, str) for v in labels):
+        raise bad("its labels are not a list of names")
+    if not all(isinstance(x, list) and len(x) == len(labels) for x in lists):
+        raise bad("its lists have different lengths")
+    if not isinstance(index["dim"], int) or not 0 < index["dim"] <= 65536:
+        raise bad("its width is not a number")
+    if not isinstance(index["params"], dict):
+        raise bad("its parameters are not a record")
+    raw = index["faiss"]
+    if raw is not None and (not isinstance(raw, torch.Tensor) or raw.dtype != torch.uint8):
+        raise bad("its FAISS index is not bytes")
 
 
 def check_index(index: dict, path: Path) -> None:
@@ -162,7 +119,9 @@ def served_root(recorded: str | None, given: Path | None, path: Path) -> Path:
         raise UserError(f"{said} {base}: a system folder; refusing to serve files from it")
     if given is None:
         trusted = (
-            path.resolve().parent,
+            *(
+                [] if str(path).startswith("http") else [path.resolve().parent]
+            ),  # a server: no folder
             data_root().resolve(),
             runs_root(PROJECT).parent.resolve(),
         )
@@ -351,52 +310,3 @@ class ExactSearch:
         if exclude is not None:
             scores[rows == exclude] = float("-inf")
         return scores
-
-
-def ranked(idx: dict, scores: torch.Tensor, rows: torch.Tensor) -> list[dict]:
-    """Search hits as records: rank, id, score, file and the video's metadata."""
-    return [
-        {
-            "rank": r + 1,
-            "video_id": idx["ids"][i],
-            "score": round(float(s), 4),
-            "path": idx["paths"][i],
-            **{k: v for k, v in idx["metadata"][i].items() if v is not None},
-        }
-        for r, (s, i) in enumerate(zip(scores.tolist(), rows.tolist(), strict=True))
-    ]
-
-
-def recommend(cfg: RecommendConfig) -> int:
-    """``multi-net recommend``: prints the recommendations as one JSON line."""
-    print(json.dumps(recommendations(cfg)))
-    return 0
-
-
-def recommendations(cfg: RecommendConfig) -> dict:
-    """The top k of an index for a video id, a new video file, or a text query."""
-    if (cfg.video is None) == (cfg.text is None):
-        raise UserError("recommend needs exactly one of --video ID_OR_PATH and --text QUERY")
-    idx = load_index(cfg.index)
-    ids = idx["ids"]
-    exclude, query = None, None
-    if cfg.video is not None and cfg.video in ids:
-        exclude = ids.index(cfg.video)
-        query = idx["embeddings"][exclude]
-    else:
-        trained = TrainedModel(cfg.checkpoint or Path(idx["checkpoint"]), select_device(cfg.device))
-        if cfg.text is not None:
-            if not cfg.text.strip():
-                raise UserError("--text is empty")
-            query = trained.text(cfg.text).cpu()
-        else:
-            path = Path(cfg.video)
-            if not path.is_file():
-                raise UserError(f"--video {cfg.video}: neither an id in the index nor a video file")
-            feats, vectors = trained.videos({path.stem: path}, None)
-            if not feats.ids:
-                raise UserError(f"--video {path}: cannot decode it")
-            query = vectors[0].cpu()
-    scores, rows = ExactSearch(idx["embeddings"]).search(query.float(), cfg.k, exclude)
-    results = ranked(idx, scores, rows)
-    return {"query": {"video": cfg.video} if cfg.video else {"text": cfg.text}, "results": results}

@@ -5,8 +5,9 @@
   ``--max-wait-ms``);
 - ``POST /v1/recommend`` ``{"video": "video7020", "k": 10}``: the videos nearest one in the index.
 
-Each hit is ``recommend``'s record (rank, id, score, path, the video's metadata). ``--index``: the
-index built by ``multi-net index`` (default: the newest under the runs folder, as the demo's).
+Both take an optional ``"category"``: only videos of it. Each hit is ``recommend``'s record (rank,
+id, score, path, the video's metadata). ``--index``: what ``multi-net index`` built, any store (a
+file, or a Milvus URI with ``--collection``; default: the newest file under the runs folder).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 from multi_net.config import BenchConfig, ServeConfig
 from multi_net.demo import MAX_QUERY_CHARS, newest_index
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.search import ExactSearch, load_index, ranked
+from multi_net.stores import open_store, ranked
 from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError
@@ -32,27 +33,28 @@ MAX_K = 1000
 class Search(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(10, ge=1, le=MAX_K)
+    category: str | None = Field(None, min_length=1, max_length=512)
 
 
 class Recommend(BaseModel):
     video: str = Field(min_length=1, max_length=1000)
     k: int = Field(10, ge=1, le=MAX_K)
+    category: str | None = Field(None, min_length=1, max_length=512)
 
 
 def build_api(cfg: ServeConfig):
     path = cfg.index or newest_index()
-    index = load_index(path)
-    checkpoint = Path(cfg.checkpoint or index["checkpoint"])
+    store = open_store(path, cfg.collection)
+    checkpoint = Path(cfg.checkpoint or store.info["checkpoint"])
     if cfg.run is not None:
         checkpoint = find_run(PROJECT, cfg, train_command="multi-net train").checkpoint
     if not checkpoint.is_file():
         raise UserError(f"the index was built from {checkpoint}, which is gone: pass --checkpoint")
     device = select_device(cfg.device)
     model = TrainedModel(checkpoint, device)
-    search = ExactSearch(index["embeddings"])
-    ids = {vid: row for row, vid in enumerate(index["ids"])}
     metrics = Metrics(PROJECT)
-    info = {"index": str(path), "videos": len(ids), "checkpoint": str(checkpoint)}
+    info = {"index": store.location, "store": store.kind, "videos": len(store)}
+    info["checkpoint"] = str(checkpoint)
     app = create_app(PROJECT, info | {"device": str(device)}, metrics, max_body_bytes=65536)
 
     @torch.no_grad()
@@ -72,17 +74,18 @@ def build_api(cfg: ServeConfig):
         if not text:
             raise UserError("text: say what you are looking for, e.g. 'a man plays guitar'")
         query = await batcher(text)
-        scores, rows = await run_in_threadpool(search.search, query, req.k)
-        return {"query": {"text": text}, "results": ranked(index, scores, rows)}
+        hits = await run_in_threadpool(store.search, query[None], req.k, None, req.category)
+        said = {"text": text} | ({"category": req.category} if req.category else {})
+        return {"query": said, "results": ranked(hits[0])}
 
     @app.post("/v1/recommend")
     async def by_video(req: Recommend):
-        row = ids.get(req.video)
-        if row is None:
+        query = await run_in_threadpool(store.vector, req.video)
+        if query is None:
             raise UserError(f"video: {req.video[:100]!r} is not a video of this index")
-        query = index["embeddings"][row].float()
-        scores, rows = await run_in_threadpool(search.search, query, req.k, row)
-        return {"query": {"video": req.video}, "results": ranked(index, scores, rows)}
+        hits = await run_in_threadpool(store.search, query[None], req.k, [req.video], req.category)
+        said = {"video": req.video} | ({"category": req.category} if req.category else {})
+        return {"query": said, "results": ranked(hits[0])}
 
     return app
 
@@ -94,8 +97,8 @@ def serve_bench(cfg: BenchConfig) -> int:
     """``bench --serve``: ``multi-net serve`` on the newest index (or ``--index``), sent text
     searches (k 10) and, every fourth request, a recommendation for an indexed video."""
     path = cfg.index or newest_index()
-    ids = load_index(path)["ids"]
-    args = ["--index", path]
+    ids = list(open_store(path, cfg.collection).paths())
+    args = ["--index", path, "--collection", cfg.collection]
 
     def request(i: int) -> tuple[str, dict]:
         if i % 4 == 3:

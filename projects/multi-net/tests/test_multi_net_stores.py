@@ -1,0 +1,330 @@
+"""The three stores behind ``multi-net index --store``: the same answers as the exact scan (FAISS
+within its recall), a catalogue that grows and shrinks (``--update``), Milvus reached as a server
+over http:// exactly as a cluster would be, and every bad input one line."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from multi_net.cli import main
+from multi_net.store_bench import clustered_unit_vectors
+from multi_net.stores import ExactStore, create_store, open_store
+from testkit.cli_checks import assert_clean_failure
+
+pytest.importorskip("faiss")
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
+INFO = {"checkpoint": "c.pt", "videos_root": None, "dim": 64}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """Milvus Lite's own gRPC server on 127.0.0.1, reached through http:// as a cluster is."""
+    data = tmp_path_factory.mktemp("milvus-server")
+    port = free_port()
+    exe = Path(sys.executable).with_name("milvus-lite")
+    cmd = [str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # waits on the server's own word that it listens
+            if "listening on" in line:
+                break
+        else:
+            pytest.fail(f"milvus-lite server ended (exit {proc.wait()}) before listening")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def locations(tmp_path: Path, server: str) -> dict:
+    return {
+        "exact": tmp_path / "exact.pt",
+        "faiss": tmp_path / "faiss.pt",
+        "milvus": str(tmp_path / "lite.db"),
+        "milvus-server": server,
+    }
+
+
+def records(ids):
+    return [
+        {
+            "path": f"/v/{v}.mp4",
+            "has_audio": i % 2 == 0,
+            "category": f"c{i % 4}",
+            "caption": f"clip {v}",
+        }
+        for i, v in enumerate(ids)
+    ]
+
+
+@pytest.mark.parametrize("where", ["exact", "faiss", "milvus", "milvus-server"])
+def test_each_store_answers_as_the_exact_scan_and_follows_adds_and_removes(
+    where, tmp_path, milvus_server
+):
+    vectors = clustered_unit_vectors(3000, 64, seed=1, clusters=40)
+    queries = clustered_unit_vectors(50, 64, seed=2, clusters=40)
+    ids = [f"v{i}" for i in range(len(vectors))]
+    exact = ExactStore.create(tmp_path / "truth.pt", INFO)
+    exact.add(ids, vectors, records(ids))
+    truth = [[h["video_id"] for h in hits] for hits in exact.search(queries, 10)]
+
+    kind = where.split("-")[0]
+    location = locations(tmp_path, milvus_server)[where]
+    collection = f"t_{where.replace('-', '_')}_{time.monotonic_ns()}"
+    store = create_store(kind, location, INFO, {"collection": collection})
+    store.add(ids, vectors, records(ids))
+    store.save()
+    store = open_store(location, collection)  # as a later command finds it
+    assert len(store) == 3000 and store.kind == kind
+    got = [[h["video_id"] for h in hits] for hits in store.search(queries, 10)]
+    overlap = sum(len(set(a) & set(b)) for a, b in zip(got, truth, strict=True)) / 500
+    if kind == "faiss":
+        assert overlap >= 0.95, overlap
+    else:  # exact, and Milvus' FLAT index: the same ten
+        assert overlap == 1.0, overlap
+    first = store.search(queries[:1], 3)[0][0]
+    assert first["path"] == f"/v/{first['video_id']}.mp4" and first["caption"].startswith("clip")
+
+    # "more like this" leaves the video out; a category keeps to it
+    mine = store.vector("v7")
+    assert torch.allclose(mine, vectors[7], atol=1e-2)
+    near = store.search(mine[None], 5, exclude=["v7"])[0]
+    assert len(near) == 5 and "v7" not in [h["video_id"] for h in near]
+    music = store.search(queries[:2], 5, category="c1")
+    assert all(h["category"] == "c1" for hits in music for h in hits) and len(music[0]) == 5
+    assert store.search(queries[:1], 5, category="no such")[0] == []
+
+    # a catalogue that changes: the best hit of a query removed, a new video exactly at it added
+    best = got[0][0]
+    store.remove([best])
+    store.add(["fresh"], queries[:1], records(["fresh"]))
+    store.save()
+    store = open_store(location, collection)
+    assert len(store) == 3000
+    top = [h["video_id"] for h in store.search(queries[:1], 10)[0]]
+    assert top[0] == "fresh" and best not in top
+    assert store.vector(best) is None and best not in store.paths()
+    assert store.paths()["fresh"] == "/v/fresh.mp4"
+
+
+def test_faiss_rebuilds_once_a_quarter_is_tombstones(tmp_path):
+    vectors = clustered_unit_vectors(2000, 64, seed=3, clusters=30)
+    ids = [f"v{i}" for i in range(2000)]
+    store = create_store("faiss", tmp_path / "f.pt", INFO, {})
+    store.add(ids, vectors, records(ids))
+    store.remove(ids[:400])  # 20%: tombstones, passed over
+    store.save()
+    store = open_store(tmp_path / "f.pt")
+    assert len(store.data["labels"]) == 2000 and len(store) == 1600
+    store.remove(ids[400:700])  # 35%: rebuilt from the live vectors, labels renumbered
+    store.save()
+    store = open_store(tmp_path / "f.pt")
+    assert len(store.data["labels"]) == 1300 == len(store) == store.index.ntotal
+    hits = store.search(vectors[1000:1001], 1)[0]
+    assert hits[0]["video_id"] == "v1000" and hits[0]["score"] > 0.99
+
+
+def test_ivfpq_past_its_training_size(tmp_path):
+    vectors = clustered_unit_vectors(20_000, 64, seed=4)
+    queries = clustered_unit_vectors(40, 64, seed=5)
+    ids = [f"v{i}" for i in range(len(vectors))]
+    exact = ExactStore.create(tmp_path / "e.pt", INFO)
+    exact.add(ids, vectors, records(ids))
+    store = create_store("faiss", tmp_path / "f.pt", INFO, {"faiss_index": "ivfpq", "nprobe": 16})
+    store.add(ids, vectors, records(ids))
+    store.save()
+    store = open_store(tmp_path / "f.pt")
+    assert store.params["faiss_index"] == "ivfpq" and store.params["pq_m"] == 64 // 8 * 8
+    truth = exact.search(queries, 10)
+    got = store.search(queries, 10)
+    overlap = sum(
+        len({h["video_id"] for h in a} & {h["video_id"] for h in b})
+        for a, b in zip(got, truth, strict=True)
+    )
+    assert overlap / 400 >= 0.9, overlap / 400
+    store.remove(ids[:10])
+    assert not {h["video_id"] for h in store.search(vectors[:10], 5)[0]} & set(ids[:10])
+
+
+def test_a_query_of_another_width_is_one_message(tmp_path):
+    from shared.errors import UserError
+
+    store = create_store("faiss", tmp_path / "f.pt", INFO, {})
+    store.add(["a"], torch.nn.functional.normalize(torch.randn(1, 64), dim=1), records(["a"]))
+    with pytest.raises(UserError, match="holds 64-wide vectors of c.pt; this model gives 32"):
+        store.search(torch.randn(1, 32), 3)
+
+
+def copy_clips(src: Path, dst: Path, names) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        shutil.copy(src / f"{n}.mp4", dst / f"{n}.mp4")
+    return dst
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("where", ["exact", "faiss", "milvus", "milvus-server"])
+def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsys, milvus_server):
+    """Build on part of a folder, grow and shrink the folder, ``index --update``: only the new
+    videos are embedded, the gone ones leave, and recommend (and evaluate) see the change."""
+    root, run, _ = indexed
+    ckpt = run / "checkpoints" / "best.pt"
+    folder = copy_clips(
+        root / "plain" / "videos", tmp_path / "mine", [f"video{i}" for i in range(10)]
+    )
+    kind = where.split("-")[0]
+    location = locations(tmp_path, milvus_server)[where]
+    collection = f"u_{where.replace('-', '_')}_{time.monotonic_ns()}"
+    target = (
+        ["--uri", location, "--collection", collection] if kind == "milvus" else ["--out", location]
+    )
+    argv = ["index", "--checkpoint", ckpt, "--videos", folder, "--store", kind, *target]
+    argv += ["--annotations", root / "plain" / "ann.json", "--cache-dir", tmp_path / "cache"]
+    argv += ["--device", "cpu", "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    built = last_json(capsys)
+    assert (built["store"], built["videos"], built["added"], built["removed"]) == (kind, 10, 10, 0)
+    reader = ["--index", location, "--collection", collection]
+
+    (folder / "video2.mp4").unlink()
+    (folder / "video5.mp4").unlink()
+    copy_clips(root / "plain" / "videos", folder, ["video12", "video13", "video14"])
+    calls = []
+    import multi_net.inference as inference
+
+    real = inference.TrainedModel.videos
+
+    def counted(self, paths, *a, **k):
+        calls.append(sorted(paths))
+        return real(self, paths, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inference.TrainedModel, "videos", counted)
+        assert main([str(a) for a in [*argv, "--update"]]) == 0
+    updated = last_json(capsys)
+    assert (updated["videos"], updated["added"], updated["removed"]) == (11, 3, 2)
+    assert calls == [["video12", "video13", "video14"]]  # nothing already indexed embedded again
+
+    assert main([str(a) for a in ["recommend", *reader, "--video", "video12", "--k", "20"]]) == 0
+    found = [h["video_id"] for h in last_json(capsys)["results"]]
+    assert len(found) == 10 and "video12" not in found
+    assert {"video13", "video14"} <= set(found) and not {"video2", "video5"} & set(found)
+    assert main([str(a) for a in ["recommend", *reader, "--text", "a red square", "--k", "3"]]) == 0
+    assert len(last_json(capsys)["results"]) == 3
+    # evaluate through the store: each caption's own video among its top 10 of the catalogue
+    ev = ["evaluate", "--checkpoint", ckpt, "--videos", folder, "--split", "all", *reader]
+    ev += ["--annotations", root / "plain" / "ann.json"]
+    ev += [
+        "--cache-dir",
+        tmp_path / "cache",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        tmp_path / "ev",
+    ]
+    assert main([str(a) for a in ev]) == 0
+    scored = last_json(capsys)
+    assert scored["index_store"] == kind and scored["index_videos"] == 11
+    assert scored["index_pairs"] == 11 and 0 <= scored["index_t2v_r1"] <= scored["index_t2v_r10"]
+
+    # nothing changed: nothing embedded, nothing written
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inference.TrainedModel, "videos", counted)
+        assert main([str(a) for a in [*argv, "--update"]]) == 0
+    again = last_json(capsys)
+    assert (again["videos"], again["added"], again["removed"]) == (11, 0, 0) and len(calls) == 1
+
+
+def test_an_interrupted_update_leaves_the_index_as_it_was(indexed, tmp_path, capsys):
+    root, run, _ = indexed
+    ckpt = run / "checkpoints" / "best.pt"
+    folder = copy_clips(
+        root / "plain" / "videos", tmp_path / "mine", [f"video{i}" for i in range(6)]
+    )
+    for kind in ("exact", "faiss"):
+        out = tmp_path / f"{kind}.pt"
+        argv = ["index", "--checkpoint", ckpt, "--videos", folder, "--store", kind, "--out", out]
+        argv += ["--cache-dir", tmp_path / "cache", "--device", "cpu", "--quiet"]
+        assert main([str(a) for a in argv]) == 0
+        capsys.readouterr()
+        before = out.read_bytes()
+        copy_clips(root / "plain" / "videos", folder, ["video20"])
+        import multi_net.catalogue as catalogue
+
+        def stopped(*a, **k):
+            raise KeyboardInterrupt
+
+        with pytest.MonkeyPatch.context() as mp:  # Ctrl-C while the new video is embedded
+            mp.setattr(catalogue, "embedded", stopped)
+            assert main([str(a) for a in [*argv, "--update"]]) == 130
+        with pytest.MonkeyPatch.context() as mp:  # the disk fills while the file is written
+            mp.setattr(torch, "save", disk_full)
+            assert main([str(a) for a in [*argv, "--update"]]) == 2
+        assert out.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+        (folder / "video20.mp4").unlink()
+        capsys.readouterr()
+
+
+def disk_full(*a, **k):
+    raise OSError(28, "No space left on device")
+
+
+def test_bad_stores_are_one_line(indexed, tmp_path, capsys):
+    root, run, index = indexed
+    ckpt = run / "checkpoints" / "best.pt"
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert_clean_failure(
+        main, ["recommend", "--index", closed, "--text", "x"], capsys, "no Milvus answers there"
+    )
+    videos = root / "plain" / "videos"
+    argv = ["index", "--checkpoint", ckpt, "--videos", videos, "--store", "milvus", "--uri", closed]
+    assert_clean_failure(main, argv, capsys, "no Milvus answers there")
+    # a collection that is not there, and a .db file that is not there (never created by reading)
+    lite = tmp_path / "lite.db"
+    assert_clean_failure(
+        main, ["recommend", "--index", lite, "--text", "x"], capsys, "lite.db: no such file"
+    )
+    assert not lite.exists()
+    # a damaged FAISS index
+    store = create_store("faiss", tmp_path / "f.pt", INFO, {})
+    store.add(["a"], torch.nn.functional.normalize(torch.randn(1, 64), dim=1), records(["a"]))
+    store.save()
+    data = torch.load(tmp_path / "f.pt", weights_only=True)
+    data["faiss"] = torch.randint(0, 255, (500,), dtype=torch.uint8)
+    torch.save(data, tmp_path / "f.pt")
+    assert_clean_failure(
+        main, ["recommend", "--index", tmp_path / "f.pt", "--text", "x"], capsys, "damaged"
+    )
+    # an index of another model's vectors: --update with another checkpoint is refused
+    argv = ["index", "--checkpoint", ckpt, "--videos", videos, "--out", index, "--update"]
+    other = tmp_path / "other.pt"
+    shutil.copy(ckpt, other)
+    argv[2] = other
+    assert_clean_failure(main, argv, capsys, "--update must embed with that checkpoint")
+    # an id that is not in the index, and flags that do not fit the store
+    assert_clean_failure(
+        main, ["recommend", "--index", index, "--video", "video404"], capsys, "neither an id"
+    )
+    bad = ["index", "--checkpoint", ckpt, "--videos", videos, "--store", "milvus", "--out", "x.pt"]
+    assert_clean_failure(main, bad, capsys, "--store milvus needs --uri")
+    bad = ["index", "--checkpoint", ckpt, "--videos", videos, "--uri", "x.db"]
+    assert_clean_failure(main, bad, capsys, "add --store milvus")
