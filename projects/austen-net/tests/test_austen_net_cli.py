@@ -232,6 +232,13 @@ def test_bench_reports_generation_against_the_memory_roofline(capsys, tmp_path):
     assert b["generate_int8_kernel"] in b["generate_kernels"]["int8"]
     assert b["generate_int8_speedup"] > 0 and b["generate_tokens_per_s_bf16"] > 0
     assert b["generate_tokens_per_s_bf16_compiled"] > 0
+    # the compiled step by each kernel, side by side; the faster is the compiled figure
+    by_kernel = [b[f"generate_tokens_per_s_compiled_{k}"] for k in ("blas", "reduction")]
+    assert min(by_kernel) > 0 and b["generate_tokens_per_s_compiled"] == max(by_kernel)
+    assert (
+        "RowReduction" in b["generate_kernels"]["fp32_compiled"]
+        or b["cpu_blas"] in (b["generate_kernels"]["fp32_compiled"])
+    )
     # int8 by the machine's kernel; the weight-only one also runs compiled, fbgemm's does not
     compiled_int8 = b["generate_tokens_per_s_int8_compiled"]
     assert (compiled_int8 is not None) == (b["generate_int8_kernel"] == "weight-only"), b

@@ -62,10 +62,38 @@ def test_generate_and_demo_start_with_the_choice_measured_once(run, monkeypatch,
     assert "tokens/s (fp32 weights" in capsys.readouterr().err
 
 
+def test_auto_compiles_with_the_kernel_it_measured_fastest(run, monkeypatch, capsys):
+    """Each candidate is timed by every path (eager, compiled with the library's products,
+    compiled with the reductions); the choice keeps its fastest kernel and generate compiles
+    with it. Forced here: bf16 fastest by its reduction kernel."""
+
+    def fake(model, tok, texts, device):
+        kind = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(model.head.weight.dtype, "int8")
+        kernel = {"fp32": "blas", "bf16": "reduction", "int8": "blas"}[kind]
+        speed = {"fp32": 100.0, "bf16": 300.0, "int8": 500.0}[kind]
+        return {"bpc": {"fp32": 3.0, "bf16": 3.001, "int8": 3.1}[kind], "tokens_per_s": speed,
+                "kernel": kernel}  # fmt: skip
+
+    monkeypatch.setattr(weights, "measure_candidate", fake)
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(run), "--max-new-tokens", "8", "--seed", "1"]
+    assert main([*argv, "--compile", "on"]) == 0
+    err = capsys.readouterr().err
+    assert "weights: bf16" in err and "bf16 300 tok/s (reduction) +0.0010 bits/char" in err
+    assert "compiled the decode step in" in err and "(reduction products)" in err
+    cpu = torch.device("cpu")
+    assert weights.chosen_kernel(run, cpu, "bf16") == "reduction"
+    assert weights.chosen_kernel(run, cpu, "fp32") == "blas"
+
+
 def test_real_measurement_names_every_candidate(run, capsys):
     chosen = weights.choose_weights(run, torch.device("cpu"))
     err = capsys.readouterr().err
     assert chosen in ("fp32", "bf16", "int8")
+    # every candidate timed by each path: eager and both compiled kernels (int8 by fbgemm: eager)
+    entry = weights.cached_choice(weights.cache_file(run, torch.device("cpu")), torch.device("cpu"))
+    assert set(entry["fp32"]["paths"]) == {"eager", "blas", "reduction"}
+    assert entry[chosen]["kernel"] == weights.chosen_kernel(run, torch.device("cpu"), chosen)
     assert all(f"{k} " in err.split("fastest within", 1)[1] for k in ("fp32", "bf16", "int8"))
     # before the wait for the others, how long it will be: what fp32 took, twice
     took = re.search(r"fp32 measured in (\d+) s; bf16, int8 next, about (\d+) s more", err)

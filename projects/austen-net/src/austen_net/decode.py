@@ -14,12 +14,15 @@ generate.py is beside its model.py: the network in one file, the engine in the o
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
 
 import torch
 import torch._dynamo
+from torch import nn
 
+from austen_net.int8 import Int8Linear
 from austen_net.model import GPT, GPTConfig
 from austen_net.sampling import sample
 
@@ -105,17 +108,60 @@ def generate(
         model.train(was_training)
 
 
+REDUCTION_ROWS = 2  # up to this many rows a product is the reduction; more: the BLAS call
+KERNELS = ("blas", "reduction")
+
+
+class RowReduction(nn.Module):
+    """A Linear layer (or an ``int8.Int8Linear``) whose product at one or two rows is written as a
+    broadcast multiply and a sum over the input dimension, ``(W * x).sum(-1)``, with the same
+    tensors. Inside a compiled step Inductor makes that one vectorised loop that streams the
+    weights at close to memory speed, in fp32, bf16 (summed in fp32) and int8 (dequantised in the
+    loop); a BLAS library's one-row kernel (MKL's sgemv) streamed them 2-4x slower on a 2-core AMD
+    EPYC (NOTES.md, "The decode step's kernel"). More rows (a prefill, a batch) keep the library."""
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] > REDUCTION_ROWS:
+            return self.linear(x)
+        w = self.linear.weight
+        y = (w[None].float() * rows[:, None, :].float()).sum(-1)
+        if isinstance(self.linear, Int8Linear):  # W ~= W_q * scale, one scale per output row
+            y = y * self.linear.scale.float()
+        if self.linear.bias is not None:
+            y = y + self.linear.bias.float()
+        return y.to(x.dtype).reshape(*x.shape[:-1], -1)
+
+
+def with_row_reductions(module: nn.Module) -> nn.Module:
+    """A view of ``module`` whose Linear layers are ``RowReduction``s: the same parameters and
+    buffers (nothing copied), its own module tree (``module`` itself is left as it is)."""
+    if isinstance(module, nn.Linear | Int8Linear):
+        return RowReduction(module)
+    view = copy.copy(module)
+    view._modules = {name: with_row_reductions(m) for name, m in module._modules.items()}
+    return view
+
+
 class Decoder:
     """``model``'s one-token step, eager or compiled; pass it to ``generate(step=...)``. Build it
     once and keep it: compiling takes half a minute on a CPU, and each ``Decoder`` compiles its own
-    (a copy of a model gets its own decoder, never the original's weights)."""
+    (a copy of a model gets its own decoder, never the original's weights). ``kernel``: the
+    products at batch 1 and 2 by the BLAS library (``blas``) or as reductions (``reduction``:
+    ``RowReduction``); the prompt's pass is the model's own either way."""
 
-    def __init__(self, model: GPT, compile: bool = True, report=None) -> None:
-        self.model = model
+    def __init__(self, model: GPT, compile: bool = True, report=None, kernel: str = "blas") -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+        self.model, self.kernel = model, kernel
         self.compiled = compile
         self.report = report  # called once with the first call's seconds (the compile, compiled)
         self.cache: KVCache | None = None  # the cache whose tensors are marked static
-        step = one_token(model)
+        step = one_token(model if kernel == "blas" else with_row_reductions(model))
         # a code object of its own: torch.compile keeps its graphs (and its limit of recompiles)
         # per code object, and every Decoder's model is another model to compile for
         step.__code__ = step.__code__.replace()
@@ -140,9 +186,9 @@ class Decoder:
         return logits
 
 
-def compiled_decoder(model: GPT, report=None) -> Decoder | None:
+def compiled_decoder(model: GPT, report=None, kernel: str = "blas") -> Decoder | None:
     """A compiled ``Decoder`` for ``model``, or None for weights it cannot compile whole
     (fbgemm's dynamic int8 Linear, the int8 kernel of CPUs without AVX-512)."""
     if any(hasattr(m, "_packed_params") for m in model.modules()):
         return None
-    return Decoder(model, compile=True, report=report)
+    return Decoder(model, compile=True, report=report, kernel=kernel)

@@ -18,7 +18,7 @@ from austen_net.decode import compiled_decoder, generate
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
-from austen_net.weights import choose_weights
+from austen_net.weights import choose_weights, chosen_kernel
 from shared.cli import SEED_RANGE, DemoOptions, checked_number
 from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
@@ -56,7 +56,8 @@ class Writer:
         self.device = device
         self.step = None
         if device.type == "cuda":  # compiled once, before the page is served: it pays on a GPU
-            self.step = compiled_decoder(self.model)  # (on a CPU half a minute: eager there)
+            kernel = chosen_kernel(checkpoint, device, weights)  # (on a CPU half a minute:
+            self.step = compiled_decoder(self.model, kernel=kernel)  # eager there)
             warm = torch.zeros(1, 1, dtype=torch.long, device=device)
             for _ in generate(self.model, warm, 2, temperature=0, step=self.step):
                 pass

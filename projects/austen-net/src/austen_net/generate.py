@@ -12,7 +12,7 @@ from austen_net.config import BUSY_LOAD, GENERATE_COMPILE_MIN_TOKENS, GenerateCo
 from austen_net.decode import compiled_decoder, generate
 from austen_net.inference import load_model
 from austen_net.tokenizer import Tokenizer
-from austen_net.weights import choose_weights
+from austen_net.weights import choose_weights, chosen_kernel
 from shared.device import compiles, cpu_load, select_device
 from shared.errors import Terminated
 
@@ -59,7 +59,7 @@ def generate_command(cfg: GenerateConfig, out=None) -> int:
     device = select_device(cfg.device)
     weights = choose_weights(cfg.checkpoint, device) if cfg.weights == "auto" else cfg.weights
     model, tok, _ = load_model(cfg.checkpoint, device, weights)
-    step = compiled_step(model, cfg, device)
+    step = compiled_step(model, cfg, device, weights)
     generator = torch.Generator(device="cpu")
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)
@@ -186,13 +186,16 @@ def compile_pays_off(cfg: GenerateConfig, device) -> bool:
     return True
 
 
-def compiled_step(model, cfg: GenerateConfig, device):
+def compiled_step(model, cfg: GenerateConfig, device, weights: str):
     """The compiled one-token step, or None (eager) when off, not repaid, uncached or fbgemm's
     int8; the compile time (paid at the first generated token) is reported on stderr."""
     if not compiles(cfg.compile, device, compile_pays_off(cfg, device)) or not cfg.cache:
         return None
+    kernel = chosen_kernel(cfg.checkpoint, device, weights)  # what --weights auto measured
     compiled = compiled_decoder(
-        model, report=lambda seconds: log.info(f"compiled the decode step in {seconds:.1f} s")
+        model,
+        report=lambda s: log.info(f"compiled the decode step in {s:.1f} s ({kernel} products)"),
+        kernel=kernel,
     )
     if compiled is None:
         log.info(

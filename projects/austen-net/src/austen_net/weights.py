@@ -2,11 +2,12 @@
 
 fp32, bf16 and int8 (CPU only) are each loaded and measured once per checkpoint and machine:
 bits per character on the run's own validation text (the first ``SCORED_TOKENS`` tokens' worth of
-windows, spread over the split, the same for every candidate) and tokens/s of an eager batch-1
-greedy decode. Among the candidates within ``BOUND`` bits/char of fp32 the fastest wins. Which
-one wins depends on the machine: bf16 and int8 halve and quarter the bytes a token reads, which is
-what batch-1 generation waits on, where the CPU's kernels stream them fast; fp32 wins where they
-do not. The choice and its reason are cached (``<data root>/cache/austen-net/weights``) and
+windows, spread over the split, the same for every candidate) and tokens/s of a batch-1 greedy
+decode by each path: eager, and the compiled step with each kernel (the library's one-row product
+or the reduction, ``decode.RowReduction``). Among the candidates within ``BOUND`` bits/char of
+fp32 the fastest wins, with its fastest kernel. Which one wins depends on the machine: bf16 and
+int8 halve and quarter the bytes a token reads, which is what batch-1 generation waits on, where
+the kernels stream them fast; fp32 wins where they do not. The choice and its reason are cached (``<data root>/cache/austen-net/weights``) and
 logged; without the run's validation text there is nothing to check the bound on and fp32 is kept.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from austen_net.corpus import validation_split_of
-from austen_net.decode import generate
+from austen_net.decode import KERNELS, compiled_decoder, generate
 from austen_net.inference import PROJECT, load_model
 from austen_net.windows import predicted_chars, total_nll
 from shared.device import cpu_facts
@@ -68,8 +69,10 @@ def validation_texts(state: dict) -> list[str] | None:
 
 def measure_candidate(model, tok, texts: list[str], device: torch.device) -> dict:
     """A loaded candidate's bits/char (on up to ``SCORED_TOKENS`` validation tokens, the same
-    windows for every candidate) and tokens/s of an eager greedy decode (the best of
-    ``REPEATS`` runs of ``TIMED_TOKENS``)."""
+    windows for every candidate) and tokens/s of a greedy decode (the best of ``REPEATS`` runs of
+    ``TIMED_TOKENS``) by each path it can take: eager, and the compiled step with each of its
+    kernels (``decode.KERNELS``: the library's one-row product, or the reduction). The fastest
+    path's speed is the candidate's, and its kernel the one ``generate`` compiles with."""
     streams = [torch.from_numpy(tok.encode_array(t)).to(device) for t in texts]
     streams = [s for s in streams if len(s) > 1]
     chars_per_token = predicted_chars(tok, texts, streams) / sum(len(s) - 1 for s in streams)
@@ -77,15 +80,32 @@ def measure_candidate(model, tok, texts: list[str], device: torch.device) -> dic
         nll, count = total_nll(model, streams, model.cfg.block_size, 8, SCORED_TOKENS)
     bpc = nll / max(count, 1) / chars_per_token / math.log(2)
     idx = streams[0][None, :8]
-    for _ in generate(model, idx, 4, temperature=0):  # warm-up
+    paths = {"eager": decode_rate(model, idx, None)}
+    for kernel in KERNELS:
+        step = compiled_decoder(model, kernel=kernel)
+        if step is not None:  # (fbgemm's dynamic int8 does not compile)
+            paths[kernel] = decode_rate(model, idx, step)
+    fastest = max(paths, key=paths.get)
+    return {
+        "bpc": round(bpc, 5),
+        "tokens_per_s": paths[fastest],
+        "kernel": "blas" if fastest == "eager" else fastest,
+        "paths": paths,
+    }
+
+
+def decode_rate(model, idx: torch.Tensor, step) -> float:
+    """Tokens/s of a greedy decode after ``idx``: the best of ``REPEATS`` runs (what the machine
+    can do, not its noise), after a warm-up that also compiles ``step``."""
+    for _ in generate(model, idx, 4, temperature=0, step=step):
         pass
     best = math.inf
-    for _ in range(REPEATS):  # the best of a few: what the machine can do, not its noise
+    for _ in range(REPEATS):
         t0 = time.perf_counter()
-        for _ in generate(model, idx, TIMED_TOKENS, temperature=0):
+        for _ in generate(model, idx, TIMED_TOKENS, temperature=0, step=step):
             pass
         best = min(best, time.perf_counter() - t0)
-    return {"bpc": round(bpc, 5), "tokens_per_s": round(TIMED_TOKENS / best, 1)}
+    return round(TIMED_TOKENS / best, 1)
 
 
 def pick(measured: dict[str, dict]) -> tuple[str, str]:
@@ -94,8 +114,8 @@ def pick(measured: dict[str, dict]) -> tuple[str, str]:
     fine = [k for k, m in measured.items() if m["bpc"] <= floor]
     best = max(fine, key=lambda k: measured[k]["tokens_per_s"])
     figures = ", ".join(
-        f"{k} {m['tokens_per_s']:,.0f} tok/s {round(m['bpc'] - measured['fp32']['bpc'], 4) + 0:+.4f}"
-        " bits/char"
+        f"{k} {m['tokens_per_s']:,.0f} tok/s{f' ({kernel})' if (kernel := m.get('kernel')) else ''}"
+        f" {round(m['bpc'] - measured['fp32']['bpc'], 4) + 0:+.4f} bits/char"
         for k, m in measured.items()
     )
     return best, f"fastest within +{BOUND} bits/char of fp32: {figures}"
@@ -118,6 +138,20 @@ def cached_choice(path: Path, device: torch.device) -> dict | None:
         and isinstance(saved.get("reason"), str)
     )
     return saved if ok else None
+
+
+def chosen_kernel(checkpoint: Path, device: torch.device, weights: str) -> str:
+    """The decode step's kernel for ``weights``: the faster one ``--weights auto`` measured for
+    them on this machine (its cache entry), else the library's (``blas``), as before any
+    measurement."""
+    saved = (
+        cached_choice(cache_file(Path(checkpoint), device), device)
+        if Path(checkpoint).is_file()
+        else None
+    )
+    entry = (saved or {}).get(weights)
+    kernel = entry.get("kernel") if isinstance(entry, dict) else None
+    return kernel if kernel in KERNELS else "blas"
 
 
 def choose_weights(checkpoint: Path, device: torch.device) -> str:

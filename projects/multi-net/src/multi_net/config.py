@@ -215,7 +215,7 @@ class StoreOptions:
         32, "HNSW: links per vector (memory and build time)", low=4, high=256, group="faiss"
     )
     ef_search: int = arg(
-        64,
+        128,
         "HNSW: candidates kept while searching (recall against speed)",
         low=1,
         high=4096,

@@ -79,6 +79,9 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
     """``multi-net evaluate``: the checkpoint's own split of its own data (unless flags name other
     data), the same split its training held out; ``--split all`` scores every captioned video."""
     device = select_device(cfg.device)
+    store = (
+        open_store(cfg.index, cfg.collection) if cfg.index is not None else None
+    )  # refused first
     trained = TrainedModel(cfg.checkpoint, device)
     trained_with = trained.state["config"]
     fields = ("videos", "annotations", "data_dir")
@@ -111,8 +114,8 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
         categories=data.ann.categories,
         attributes=data.ann.attributes,
     )
-    if cfg.index is not None:
-        metrics |= store_metrics(open_store(cfg.index, cfg.collection), trained, pairs, cfg)
+    if store is not None:
+        metrics |= store_metrics(store, trained, pairs, cfg)
     run = Run(PROJECT, cfg.out, cfg)
     held_out = {} if cfg.split != "all" else {"held_out": False}  # training videos are scored too
     run.finish({"checkpoint": str(cfg.checkpoint), "split": cfg.split, **held_out, **metrics})

@@ -33,7 +33,7 @@ COMPACT_AT = 0.25  # rebuild once this share of the index is tombstones
 DEFAULTS = {
     "faiss_index": "auto",
     "hnsw_m": 32,
-    "ef_search": 64,
+    "ef_search": 128,
     "nlist": 0,
     "nprobe": 32,
     "pq_m": 0,
@@ -215,7 +215,10 @@ class FaissStore(Store):
         d["faiss"] = (
             None if self.index is None else torch.from_numpy(self.faiss.serialize_index(self.index))
         )
-        save_file(d, self.path)
+        try:
+            save_file(d, self.path)
+        finally:
+            d["faiss"] = None  # the index's bytes are on disk: not kept twice in memory
 
     def _compact(self) -> None:
         """Rebuild from the live vectors (IVF-PQ's from its 8-bit copy); labels renumbered."""

@@ -94,7 +94,7 @@ class MilvusStore(Store):
         schema.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY)
         schema.add_field("meta", DataType.JSON)
         kind = options.get("milvus_index", "flat")
-        params = {"milvus_index": kind, "ef_search": int(options.get("ef_search", 64))}
+        params = {"milvus_index": kind, "ef_search": int(options.get("ef_search", 128))}
         index = client.prepare_index_params()
         if kind == "hnsw":
             m = int(options.get("hnsw_m", 32))
@@ -135,7 +135,7 @@ class MilvusStore(Store):
         base = [f"category == {json.dumps(category)}"] if category is not None else []
         params = {
             "metric_type": "IP",
-            "params": {"ef": max(int(self.params.get("ef_search", 64)), k)},
+            "params": {"ef": max(int(self.params.get("ef_search", 128)), k)},
         }
         groups = (
             [([i], exclude[i]) for i in range(len(queries))]
