@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from multi_net.catalogue import create_store, open_store
 from multi_net.cli import main
 from multi_net.store_bench import clustered_unit_vectors
-from multi_net.stores import ExactStore, create_store, open_store
+from multi_net.stores import ExactStore
 from testkit.cli_checks import assert_clean_failure
 
 pytest.importorskip("faiss")
@@ -245,6 +246,14 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
     scored = last_json(capsys)
     assert scored["index_store"] == kind and scored["index_videos"] == 11
     assert scored["index_pairs"] == 11 and 0 <= scored["index_t2v_r1"] <= scored["index_t2v_r10"]
+
+    # the demo's engine on the same store: a query and "more like this"
+    from multi_net.demo import VideoSearch
+
+    engine = VideoSearch(location, None, torch.device("cpu"), folder, collection)
+    assert sorted(engine.ids) == sorted(f.stem for f in folder.glob("*.mp4"))
+    assert [h["rank"] for h in engine.by_text("a red square", 3)] == [1, 2, 3]
+    assert "video12" not in [h["video_id"] for h in engine.by_video("video12", 5)]
 
     # nothing changed: nothing embedded, nothing written
     with pytest.MonkeyPatch.context() as mp:

@@ -223,6 +223,19 @@ def read_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 7)
     return x.numel() * 4 / statistics.median(times[1:])
 
 
+def generation_paths(kinds: dict, device, prompt: int) -> tuple[dict, dict]:
+    """Every path to time, name -> (model, step): each precision eager, and compiled with each
+    kernel where it compiles; and each compile's seconds."""
+    paths, compile_seconds = {}, {}
+    for kind, variant in kinds.items():
+        paths[kind] = (variant, None)
+        for kernel in KERNELS:
+            step, compile_seconds[kind, kernel] = timed_compile(variant, device, prompt, kernel)
+            if step is not None:
+                paths[f"{kind}_compiled_{kernel}"] = (variant, step)
+    return paths, compile_seconds
+
+
 def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
     """Cached batch-1 generation (128 tokens, no autocast) with fp32, bf16 and int8 weights, each
     eager and through the compiled decode step, beside transformers' ``generate`` on the same
@@ -231,15 +244,7 @@ def weights_generation(model: GPT, cfg: BenchConfig, device) -> dict:
     kinds = {"fp32": model, "bf16": with_weights(copy.deepcopy(model), "bf16")}
     if device.type == "cpu":
         kinds["int8"] = with_weights(copy.deepcopy(model), "int8")
-    paths, compile_seconds = {}, {}
-    for kind, variant in kinds.items():
-        paths[kind] = (variant, None)
-        for kernel in KERNELS:
-            step, compile_seconds[kind, kernel] = timed_compile(
-                variant, device, cfg.prompt_tokens, kernel
-            )
-            if step is not None:
-                paths[f"{kind}_compiled_{kernel}"] = (variant, step)
+    paths, compile_seconds = generation_paths(kinds, device, cfg.prompt_tokens)
     tps = side_by_side(
         paths, transformers_generator(model, device, cfg.prompt_tokens), device, cfg.prompt_tokens
     )

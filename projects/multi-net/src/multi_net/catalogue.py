@@ -18,10 +18,17 @@ from pathlib import Path
 import torch
 
 from multi_net.annotations import category_name, load_annotations
-from multi_net.config import IndexConfig, RecommendConfig, StoreOptions
+from multi_net.config import (
+    DEFAULT_COLLECTION,
+    IndexConfig,
+    RecommendConfig,
+    StoreOptions,
+    is_milvus_uri,
+)
 from multi_net.features import video_files
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.stores import Store, create_store, open_store, ranked
+from multi_net.search import load_index
+from multi_net.stores import ExactStore, Store, ranked
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
@@ -82,6 +89,37 @@ def embedded(cfg: IndexConfig, new: dict[str, Path]):
     return feats.ids, vectors.float().cpu(), records, len(feats.skipped)
 
 
+def open_store(ref: str | Path, collection: str = DEFAULT_COLLECTION) -> Store:
+    """The store ``--index`` names: a Milvus URI (``http://...`` or a ``.db`` file), else an index
+    file from ``multi-net index`` (exact or faiss, as the file says). Damage is one message."""
+    if is_milvus_uri(ref):
+        from multi_net.milvus_store import MilvusStore  # optional: the milvus extra
+
+        if str(ref).endswith(".db") and not Path(ref).exists():  # reading never creates one
+            raise UserError(f"--index {ref}: no such file (build one with 'multi-net index')")
+
+        return MilvusStore.open(str(ref), collection)
+    data = load_index(Path(ref))
+    if data.get("store", "exact") == "faiss":
+        from multi_net.faiss_store import FaissStore  # optional: the faiss extra
+
+        return FaissStore(data, Path(ref))
+    return ExactStore(data, Path(ref))
+
+
+def create_store(kind: str, location: str | Path, info: dict, options: dict) -> Store:
+    """An empty store of ``kind`` at ``location`` (a file, or a Milvus URI and collection)."""
+    if kind == "exact":
+        return ExactStore.create(Path(location), info)
+    if kind == "faiss":
+        from multi_net.faiss_store import FaissStore  # optional: the faiss extra
+
+        return FaissStore.create(Path(location), info, options)
+    from multi_net.milvus_store import MilvusStore  # optional: the milvus extra
+
+    return MilvusStore.create(str(location), options["collection"], info, options)
+
+
 def default_out(videos: Path) -> Path:
     """Under the runs root, where ``demo`` and ``serve`` find the newest index."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -92,7 +130,7 @@ def refuse_existing(cfg: IndexConfig, location) -> None:
     if cfg.store != "milvus":
         check_writable_file(location, "--out")
         return
-    from multi_net.milvus_store import connect
+    from multi_net.milvus_store import connect  # optional: the milvus extra
 
     if connect(location).has_collection(cfg.collection):
         raise UserError(

@@ -69,7 +69,7 @@ def bench_command(cfg: BenchConfig):
 
         return serve_bench(cfg)
     if cfg.store:
-        from multi_net.store_bench import store_bench
+        from multi_net.store_bench import store_bench  # slow: torch
 
         return store_bench(cfg)
     from multi_net.bench import run_bench  # slow: torch

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from multi_net.catalogue import open_store
 from multi_net.config import DEFAULT_COLLECTION, DemoConfig
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.search import servable_files
-from multi_net.stores import INDEX_FORMAT, listing, open_store, ranked
+from multi_net.search import INDEX_FORMAT, servable_files
+from multi_net.stores import listing, ranked
 from shared.checkpoint import run_of
 from shared.cli import DemoOptions, checked_number
 from shared.demo import (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from multi_net.catalogue import open_store
 from multi_net.config import EvaluateConfig
 from multi_net.dataset import check_splits, locate, standard_split
 from multi_net.encoders import text_features
@@ -17,7 +18,7 @@ from multi_net.features import VideoFeatures
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.model import FusionModel, embed_videos
 from multi_net.search import ExactSearch
-from multi_net.stores import Store, open_store
+from multi_net.stores import Store
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError

@@ -42,7 +42,7 @@ DEFAULTS = {
 
 def require_faiss():
     try:
-        import faiss
+        import faiss  # optional: the faiss extra
     except ImportError as exc:
         raise UserError(
             "--store faiss needs faiss-cpu: uv sync --package multi-net --extra faiss"

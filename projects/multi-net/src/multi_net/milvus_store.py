@@ -28,10 +28,12 @@ MAX_PATH, MAX_CATEGORY = 4096, 512
 
 
 def connect(uri: str):
-    # gRPC's core notes every fork (the video decoders' worker processes) on stderr at INFO
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # gRPC's core writes to stderr: every fork (the video decoders' worker processes) at INFO, and
+    # Milvus Lite's refusal of its keep-alive pings during a long insert as an error it recovers
+    # from; what fails reaches the command as an exception (one line)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
-        from pymilvus import MilvusClient, MilvusException
+        from pymilvus import MilvusClient, MilvusException  # optional: the milvus extra
     except ImportError as exc:
         raise UserError(
             "--store milvus needs pymilvus: uv sync --package multi-net --extra milvus"
@@ -78,7 +80,7 @@ class MilvusStore(Store):
 
     @classmethod
     def create(cls, uri: str, collection: str, info: dict, options: dict) -> MilvusStore:
-        from pymilvus import DataType, MilvusClient
+        from pymilvus import DataType, MilvusClient  # optional: the milvus extra
 
         client = connect(uri)
         if client.has_collection(collection):

@@ -10,10 +10,10 @@ import torch
 
 from multi_net.features import VIDEO_SUFFIXES
 from multi_net.inference import PROJECT
-from multi_net.stores import INDEX_FORMAT
 from shared.errors import UserError
 from shared.files import data_root, runs_root
 
+INDEX_FORMAT = "multi-net-index-v1"
 INDEX_KEYS = ("ids", "paths", "embeddings", "metadata", "checkpoint")
 FAISS_KEYS = ("labels", "paths", "has_audio", "metadata", "checkpoint", "dim", "params", "faiss")
 

@@ -18,10 +18,11 @@ import torch
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from multi_net.catalogue import open_store
 from multi_net.config import BenchConfig, ServeConfig
 from multi_net.demo import MAX_QUERY_CHARS, newest_index
 from multi_net.inference import PROJECT, TrainedModel
-from multi_net.stores import open_store, ranked
+from multi_net.stores import ranked
 from shared.demo import find_run
 from shared.device import select_device
 from shared.errors import UserError

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multi_net.catalogue import store_options
+from multi_net.catalogue import create_store, open_store, store_options
 from multi_net.config import BenchConfig
-from multi_net.stores import ExactStore, Store, create_store, open_store
+from multi_net.stores import ExactStore, Store
 from shared.device import seed_everything
 from shared.errors import UserError
 from shared.runs import Run
@@ -103,7 +103,7 @@ def query_ms(store: Store, queries: torch.Tensor) -> tuple[float, float, list[li
     return 1000 * float(np.median(laps)), 1000 * float(np.median(dt64)), top
 
 
-def data(cfg: BenchConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
+def bench_vectors(cfg: BenchConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
     if cfg.index is None:
         dim = 512
         vectors = clustered_unit_vectors(cfg.vectors, dim, seed=cfg.seed + 1)
@@ -126,7 +126,7 @@ def data(cfg: BenchConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 def store_bench(cfg: BenchConfig) -> int:
     seed_everything(cfg.seed)
-    vectors, queries, source = data(cfg)
+    vectors, queries, source = bench_vectors(cfg)
     n, dim = vectors.shape
     ids = [f"v{i}" for i in range(n)]
     run = Run("multi-net", cfg.out, cfg)

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-from multi_net.config import DEFAULT_COLLECTION, is_milvus_uri
+from multi_net.search import INDEX_FORMAT, ExactSearch, top_k
 from shared.errors import UserError
 from shared.files import atomic_path
 
-INDEX_FORMAT = "multi-net-index-v1"
 HIT_FIELDS = ("caption", "category", "attributes")  # the record's metadata a hit carries
 
 
@@ -152,8 +151,6 @@ class ExactStore(Store):
         return None if row is None else self.data["embeddings"][row].float()
 
     def search(self, queries, k, exclude=None, category=None):
-        from multi_net.search import ExactSearch, top_k
-
         queries = self.check_query(queries)
         emb, out = self.data["embeddings"], []
         rows = None
@@ -217,39 +214,6 @@ class ExactStore(Store):
 
     def save(self) -> None:
         save_file(self.data, self.path)
-
-
-def open_store(ref: str | Path, collection: str = DEFAULT_COLLECTION) -> Store:
-    """The store ``--index`` names: a Milvus URI (``http://...`` or a ``.db`` file), else an index
-    file from ``multi-net index`` (exact or faiss, as the file says). Damage is one message."""
-    if is_milvus_uri(ref):
-        from multi_net.milvus_store import MilvusStore
-
-        if str(ref).endswith(".db") and not Path(ref).exists():  # reading never creates one
-            raise UserError(f"--index {ref}: no such file (build one with 'multi-net index')")
-
-        return MilvusStore.open(str(ref), collection)
-    from multi_net.search import load_index
-
-    data = load_index(Path(ref))
-    if data.get("store", "exact") == "faiss":
-        from multi_net.faiss_store import FaissStore
-
-        return FaissStore(data, Path(ref))
-    return ExactStore(data, Path(ref))
-
-
-def create_store(kind: str, location: str | Path, info: dict, options: dict) -> Store:
-    """An empty store of ``kind`` at ``location`` (a file, or a Milvus URI and collection)."""
-    if kind == "exact":
-        return ExactStore.create(Path(location), info)
-    if kind == "faiss":
-        from multi_net.faiss_store import FaissStore
-
-        return FaissStore.create(Path(location), info, options)
-    from multi_net.milvus_store import MilvusStore
-
-    return MilvusStore.create(str(location), options["collection"], info, options)
 
 
 def listing(store: Store) -> dict:
