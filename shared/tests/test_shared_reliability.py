@@ -111,8 +111,9 @@ def test_summary_never_holds_nan(tmp_path, capsys):
 
 
 SWALLOWING = """
-import threading, time
+import atexit, threading, time
 import shared.cli as cli
+atexit.register(lambda: print("cleaned up", flush=True))  # a demo's upload folder, say
 cli.SHUTDOWN_GRACE_S = 0.5
 cli.handle_sigterm()
 print("ready", flush=True)
@@ -127,7 +128,8 @@ threading.Event().wait()  # and then nothing would ever end the process
 
 def test_a_swallowed_sigterm_still_ends_the_process():
     """SIGTERM raises ``Terminated`` in the main thread; code that catches it (a bare except in a
-    library being imported) must not leave a process that ignores every later stop."""
+    library being imported) must not leave a process that ignores every later stop, and the
+    cleanups registered for exit still run."""
     import subprocess
     import sys
 
@@ -141,4 +143,5 @@ def test_a_swallowed_sigterm_still_ends_the_process():
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "swallowed" in out, (out, err)
+    assert "cleaned up" in out, out  # the exit's cleanups ran before the process ended
     assert "still running 0.5 s later" in err, err

@@ -20,6 +20,7 @@ Nothing here imports torch: ``--help`` and a refused flag answer in a fraction o
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import inspect
@@ -314,6 +315,13 @@ def _on_sigterm(signum, frame) -> None:
 def _force_exit() -> None:
     print(f"stopped by SIGTERM: still running {SHUTDOWN_GRACE_S:g} s later", file=sys.stderr)
     sys.stderr.flush()
+    # what the process registered to clean up at exit (a demo's upload folder) still runs, bounded
+    # in its turn: a cleanup that hangs does not keep the process either
+    last = threading.Timer(SHUTDOWN_GRACE_S, os._exit, (EXIT_TERMINATED,))
+    last.daemon = True
+    last.start()
+    with contextlib.suppress(BaseException):  # exiting whatever the cleanups raise
+        atexit._run_exitfuncs()
     os._exit(EXIT_TERMINATED)
 
 
