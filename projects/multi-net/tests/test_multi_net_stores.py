@@ -228,6 +228,8 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
     found = [h["video_id"] for h in last_json(capsys)["results"]]
     assert len(found) == 10 and "video12" not in found
     assert {"video13", "video14"} <= set(found) and not {"video2", "video5"} & set(found)
+    gone = ["recommend", *reader, "--video", "video2", "--device", "cpu"]
+    assert_clean_failure(main, gone, capsys, "--video video2: neither an id in the index")
     assert main([str(a) for a in ["recommend", *reader, "--text", "a red square", "--k", "3"]]) == 0
     assert len(last_json(capsys)["results"]) == 3
     # evaluate through the store: each caption's own video among its top 10 of the catalogue

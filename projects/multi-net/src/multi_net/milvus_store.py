@@ -169,19 +169,25 @@ class MilvusStore(Store):
 
     def add(self, ids, vectors, records):
         check_new(self, ids, vectors, records)
-        rows = [
-            {
-                "video_id": v,
-                "vector": x.tolist(),
-                "path": r["path"],
-                "has_audio": bool(r.get("has_audio")),
-                "category": r.get("category") or "",
-                "meta": {k: r[k] for k in ("caption", "attributes") if r.get(k) is not None},
-            }
-            for v, x, r in zip(ids, vectors.float().cpu(), records, strict=True)
-        ]
-        for start in range(0, len(rows), BATCH):
-            self.client.upsert(self.collection, rows[start : start + BATCH])
+        vectors = vectors.float().cpu()
+        for start in range(0, len(ids), BATCH):  # rows made a batch at a time: bounded memory
+            rows = [
+                {
+                    "video_id": v,
+                    "vector": x.tolist(),
+                    "path": r["path"],
+                    "has_audio": bool(r.get("has_audio")),
+                    "category": r.get("category") or "",
+                    "meta": {k: r[k] for k in ("caption", "attributes") if r.get(k) is not None},
+                }
+                for v, x, r in zip(
+                    ids[start : start + BATCH],
+                    vectors[start : start + BATCH],
+                    records[start : start + BATCH],
+                    strict=True,
+                )
+            ]
+            self.client.upsert(self.collection, rows)
 
     def remove(self, ids):
         ids = list(ids)
