@@ -52,8 +52,9 @@ def test_stream_matches_generate_and_unknown_characters_are_named(trained):
 def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
     root, runs = trained
     monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))
-    writer = Writer(runs["bpe"] / "checkpoints" / "best.pt", torch.device("cpu"))
     with ServedDemo("austen_net.cli", ["--run", runs["bpe"]], cwd=tmp_path) as demo:
+        # the weights the demo chose (--weights auto, measured once and cached for this machine)
+        writer = Writer(runs["bpe"] / "checkpoints" / "best.pt", torch.device("cpu"), "auto")
         client = demo_client(demo.url)
         job = client.submit("Emma was", 30, 0.0, 0, 1.0, 7, api_name="/write")
         updates = list(job)  # one update per token: the text streams in

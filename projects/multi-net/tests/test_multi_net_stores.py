@@ -39,17 +39,21 @@ def milvus_server(tmp_path_factory):
     port = free_port()
     exe = Path(sys.executable).with_name("milvus-lite")
     cmd = [str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # its log goes to a file: a pipe nobody reads fills up, and the server then blocks on its next
+    # log line in the middle of a request
+    log = data / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in proc.stdout:  # waits on the server's own word that it listens
-            if "listening on" in line:
-                break
-        else:
-            pytest.fail(f"milvus-lite server ended (exit {proc.wait()}) before listening")
+        while "listening on" not in log.read_text():  # the server's own word that it listens
+            if proc.poll() is not None:
+                pytest.fail(f"milvus-lite server ended (exit {proc.returncode}): {log.read_text()}")
+            time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        print(f"milvus-lite server wrote {log.stat().st_size:,} bytes of log")
 
 
 def locations(tmp_path: Path, server: str) -> dict:
@@ -59,6 +63,13 @@ def locations(tmp_path: Path, server: str) -> dict:
         "milvus": str(tmp_path / "lite.db"),
         "milvus-server": server,
     }
+
+
+def run_ok(capsys, argv) -> None:
+    """A command that must succeed; if it does not, the failure shows what it printed."""
+    code = main([str(a) for a in argv])
+    if code != 0:
+        pytest.fail(f"multi-net {argv[0]} exited {code}: {capsys.readouterr().err[-3000:]}")
 
 
 def records(ids):
@@ -200,7 +211,7 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
     argv = ["index", "--checkpoint", ckpt, "--videos", folder, "--store", kind, *target]
     argv += ["--annotations", root / "plain" / "ann.json", "--cache-dir", tmp_path / "cache"]
     argv += ["--device", "cpu", "--quiet"]
-    assert main([str(a) for a in argv]) == 0
+    run_ok(capsys, argv)
     built = last_json(capsys)
     assert (built["store"], built["videos"], built["added"], built["removed"]) == (kind, 10, 10, 0)
     reader = ["--index", location, "--collection", collection]
@@ -219,18 +230,18 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(inference.TrainedModel, "videos", counted)
-        assert main([str(a) for a in [*argv, "--update"]]) == 0
+        run_ok(capsys, [*argv, "--update"])
     updated = last_json(capsys)
     assert (updated["videos"], updated["added"], updated["removed"]) == (11, 3, 2)
     assert calls == [["video12", "video13", "video14"]]  # nothing already indexed embedded again
 
-    assert main([str(a) for a in ["recommend", *reader, "--video", "video12", "--k", "20"]]) == 0
+    run_ok(capsys, ["recommend", *reader, "--video", "video12", "--k", "20"])
     found = [h["video_id"] for h in last_json(capsys)["results"]]
     assert len(found) == 10 and "video12" not in found
     assert {"video13", "video14"} <= set(found) and not {"video2", "video5"} & set(found)
     gone = ["recommend", *reader, "--video", "video2", "--device", "cpu"]
     assert_clean_failure(main, gone, capsys, "--video video2: neither an id in the index")
-    assert main([str(a) for a in ["recommend", *reader, "--text", "a red square", "--k", "3"]]) == 0
+    run_ok(capsys, ["recommend", *reader, "--text", "a red square", "--k", "3"])
     assert len(last_json(capsys)["results"]) == 3
     # evaluate through the store: each caption's own video among its top 10 of the catalogue
     ev = ["evaluate", "--checkpoint", ckpt, "--videos", folder, "--split", "all", *reader]
@@ -244,7 +255,7 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
         "--out",
         tmp_path / "ev",
     ]
-    assert main([str(a) for a in ev]) == 0
+    run_ok(capsys, ev)
     scored = last_json(capsys)
     assert scored["index_store"] == kind and scored["index_videos"] == 11
     assert scored["index_pairs"] == 11 and 0 <= scored["index_t2v_r1"] <= scored["index_t2v_r10"]
@@ -260,7 +271,7 @@ def test_index_update_then_search_for_each_store(where, indexed, tmp_path, capsy
     # nothing changed: nothing embedded, nothing written
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(inference.TrainedModel, "videos", counted)
-        assert main([str(a) for a in [*argv, "--update"]]) == 0
+        run_ok(capsys, [*argv, "--update"])
     again = last_json(capsys)
     assert (again["videos"], again["added"], again["removed"]) == (11, 0, 0) and len(calls) == 1
 
@@ -275,7 +286,7 @@ def test_an_interrupted_update_leaves_the_index_as_it_was(indexed, tmp_path, cap
         out = tmp_path / f"{kind}.pt"
         argv = ["index", "--checkpoint", ckpt, "--videos", folder, "--store", kind, "--out", out]
         argv += ["--cache-dir", tmp_path / "cache", "--device", "cpu", "--quiet"]
-        assert main([str(a) for a in argv]) == 0
+        run_ok(capsys, argv)
         capsys.readouterr()
         before = out.read_bytes()
         copy_clips(root / "plain" / "videos", folder, ["video20"])

@@ -44,7 +44,10 @@ def connect(uri: str):
     # Milvus Lite's in-process server logs the calls it does not implement (pymilvus tries them)
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        return MilvusClient(uri=uri, timeout=30)
+        # pymilvus pings an idle connection every 10 s; a gRPC server that keeps gRPC's defaults
+        # (Milvus Lite's does) takes that as abuse and drops the connection, and the next call on
+        # it, or on any new client of that address, fails with "Too many pings"
+        return MilvusClient(uri=uri, timeout=30, grpc_options={"grpc.keepalive_time_ms": 300_000})
     except (MilvusException, OSError, RuntimeError) as exc:
         raise UserError(f"{uri}: no Milvus answers there ({reason(exc)})") from exc
 
