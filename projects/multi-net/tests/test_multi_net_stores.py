@@ -342,6 +342,13 @@ def test_bad_stores_are_one_line(indexed, tmp_path, capsys):
     shutil.copy(ckpt, other)
     argv[2] = other
     assert_clean_failure(main, argv, capsys, "--update must embed with that checkpoint")
+    ev = ["evaluate", "--checkpoint", other, "--videos", videos, "--split", "all", "--index", index]
+    ev += ["--annotations", root / "plain" / "ann.json", "--device", "cpu", "--out", tmp_path / "e"]
+    import multi_net.inference as inference
+
+    with pytest.MonkeyPatch.context() as mp:  # refused before a single video is decoded
+        mp.setattr(inference.TrainedModel, "features", lambda *a, **k: pytest.fail("decoded"))
+        assert_clean_failure(main, ev, capsys, "evaluate that checkpoint with it")
     # an id that is not in the index, and flags that do not fit the store
     assert_clean_failure(
         main, ["recommend", "--index", index, "--video", "video404"], capsys, "neither an id"

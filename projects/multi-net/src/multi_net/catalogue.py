@@ -28,7 +28,7 @@ from multi_net.config import (
 from multi_net.features import video_files
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.search import load_index
-from multi_net.stores import ExactStore, Store, ranked
+from multi_net.stores import ExactStore, Store, check_checkpoint, ranked
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
@@ -141,11 +141,9 @@ def refuse_existing(cfg: IndexConfig, location) -> None:
 
 def check_same_source(store: Store, cfg: IndexConfig) -> None:
     """An update adds vectors of the same model and folder as the ones already stored."""
-    if str(Path(cfg.checkpoint).resolve()) != store.info["checkpoint"]:
-        raise UserError(
-            f"{store.location} holds vectors of {store.info['checkpoint']}: --update must embed "
-            "with that checkpoint (or build a new index for this one)"
-        )
+    check_checkpoint(
+        store, cfg.checkpoint, "--update must embed with that checkpoint (or build a new index)"
+    )
     root = store.info.get("videos_root")
     if root is not None and str(Path(cfg.videos).resolve()) != root:
         raise UserError(f"{store.location} indexes {root}: --update reads that folder")

@@ -6,8 +6,6 @@ often the first hit of a text search has every attribute of the caption's clip; 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from multi_net.catalogue import open_store
@@ -18,7 +16,7 @@ from multi_net.features import VideoFeatures
 from multi_net.inference import PROJECT, TrainedModel
 from multi_net.model import FusionModel, embed_videos
 from multi_net.search import ExactSearch
-from multi_net.stores import Store
+from multi_net.stores import Store, check_checkpoint
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
@@ -80,9 +78,9 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
     """``multi-net evaluate``: the checkpoint's own split of its own data (unless flags name other
     data), the same split its training held out; ``--split all`` scores every captioned video."""
     device = select_device(cfg.device)
-    store = (
-        open_store(cfg.index, cfg.collection) if cfg.index is not None else None
-    )  # refused first
+    store = open_store(cfg.index, cfg.collection) if cfg.index is not None else None
+    if store is not None:  # refused before a video is decoded
+        check_checkpoint(store, cfg.checkpoint, "evaluate that checkpoint with it")
     trained = TrainedModel(cfg.checkpoint, device)
     trained_with = trained.state["config"]
     fields = ("videos", "annotations", "data_dir")
@@ -127,11 +125,6 @@ def store_metrics(store: Store, trained: TrainedModel, pairs, cfg: EvaluateConfi
     """Text search as users get it from ``--index``: each caption's top 10 over the whole
     catalogue in the store (its stored vectors, its search, exact or approximate), and how often
     the caption's own video is first, in the top 5, in the top 10."""
-    if str(Path(cfg.checkpoint).resolve()) != store.info["checkpoint"]:
-        raise UserError(
-            f"--index {store.location} holds vectors of {store.info['checkpoint']}: evaluate "
-            "that checkpoint with it"
-        )
     stored = set(store.paths())
     kept = [(v, c) for v, c in pairs if v in stored]
     if not kept:

@@ -102,6 +102,12 @@ def check_new(store: Store, ids: list[str], vectors: torch.Tensor, records: list
         raise ValueError("ids repeat")
 
 
+def check_checkpoint(store: Store, checkpoint: str | Path, remedy: str) -> None:
+    """A store answers for the model that embedded it: another checkpoint's vectors do not mix."""
+    if str(Path(checkpoint).resolve()) != store.info["checkpoint"]:
+        raise UserError(f"{store.location} holds vectors of {store.info['checkpoint']}: {remedy}")
+
+
 def save_file(data: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
