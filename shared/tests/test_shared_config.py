@@ -176,6 +176,50 @@ def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_i
     assert PresetConfig(preset="small", width=48).width == 48
 
 
+@dataclasses.dataclass
+class TableConfig(RunConfig):
+    """The same rules as PresetConfig's, declared in ``arg`` instead of written in ``settle``."""
+
+    preset: Literal["none", "small", "broken"] = arg(
+        "none", "preset", sets={"small": {"width": 32}, "broken": {"width": 4}}
+    )
+    width: int = arg(64, "width (32 with --preset small)", low=8)
+    epochs: int | None = arg(None, "epochs (default: 10 for the MLP, 5 for the CNN)")
+    model: Literal["mlp", "cnn"] = arg(
+        "mlp", "which model", sets={"mlp": {"epochs": 10}, "cnn": {"epochs": 5}}
+    )
+    weights: Path | None = arg(None, "CNN weights", needs={"model": "cnn"})
+    channels: tuple[int, ...] = arg((8, 8, 8), "three conv widths", items=(3, 3), low=1)
+    hidden: tuple[int, ...] = arg((16,), "hidden widths", items=(1, None))
+
+
+def test_presets_and_rules_declared_in_arg_hold_for_flags_and_for_code():
+    parser = build_parser("p", "d", {"t": Command(TableConfig, lambda c: c, "t")})
+
+    def parse(*argv):
+        return from_namespace(TableConfig, parser.parse_args(["t", *argv]))
+
+    assert parse("--preset", "small").width == 32
+    assert parse("--preset", "small", "--width", "64").width == 64  # typed at the default: kept
+    assert parse().epochs == 10 and parse("--model", "cnn").epochs == 5
+    assert parse("--model", "cnn", "--epochs", "10").epochs == 10
+    assert TableConfig(preset="small").width == 32 and TableConfig(model="cnn").epochs == 5
+    assert TableConfig(preset="small", width=48).width == 48
+    assert parse("--model", "cnn", "--weights", "w.pt").weights == Path("w.pt")
+    with pytest.raises(UserError, match="--weights is for --model cnn: add --model cnn"):
+        parse("--weights", "w.pt")
+    with pytest.raises(UserError, match="--weights is for --model cnn"):
+        TableConfig(weights=Path("w.pt"))  # built in code: the same rule
+    with pytest.raises(UserError, match=r"--channels takes 3 values \(2 given\)"):
+        parse("--channels", "4", "4")
+    with pytest.raises(UserError, match=r"--hidden takes at least 1 value \(0 given\)"):
+        TableConfig(hidden=())
+    with pytest.raises(UserError, match="--channels is outside 1"):
+        TableConfig(channels=(4, 0, 4))
+    with pytest.raises(UserError, match="--width is outside 8"):  # a preset's value is checked too
+        parse("--preset", "broken")
+
+
 def test_a_run_config_checks_its_bounds_after_settling():
     @dataclasses.dataclass
     class Widths(RunConfig):

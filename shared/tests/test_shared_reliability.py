@@ -116,8 +116,8 @@ import shared.cli as cli
 atexit.register(lambda: print("cleaned up", flush=True))  # a demo's upload folder, say
 cli.SHUTDOWN_GRACE_S = 0.5
 cli.handle_sigterm()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # (inside: the stop may come before the next line runs)
     while True:
         time.sleep(0.01)
 except BaseException:  # a library that swallows every exception, the stop included

@@ -84,8 +84,10 @@ def test_bad_flags_are_user_errors():
         TrainConfig(val_fraction=0.9)
     with pytest.raises(UserError):
         TrainConfig(epochs=-1)
-    with pytest.raises(UserError, match="three"):
+    with pytest.raises(UserError, match=r"--cnn-channels takes 3 values \(2 given\)"):
         TrainConfig(cnn_channels=(8, 8))
+    with pytest.raises(UserError, match="--mlp-widths takes at least 1 value"):
+        TrainConfig(mlp_widths=())
     assert TrainConfig(model="cnn").epochs == 20
 
 

@@ -2,10 +2,11 @@
 process around the command.
 
 - Options: every field of a command's dataclass is a ``--flag`` with its default and its
-  :func:`arg` help and bounds; ``RunConfig`` holds the flags every training-like command shares,
-  and its ``settle`` hook is where a project gives the defaults that follow other flags (a typed
-  flag always wins) and refuses combinations of flags. Numbers are checked when parsed, and the
-  declared bounds again on every config, a config built in code included.
+  :func:`arg` help, bounds and rules (a preset a choice sets, a flag that needs another); a typed
+  flag always wins over a preset. ``RunConfig`` holds the flags every training-like command
+  shares; its ``settle`` hook is where a project gives the defaults that follow other flags in
+  ways a table cannot say. Numbers are checked when parsed, and the declared rules again on every
+  config, a config built in code included.
 - The process: ``run_cli`` refuses an unwritable ``--out`` before any work, joins a torchrun group
   before anything picks a run folder, and turns what a user can cause (``UserError``, ``OSError``
   such as a full disk or a read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit
@@ -58,7 +59,11 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
     ``parse`` is the flag's own argparse ``type`` (a value like ``auto`` beside numbers).
     ``const`` lets the flag stand alone, meaning that value; ``negative=("--no-x", value)`` keeps a
-    ``--no-x`` spelling (hidden) that sets ``value``.
+    ``--no-x`` spelling (hidden) that sets ``value``. Rules across flags, checked on every config
+    (:func:`check_bounds`): ``sets={choice: {field: value}}`` (a preset: choosing ``choice`` gives
+    those fields those values where no flag gives them), ``needs={field: value}`` (the flag, given
+    a value other than its default, is refused unless ``field`` holds ``value``) and
+    ``items=(fewest, most)`` (how many values a list flag takes; ``most`` None: no limit).
     """
     metadata = {"help": help}
     keys = (
@@ -72,7 +77,7 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
         "above",
         "parse",
     )
-    for key in (*keys, "const", "negative"):
+    for key in (*keys, "const", "negative", "sets", "needs", "items"):
         if key in kwargs:
             metadata[key] = kwargs.pop(key)
     if "default_factory" in kwargs:
@@ -136,16 +141,38 @@ def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> An
 
 
 def check_bounds(cfg: Any) -> None:
-    """The ``low``/``high``/``above`` bounds of ``cfg``'s fields checked on the values it holds, so
-    that a config built in code, or filled in by a preset, keeps the rules its flags keep when
-    parsed: one declaration per bound (in ``arg``), two places it is checked."""
+    """The rules ``cfg``'s fields declare in :func:`arg` (``low``/``high``/``above``, ``items``,
+    ``needs``) checked on the values it holds, so that a config built in code, or filled in by a
+    preset, keeps the rules its flags keep when parsed: one declaration per rule."""
     for f in dataclasses.fields(cfg):
         bounds = {k: f.metadata[k] for k in ("low", "high", "above") if k in f.metadata}
-        value = getattr(cfg, f.name)
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
         for item in value if isinstance(value, (list, tuple)) else [value]:  # (each of a list's)
             if bounds and isinstance(item, (int, float)) and not isinstance(item, bool):
                 tp = int if isinstance(item, int) else float
-                checked_number(item, "--" + f.name.replace("_", "-"), tp, **bounds)
+                checked_number(item, flag, tp, **bounds)
+        fewest, most = f.metadata.get("items", (0, None))
+        if "items" in f.metadata and not fewest <= len(value) <= (most or math.inf):
+            count = str(fewest) if fewest == most else f"at least {fewest}"
+            noun = "value" if count.endswith(" 1") or count == "1" else "values"
+            raise UserError(f"{flag} takes {count} {noun} ({len(value)} given)")
+        for other, wanted in f.metadata.get("needs", {}).items():
+            if value != field_default(f) and getattr(cfg, other) != wanted:
+                name = "--" + other.replace("_", "-")
+                raise UserError(f"{flag} is for {name} {wanted}: add {name} {wanted}")
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """What a dataclass field holds when nothing sets it."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def apply_presets(cfg: Any, given: frozenset[str]) -> None:
+    """The values a chosen ``sets`` preset gives, on the fields no flag gives (``given``)."""
+    for f in (f for f in dataclasses.fields(cfg) if "sets" in f.metadata):
+        for name, value in f.metadata["sets"].get(getattr(cfg, f.name), {}).items():
+            if name not in given:
+                setattr(cfg, name, value)
 
 
 @dataclasses.dataclass
@@ -185,8 +212,10 @@ class RunConfig:
     given: InitVar[frozenset[str] | None] = None  # the flags typed (``run_cli`` fills it)
 
     def __post_init__(self, given: frozenset[str] | None) -> None:
-        self.settle(given if given is not None else changed_from_defaults(self))
-        check_bounds(self)  # the bounds every flag declares, on what ``settle`` filled in too
+        given = given if given is not None else changed_from_defaults(self)
+        apply_presets(self, given)
+        self.settle(given)
+        check_bounds(self)  # the rules every flag declares, on what presets filled in too
 
     def settle(self, given: frozenset[str]) -> None:
         """A command's own step after its flags are read: the defaults that follow another flag
@@ -197,12 +226,9 @@ class RunConfig:
 
 def changed_from_defaults(cfg: Any) -> frozenset[str]:
     """The fields of ``cfg`` whose value differs from the default it declares."""
-    changed = set()
-    for f in dataclasses.fields(cfg):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if getattr(cfg, f.name) != default:
-            changed.add(f.name)
-    return frozenset(changed)
+    return frozenset(
+        f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != field_default(f)
+    )
 
 
 @dataclasses.dataclass

@@ -62,6 +62,7 @@ class TrainConfig(RunConfig, DataOptions):
         None,
         "--model ast: a folder in transformers' layout (config.json, model.safetensors, "
         "preprocessor_config.json) or a Hub name (default: MIT/ast-finetuned-audioset-10-10-0.4593)",
+        needs={"model": "ast"},
     )
     cv: int = arg(
         0,
@@ -143,8 +144,6 @@ class TrainConfig(RunConfig, DataOptions):
                 "--window-seconds: AST's window is its input length (10.24 s for AudioSet's "
                 "models), set by the model; give --hop-seconds only"
             )
-        if self.model_source is not None and not ast:
-            raise UserError("--model-source names AST weights: add --model ast")
         pretrained = self.from_pretrained
         defaults = {
             "batch_size": 12 if ast else 64,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 from shared.cli import SEED_RANGE, DemoOptions, RunConfig, ServeBenchOptions, ServeOptions, arg
-from shared.errors import UserError
 
 MNIST, LOAN = "MNIST (PyTorch)", "loans (scikit-learn)"
 
@@ -25,7 +24,12 @@ class TrainConfig(RunConfig):
         positional=True,
     )
     # --- MNIST (PyTorch) ---
-    model: Literal["mlp", "cnn"] = arg("mlp", "MNIST network", group=MNIST)
+    model: Literal["mlp", "cnn"] = arg(
+        "mlp",
+        "MNIST network",
+        group=MNIST,
+        sets={"mlp": {"epochs": 30}, "cnn": {"epochs": 20}},  # the MLP learns slower per epoch
+    )
     epochs: int | None = arg(
         None, "MNIST training epochs (default: 30 for mlp, 20 for cnn)", group=MNIST, low=1
     )
@@ -35,7 +39,12 @@ class TrainConfig(RunConfig):
     )
     weight_decay: float = arg(1e-4, "AdamW weight decay", group=MNIST)
     mlp_widths: tuple[int, ...] = arg(
-        (512, 256), "hidden widths of the MNIST MLP", group=MNIST, aliases=("--hidden",), low=1
+        (512, 256),
+        "hidden widths of the MNIST MLP",
+        group=MNIST,
+        aliases=("--hidden",),
+        low=1,
+        items=(1, None),
     )
     cnn_channels: tuple[int, ...] = arg(
         (16, 32, 32),
@@ -43,6 +52,7 @@ class TrainConfig(RunConfig):
         group=MNIST,
         aliases=("--channels",),
         low=1,
+        items=(3, 3),
     )
     dropout: float = arg(0.2, "dropout probability", group=MNIST, low=0, high=0.99)
     batch_norm: bool = arg(
@@ -71,7 +81,12 @@ class TrainConfig(RunConfig):
         **SEED_RANGE,
     )
     loan_hidden: tuple[int, ...] = arg(
-        (32,), "hidden widths of the loan MLP", group=LOAN, aliases=("--mlp-hidden",), low=1
+        (32,),
+        "hidden widths of the loan MLP",
+        group=LOAN,
+        aliases=("--mlp-hidden",),
+        low=1,
+        items=(1, None),
     )
     loan_alpha: float = arg(
         30.0, "L2 penalty of the loan MLP", group=LOAN, aliases=("--mlp-alpha",), low=0
@@ -83,14 +98,6 @@ class TrainConfig(RunConfig):
         aliases=("--mlp-solver",),
     )
     eda: bool = arg(True, "draw the loan EDA figures", group=LOAN)
-
-    def settle(self, given: frozenset[str]) -> None:
-        if "epochs" not in given:  # the MLP learns slower per epoch than the CNN
-            self.epochs = 30 if self.model == "mlp" else 20
-        if len(self.cnn_channels) != 3:
-            raise UserError("--cnn-channels takes three positive numbers, e.g. 16 32 32")
-        if not self.mlp_widths or not self.loan_hidden:
-            raise UserError("--mlp-widths and --loan-hidden take one or more positive widths")
 
 
 @dataclass

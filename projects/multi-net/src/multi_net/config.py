@@ -83,6 +83,7 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
         "none",
         "settings for a known data set: synth (multi-net data synth's clips, trained from "
         "scratch); flags you give explicitly win",
+        sets=PRESETS,
     )
     val_videos: int = arg(
         500,
@@ -137,22 +138,14 @@ class TrainConfig(RunConfig, DataOptions, ModelOptions):
         None,
         "--audio-encoder clap: a folder in transformers' layout (config.json, model.safetensors, "
         "preprocessor_config.json) or a Hub name (default: laion/clap-htsat-unfused)",
+        needs={"audio_encoder": "clap"},
     )
     weights: Path | None = arg(
-        None, "local ImageNet ResNet18 state_dict for --audio-encoder resnet18 (offline)"
+        None,
+        "local ImageNet ResNet18 state_dict for --audio-encoder resnet18 (offline)",
+        needs={"audio_encoder": "resnet18"},
     )
     max_minutes: float | None = arg(None, "stop training after this many minutes", above=0)
-
-    def settle(self, given: frozenset[str]) -> None:
-        for name, value in PRESETS.get(self.preset, {}).items():  # where no flag gives them
-            if name not in given:
-                setattr(self, name, value)
-        if self.weights is not None and self.audio_encoder != "resnet18":
-            raise UserError(
-                "--weights holds ResNet18 weights: use it with --audio-encoder resnet18"
-            )
-        if self.audio_source is not None and self.audio_encoder != "clap":
-            raise UserError("--audio-source names CLAP weights: add --audio-encoder clap")
 
 
 # --index and --collection: where a catalogue is (stores.py)
