@@ -162,20 +162,6 @@ class PresetConfig(RunConfig):
             self.epochs = 10 if self.model == "mlp" else 5
 
 
-def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_its_value():
-    parser = build_parser("p", "d", {"t": Command(PresetConfig, lambda c: c, "t")})
-
-    def parse(*argv):
-        return from_namespace(PresetConfig, parser.parse_args(["t", *argv]))
-
-    assert parse("--preset", "small").width == 32
-    assert parse("--preset", "small", "--width", "64").width == 64  # typed at the default: kept
-    assert parse().width == 64 and parse("--model", "cnn").epochs == 5
-    assert parse("--model", "cnn", "--epochs", "10").epochs == 10
-    assert PresetConfig(preset="small").width == 32  # built in code: a default counts as unset
-    assert PresetConfig(preset="small", width=48).width == 48
-
-
 @dataclasses.dataclass
 class TableConfig(RunConfig):
     """The same rules as PresetConfig's, declared in ``arg`` instead of written in ``settle``."""
@@ -193,18 +179,24 @@ class TableConfig(RunConfig):
     hidden: tuple[int, ...] = arg((16,), "hidden widths", items=(1, None))
 
 
-def test_presets_and_rules_declared_in_arg_hold_for_flags_and_for_code():
-    parser = build_parser("p", "d", {"t": Command(TableConfig, lambda c: c, "t")})
+def parser_of(cls):
+    parser = build_parser("p", "d", {"t": Command(cls, lambda c: c, "t")})
+    return lambda *argv: from_namespace(cls, parser.parse_args(["t", *argv]))
 
-    def parse(*argv):
-        return from_namespace(TableConfig, parser.parse_args(["t", *argv]))
 
+@pytest.mark.parametrize("cls", [PresetConfig, TableConfig])  # settle() or arg(sets=...)
+def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_its_value(cls):
+    parse = parser_of(cls)
     assert parse("--preset", "small").width == 32
     assert parse("--preset", "small", "--width", "64").width == 64  # typed at the default: kept
-    assert parse().epochs == 10 and parse("--model", "cnn").epochs == 5
-    assert parse("--model", "cnn", "--epochs", "10").epochs == 10
-    assert TableConfig(preset="small").width == 32 and TableConfig(model="cnn").epochs == 5
-    assert TableConfig(preset="small", width=48).width == 48
+    assert parse().width == 64 and parse("--model", "cnn").epochs == 5
+    assert parse().epochs == 10 and parse("--model", "cnn", "--epochs", "10").epochs == 10
+    assert cls(preset="small").width == 32  # built in code: a default counts as unset
+    assert cls(preset="small", width=48).width == 48 and cls(model="cnn").epochs == 5
+
+
+def test_rules_declared_in_arg_hold_for_flags_and_for_code():
+    parse = parser_of(TableConfig)
     assert parse("--model", "cnn", "--weights", "w.pt").weights == Path("w.pt")
     with pytest.raises(UserError, match="--weights is for --model cnn: add --model cnn"):
         parse("--weights", "w.pt")
