@@ -6,6 +6,7 @@ import pytest
 
 from multi_net.annotations import load_annotations, parse_annotations
 from multi_net.bench import write_test_clip
+from multi_net.features import decode_cached, video_files
 from multi_net.video import DecodeCache, DecodeError, DecodeParams, decode_many, decode_video
 from shared.errors import UserError
 
@@ -91,6 +92,20 @@ def test_generated_clip_with_audio_and_cache(tmp_path):
     cache.put("tone", d)
     again = cache.get("tone")
     assert np.array_equal(again.frames, d.frames) and again.has_audio
+
+
+def test_clips_of_one_name_in_two_folders_decode_as_two_videos(tmp_path):
+    """``cats/001`` and ``dogs/001`` are two videos: each decoded clip is kept under its own id
+    (the 2-second one and the 1-second one), none under the bare file name."""
+    for sub, seconds in (("cats", 2.0), ("dogs", 1.0)):
+        (tmp_path / sub).mkdir()
+        write_test_clip(tmp_path / sub / "001.mp4", seconds=seconds, fps=10, size=(64, 48))
+    paths = video_files(tmp_path)
+    assert sorted(paths) == ["cats/001", "dogs/001"]
+    p = DecodeParams(num_frames=2, size=32, audio_seconds=1.0)
+    decoded, skipped = decode_cached(paths, p, DecodeCache(tmp_path / "cache", p), quiet=True)
+    assert sorted(decoded) == ["cats/001", "dogs/001"] and not skipped
+    assert round(decoded["cats/001"].duration) == 2 and round(decoded["dogs/001"].duration) == 1
 
 
 def test_corrupt_zero_byte_and_truncated_videos_are_skipped(tmp_path, real_data):

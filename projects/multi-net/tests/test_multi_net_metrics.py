@@ -3,8 +3,12 @@ import torch
 from torch import nn
 
 from multi_net.bench import search_ms
-from multi_net.evaluate import category_precision_at_k, ranks_of_truth, text_video_metrics
-from multi_net.model import decay_groups
+from multi_net.model import (
+    category_precision_at_k,
+    decay_groups,
+    ranks_of_truth,
+    text_video_metrics,
+)
 from multi_net.search import ExactSearch, _int8_available, top_k
 
 

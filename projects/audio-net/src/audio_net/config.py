@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from audio_net import PROJECT
 from shared.cli import (
     AUTO,
     DemoOptions,
@@ -17,6 +19,7 @@ from shared.cli import (
     epochs_flag,
 )
 from shared.errors import UserError
+from shared.files import cache_root
 
 if TYPE_CHECKING:
     from audio_net.features import FeatureParams
@@ -25,8 +28,10 @@ if TYPE_CHECKING:
 @dataclass
 class DataOptions:
     download: bool = arg(True, "download GTZAN when it is not found")
-    cache_dir: Path | None = arg(
-        None, "feature cache (default: <data root>/cache/audio-net; --data-dir moves it too)"
+    cache_dir: Path = arg(
+        default_factory=partial(cache_root, PROJECT),
+        help="feature cache: cache/audio-net under $DL_DATA_DIR (else <repo>/data), never "
+        "inside --data-dir, which may be your own folder",
     )
     window_seconds: float | None = arg(
         None,

@@ -14,7 +14,6 @@ from audio_net.inference import PROJECT, load_classifier
 from audio_net.model import clip_logits, window_logits
 from shared.device import autocast, resolve_precision, select_device
 from shared.errors import UserError
-from shared.files import cache_root
 from shared.plots import confusion_matrix_figure, label_colors, spectrogram_grid, true_pred_titles
 from shared.runs import Run
 
@@ -74,9 +73,7 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
             f"the data folder's labels ({', '.join(labels_of(clips))}) are not the checkpoint's "
             f"({', '.join(labels)}): point --data-dir at the data the model was trained on"
         )
-    feats, _ = load_features(
-        clips, params, cache_root(PROJECT, cfg.cache_dir), device, quiet=cfg.quiet
-    )
+    feats, _ = load_features(clips, params, cfg.cache_dir, device, quiet=cfg.quiet)
     names = [n for n in state["split"][cfg.split] if n in set(feats.names)]
     if not names:
         cv_final = (

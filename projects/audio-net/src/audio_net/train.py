@@ -52,7 +52,6 @@ from shared.device import (
     world_size,
 )
 from shared.errors import UserError
-from shared.files import cache_root
 from shared.progress import warn
 from shared.runs import Run
 from shared.training import (
@@ -130,8 +129,9 @@ def train(cfg: TrainConfig) -> dict:
 
 def featurized(cfg: TrainConfig, clips: list[Clip], device) -> Features:
     """The clips' windows (cached: decoded and featurized once for every later run)."""
-    cache = cache_root(PROJECT, cfg.cache_dir)  # --cache-dir, else <data root>/cache/audio-net
-    feats, cached = load_features(clips, feature_params(cfg), cache, device, quiet=cfg.quiet)
+    feats, cached = load_features(
+        clips, feature_params(cfg), cfg.cache_dir, device, quiet=cfg.quiet
+    )
     log.info(
         f"features: {len(feats.windows)} windows of {len(feats.names)} clips"
         f"{' (from the cache)' if cached else ''}"

@@ -32,7 +32,7 @@ from multi_net.stores import ExactStore, Store, check_checkpoint, ranked
 from shared.checkpoint import run_data_settings
 from shared.device import select_device
 from shared.errors import UserError
-from shared.files import cache_root, runs_root
+from shared.files import runs_root
 from shared.runs import check_writable_file
 
 
@@ -80,7 +80,7 @@ def embedded(cfg: IndexConfig, new: dict[str, Path]):
     trained = TrainedModel(cfg.checkpoint, select_device(cfg.device))
     # no --annotations: the training run's own, so that hits show captions and categories
     cfg = run_data_settings(cfg, trained.state["config"], ("annotations",), quiet=cfg.quiet)
-    feats, vectors = trained.videos(new, cache_root(PROJECT, cfg.cache_dir), cfg.quiet)
+    feats, vectors = trained.videos(new, cfg.cache_dir, cfg.quiet)
     meta = video_metadata(cfg.annotations)
     records = [
         {"path": str(new[v].resolve()), "has_audio": bool(a), **meta.get(v, {})}

@@ -96,9 +96,8 @@ def decode_cached(paths: dict[str, Path], p: DecodeParams, cache: DecodeCache | 
         else:
             todo.append(vid)
     bar = progress(total=len(todo), quiet=quiet, desc="decode", unit="clip")
-    for path, result in decode_many([paths[v] for v in todo], p):
+    for vid, (_, result) in zip(todo, decode_many([paths[v] for v in todo], p), strict=True):
         bar.update(1)
-        vid = path.stem
         if isinstance(result, DecodeError):
             skipped.append(str(result))
             continue

@@ -21,15 +21,13 @@ from torch import nn
 from multi_net.config import TrainConfig
 from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, standard_split
 from multi_net.encoders import clip_dim, load_clip, text_features
-from multi_net.evaluate import evaluate_pairs
 from multi_net.features import VideoFeatures, audio_input, clip_identity, load_video_features
 from multi_net.inference import CHECKPOINT_KEYS, CLAP_RATE, PROJECT, EndToEnd
-from multi_net.model import FusionConfig, FusionModel, decay_groups, info_nce
+from multi_net.model import FusionConfig, FusionModel, decay_groups, evaluate_pairs, info_nce
 from multi_net.video import DecodeCache, DecodeParams
 from shared.checkpoint import read_resume
 from shared.device import gather_with_grad, is_main, seeded_device, world_size
 from shared.errors import UserError
-from shared.files import cache_root
 from shared.runs import Run
 from shared.training import AutoLength, EpochBatches, Plot, WarmupCosine, fit
 
@@ -321,7 +319,6 @@ def train(cfg: TrainConfig) -> dict:
 
     # the videos' features (decoded and encoded once, cached) and the training captions
     params = decode_settings(cfg, size)
-    cache = cache_root(PROJECT, cfg.cache_dir)  # --cache-dir, else <data root>/cache/multi-net
     feats = load_video_features(
         {
             v: data.videos[v]
@@ -331,12 +328,12 @@ def train(cfg: TrainConfig) -> dict:
         clip,
         clip_identity(cfg, cfg.seed),
         device,
-        cache,
+        cfg.cache_dir,
         audio=audio,
         quiet=cfg.quiet,
     )
     enc, rows = training_captions(data, splits, feats, clip, tokenizer, device)
-    decode_cache = DecodeCache(cache, params)
+    decode_cache = DecodeCache(cfg.cache_dir, params)
 
     # what trains (the fusion model, or CLIP's towers too), its batches, its optimizer
     trained, groups, batches = model_groups_and_batches(
