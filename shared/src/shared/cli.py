@@ -154,7 +154,7 @@ def check_bounds(cfg: Any) -> None:
         fewest, most = f.metadata.get("items", (0, None))
         if "items" in f.metadata and not fewest <= len(value) <= (most or math.inf):
             count = str(fewest) if fewest == most else f"at least {fewest}"
-            noun = "value" if count.endswith(" 1") or count == "1" else "values"
+            noun = "value" if fewest == 1 else "values"
             raise UserError(f"{flag} takes {count} {noun} ({len(value)} given)")
         for other, wanted in f.metadata.get("needs", {}).items():
             if value != field_default(f) and getattr(cfg, other) != wanted:
