@@ -306,6 +306,40 @@ def test_an_interrupted_update_leaves_the_index_as_it_was(indexed, tmp_path, cap
         capsys.readouterr()
 
 
+def test_an_interrupted_milvus_update_is_refused_until_run_again(indexed, tmp_path, capsys):
+    """Milvus changes row by row: an update stopped between its upsert and its deletions leaves
+    the collection marked, every reader refuses it in one line, and the same ``--update`` run
+    again finishes it (nothing embedded twice)."""
+    root, run, _ = indexed
+    ckpt = run / "checkpoints" / "best.pt"
+    folder = copy_clips(
+        root / "plain" / "videos", tmp_path / "mine", [f"video{i}" for i in range(6)]
+    )
+    lite = tmp_path / "lite.db"
+    argv = ["index", "--checkpoint", ckpt, "--videos", folder, "--store", "milvus", "--uri", lite]
+    argv += ["--cache-dir", tmp_path / "cache", "--device", "cpu", "--quiet"]
+    run_ok(capsys, argv)
+    capsys.readouterr()
+    copy_clips(root / "plain" / "videos", folder, ["video20"])
+    (folder / "video3.mp4").unlink()
+    from multi_net.milvus_store import MilvusStore
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:  # Ctrl-C after the upsert, before the deletions
+        mp.setattr(MilvusStore, "remove", stopped)
+        assert main([str(a) for a in [*argv, "--update"]]) == 130
+    reader = ["recommend", "--index", lite, "--text", "a red square", "--device", "cpu"]
+    assert_clean_failure(main, reader, capsys, "part way through an update that stopped")
+    run_ok(capsys, [*argv, "--update"])
+    finished = last_json(capsys)
+    assert (finished["videos"], finished["added"], finished["removed"]) == (6, 0, 1)
+    run_ok(capsys, [*reader, "--k", "10"])
+    found = {h["video_id"] for h in last_json(capsys)["results"]}
+    assert "video20" in found and "video3" not in found and len(found) == 6
+
+
 def disk_full(*a, **k):
     raise OSError(28, "No space left on device")
 

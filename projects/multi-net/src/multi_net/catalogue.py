@@ -4,8 +4,9 @@ line with its folder (``--update``), and queried.
 ``index --update`` embeds only the videos new in the folder, adds them and removes the videos gone
 from it; nothing already indexed is embedded again. Everything slow (decoding, embedding) happens
 before the store is touched, and a file store is replaced whole: an update stopped part way
-leaves the index as it was. A Milvus collection gets the new rows in one upsert and then the
-deletions; run the same ``--update`` again to finish one stopped between the two.
+leaves the index as it was. A Milvus collection changes row by row (the upserts, then the
+deletions), so it is marked unfinished first and unmarked last: while marked, every reader
+refuses it, and running the same ``--update`` again finishes it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def index(cfg: IndexConfig) -> int:
     location = cfg.uri if cfg.store == "milvus" else cfg.out or default_out(cfg.videos)
     paths = video_files(cfg.videos)
     if cfg.update:
-        store = open_store(location, cfg.collection)  # refused at once if it is not there
+        store = open_store(location, cfg.collection, finishing=True)  # refused if not there
         check_same_source(store, cfg)
         have = store.paths()
     else:
@@ -62,6 +63,7 @@ def index(cfg: IndexConfig) -> int:
             "dim": int(vectors.shape[1]),
         }
         store = create_store(cfg.store, location, info, store_options(cfg))
+    store.begin()
     store.add(ids, vectors, records)
     store.remove(gone)
     store.save()
@@ -89,16 +91,19 @@ def embedded(cfg: IndexConfig, new: dict[str, Path]):
     return feats.ids, vectors.float().cpu(), records, len(feats.skipped)
 
 
-def open_store(ref: str | Path, collection: str = DEFAULT_COLLECTION) -> Store:
+def open_store(
+    ref: str | Path, collection: str = DEFAULT_COLLECTION, finishing: bool = False
+) -> Store:
     """The store ``--index`` names: a Milvus URI (``http://...`` or a ``.db`` file), else an index
-    file from ``multi-net index`` (exact or faiss, as the file says). Damage is one message."""
+    file from ``multi-net index`` (exact or faiss, as the file says). Damage is one message; so
+    is a Milvus collection whose update stopped part way, unless ``finishing`` it."""
     if is_milvus_uri(ref):
         from multi_net.milvus_store import MilvusStore  # optional: the milvus extra
 
         if str(ref).endswith(".db") and not Path(ref).exists():  # reading never creates one
             raise UserError(f"--index {ref}: no such file (build one with 'multi-net index')")
 
-        return MilvusStore.open(str(ref), collection)
+        return MilvusStore.open(str(ref), collection, finishing)
     data = load_index(Path(ref))
     if data.get("store", "exact") == "faiss":
         from multi_net.faiss_store import FaissStore  # optional: the faiss extra

@@ -65,7 +65,9 @@ class MilvusStore(Store):
         self.info, self.params = info, params
 
     @classmethod
-    def open(cls, uri: str, collection: str) -> MilvusStore:
+    def open(cls, uri: str, collection: str, finishing: bool = False) -> MilvusStore:
+        """The collection, refused while an update of it is unfinished unless ``finishing`` (the
+        ``index --update`` that finishes it)."""
         client = connect(uri)
         if not client.has_collection(collection):
             raise UserError(
@@ -78,6 +80,11 @@ class MilvusStore(Store):
             info = {k: saved[k] for k in ("checkpoint", "videos_root", "dim")}
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{uri}: collection {collection!r} is not a multi-net index") from exc
+        if saved.get("unfinished") and not finishing:
+            raise UserError(
+                f"{uri}: collection {collection!r} is part way through an update that stopped: "
+                "run the same 'multi-net index ... --update' again to finish it"
+            )
         client.load_collection(collection)  # a collection is searchable once loaded
         return cls(client, uri, collection, info, saved.get("params", {}))
 
@@ -110,10 +117,17 @@ class MilvusStore(Store):
             index.add_index("vector", index_type="FLAT", metric_type="IP")
         client.create_collection(collection, schema=schema, index_params=index)
         saved = {**{k: info[k] for k in ("checkpoint", "videos_root")}, "dim": int(info["dim"])}
-        client.alter_collection_properties(
-            collection, properties={INFO_KEY: json.dumps({**saved, "params": params})}
+        store = cls(client, uri, collection, saved, params)
+        store.mark(unfinished=True)  # empty until index has added its videos and saved
+        return store
+
+    def mark(self, unfinished: bool) -> None:
+        """The collection's properties: the model, the folder, the width, the search settings,
+        and whether an update of it is under way (Milvus changes rows, not whole collections)."""
+        saved = {**self.info, "params": self.params, **({"unfinished": True} if unfinished else {})}
+        self.client.alter_collection_properties(
+            self.collection, properties={INFO_KEY: json.dumps(saved)}
         )
-        return cls(client, uri, collection, saved, params)
 
     def __len__(self) -> int:
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -197,5 +211,9 @@ class MilvusStore(Store):
         for start in range(0, len(ids), BATCH):
             self.client.delete(self.collection, ids=ids[start : start + BATCH])
 
+    def begin(self) -> None:
+        self.mark(unfinished=True)
+
     def save(self) -> None:
         self.client.flush(self.collection)
+        self.mark(unfinished=False)

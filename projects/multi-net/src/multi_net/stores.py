@@ -74,6 +74,11 @@ class Store:
     def remove(self, ids: list[str]) -> None:
         raise NotImplementedError
 
+    def begin(self) -> None:
+        """Before the first change: a store that cannot take a whole update in one step marks
+        itself unfinished (every reader refuses it) until :meth:`save`. A file store changes
+        nothing on disk before ``save``."""
+
     def save(self) -> None:
         """Make the changes last: a file store is replaced whole (never half-written)."""
 
