@@ -24,6 +24,7 @@ import argparse
 import atexit
 import contextlib
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -45,6 +46,7 @@ from shared.errors import (
     Terminated,
     UserError,
 )
+from shared.files import cache_root
 
 # --- options ---------------------------------------------------------------------------------
 
@@ -83,6 +85,16 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     if "default_factory" in kwargs:
         return dataclasses.field(default_factory=kwargs.pop("default_factory"), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def cache_flag(project: str, what: str) -> Any:
+    """``--cache-dir``: where ``project`` keeps ``what``; by default ``cache/<project>`` under the
+    default data root, resolved when the flags are read (a command reads a path, not a rule)."""
+    return arg(
+        default_factory=functools.partial(cache_root, project),
+        help=f"{what}: cache/{project} under $DL_DATA_DIR (else <repo>/data), never inside "
+        "--data-dir, which may be your own folder",
+    )
 
 
 SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,11 +14,11 @@ from shared.cli import (
     ServeBenchOptions,
     ServeOptions,
     arg,
+    cache_flag,
     check_bounds,
     epochs_flag,
 )
 from shared.errors import UserError
-from shared.files import cache_root
 
 if TYPE_CHECKING:
     from audio_net.features import FeatureParams
@@ -28,11 +27,7 @@ if TYPE_CHECKING:
 @dataclass
 class DataOptions:
     download: bool = arg(True, "download GTZAN when it is not found")
-    cache_dir: Path = arg(
-        default_factory=partial(cache_root, PROJECT),
-        help="feature cache: cache/audio-net under $DL_DATA_DIR (else <repo>/data), never "
-        "inside --data-dir, which may be your own folder",
-    )
+    cache_dir: Path = cache_flag(PROJECT, "feature cache")
     window_seconds: float | None = arg(
         None,
         "window length in seconds (default 3: music; spoken words and short sounds: about 1; "

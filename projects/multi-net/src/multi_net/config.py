@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -16,11 +15,12 @@ from shared.cli import (
     ServeBenchOptions,
     ServeOptions,
     arg,
+    cache_flag,
     check_bounds,
     epochs_flag,
 )
 from shared.errors import UserError
-from shared.files import cache_root, require_file
+from shared.files import require_file
 
 # --preset synth: the synthetic audio-visual benchmark (``multi-net data synth``) trained from
 # scratch on a CPU: a small frame encoder (mn-synth: open_clip's 2-layer text transformer and a
@@ -49,14 +49,6 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def cache_flag() -> Path:
-    return arg(
-        default_factory=partial(cache_root, PROJECT),
-        help="decode and feature cache: cache/multi-net under $DL_DATA_DIR (else <repo>/data), "
-        "never inside --data-dir, which may be your own folder",
-    )
-
-
 @dataclass
 class DataOptions:
     videos: Path | None = arg(
@@ -66,7 +58,7 @@ class DataOptions:
         default_factory=list, help="annotation files, any supported format"
     )
     download: bool = arg(True, "download MSR-VTT when it is not found")
-    cache_dir: Path = cache_flag()
+    cache_dir: Path = cache_flag(PROJECT, "decode and feature cache")
     num_frames: int = arg(8, "frames sampled uniformly per clip", low=1)
     audio_seconds: float = arg(10.0, "audio cut or zero-padded to this length", above=0)
 
@@ -270,7 +262,7 @@ class IndexConfig(StoreOptions):
     annotations: list[Path] = arg(
         default_factory=list, help="annotation files for metadata (categories, captions)"
     )
-    cache_dir: Path = cache_flag()
+    cache_dir: Path = cache_flag(PROJECT, "decode and feature cache")
     data_dir: Path | None = arg(None, "data root (default: $DL_DATA_DIR, else <repo>/data)")
     device: Literal["auto", "cpu", "cuda", "mps"] = arg("auto", "where to run")
     quiet: bool = arg(False, "no progress bars")
