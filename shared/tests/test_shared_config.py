@@ -10,6 +10,7 @@ from shared.cli import (
     arg,
     build_parser,
     check_bounds,
+    epochs_flag,
     from_namespace,
     run_cli,
 )
@@ -241,3 +242,22 @@ def test_bounds_declared_once_hold_for_a_config_built_in_code():
         check_bounds(Steps(steps=0))
     with pytest.raises(UserError, match="--lr must be greater than 0"):
         check_bounds(Steps(lr=0.0))
+
+
+def test_an_off_value_and_a_bound_by_another_flag():
+    @dataclasses.dataclass
+    class Folds(RunConfig):
+        epochs: int | str = arg("auto", "epochs", parse=epochs_flag)
+        folds: int = arg(0, "K folds, or 0: none", low=2, off=0)
+        frozen: int = arg(0, "head-only epochs", low=0, below="epochs")
+
+    parser = build_parser("p", "d", {"train": Command(Folds, lambda c: c, "train")})
+    assert from_namespace(Folds, parser.parse_args(["train", "--folds", "0"])).folds == 0
+    assert Folds(folds=3, epochs=5, frozen=4).frozen == 4
+    assert Folds(frozen=40).frozen == 40  # --epochs auto: nothing to compare with
+    with pytest.raises(SystemExit):  # argparse's error (exit 2), before any work
+        parser.parse_args(["train", "--folds", "1"])
+    with pytest.raises(UserError, match=r"--folds is outside 2\.\. \(or 0: off\) \(1\)"):
+        Folds(folds=1)  # a config built in code keeps the same rule
+    with pytest.raises(UserError, match=r"--frozen must be below --epochs \(5 >= 5\)"):
+        Folds(epochs=5, frozen=5)

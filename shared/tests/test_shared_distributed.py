@@ -1,4 +1,5 @@
-"""shared.distributed on 2 CPU processes (gloo, 127.0.0.1): sharding, reductions, global negatives."""
+"""shared.device under torchrun on 2 CPU processes (gloo, 127.0.0.1): sharding, reductions,
+freezing under DDP."""
 
 import os
 import socket
@@ -8,19 +9,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from shared.device import all_reduce_mean, any_rank, gather_with_grad, shard, world_size
+from shared.device import all_reduce_mean, any_rank, shard
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def clip_loss(a, b, scale=10.0):
-    logits = scale * a @ b.T
-    target = torch.arange(len(a))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def data():
@@ -36,20 +31,10 @@ def worker(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        x, y, w0 = data()
-        w = w0.clone().requires_grad_(True)
+        x, y, _ = data()
         xs, ys = shard([x, y])
-        assert len(xs) == 4 and torch.equal(xs, x[rank::2])
-        a = F.normalize(gather_with_grad(xs @ w), dim=1)
-        b = F.normalize(gather_with_grad(ys @ w), dim=1)
-        loss = clip_loss(a, b)  # every rank: the loss over the GLOBAL batch (permuted rows)
-        loss.backward()
-        grad = w.grad.clone()
-        dist.all_reduce(grad)
-        grad /= world_size()  # what DistributedDataParallel does
         out[rank] = (
-            loss.item(),
-            grad,
+            torch.equal(xs, x[rank::2]) and torch.equal(ys, y[rank::2]),
             all_reduce_mean({"v": float(rank)})["v"],
             any_rank(rank == 1, False),
         )
@@ -57,20 +42,14 @@ def worker(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
-def test_global_negatives_give_the_single_process_gradient():
-    x, y, w0 = data()
-    w = w0.clone().requires_grad_(True)
-    loss = clip_loss(F.normalize(x @ w, dim=1), F.normalize(y @ w, dim=1))
-    loss.backward()
+def test_sharding_and_reductions_across_ranks():
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(worker, args=(free_port(), out), nprocs=2, join=True)
         results = dict(out)
     for rank in (0, 1):
-        dist_loss, grad, mean, anyflag = results[rank]
-        assert abs(dist_loss - loss.item()) < 1e-5  # InfoNCE is invariant to the rank-strided order
-        assert torch.allclose(grad, w.grad, atol=1e-6)
-        assert mean == 0.5 and anyflag == (True, False)
+        strided, mean, anyflag = results[rank]
+        assert strided and mean == 0.5 and anyflag == (True, False)
 
 
 def freeze_worker(rank: int, port: int, out: dict) -> None:

@@ -27,7 +27,7 @@ def test_bad_inputs(capsys, tmp_path):
         (["predict", "x.wav", "--checkpoint", partial], "lacks feature_params, split, backbone"),
         (["predict", "x.wav", "--checkpoint", garbage], "not a readable PyTorch checkpoint"),
         (["evaluate", "--checkpoint", tmp_path / "nope.pt"], "does not exist"),
-        (["train", "--cv", "1"], "--cv takes K >= 2"),
+        (["train", "--cv", "1"], "--cv: '1' is outside 2.. (or 0: off)"),
         (["train", "--data-dir", tmp_path, "--no-download"], "data download"),
         (["train", "--data-dir", one_genre, "--no-pretrained"], "one label folder (disco)"),
         (["train", "--data-dir", two_each, "--no-pretrained"], "too few clips of blues, classical"),

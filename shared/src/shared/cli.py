@@ -58,14 +58,16 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     usually None, is what tests and code that build the dataclass directly get). ``group`` puts
     the flag under a heading of ``--help``; ``aliases`` are older spellings still accepted (and
     left out of ``--help``). Numbers are checked when parsed: a float must be finite, an int must
-    fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either.
+    fit in 64 bits, and ``low``/``high`` (inclusive) or ``above`` (exclusive) bound either;
+    ``off`` is one value allowed outside them, meaning "off" (``--cv 0``: no folds, else >= 2).
     ``parse`` is the flag's own argparse ``type`` (a value like ``auto`` beside numbers).
     ``const`` lets the flag stand alone, meaning that value; ``negative=("--no-x", value)`` keeps a
     ``--no-x`` spelling (hidden) that sets ``value``. Rules across flags, checked on every config
     (:func:`check_bounds`): ``sets={choice: {field: value}}`` (a preset: choosing ``choice`` gives
     those fields those values where no flag gives them), ``needs={field: value}`` (the flag, given
-    a value other than its default, is refused unless ``field`` holds ``value``) and
-    ``items=(fewest, most)`` (how many values a list flag takes; ``most`` None: no limit).
+    a value other than its default, is refused unless ``field`` holds ``value``), ``below=field``
+    (a number less than that field's, where both are numbers) and ``items=(fewest, most)`` (how
+    many values a list flag takes; ``most`` None: no limit).
     """
     metadata = {"help": help}
     keys = (
@@ -77,9 +79,10 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
         "low",
         "high",
         "above",
+        "off",
         "parse",
     )
-    for key in (*keys, "const", "negative", "sets", "needs", "items"):
+    for key in (*keys, "const", "negative", "sets", "needs", "below", "items"):
         if key in kwargs:
             metadata[key] = kwargs.pop(key)
     if "default_factory" in kwargs:
@@ -97,6 +100,7 @@ def cache_flag(project: str, what: str) -> Any:
     )
 
 
+BOUNDS = ("low", "high", "above", "off")  # a number's own bounds, checked as it is parsed
 SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed
 INT64 = 2**63 - 1
 
@@ -118,10 +122,11 @@ def epochs_flag(text: str) -> int | str:
 
 
 def number_problem(
-    value: Any, tp: type, low: Any = None, high: Any = None, above: Any = None
+    value: Any, tp: type, low: Any = None, high: Any = None, above: Any = None, off: Any = None
 ) -> str | None:
-    """What is wrong with ``value`` as a ``tp`` (int or float) within the bounds, or None: the one
-    rule set for CLI flags and demo fields (NaN, infinities, integers beyond 64 bits, bounds)."""
+    """What is wrong with ``value`` as a ``tp`` (int or float) within the bounds (``off`` allowed
+    outside them), or None: the one rule set for CLI flags and demo fields (NaN, infinities,
+    integers beyond 64 bits, bounds)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "is not a number"
     if tp is int and isinstance(value, float):
@@ -132,10 +137,13 @@ def number_problem(
         return "is not a finite number"
     if isinstance(value, int) and not -INT64 - 1 <= value <= INT64:
         return "is too large an integer"
+    if off is not None and value == off:
+        return None
+    also = "" if off is None else f" (or {off}: off)"
     if (low is not None and value < low) or (high is not None and value > high):
-        return f"is outside {'' if low is None else low}..{'' if high is None else high}"
+        return f"is outside {'' if low is None else low}..{'' if high is None else high}{also}"
     if above is not None and not value > above:
-        return f"must be greater than {above}"
+        return f"must be greater than {above}{also}"
     return None
 
 
@@ -157,7 +165,7 @@ def check_bounds(cfg: Any) -> None:
     ``needs``) checked on the values it holds, so that a config built in code, or filled in by a
     preset, keeps the rules its flags keep when parsed: one declaration per rule."""
     for f in dataclasses.fields(cfg):
-        bounds = {k: f.metadata[k] for k in ("low", "high", "above") if k in f.metadata}
+        bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
         value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
         for item in value if isinstance(value, (list, tuple)) else [value]:  # (each of a list's)
             if bounds and isinstance(item, (int, float)) and not isinstance(item, bool):
@@ -168,10 +176,21 @@ def check_bounds(cfg: Any) -> None:
             count = str(fewest) if fewest == most else f"at least {fewest}"
             noun = "value" if fewest == 1 else "values"
             raise UserError(f"{flag} takes {count} {noun} ({len(value)} given)")
+        check_below(cfg, f, value, flag)
         for other, wanted in f.metadata.get("needs", {}).items():
             if value != field_default(f) and getattr(cfg, other) != wanted:
                 name = "--" + other.replace("_", "-")
                 raise UserError(f"{flag} is for {name} {wanted}: add {name} {wanted}")
+
+
+def check_below(cfg: Any, f: dataclasses.Field, value: Any, flag: str) -> None:
+    """``below=other``: ``value`` under ``other``'s value, where both are numbers (``--epochs``
+    may be ``auto``: nothing to compare) and ``value`` is not the field's ``off``."""
+    other = f.metadata.get("below")
+    limit = getattr(cfg, other) if other else None
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, limit))
+    if numbers and value >= limit and value != f.metadata.get("off"):
+        raise UserError(f"{flag} must be below --{other.replace('_', '-')} ({value} >= {limit})")
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -393,7 +412,9 @@ def request_stop() -> None:
 # --- parsing and running a command ------------------------------------------------------------
 
 
-def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None) -> Callable:
+def number_parser(
+    tp: type, low: Any = None, high: Any = None, above: Any = None, off: Any = None
+) -> Callable:
     """An argparse ``type`` for ``int`` or ``float`` that applies :func:`number_problem`."""
 
     def parse(text: str):
@@ -402,7 +423,7 @@ def number_parser(tp: type, low: Any = None, high: Any = None, above: Any = None
         except ValueError:
             kind = "an integer" if tp is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        problem = number_problem(value, tp, low, high, above)
+        problem = number_problem(value, tp, low, high, above, off)
         if problem:
             raise argparse.ArgumentTypeError(f"{text!r} {problem}")
         return value
@@ -495,7 +516,7 @@ def _typed(tp: Any, metadata: Any) -> Any:
     if "parse" in metadata:
         return metadata["parse"]
     if tp in (int, float):
-        bounds = {k: metadata[k] for k in ("low", "high", "above") if k in metadata}
+        bounds = {k: metadata[k] for k in BOUNDS if k in metadata}
         return number_parser(tp, **bounds)
     return tp
 

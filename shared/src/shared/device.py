@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dnf
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -401,10 +400,3 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     persistent = set(model.state_dict())
     broadcast = any(name in persistent for name, _ in model.named_buffers())
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=broadcast)
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank in rank order; gradients flow back to each rank's part."""
-    if not is_distributed():
-        return x
-    return torch.cat(dnf.all_gather(x), dim=0)

@@ -68,7 +68,8 @@ class TrainConfig(RunConfig, DataOptions):
         0,
         "K-fold cross-validation by clip (K >= 2): a network and the baseline per fold, then a "
         "final network on every clip (for small sets; 0: one train/val/test split)",
-        low=0,
+        low=2,
+        off=0,
     )
     val_fraction: float = arg(
         0.1, "share of clips for validation (at least 1 per label)", above=0, high=0.5
@@ -106,8 +107,9 @@ class TrainConfig(RunConfig, DataOptions):
     freeze_epochs: int | None = arg(
         None,
         "train only the head for the first K epochs (default: 1 from pretrained weights where "
-        "the run has more than one epoch, else 0)",
+        "the run has more than one epoch, else 0); below --epochs",
         low=0,
+        below="epochs",
     )
     pretrained: bool = arg(
         True, "start from pretrained weights (ImageNet's or AST's; --no-pretrained: random)"
@@ -155,10 +157,6 @@ class TrainConfig(RunConfig, DataOptions):
         for name, value in defaults.items():
             if name not in given:
                 setattr(self, name, value)
-        if self.epochs != AUTO and self.freeze_epochs and self.freeze_epochs >= self.epochs:
-            raise UserError("--freeze-epochs must be below --epochs (the head trains alone first)")
-        if self.cv == 1:
-            raise UserError("--cv takes K >= 2 folds (or 0 for one split)")
         if self.split == "artist" and (self.cv or self.split_file):
             raise UserError("--split artist is a fixed partition: drop --cv and --split-file")
 

@@ -68,7 +68,12 @@ class TrainConfig(RunConfig, CorpusOptions):
         ".txt files are read (recursively); the end of each file is validation",
     )
     tokenizer: Literal["bpe", "char"] = arg("bpe", "sentencepiece BPE or characters")
-    vocab_size: int = arg(8192, "BPE vocabulary size (at most: a small text supports fewer)")
+    vocab_size: int = arg(
+        8192,
+        "BPE vocabulary size (at most: a small text supports fewer; unused by --tokenizer char)",
+        low=260,
+        high=65536,
+    )
     holdout_works: tuple[int, ...] = arg(
         (), "Gutenberg ids moved whole out of training into validation"
     )
@@ -148,8 +153,6 @@ class TrainConfig(RunConfig, CorpusOptions):
         for name, value in preset.items():
             if name not in given:
                 setattr(self, name, value)
-        if self.tokenizer == "bpe" and not 260 <= self.vocab_size <= 65536:
-            raise UserError("--vocab-size must be between 260 and 65536 for a BPE tokenizer")
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
         if self.fsdp and self.lora_rank:

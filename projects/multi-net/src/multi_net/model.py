@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dnf
 import torch.nn.functional as F
 from torch import nn
 
@@ -125,6 +127,14 @@ class FusionModel(nn.Module):
         if frame_noise is not None:
             other = self.encode_video(frame_feats.float() + 0.05 * frame_noise, logmel, has_audio)
         return video, self.encode_text(text_feats), other, self.logit_scale
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Under torchrun, ``x`` from every rank in rank order, gradients flowing back to each rank's
+    part: every rank's rows are negatives for every other rank's. One process: ``x`` itself."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return x
+    return torch.cat(dnf.all_gather(x), dim=0)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:

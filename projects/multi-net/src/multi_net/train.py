@@ -23,10 +23,17 @@ from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, st
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.features import VideoFeatures, audio_input, clip_identity, load_video_features
 from multi_net.inference import CHECKPOINT_KEYS, CLAP_RATE, PROJECT, EndToEnd
-from multi_net.model import FusionConfig, FusionModel, decay_groups, evaluate_pairs, info_nce
+from multi_net.model import (
+    FusionConfig,
+    FusionModel,
+    decay_groups,
+    evaluate_pairs,
+    gather_with_grad,
+    info_nce,
+)
 from multi_net.video import DecodeCache, DecodeParams
 from shared.checkpoint import read_resume
-from shared.device import gather_with_grad, is_main, seeded_device, world_size
+from shared.device import is_main, seeded_device, world_size
 from shared.errors import UserError
 from shared.runs import Run
 from shared.training import AutoLength, EpochBatches, Plot, WarmupCosine, fit
