@@ -7,7 +7,6 @@ from torch import nn
 from shared.checkpoint import load_checkpoint
 from shared.device import grad_scaler, make_generator, seed_everything
 from shared.errors import Terminated
-from shared.optim import one_cycle
 from shared.plots import LivePlot
 from shared.runs import CheckpointManager, Run
 from shared.training import Cadence, Freeze, Trainer, WarmupCosine, run_loop
@@ -23,7 +22,7 @@ def make_trainer(schedule="cosine", total=20):
     if schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(3, total))
     else:
-        sched = one_cycle(opt, 1e-2, total)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=total, pct_start=0.25)
     return Trainer(model, opt, sched, device=torch.device("cpu"), clip_grad=1.0)
 
 

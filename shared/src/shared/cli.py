@@ -51,6 +51,12 @@ from shared.files import cache_root
 # --- options ---------------------------------------------------------------------------------
 
 
+BOUNDS = ("low", "high", "above", "off")  # a number's own bounds, checked as it is parsed
+RULES = ("sets", "needs", "below", "items")  # rules across flags, checked on every config
+ARG_KEYS = ("choices", "positional", "required", "group", "aliases", "parse", "const", "negative")
+ARG_KEYS += BOUNDS + RULES
+
+
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
     """A dataclass field carrying its CLI help text (``default_factory`` for mutable defaults).
 
@@ -69,22 +75,7 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> An
     (a number less than that field's, where both are numbers) and ``items=(fewest, most)`` (how
     many values a list flag takes; ``most`` None: no limit).
     """
-    metadata = {"help": help}
-    keys = (
-        "choices",
-        "positional",
-        "required",
-        "group",
-        "aliases",
-        "low",
-        "high",
-        "above",
-        "off",
-        "parse",
-    )
-    for key in (*keys, "const", "negative", "sets", "needs", "below", "items"):
-        if key in kwargs:
-            metadata[key] = kwargs.pop(key)
+    metadata = {"help": help, **{k: kwargs.pop(k) for k in ARG_KEYS if k in kwargs}}
     if "default_factory" in kwargs:
         return dataclasses.field(default_factory=kwargs.pop("default_factory"), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
@@ -100,7 +91,6 @@ def cache_flag(project: str, what: str) -> Any:
     )
 
 
-BOUNDS = ("low", "high", "above", "off")  # a number's own bounds, checked as it is parsed
 SEED_RANGE = {"low": 0, "high": 2**32 - 1}  # what numpy, python and torch all accept as a seed
 INT64 = 2**63 - 1
 
@@ -412,9 +402,7 @@ def request_stop() -> None:
 # --- parsing and running a command ------------------------------------------------------------
 
 
-def number_parser(
-    tp: type, low: Any = None, high: Any = None, above: Any = None, off: Any = None
-) -> Callable:
+def number_parser(tp: type, **bounds: Any) -> Callable:
     """An argparse ``type`` for ``int`` or ``float`` that applies :func:`number_problem`."""
 
     def parse(text: str):
@@ -423,7 +411,7 @@ def number_parser(
         except ValueError:
             kind = "an integer" if tp is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        problem = number_problem(value, tp, low, high, above, off)
+        problem = number_problem(value, tp, **bounds)
         if problem:
             raise argparse.ArgumentTypeError(f"{text!r} {problem}")
         return value

@@ -1,5 +1,5 @@
-"""The optimizer: AdamW (fused where PyTorch has the kernel), weight-decay groups, the one-cycle
-schedule, and the checks a saved optimizer (or schedule) state passes before a resume loads it.
+"""The optimizer: AdamW (fused where PyTorch has the kernel), weight-decay groups, and the
+checks a saved optimizer (or schedule) state passes before a resume loads it.
 
 Apart from ``shared.training`` so that a model's ``configure_optimizers`` can use it without
 loading the training loop (``generate`` and ``predict`` import models, never the loop).
@@ -22,17 +22,6 @@ def adamw(params, device: torch.device, **kwargs: Any) -> torch.optim.AdamW:
     bench").
     """
     return torch.optim.AdamW(params, fused=device.type in ("cuda", "cpu"), **kwargs)
-
-
-def one_cycle(
-    optimizer: torch.optim.Optimizer,
-    max_lr: float | list[float],
-    total_steps: int,
-    pct_start: float = 0.25,
-) -> torch.optim.lr_scheduler.OneCycleLR:
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=max(total_steps, 1), pct_start=pct_start
-    )
 
 
 # What each optimizer the projects use keeps per parameter, by name: "step" a count, the others

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -70,13 +69,6 @@ class LivePlot:
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.updates = 0
         self.last_draw = -math.inf
-
-    def placed_in(self, folder: Path) -> LivePlot:
-        """This plot drawing into ``folder`` (a run's ``figures/``) under its own file name."""
-        placed = copy.copy(self)
-        placed.path = Path(folder) / self.path.name
-        placed.series = {}
-        return placed
 
     def update(self, step: float, **values: float | None) -> None:
         for key, value in values.items():
