@@ -10,6 +10,7 @@ from shared.cli import (
     arg,
     build_parser,
     check_bounds,
+    checked_as,
     epochs_flag,
     from_namespace,
     run_cli,
@@ -261,3 +262,17 @@ def test_an_off_value_and_a_bound_by_another_flag():
         Folds(folds=1)  # a config built in code keeps the same rule
     with pytest.raises(UserError, match=r"--frozen must be below --epochs \(5 >= 5\)"):
         Folds(epochs=5, frozen=5)
+
+
+def test_a_page_input_is_checked_by_its_flags_declared_bounds():
+    @dataclasses.dataclass
+    class Sampling:
+        temperature: float = arg(0.8, "temperature", low=0, high=100)
+        top_p: float | None = arg(None, "top-p", above=0, high=1)
+
+    assert checked_as(Sampling, "temperature", "2.5", "temperature") == 2.5
+    assert checked_as(Sampling, "top_p", 1, "top-p") == 1.0  # an Optional field: its number type
+    with pytest.raises(UserError, match=r"temperature is outside 0\.\.100 \(101\)"):
+        checked_as(Sampling, "temperature", 101, "temperature")
+    with pytest.raises(UserError, match="top-p must be greater than 0"):
+        checked_as(Sampling, "top_p", 0.0, "top-p")

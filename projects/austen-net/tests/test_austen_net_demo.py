@@ -45,6 +45,14 @@ def test_stream_matches_generate_and_unknown_characters_are_named(trained):
         next(writer.stream("\u6f22\u5b57", 5, 0.8, 0, None))
     texts = [t for t, _ in writer.stream("Emma", 12, 0.0, 0, None)]
     assert len(texts) == 12 and all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+    # the page's values under generate's own flag rules, and the page's --max-tokens
+    with pytest.raises(UserError, match=r"temperature is outside 0\.\.100 \(101\.0\)"):
+        next(writer.stream("Emma", 5, 101.0, 0, None))
+    with pytest.raises(UserError, match="length is outside 1"):
+        next(writer.stream("Emma", 0, 0.8, 0, None))
+    writer.max_tokens = 10
+    with pytest.raises(UserError, match="length 11 is above --max-tokens 10"):
+        next(writer.stream("Emma", 11, 0.8, 0, None))
     score = writer.score(austen_like(20, 1))
     assert 0 < score["bpc"] < 8 and score["chars"] > 100
 

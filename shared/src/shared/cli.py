@@ -150,6 +150,14 @@ def checked_number(value: Any, name: str, tp: type = float, **bounds: Any) -> An
     return tp(value)
 
 
+def checked_as(cls: type, name: str, value: Any, label: str) -> Any:
+    """``value`` under the bounds field ``name`` of dataclass ``cls`` declares in :func:`arg`: a
+    page's or an API's input kept to its flag's rule (``label`` names it in the message)."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    tp, _ = _unwrap_optional(typing.get_type_hints(cls)[name])
+    return checked_number(value, label, tp, **{k: f.metadata[k] for k in BOUNDS if k in f.metadata})
+
+
 def check_bounds(cfg: Any) -> None:
     """The rules ``cfg``'s fields declare in :func:`arg` (``low``/``high``/``above``, ``items``,
     ``needs``) checked on the values it holds, so that a config built in code, or filled in by a

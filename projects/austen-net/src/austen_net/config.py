@@ -31,6 +31,7 @@ class CorpusOptions:
 
 # --compile auto on a CPU: the shortest run that repays compiling (NOTES.md, "Compiling")
 # LoRA's targets, named as transformers and peft name a Llama's projections
+MAX_LORA_RANK = 1024  # --lora-rank's bound, and an imported adapter's r
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CPU_COMPILE_MIN_STEPS = 1000
 # generate --compile auto on a CPU: the fewest tokens that repay compiling the decode step (the
@@ -127,7 +128,7 @@ class TrainConfig(RunConfig, CorpusOptions):
         f"lr {LORA_LR:g} unless --lr is given: checkpoints hold the adapters only (0: full "
         "fine-tuning)",
         low=0,
-        high=1024,
+        high=MAX_LORA_RANK,
     )
     lora_alpha: float = arg(16.0, "LoRA scale numerator: adapters add (alpha / rank) B A", above=0)
     lora_dropout: float = arg(0.0, "dropout on the adapters' input", low=0, high=0.9)
@@ -199,8 +200,10 @@ class GenerateConfig:
     )
     prompt: str = arg("", "text to continue (empty: start a new paragraph)", parse=valid_text)
     max_new_tokens: int = arg(500, "tokens to generate per sample", low=1)
-    temperature: float = arg(0.8, "sampling temperature; 0 is greedy", low=0)
-    top_k: int = arg(200, "sample among the k most likely tokens (0: no top-k)", low=0)
+    temperature: float = arg(0.8, "sampling temperature; 0 is greedy", low=0, high=100)
+    top_k: int = arg(
+        200, "sample among the k most likely tokens (0: no top-k)", low=0, high=1 << 20
+    )
     top_p: float | None = arg(
         None, "nucleus sampling: the smallest set with this probability", above=0, high=1
     )
@@ -316,6 +319,9 @@ class DemoConfig(DemoOptions):
 
     weights: Literal["auto", "fp32", "bf16", "int8"] = arg(
         "auto", "weights to write with, as 'generate --weights' (auto: the fastest within bounds)"
+    )
+    max_tokens: int = arg(
+        5000, "the most tokens one generation may ask for", group="demo", low=1, high=1_000_000
     )
 
 

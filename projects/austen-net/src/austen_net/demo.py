@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from austen_net.config import DemoConfig
+from austen_net.config import DemoConfig, GenerateConfig
 from austen_net.decode import compiled_decoder, generate
 from austen_net.generate import StreamDecoder
 from austen_net.inference import PROJECT, bpc_of_texts, load_model
 from austen_net.tokenizer import Tokenizer
 from austen_net.weights import choose_weights, chosen_kernel
-from shared.cli import SEED_RANGE, DemoOptions, checked_number
+from shared.cli import DemoOptions, checked_as
 from shared.demo import find_run, import_gradio, model_card, refuse, serve
 from shared.device import select_device
 from shared.errors import UserError
@@ -48,6 +48,8 @@ def check_text(tok: Tokenizer, text: str, what: str, limit: int) -> None:
 
 
 class Writer:
+    max_tokens = DemoConfig.max_tokens  # the most one generation may ask for (--max-tokens)
+
     def __init__(self, checkpoint: Path, device: torch.device, weights: str = "fp32") -> None:
         if weights == "auto":
             weights = choose_weights(checkpoint, device)
@@ -77,13 +79,15 @@ class Writer:
             raise UserError("the prompt must be text")
         prompt = newlines(valid_text(prompt))  # the page gets back valid text only
         check_text(self.tok, prompt, "prompt", MAX_PROMPT_CHARS)
-        tokens = checked_number(tokens, "length", int, low=1, high=5000)
-        temperature = checked_number(temperature, "temperature", float, low=0, high=100)
-        top_k = checked_number(top_k, "top-k", int, low=0, high=1 << 20)
+        tokens = checked_as(GenerateConfig, "max_new_tokens", tokens, "length")
+        if tokens > self.max_tokens:
+            raise UserError(f"length {tokens:,} is above --max-tokens {self.max_tokens:,}")
+        temperature = checked_as(GenerateConfig, "temperature", temperature, "temperature")
+        top_k = checked_as(GenerateConfig, "top_k", top_k, "top-k")
         if top_p is not None:
-            top_p = checked_number(top_p, "top-p", float, above=0, high=1)
+            top_p = checked_as(GenerateConfig, "top_p", top_p, "top-p")
         if seed is not None:
-            seed = checked_number(seed, "seed", int, **SEED_RANGE)
+            seed = checked_as(GenerateConfig, "seed", seed, "seed")
         generator = torch.Generator()
         generator.manual_seed(seed) if seed is not None else generator.seed()
         ids = self.tok.encode(prompt) or self.tok.encode("\n")
@@ -132,6 +136,7 @@ def build_app(opts: DemoConfig):
     gr = import_gradio(cache_root(PROJECT) / "demo-uploads")
     device = select_device(opts.device)
     writer = Writer(served.checkpoint, device, opts.weights)
+    writer.max_tokens = opts.max_tokens
     cfg = writer.model.cfg
     name, trained_on = text_names(writer.state)
     with gr.Blocks(title="austen-net demo", analytics_enabled=False) as app:

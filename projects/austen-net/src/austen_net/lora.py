@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from austen_net.config import LORA_TARGETS
+from austen_net.config import LORA_TARGETS, MAX_LORA_RANK
 from austen_net.model import GPT
 from austen_net.pretrained import inverse_rope_rows, load_pretrained, read_json, rope_rows
 from shared.cli import checked_number
@@ -34,7 +34,6 @@ from shared.runs import save_checkpoint
 TARGETS = LORA_TARGETS
 BASE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # --lora-base
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MAX_RANK = 1024  # as --lora-rank
 MAX_ALPHA = 1e6  # alpha / rank scales the adapters: peft's configs use 8 to 512
 
 
@@ -298,7 +297,7 @@ def adapter_settings(adapter: dict, folder) -> LoRASettings:
     rank, alpha = adapter.get("r"), adapter.get("lora_alpha")
     dropout = adapter.get("lora_dropout") or 0.0
     where = f"{folder}/adapter_config.json"
-    checked_number(rank, f"{where}: r", int, low=1, high=MAX_RANK)
+    checked_number(rank, f"{where}: r", int, low=1, high=MAX_LORA_RANK)
     checked_number(alpha, f"{where}: lora_alpha", float, above=0, high=MAX_ALPHA)
     checked_number(dropout, f"{where}: lora_dropout", float, low=0, high=0.9)
     return LoRASettings(rank, float(alpha), float(dropout), tuple(targets))
