@@ -144,6 +144,29 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> tor
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def make_loss(vv_weight: float):
+    """The training loss: InfoNCE of videos against their captions over the global batch, plus
+    ``vv_weight`` times a second view's InfoNCE against the first (0: none)."""
+
+    def loss_fn(model, batch):
+        frames, logmel, has_audio, text, noise = batch
+        video, text_emb, other, scale = model(
+            frames, logmel, has_audio, text, noise if vv_weight > 0 else None
+        )
+        # under torchrun every rank's videos and captions are negatives for every other rank's
+        video, text_emb = gather_with_grad(video), gather_with_grad(text_emb)
+        loss = info_nce(video, text_emb, scale)
+        metrics = {"nce": loss.detach()}
+        if other is not None:
+            # the second view: perturbed frame features and another modality-dropout draw
+            vv = info_nce(video, gather_with_grad(other), scale)
+            loss = loss + vv_weight * vv
+            metrics["vv"] = vv.detach()
+        return loss, metrics
+
+    return loss_fn
+
+
 @torch.no_grad()
 def embed_videos(
     model: FusionModel,

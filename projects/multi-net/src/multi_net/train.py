@@ -23,14 +23,7 @@ from multi_net.dataset import MsrVtt, Splits, check_splits, coverage, locate, st
 from multi_net.encoders import clip_dim, load_clip, text_features
 from multi_net.features import VideoFeatures, audio_input, clip_identity, load_video_features
 from multi_net.inference import CHECKPOINT_KEYS, CLAP_RATE, PROJECT, EndToEnd
-from multi_net.model import (
-    FusionConfig,
-    FusionModel,
-    decay_groups,
-    evaluate_pairs,
-    gather_with_grad,
-    info_nce,
-)
+from multi_net.model import FusionConfig, FusionModel, decay_groups, evaluate_pairs, make_loss
 from multi_net.video import DecodeCache, DecodeParams
 from shared.checkpoint import read_resume
 from shared.device import is_main, seeded_device, world_size
@@ -179,26 +172,6 @@ def load_frames(cache: DecodeCache, ids: list[str]) -> torch.Tensor:
             f"decoded frames of {missing[:3]} are missing from {cache.dir}; delete the cache and rerun"
         )
     return torch.from_numpy(np.stack([d.frames for d in decoded]))
-
-
-def make_loss(vv_weight: float):
-    def loss_fn(model, batch):
-        frames, logmel, has_audio, text, noise = batch
-        video, text_emb, other, scale = model(
-            frames, logmel, has_audio, text, noise if vv_weight > 0 else None
-        )
-        # under torchrun every rank's videos and captions are negatives for every other rank's
-        video, text_emb = gather_with_grad(video), gather_with_grad(text_emb)
-        loss = info_nce(video, text_emb, scale)
-        metrics = {"nce": loss.detach()}
-        if other is not None:
-            # the second view: perturbed frame features and another modality-dropout draw
-            vv = info_nce(video, gather_with_grad(other), scale)
-            loss = loss + vv_weight * vv
-            metrics["vv"] = vv.detach()
-        return loss, metrics
-
-    return loss_fn
 
 
 # --- models ----------------------------------------------------------------------------------
