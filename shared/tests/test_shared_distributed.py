@@ -2,7 +2,6 @@
 freezing under DDP."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -10,12 +9,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from shared.device import all_reduce_mean, any_rank, shard
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testkit.served import free_port
 
 
 def data():

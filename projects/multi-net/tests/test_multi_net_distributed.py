@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from multi_net_data import plain_clips
 from multi_net.model import gather_with_grad, info_nce
 from shared.checkpoint import load_checkpoint
 from shared.device import shard
+from testkit.served import free_port
 
 
 def test_two_ranks_train_and_test_once(tmp_path):
@@ -61,12 +61,6 @@ def test_two_ranks_train_and_test_once(tmp_path):
     assert out.stdout.count("run folder") == 1 and out.stdout.count('"test_t2v_r1"') == 1
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", project="multi-net")
     assert state["epoch"] == 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pairs_and_weights():

@@ -4,7 +4,6 @@ over http:// exactly as a cluster would be, and every bad input one line."""
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,13 @@ from multi_net.cli import main
 from multi_net.store_bench import clustered_unit_vectors
 from multi_net.stores import ExactStore
 from testkit.cli_checks import assert_clean_failure
+from testkit.served import free_port
 
 pytest.importorskip("faiss")
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 INFO = {"checkpoint": "c.pt", "videos_root": None, "dim": 64}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
