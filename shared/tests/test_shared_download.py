@@ -2,13 +2,13 @@ import functools
 import hashlib
 import http.server
 import shutil
-import socket
 import threading
 
 import pytest
 
 from shared.download import DownloadError, extract, fetch, why_failed
 from shared.files import data_root
+from testkit.served import free_port
 
 PAYLOAD = b"col1,col2\n1,2\n" * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -54,10 +54,7 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(server, tmp_path):
 
 
 def test_offline_message_names_url_path_and_manual_step(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/loan.csv"
+    url = f"http://127.0.0.1:{free_port()}/loan.csv"  # a port nobody listens on
     dest = tmp_path / "loan.csv"
     with pytest.raises(DownloadError) as exc:
         fetch(url, dest, SHA, quiet=True, timeout=5)

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from austen_net.cli import main
 from austen_net.demo import Writer
 from shared.errors import UserError
+from shared.files import cache_root
 from testkit import (
     ServedDemo,
     browser_page,
@@ -57,12 +58,25 @@ def test_stream_matches_generate_and_unknown_characters_are_named(trained):
     assert 0 < score["bpc"] < 8 and score["chars"] > 100
 
 
-def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch):
+@pytest.fixture
+def demo_threads():
+    """This process at the demo's thread count (ServedDemo starts it with OMP_NUM_THREADS=1): a
+    ``--weights auto`` choice is cached per machine and thread count, so the two share one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_served_demo_streams_and_scores(trained, tmp_path, monkeypatch, demo_threads):
     root, runs = trained
     monkeypatch.setenv("DL_RUNS_DIR", str(root / "runs"))
     with ServedDemo("austen_net.cli", ["--run", runs["bpe"]], cwd=tmp_path) as demo:
-        # the weights the demo chose (--weights auto, measured once and cached for this machine)
+        # the weights the demo chose (--weights auto, measured once and cached for this machine):
+        # read from its cache entry, not measured again (on busy cores a second measurement may
+        # choose other weights, and score the same text 0.0002 bits/char apart)
         writer = Writer(runs["bpe"] / "checkpoints" / "best.pt", torch.device("cpu"), "auto")
+        assert len(list((cache_root("austen-net") / "weights").glob("*.json"))) == 1
         client = demo_client(demo.url)
         job = client.submit("Emma was", 30, 0.0, 0, 1.0, 7, api_name="/write")
         updates = list(job)  # one update per token: the text streams in

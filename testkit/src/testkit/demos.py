@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testkit.served import free_port
+
 
 class ServedDemo:
     """A ``P demo`` (or ``command``: ``serve``) started as a user would (``python -m <module> demo
@@ -22,13 +24,10 @@ class ServedDemo:
         timeout: float = 900.0,
         command: str = "demo",
     ) -> None:
-        import socket
         import threading
         import time
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         start = time.monotonic()
         self.proc = subprocess.Popen(

@@ -33,6 +33,7 @@ from nbclient.exceptions import CellExecutionError
 
 from shared import files
 from shared.files import atomic_path
+from testkit.served import free_port
 
 NOTEBOOK = "walkthrough.ipynb"
 MAX_BYTES = 3_000_000  # with its outputs: PNG figures at 100 dpi stay well under this
@@ -466,15 +467,12 @@ def check_lab_serves(project: Path, tmp: Path) -> None:
     kernel from the project's environment. Jupyter's own folders go to ``tmp``."""
     import json
     import shlex
-    import socket
     import subprocess
     import threading
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     token = "walkthrough-test"
     argv = shlex.split(lab_command(project)) + [
         "--no-browser",
