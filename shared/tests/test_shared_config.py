@@ -157,11 +157,12 @@ class PresetConfig(RunConfig):
     epochs: int | None = arg(None, "epochs (default: 10 for the MLP, 5 for the CNN)")
     model: Literal["mlp", "cnn"] = arg("mlp", "which model")
 
-    def settle(self, given):
-        if self.preset == "small" and "width" not in given:
+    def settle(self):  # what a project's train calls first
+        if self.preset == "small" and "width" not in self.typed:
             self.width = 32
-        if "epochs" not in given:
+        if "epochs" not in self.typed:
             self.epochs = 10 if self.model == "mlp" else 5
+        return self
 
 
 @dataclasses.dataclass
@@ -183,7 +184,12 @@ class TableConfig(RunConfig):
 
 def parser_of(cls):
     parser = build_parser("p", "d", {"t": Command(cls, lambda c: c, "t")})
-    return lambda *argv: from_namespace(cls, parser.parse_args(["t", *argv]))
+    return lambda *argv: settled(from_namespace(cls, parser.parse_args(["t", *argv])))
+
+
+def settled(cfg):
+    """``cfg`` as a project's train sees it: after its ``settle()``, where it has one."""
+    return cfg.settle() if hasattr(cfg, "settle") else cfg
 
 
 @pytest.mark.parametrize("cls", [PresetConfig, TableConfig])  # settle() or arg(sets=...)
@@ -193,8 +199,9 @@ def test_a_default_that_depends_on_another_flag_yields_to_a_typed_flag_even_at_i
     assert parse("--preset", "small", "--width", "64").width == 64  # typed at the default: kept
     assert parse().width == 64 and parse("--model", "cnn").epochs == 5
     assert parse().epochs == 10 and parse("--model", "cnn", "--epochs", "10").epochs == 10
-    assert cls(preset="small").width == 32  # built in code: a default counts as unset
-    assert cls(preset="small", width=48).width == 48 and cls(model="cnn").epochs == 5
+    assert settled(cls(preset="small")).width == 32  # built in code: a default counts as unset
+    assert settled(cls(preset="small", width=48)).width == 48
+    assert settled(cls(model="cnn")).epochs == 5
 
 
 def test_rules_declared_in_arg_hold_for_flags_and_for_code():
@@ -220,15 +227,17 @@ def test_a_run_config_checks_its_bounds_after_settling():
         widths: tuple[int, ...] = arg((64, 32), "hidden widths", low=1)
         batch: int = arg(8, "batch", low=2)
 
-        def settle(self, given):
-            if "batch" not in given and self.widths == (1,):
+        def settle(self):
+            if "batch" not in self.typed and self.widths == (1,):
                 self.batch = 1  # a default below the bound: refused, as a typed one would be
+            check_bounds(self)
+            return self
 
-    assert Widths(widths=(3, 2)).widths == (3, 2)
+    assert Widths(widths=(3, 2)).settle().widths == (3, 2)
     with pytest.raises(UserError, match=r"--widths is outside 1\.\. \(0\)"):
-        Widths(widths=(3, 0))  # each of a list's items
+        Widths(widths=(3, 0))  # each of a list's items, when the config is built
     with pytest.raises(UserError, match="--batch is outside 2"):
-        Widths(widths=(1,))
+        Widths(widths=(1,)).settle()
 
 
 def test_bounds_declared_once_hold_for_a_config_built_in_code():

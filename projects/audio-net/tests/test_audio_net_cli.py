@@ -45,11 +45,13 @@ def test_pitch_shift_moves_energy_along_the_mel_axis():
 def test_auto_model_is_resnet18_with_imagenet_weights_and_the_cnn_without():
     from audio_net.config import TrainConfig
 
-    assert TrainConfig().model == "resnet18" and TrainConfig().freeze_epochs == 1
-    scratch = TrainConfig(pretrained=False)
+    default = TrainConfig().settle()  # train's first step
+    assert default.model == "resnet18" and default.freeze_epochs == 1
+    scratch = TrainConfig(pretrained=False).settle()
     assert scratch.model == "cnn" and scratch.lr == 3e-3 and scratch.freeze_epochs == 0
-    assert TrainConfig(pretrained=False, weights="w.pth").model == "resnet18"
-    assert TrainConfig(pretrained=False, model="resnet18").model == "resnet18"
+    assert TrainConfig(pretrained=False, weights="w.pth").settle().model == "resnet18"
+    assert TrainConfig(pretrained=False, model="resnet18").settle().model == "resnet18"
+    assert TrainConfig(pretrained=False, lr=1e-2).settle().lr == 1e-2  # a given value wins
 
 
 def last_json(capsys):

@@ -383,9 +383,9 @@ def test_lora_learning_rate_follows_the_flag_and_a_typed_lr_wins():
     preset's; --lr typed wins either way."""
     from austen_net.config import TrainConfig
 
-    lora = TrainConfig(init_from="gpt2", lora_rank=8)
-    full = TrainConfig(init_from="gpt2")
+    lora = TrainConfig(init_from="gpt2", lora_rank=8).settle()  # (train's first step)
+    full = TrainConfig(init_from="gpt2").settle()
     typed = TrainConfig(
         init_from="gpt2", lora_rank=8, given=frozenset({"init_from", "lora_rank", "lr"}), lr=2e-4
-    )
+    ).settle()
     assert (lora.lr, full.lr, typed.lr) == (LORA_LR, 5e-5, 2e-4)

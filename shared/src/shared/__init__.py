@@ -4,7 +4,7 @@ functions it passes to ``fit``).
 
 Modules, each named for what it holds:
 
-- ``cli``: a command's options as dataclasses (``arg``, ``RunConfig`` and its ``settle`` step,
+- ``cli``: a command's options as dataclasses (``arg``, ``RunConfig`` and the flags typed,
   the number rules), parsed into one (``run_cli``), and the process around it: exit statuses,
   SIGTERM handled like Ctrl-C, status lines on stderr.
 - ``errors``: ``UserError``, ``Terminated`` and the exit statuses the CLI gives them.

@@ -4,9 +4,10 @@ process around the command.
 - Options: every field of a command's dataclass is a ``--flag`` with its default and its
   :func:`arg` help, bounds and rules (a preset a choice sets, a flag that needs another); a typed
   flag always wins over a preset. ``RunConfig`` holds the flags every training-like command
-  shares; its ``settle`` hook is where a project gives the defaults that follow other flags in
-  ways a table cannot say. Numbers are checked when parsed, and the declared rules again on every
-  config, a config built in code included.
+  shares and remembers which flags were ``typed``: a project whose defaults follow other flags
+  in ways a table cannot say gives them in its config's ``settle()``, the first step of its
+  ``train``. Numbers are checked when parsed, and the declared rules again on every config, a
+  config built in code included.
 - The process: ``run_cli`` refuses an unwritable ``--out`` before any work, joins a torchrun group
   before anything picks a run folder, and turns what a user can cause (``UserError``, ``OSError``
   such as a full disk or a read-only folder, Ctrl-C, SIGTERM) into one line on stderr and an exit
@@ -241,16 +242,11 @@ class RunConfig:
     given: InitVar[frozenset[str] | None] = None  # the flags typed (``run_cli`` fills it)
 
     def __post_init__(self, given: frozenset[str] | None) -> None:
-        given = given if given is not None else changed_from_defaults(self)
-        apply_presets(self, given)
-        self.settle(given)
+        # the flags typed (built in code: the fields away from their defaults), which presets
+        # and a project's ``settle()`` (its ``train``'s first step) leave as they are
+        self.typed = given if given is not None else changed_from_defaults(self)
+        apply_presets(self, self.typed)
         check_bounds(self)  # the rules every flag declares, on what presets filled in too
-
-    def settle(self, given: frozenset[str]) -> None:
-        """A command's own step after its flags are read: the defaults that follow another flag
-        (set only where that flag is not in ``given``: a typed flag always wins) and the rules
-        across flags. ``given`` is the set of flags typed; for a config built in code, the fields
-        set away from their declared defaults."""
 
 
 def changed_from_defaults(cfg: Any) -> frozenset[str]:
@@ -532,7 +528,8 @@ def check_required(parser: argparse.ArgumentParser, cls: type, ns: argparse.Name
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
     """Build dataclass ``cls`` from the parsed options; the flags not typed take their declared
     default. A config with a ``given`` init-only field (``RunConfig``'s) receives the names of
-    the flags the user typed, for its ``settle``."""
+    the flags the user typed (its ``typed``: a typed flag wins over a default that follows
+    another)."""
     fields = [f for f in dataclasses.fields(cls) if f.init]
     given = frozenset(f.name for f in fields if hasattr(ns, f.name))
     values = {f.name: getattr(ns, f.name) for f in fields if f.name in given}

@@ -137,7 +137,9 @@ class TrainConfig(RunConfig, DataOptions):
         """Whether the network starts from pretrained weights (ImageNet's or AudioSet's)."""
         return self.from_imagenet or (self.model == "ast" and self.pretrained)
 
-    def settle(self, given: frozenset[str]) -> None:
+    def settle(self) -> TrainConfig:
+        """``train``'s first step: the defaults that follow the model and its weights (where no
+        flag gives them); the rules across flags."""
         if self.model == "auto":
             self.model = "resnet18" if self.pretrained or self.weights is not None else "cnn"
         ast = self.model == "ast"
@@ -155,10 +157,12 @@ class TrainConfig(RunConfig, DataOptions):
             "freeze_epochs": 1 if pretrained and (self.epochs == AUTO or self.epochs > 1) else 0,
         }
         for name, value in defaults.items():
-            if name not in given:
+            if name not in self.typed:
                 setattr(self, name, value)
         if self.split == "artist" and (self.cv or self.split_file):
             raise UserError("--split artist is a fixed partition: drop --cv and --split-file")
+        check_bounds(self)  # --freeze-epochs below --epochs, on the default given here too
+        return self
 
 
 @dataclass

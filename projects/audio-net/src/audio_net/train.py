@@ -1,7 +1,7 @@
 """``audio-net train``: clips -> cached log-mel windows -> a network, beside a classical baseline.
 
-``train`` reads top to bottom as a run happens: the device; the clips found (GTZAN, or your label
-folders); the backbone (ImageNet's ResNet18, a small CNN, or AST: a pretrained source is checked
+``train`` reads top to bottom as a run happens: the flags settled; the device; the clips found
+(GTZAN, or your label folders); the backbone (ImageNet's ResNet18, a small CNN, or AST: a pretrained source is checked
 before any clip is featurized); the clips' windows, featurized once and cached; the split by
 clip; the run folder; the network trained by ``train_network`` (shared's ``fit``, ``best.pt``
 chosen on validation clips only); the test clips scored once, beside the baseline.
@@ -79,6 +79,7 @@ MODEL_SETTINGS = ("model", "model_source", "window_seconds", "hop_seconds", "n_m
 
 def train(cfg: TrainConfig) -> dict:
     """``audio-net train``: one split, or ``--cv K`` (``train_cv``); returns the run's summary."""
+    cfg.settle()  # the defaults that follow --model and its weights; the rules across flags
     if cfg.cv:
         return train_cv(cfg)
     device = seeded_device(cfg.device, cfg.seed)

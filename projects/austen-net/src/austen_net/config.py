@@ -141,10 +141,10 @@ class TrainConfig(RunConfig, CorpusOptions):
         "bf16", "dtype of the frozen weights under LoRA (bf16: half the memory)"
     )
 
-    def settle(self, given: frozenset[str]) -> None:
-        """The preset's shape and training settings where no flag gives them (a pretrained model
-        is fine-tuned unless a preset is typed), and the rules across flags."""
-        if self.init_from and "preset" not in given:
+    def settle(self) -> TrainConfig:
+        """``train``'s first step: the preset's shape and training settings where no flag gives
+        them (a pretrained model is fine-tuned unless a preset is typed); the rules across flags."""
+        if self.init_from and "preset" not in self.typed:
             self.preset = "finetune"
         elif self.preset == "finetune" and not self.init_from:
             raise UserError(
@@ -152,7 +152,7 @@ class TrainConfig(RunConfig, CorpusOptions):
             )
         preset = {**PRESETS[self.preset], **TRAIN_PRESETS.get(self.preset, {})}
         for name, value in preset.items():
-            if name not in given:
+            if name not in self.typed:
                 setattr(self, name, value)
         if self.text and self.holdout_works:
             raise UserError("--holdout-works names Austen works: it does not apply to --text")
@@ -163,7 +163,7 @@ class TrainConfig(RunConfig, CorpusOptions):
             )
         if self.lora_rank and not self.init_from:
             raise UserError("--lora-rank adapts a pretrained model: add --init-from SOURCE")
-        if self.lora_rank and "lr" not in given:
+        if self.lora_rank and "lr" not in self.typed:
             self.lr = LORA_LR
         unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
         if unknown or not self.lora_targets:
@@ -171,6 +171,8 @@ class TrainConfig(RunConfig, CorpusOptions):
                 f"--lora-targets {' '.join(unknown) or '(none)'}: choose among "
                 + ", ".join(LORA_TARGETS)
             )
+        check_bounds(self)  # on what the preset filled in too
+        return self
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""``austen-net train``, top to bottom as a run happens: the device; the text (the Austen works or
-``--text``) and its split; the tokenizer and the token streams on the device; the GPT (new,
-imported with ``--init-from``, or with LoRA adapters) and AdamW; the run folder; shared's loop
-(``fit``); the summary. Everything that can refuse the command happens before the run folder
-exists, so a refusal leaves nothing behind."""
+"""``austen-net train``, top to bottom as a run happens: the flags settled (the preset fills
+what no flag gave); the device; the text (the Austen works or ``--text``) and its split; the
+tokenizer and the token streams on the device; the GPT (new, imported with ``--init-from``, or
+with LoRA adapters) and AdamW; the run folder; shared's loop (``fit``); the summary. Everything
+that can refuse the command happens before the run folder exists, so a refusal leaves nothing
+behind."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ LARGE_LOGITS = 256 << 20  # bytes of fp32 logits per micro-batch beyond which th
 
 def train(cfg: TrainConfig) -> dict:
     """``austen-net train``: returns the run's summary (printed last, and in ``summary.json``)."""
+    cfg.settle()  # the preset fills what no flag gave; the rules across flags
     device = seeded_device(cfg.device, cfg.seed)
     resumed = read_resume(cfg, PROJECT, CHECKPOINT_KEYS, MODEL_SETTINGS) if cfg.resume else None
     if resumed is not None:  # a resumed run reads the text it started on unless told otherwise
