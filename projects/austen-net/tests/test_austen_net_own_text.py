@@ -80,6 +80,9 @@ def test_trains_on_your_own_text_and_every_command_uses_it(capsys, own_text, tmp
     assert main([*argv, "--resume", ckpt, "--out", tmp_path / "resumed"]) == 0
     resumed = last_json(capsys)
     assert resumed["steps"] == 70 and resumed["text"]["sha256"] == text["sha256"]
+    # the text filled in from the run keeps --text's rules: no Gutenberg ids to hold out
+    assert main([*argv, "--resume", ckpt, "--holdout-works", "0", "--out", tmp_path / "h"]) == 2
+    assert "does not apply to --text" in capsys.readouterr().err
 
     prompt = ["--prompt", "HAMLET:", "--max-new-tokens", "40", "--seed", "0"]
     assert main(["generate", "--checkpoint", ckpt, *prompt, "--device", "cpu"]) == 0

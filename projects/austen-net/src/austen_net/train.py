@@ -72,9 +72,9 @@ def train(cfg: TrainConfig) -> dict:
     cfg.settle()  # the preset fills what no flag gave; the rules across flags
     device = seeded_device(cfg.device, cfg.seed)
     resumed = read_resume(cfg, PROJECT, CHECKPOINT_KEYS, MODEL_SETTINGS) if cfg.resume else None
-    if resumed is not None:  # a resumed run reads the text it started on unless told otherwise
+    if resumed is not None:  # the text it started on unless told otherwise (the rules again)
         text_flags = ("text", "corpus_dir", "data_dir")
-        cfg = run_data_settings(cfg, resumed.config, text_flags, quiet=cfg.quiet)
+        cfg = run_data_settings(cfg, resumed.config, text_flags, quiet=cfg.quiet).settle()
     if device.type == "cpu" and cfg.init_from:  # a large model's memory: NOTES.md, "LoRA"
         large_allocations_from_os()
 
